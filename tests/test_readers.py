@@ -1,0 +1,90 @@
+import json
+
+import pytest
+
+from conflictbrief.model.labels import LabelSchema
+from conflictbrief.training.readers import DataError, read_brief_file, read_tagger_file
+
+SCHEMA = LabelSchema.from_yaml()
+
+
+def test_conll_tab_space_docstart_and_mapping(tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_text("-DOCSTART- O\n\nEU B-ORG\nrejects O\nGerman B-MISC\ncall O\n\nPeter B-PER\r\nBlackburn I-PER\r\n")
+    rows = read_tagger_file(f, SCHEMA, "conll", "conll")
+    assert [r["tokens"] for r in rows] == [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"]]
+    assert rows[0]["tags"] == ["B-Organisation", "O", None, "O"]  # MISC: not learned from
+    assert rows[1]["tags"] == ["B-Person", "I-Person"]
+
+
+def test_partial_labels_allow_unannotated_types_on_conll_O():
+    allowed = SCHEMA.allowed_tags("O", "conll")
+    tags = [SCHEMA.tags[i] for i in allowed]
+    assert "O" in tags and "B-Weapon" in tags and "B-Person" not in tags
+    assert SCHEMA.allowed_tags("O", None) == [0]
+
+
+def test_spans_to_bio(tmp_path):
+    f = tmp_path / "s.jsonl"
+    f.write_text(json.dumps({"text": "Shelling hit Maarat al-Numan.", "entities": [
+        {"start": 13, "end": 28, "label": "Location"}]}) + "\n")
+    [row] = read_tagger_file(f, SCHEMA)
+    assert row["tokens"] == ["Shelling", "hit", "Maarat", "al", "-", "Numan", "."]
+    assert row["tags"] == ["O", "O", "B-Location", "I-Location", "I-Location", "I-Location", "O"]
+
+
+@pytest.mark.parametrize("record, message", [
+    ({"text": "Idlib", "entities": [{"start": 0, "end": 5, "label": "Town"}]}, "unknown label 'Town'"),
+    ({"text": "Idlib", "entities": [{"start": 0, "end": 9, "label": "Location"}]}, "outside the text"),
+    ({"text": "Idlib city", "entities": [{"start": 0, "end": 5, "label": "Location"},
+                                     {"start": 3, "end": 10, "label": "Location"}]}, "overlapping spans"),
+    ({"text": "", "entities": []}, "non-empty string"),
+])
+def test_bad_span_data_names_file_record_and_problem(tmp_path, record, message):
+    f = tmp_path / "bad.jsonl"
+    f.write_text(json.dumps({"text": "ok text", "entities": []}) + "\n" + json.dumps(record) + "\n")
+    with pytest.raises(DataError, match=rf"bad.jsonl:2: .*{message}"):
+        read_tagger_file(f, SCHEMA, "spans")
+
+
+def test_empty_file_and_bad_conll_tag(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    with pytest.raises(DataError, match="empty.txt: no examples"):
+        read_tagger_file(empty, SCHEMA, "conll")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("Idlib B-Town\n")
+    with pytest.raises(DataError, match=r"bad.txt:1: unknown label 'Town'"):
+        read_tagger_file(bad, SCHEMA, "conll")
+
+
+def test_labelstudio_and_doccano(tmp_path):
+    ls = tmp_path / "ls.json"
+    ls.write_text(json.dumps([{"id": 7, "data": {"text": "Russian jets struck Aleppo."}, "annotations": [
+        {"result": [{"type": "labels", "value": {"start": 0, "end": 7, "labels": ["Nationality"]}},
+                    {"type": "labels", "value": {"start": 20, "end": 26, "labels": ["Location"]}}]}]}]))
+    [row] = read_tagger_file(ls, SCHEMA)
+    assert row["tags"] == ["B-Nationality", "O", "O", "B-Location", "O"]
+    dc = tmp_path / "d.jsonl"
+    dc.write_text(json.dumps({"text": "Russian jets struck Aleppo.", "label": [[20, 26, "Location"]]}) + "\n")
+    [row] = read_tagger_file(dc, SCHEMA, "doccano")
+    assert row["tags"][3] == "B-Location"
+
+
+def test_brief_pairs_jsonl_csv_and_neus(tmp_path):
+    j = tmp_path / "p.jsonl"
+    j.write_text(json.dumps({"article": "A. B.", "abstract": "A."}) + "\n")
+    assert read_brief_file(j)[0]["brief"] == "A."
+    c = tmp_path / "p.csv"
+    c.write_text('text,brief\n"Long article.","Short."\n')
+    assert read_brief_file(c)[0]["text"] == "Long article."
+    src, tgt = tmp_path / "val.source", tmp_path / "val.target"
+    src.write_text("TITLE=> T1. ARTICLE=> Body one. [SEP] TITLE=> T2. ARTICLE=> Body two.\n")
+    tgt.write_text("TITLE=> Neutral headline. ARTICLE=> The summary.\n")
+    [pair] = read_brief_file(src)
+    assert pair == {"id": "val.source:1", "text": "Body one.\n\nBody two.", "brief": "The summary.",
+                    "headline": "Neutral headline."}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "x"}\n')
+    with pytest.raises(DataError, match="bad.jsonl:1: no brief"):
+        read_brief_file(bad)

@@ -1,0 +1,180 @@
+"""Training configs: plain dataclasses read from YAML (safe_load) with ``key=value`` overrides.
+
+The resolved config is written beside every trained model, so a model directory says how it was made.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; lists every problem found."""
+
+
+@dataclass
+class DataFile:
+    path: str
+    format: str | None = None
+    """conll | spans | labelstudio | doccano for the tagger; guessed from the file when empty."""
+    mapping: str | None = None
+    """Name of a mapping in the label schema (e.g. 'conll') for data in another schema."""
+    repeat: int = 1
+    """Oversampling factor: the file is seen this many times per epoch."""
+    limit: int | None = None
+    """Use only the first N examples (quick trials)."""
+
+
+@dataclass
+class TinyModel:
+    """A randomly initialised BERT built from this spec instead of a checkpoint (tests, smoke runs)."""
+
+    hidden_size: int = 32
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 2
+    intermediate_size: int = 64
+
+
+@dataclass
+class TaggerConfig:
+    base_model: str = "minilm"
+    """A Hub name or local path of any encoder; 'minilm' is the offline base from the PyPI package."""
+    tiny_model: TinyModel | None = None
+    labels: str | None = None
+    """Label schema YAML; the packaged configs/labels.yaml when empty."""
+    train: list[DataFile] = field(default_factory=list)
+    eval: DataFile | None = None
+    output_dir: str = "runs/tagger"
+    max_length: int = 128
+    stride: int = 32
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    epochs: float = 3.0
+    max_steps: int | None = None
+    """Stop after this many optimiser steps (overrides epochs)."""
+    eval_every: int | None = None
+    """Evaluate every N steps as well as at the end of each epoch."""
+    select_metric: str = "macro_f1"
+    freeze_word_embeddings: bool = True
+    """Keeps the vocabulary matrix at the base's values: faster, and the shipped delta stays small."""
+    seed: int = 42
+    log_every: int = 20
+    threads: int | None = None
+
+
+@dataclass
+class BrieferConfig:
+    base_model: str = "minilm"
+    """Hub name or path of a seq2seq checkpoint (BART, T5, ...), or of an encoder to warm-start BERT2BERT."""
+    warm_start: bool = True
+    """True: build an encoder-decoder from the encoder checkpoint; False: base_model is already seq2seq."""
+    tie_encoder_decoder: bool = False
+    tiny_model: TinyModel | None = None
+    train: list[DataFile] = field(default_factory=list)
+    eval: list[DataFile] = field(default_factory=list)
+    output_dir: str = "runs/briefer"
+    max_source_length: int = 256
+    max_target_length: int = 96
+    batch_size: int = 8
+    eval_batch_size: int = 16
+    eval_limit: int | None = 100
+    """Evaluate on at most this many pairs per eval file during training (ROUGE with generation is slow)."""
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    epochs: float = 3.0
+    max_steps: int | None = None
+    eval_every: int | None = None
+    save_every: int = 200
+    """Write a resumable checkpoint every N steps."""
+    select_metric: str = "rougeL"
+    freeze_word_embeddings: bool = True
+    label_smoothing: float = 0.1
+    num_beams: int = 4
+    max_new_tokens: int = 96
+    no_repeat_ngram_size: int = 3
+    length_penalty: float = 1.0
+    seed: int = 42
+    log_every: int = 20
+    threads: int | None = None
+    time_limit_minutes: float | None = None
+    """Stop cleanly (checkpoint, eval, save) after this long; resume later with --resume."""
+
+
+def _build(cls, data: Any, where: str, errors: list[str]):
+    if not dataclasses.is_dataclass(cls):
+        return data
+    if isinstance(data, str) and cls is DataFile:
+        data = {"path": data}
+    if not isinstance(data, dict):
+        errors.append(f"{where}: expected a mapping, got {data!r}")
+        return None
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    for key in unknown:
+        errors.append(f"{where}.{key}: unknown key; valid keys are {sorted(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        if name not in fields:
+            continue
+        ftype = str(fields[name].type)
+        if "DataFile" in ftype and "list" in ftype:
+            items = value if isinstance(value, list) else [value]
+            kwargs[name] = [_build(DataFile, v, f"{where}.{name}[{i}]", errors) for i, v in enumerate(items)]
+        elif "DataFile" in ftype:
+            kwargs[name] = None if value is None else _build(DataFile, value, f"{where}.{name}", errors)
+        elif "TinyModel" in ftype:
+            kwargs[name] = None if value is None else _build(TinyModel, value, f"{where}.{name}", errors)
+        else:
+            kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        errors.append(f"{where}: {e}")
+        return None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key=value (e.g. epochs=1 or eval.path=dev.txt)")
+    key, value = text.split("=", 1)
+    return key.split("."), yaml.safe_load(value)
+
+
+def load_config(cls, path: str | Path | None, overrides: list[str] = (), extra: dict | None = None):
+    """Config ``cls`` from a YAML file, then ``extra`` (CLI flags), then ``key=value`` overrides."""
+    data: dict = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text("utf-8")) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    data.update({k: v for k, v in (extra or {}).items() if v is not None})
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        try:
+            for k in keys[:-1]:
+                node = node[int(k)] if isinstance(node, list) else node.setdefault(k, {})
+            node[int(keys[-1]) if isinstance(node, list) else keys[-1]] = value
+        except (ValueError, IndexError, TypeError, AttributeError):
+            raise ConfigError(f"override {text!r}: {'.'.join(keys[:-1]) or keys[0]} cannot take that key "
+                              f"(a list takes an index: train.0.repeat=2)") from None
+    errors: list[str] = []
+    config = _build(cls, data, str(path or cls.__name__), errors)
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+    return config
+
+
+def dump_config(config, path: str | Path):
+    Path(path).write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False), encoding="utf-8")

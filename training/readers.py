@@ -1,0 +1,289 @@
+"""Readers for labeled data: tagger formats (CoNLL/BIO, span JSONL, Label Studio, Doccano) and brief pairs.
+
+Every reader checks its input before any training starts and raises ``DataError`` naming the file, the record
+and the problem. Tagger readers yield word-level examples ``{"id", "tokens", "tags", "mapping"}`` whose tags
+are already in our schema (None for a token the source does not annotate); ``to_dataset`` wraps them in a
+``datasets.Dataset``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+from typing import Iterator
+
+from conflictbrief.model.labels import OUTSIDE, LabelSchema, SchemaError, split_tag
+
+# Words as BERT's basic tokenizer sees them: runs of word characters, or single punctuation marks.
+WORD_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+TAGGER_FORMATS = ("conll", "spans", "labelstudio", "doccano")
+
+
+class DataError(ValueError):
+    """Training or evaluation data that cannot be used as it is."""
+
+
+def words_with_offsets(text: str) -> list[tuple[str, int, int]]:
+    return [(m.group(), m.start(), m.end()) for m in WORD_RE.finditer(text)]
+
+
+def detect_tagger_format(path: Path) -> str:
+    """Guess the format from the file name and first record; ambiguous cases must be named explicitly."""
+    suffix = path.suffix.lower()
+    if suffix in (".txt", ".conll", ".bio", ".iob", ".tsv"):
+        return "conll"
+    if suffix == ".json":
+        return "labelstudio"
+    if suffix == ".jsonl":
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    first = json.loads(line)
+                    if isinstance(first, dict) and "entities" in first and not _is_doccano(first["entities"]):
+                        return "spans"
+                    return "doccano"
+    raise DataError(f"{path}: cannot tell the format from the name; pass one of {TAGGER_FORMATS}")
+
+
+def _is_doccano(entities) -> bool:
+    return bool(entities) and isinstance(entities[0], dict) and "start_offset" in entities[0]
+
+
+def read_tagger_file(
+    path: str | Path, schema: LabelSchema, fmt: str | None = None, mapping: str | None = None
+) -> list[dict]:
+    """Read one labeled file into word-level examples in our schema; raises DataError on any bad record."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    fmt = fmt or detect_tagger_format(path)
+    readers = {"conll": _read_conll, "spans": _read_spans, "labelstudio": _read_labelstudio,
+               "doccano": _read_doccano}
+    if fmt not in readers:
+        raise DataError(f"{path}: unknown format {fmt!r}; choose one of {TAGGER_FORMATS}")
+    examples = list(readers[fmt](path, schema, mapping))
+    if not examples:
+        raise DataError(f"{path}: no examples found (empty file?)")
+    return examples
+
+
+def _map_tag(tag: str, schema: LabelSchema, mapping: str | None, where: str) -> str | None:
+    try:
+        prefix, label = split_tag(tag)
+        if label is None:
+            return OUTSIDE
+        ours = schema.map_label(label, mapping)
+    except SchemaError as e:
+        raise DataError(f"{where}: {e}") from None
+    if ours is None:
+        return None
+    return f"{'I' if prefix == 'I' else 'B'}-{ours}"
+
+
+def _read_conll(path: Path, schema: LabelSchema, mapping: str | None) -> Iterator[dict]:
+    tokens: list[str] = []
+    tags: list[str | None] = []
+    start_line = 1
+    with path.open(encoding="utf-8", errors="strict") as f:
+        for lineno, raw in enumerate(f, 1):
+            line = raw.rstrip("\r\n")
+            if not line.strip() or line.startswith("-DOCSTART-"):
+                if tokens:
+                    yield {"id": f"{path.name}:{start_line}", "tokens": tokens, "tags": tags, "mapping": mapping}
+                tokens, tags = [], []
+                start_line = lineno + 1
+                continue
+            cols = line.split("\t") if "\t" in line else line.split()
+            if len(cols) < 2 or not cols[0].strip():
+                raise DataError(f"{path}:{lineno}: expected 'token<TAB or space>tag', got {line!r}")
+            tokens.append(cols[0].strip())
+            tags.append(_map_tag(cols[-1].strip(), schema, mapping, f"{path}:{lineno}"))
+    if tokens:
+        yield {"id": f"{path.name}:{start_line}", "tokens": tokens, "tags": tags, "mapping": mapping}
+
+
+def spans_to_example(
+    text, spans: list[tuple[int, int, str]], schema: LabelSchema, mapping: str | None, where: str
+) -> dict:
+    """Validate character spans against the text and turn them into word-level BIO tags."""
+    if not isinstance(text, str) or not text.strip():
+        raise DataError(f"{where}: 'text' must be a non-empty string")
+    checked = []
+    for start, end, label in spans:
+        if not isinstance(start, int) or not isinstance(end, int) or not 0 <= start < end <= len(text):
+            raise DataError(
+                f"{where}: span ({start}, {end}, {label!r}) is outside the text (length {len(text)}) or empty"
+            )
+        try:
+            ours = schema.map_label(str(label), mapping)
+        except SchemaError as e:
+            raise DataError(f"{where}: {e}") from None
+        checked.append((start, end, ours, label))
+    checked.sort()
+    for (s1, e1, _, l1), (s2, e2, _, l2) in zip(checked, checked[1:]):
+        if s2 < e1:
+            raise DataError(f"{where}: overlapping spans ({s1}, {e1}, {l1!r}) and ({s2}, {e2}, {l2!r})")
+    words = words_with_offsets(text)
+    tags: list[str | None] = [OUTSIDE] * len(words)
+    for start, end, ours, label in checked:
+        inside = [i for i, (_, ws, we) in enumerate(words) if ws < end and we > start]
+        if not inside:
+            raise DataError(f"{where}: span ({start}, {end}, {label!r}) covers no word")
+        for k, i in enumerate(inside):
+            tags[i] = None if ours is None else f"{'B' if k == 0 else 'I'}-{ours}"
+    return {"id": where, "tokens": [w for w, _, _ in words], "tags": tags, "mapping": mapping}
+
+
+def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+            yield lineno, record
+
+
+def _read_spans(path: Path, schema: LabelSchema, mapping: str | None) -> Iterator[dict]:
+    for lineno, record in _jsonl_records(path):
+        where = f"{path}:{lineno}"
+        entities = record.get("entities", [])
+        if not isinstance(entities, list):
+            raise DataError(f"{where}: 'entities' must be a list of {{start, end, label}}")
+        spans = []
+        for ent in entities:
+            if not isinstance(ent, dict) or not {"start", "end", "label"} <= ent.keys():
+                raise DataError(f"{where}: each entity needs 'start', 'end' and 'label', got {ent!r}")
+            spans.append((ent["start"], ent["end"], ent["label"]))
+        yield spans_to_example(record.get("text"), spans, schema, mapping, where)
+
+
+def _read_doccano(path: Path, schema: LabelSchema, mapping: str | None) -> Iterator[dict]:
+    for lineno, record in _jsonl_records(path):
+        where = f"{path}:{lineno}"
+        raw = record.get("label", record.get("entities", []))
+        spans = []
+        for ent in raw:
+            if isinstance(ent, dict) and {"start_offset", "end_offset", "label"} <= ent.keys():
+                spans.append((ent["start_offset"], ent["end_offset"], ent["label"]))
+            elif isinstance(ent, (list, tuple)) and len(ent) == 3:
+                spans.append(tuple(ent))
+            else:
+                raise DataError(f"{where}: a Doccano label is [start, end, label] or has start_offset/"
+                                f"end_offset/label, got {ent!r}")
+        yield spans_to_example(record.get("text", record.get("data")), spans, schema, mapping, where)
+
+
+def _read_labelstudio(path: Path, schema: LabelSchema, mapping: str | None) -> Iterator[dict]:
+    try:
+        tasks = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from None
+    if not isinstance(tasks, list):
+        raise DataError(f"{path}: a Label Studio export is a JSON list of tasks")
+    for n, task in enumerate(tasks):
+        where = f"{path}[task {task.get('id', n) if isinstance(task, dict) else n}]"
+        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+            raise DataError(f"{where}: a task needs a 'data' object with the text")
+        text = task["data"].get("text")
+        annotations = task.get("annotations") or task.get("completions") or []
+        results = annotations[0].get("result", []) if annotations else []
+        spans = []
+        for r in results:
+            value = r.get("value", {}) if isinstance(r, dict) else {}
+            labels = value.get("labels") or value.get("hypertextlabels")
+            if not labels:
+                continue  # relations, choices and other result types carry no span
+            if "start" not in value or "end" not in value:
+                raise DataError(f"{where}: a label result has no start/end: {r!r}")
+            spans.append((value["start"], value["end"], labels[0]))
+        yield spans_to_example(text, spans, schema, mapping, where)
+
+
+def to_dataset(examples: list[dict]):
+    """Word-level examples as a datasets.Dataset (tags as strings; '' marks an unannotated token)."""
+    import datasets
+
+    rows = [{"id": e["id"], "tokens": e["tokens"], "tags": [t if t is not None else "" for t in e["tags"]],
+             "mapping": e["mapping"] or ""} for e in examples]
+    return datasets.Dataset.from_list(rows)
+
+
+# ---------------------------------------------------------------------------------------------- briefs
+
+BRIEF_TEXT_KEYS = ("text", "article", "source")
+BRIEF_TARGET_KEYS = ("brief", "abstract", "summary", "target")
+
+
+def parse_neus_target(target: str) -> tuple[str | None, str]:
+    """'TITLE=> headline. ARTICLE=> summary' -> (headline, summary)."""
+    if "ARTICLE=>" in target:
+        head, _, body = target.partition("ARTICLE=>")
+        headline = head.replace("TITLE=>", "").strip() or None
+        return headline, body.strip()
+    return None, target.strip()
+
+
+def parse_neus_source(source: str) -> str:
+    """Left/center/right articles joined by [SEP], each 'TITLE=> t. ARTICLE=> body' -> one text."""
+    parts = []
+    for piece in source.split("[SEP]"):
+        title, _, body = piece.partition("ARTICLE=>")
+        title = title.replace("TITLE=>", "").strip()
+        body = body.strip() if body else ""
+        parts.append(body if body else title)
+    return "\n\n".join(p for p in parts if p)
+
+
+def read_brief_file(path: str | Path) -> list[dict]:
+    """Pairs ``{"id", "text", "brief", "headline"}`` from JSONL/CSV (text+brief columns, or SumLLM's
+    article+abstract) or from a NeuS ``X.source`` file with its ``X.target`` beside it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if path.suffix == ".source":
+        return _read_neus(path)
+    if path.suffix == ".jsonl":
+        records = ((f"{path}:{n}", r) for n, r in _jsonl_records(path))
+    elif path.suffix == ".csv":
+        with path.open(encoding="utf-8", newline="") as f:
+            records = [(f"{path}:{n}", r) for n, r in enumerate(csv.DictReader(f), 2)]
+    else:
+        raise DataError(f"{path}: brief pairs must be .jsonl, .csv or a NeuS .source/.target pair")
+    pairs = []
+    for where, record in records:
+        text = next((record[k] for k in BRIEF_TEXT_KEYS if k in record), None)
+        brief = next((record[k] for k in BRIEF_TARGET_KEYS if k in record), None)
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{where}: no article text (looked for {BRIEF_TEXT_KEYS})")
+        if not isinstance(brief, str) or not brief.strip():
+            raise DataError(f"{where}: no brief (looked for {BRIEF_TARGET_KEYS})")
+        headline, brief = parse_neus_target(brief)
+        pairs.append({"id": where, "text": text, "brief": brief, "headline": record.get("headline", headline)})
+    if not pairs:
+        raise DataError(f"{path}: no pairs found (empty file?)")
+    return pairs
+
+
+def _read_neus(path: Path) -> list[dict]:
+    target = path.with_suffix(".target")
+    if not target.is_file():
+        raise DataError(f"{path}: a NeuS source file needs {target.name} beside it")
+    sources = path.read_text(encoding="utf-8").splitlines()
+    targets = target.read_text(encoding="utf-8").splitlines()
+    if len(sources) != len(targets):
+        raise DataError(f"{path}: {len(sources)} sources but {len(targets)} targets in {target.name}")
+    pairs = []
+    for n, (src, tgt) in enumerate(zip(sources, targets), 1):
+        headline, brief = parse_neus_target(tgt)
+        text = parse_neus_source(src)
+        if not text or not brief:
+            raise DataError(f"{path}:{n}: empty source or target")
+        pairs.append({"id": f"{path.name}:{n}", "text": text, "brief": brief, "headline": headline})
+    return pairs
