@@ -1,0 +1,188 @@
+"""Tagging words with a token classifier: sliding windows over long texts, whole-word entities with scores.
+
+The text is split into words the way BERT's basic tokenizer splits it (runs of word characters or single
+punctuation marks). Each word is labeled by its first subword. A text longer than the window is covered by
+overlapping windows and every word takes its prediction from the window where it sits furthest from an edge,
+so nothing is truncated.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from conflictbrief.model.labels import OUTSIDE, split_tag
+from conflictbrief.training.readers import words_with_offsets
+
+
+@dataclass(frozen=True)
+class Window:
+    """One model input: word ``start``..``end`` of a text, their subword ids and each word's first subword."""
+
+    text_index: int
+    start: int
+    end: int
+    input_ids: list[int]
+    first_subword: list[int]  # position in input_ids (after [CLS]) of each word start..end-1
+
+
+def subwords_per_word(tokenizer, words: list[str]) -> list[list[int]]:
+    if not words:
+        return []
+    enc = tokenizer(words, is_split_into_words=True, add_special_tokens=False, verbose=False)
+    pieces: list[list[int]] = [[] for _ in words]
+    for tok, w in zip(enc["input_ids"], enc.word_ids()):
+        if w is not None:
+            pieces[w].append(tok)
+    unk = tokenizer.unk_token_id
+    return [p or [unk] for p in pieces]  # a word the tokenizer drops (control chars) still gets a slot
+
+
+def word_windows(counts: list[int], budget: int, stride: int) -> list[tuple[int, int]]:
+    """Cover words 0..n with windows of at most ``budget`` subwords overlapping by about ``stride``.
+
+    A single word longer than the budget gets a window of its own (truncated to its first subwords) rather
+    than being dropped.
+    """
+    n, windows, start = len(counts), [], 0
+    while start < n:
+        end, used = start, 0
+        while end < n and (used + counts[end] <= budget or end == start):
+            used += counts[end]
+            end += 1
+        windows.append((start, end))
+        if end >= n:
+            break
+        back, overlap = end, 0
+        while back - 1 > start and overlap + counts[back - 1] <= stride:
+            back -= 1
+            overlap += counts[back]
+        start = back
+    return windows
+
+
+def encode_words(tokenizer, words: list[str], max_length: int, stride: int, text_index: int = 0,
+                 pieces: list[list[int]] | None = None) -> list[Window]:
+    budget = max_length - 2
+    pieces = subwords_per_word(tokenizer, words) if pieces is None else pieces
+    windows = []
+    for start, end in word_windows([len(p) for p in pieces], budget, stride):
+        ids, firsts = [tokenizer.cls_token_id], []
+        for w in range(start, end):
+            firsts.append(len(ids))
+            ids.extend(pieces[w])
+        ids = ids[: max_length - 1] + [tokenizer.sep_token_id]
+        windows.append(Window(text_index, start, end, ids, firsts))
+    return windows
+
+
+def repair_bio(tags: list[str]) -> list[str]:
+    """Make a tag sequence valid IOB2: an I-X that does not continue an X entity becomes B-X."""
+    fixed, prev = [], OUTSIDE
+    for tag in tags:
+        prefix, label = split_tag(tag)
+        if prefix == "I" and (prev == OUTSIDE or split_tag(prev)[1] != label):
+            tag = f"B-{label}"
+        fixed.append(tag)
+        prev = tag
+    return fixed
+
+
+@dataclass(frozen=True)
+class Entity:
+    label: str
+    text: str
+    start: int  # character offsets into the text that was tagged
+    end: int
+    score: float
+
+
+def pad_batch(windows: list[Window], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(w.input_ids) for w in windows)
+    ids = torch.full((len(windows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(windows), width), dtype=torch.long)
+    for i, w in enumerate(windows):
+        ids[i, : len(w.input_ids)] = torch.tensor(w.input_ids)
+        mask[i, : len(w.input_ids)] = 1
+    return ids.to(device), mask.to(device)
+
+
+@torch.inference_mode()
+def predict_word_probs(model, tokenizer, word_lists: list[list[str]], max_length: int = 256, stride: int = 32,
+                       batch_size: int = 32) -> list[torch.Tensor]:
+    """Per text, a [n_words, n_tags] tensor of tag probabilities (first subword, best window)."""
+    windows = [w for i, words in enumerate(word_lists) for w in encode_words(tokenizer, words, max_length,
+                                                                              stride, i)]
+    n_tags = model.config.num_labels
+    probs = [torch.zeros(len(words), n_tags) for words in word_lists]
+    margin = [torch.full((len(words),), -1) for words in word_lists]
+    device = next(model.parameters()).device
+    order = sorted(range(len(windows)), key=lambda k: len(windows[k].input_ids))
+    for b in range(0, len(order), batch_size):
+        batch = [windows[k] for k in order[b: b + batch_size]]
+        ids, mask = pad_batch(batch, tokenizer.pad_token_id, device)
+        out = model(input_ids=ids, attention_mask=mask).logits.float().softmax(-1).cpu()
+        for row, w in enumerate(batch):
+            for k, pos in enumerate(w.first_subword):
+                word = w.start + k
+                edge = min(k, w.end - w.start - 1 - k)
+                if pos < out.shape[1] - 1 and edge > margin[w.text_index][word]:
+                    margin[w.text_index][word] = edge
+                    probs[w.text_index][word] = out[row, pos]
+    return probs
+
+
+def decode_entities(text: str, words: list[tuple[str, int, int]], probs: torch.Tensor,
+                    id2label: dict[int, str]) -> list[Entity]:
+    if not words:
+        return []
+    scores, ids = probs.max(-1)
+    tags = repair_bio([id2label[int(i)] for i in ids])
+    entities, current = [], None
+    for (_, start, end), tag, score in zip(words, tags, scores.tolist()):
+        prefix, label = split_tag(tag)
+        if prefix == "I" and current is not None:
+            current[2] = end
+            current[3].append(score)
+            continue
+        if current is not None:
+            entities.append(current)
+            current = None
+        if prefix == "B":
+            current = [label, start, end, [score]]
+    if current is not None:
+        entities.append(current)
+    return [Entity(label, text[s:e], s, e, round(sum(sc) / len(sc), 4)) for label, s, e, sc in entities]
+
+
+class Tagger:
+    """A loaded token classifier: ``Tagger.load()`` once, then ``tag(texts)`` many times."""
+
+    def __init__(self, model, tokenizer, max_length: int = 256, stride: int = 32, batch_size: int = 32):
+        self.model, self.tokenizer = model, tokenizer
+        self.max_length, self.stride, self.batch_size = max_length, stride, batch_size
+        self.id2label = {int(k): v for k, v in model.config.id2label.items()}
+
+    @classmethod
+    def load(cls, ref: str | None = "default", device: str = "auto", dtype=None, **kwargs) -> "Tagger":
+        from conflictbrief.model.loading import load_tagger
+
+        model, tokenizer = load_tagger(ref, device=device, dtype=dtype)
+        return cls(model, tokenizer, **kwargs)
+
+    @property
+    def labels(self) -> list[str]:
+        return sorted({split_tag(t)[1] for t in self.id2label.values() if t != OUTSIDE})
+
+    def tag_words(self, word_lists: list[list[str]]) -> list[list[str]]:
+        """IOB2 tags for pre-split words (used for evaluation on CoNLL-style data)."""
+        probs = predict_word_probs(self.model, self.tokenizer, word_lists, self.max_length, self.stride,
+                                   self.batch_size)
+        return [repair_bio([self.id2label[int(i)] for i in p.argmax(-1)]) if len(p) else [] for p in probs]
+
+    def tag(self, texts: list[str]) -> list[list[Entity]]:
+        """Entities of each text with character offsets into that text."""
+        words = [words_with_offsets(t) for t in texts]
+        probs = predict_word_probs(self.model, self.tokenizer, [[w for w, _, _ in ws] for ws in words],
+                                   self.max_length, self.stride, self.batch_size)
+        return [decode_entities(t, ws, p, self.id2label) for t, ws, p in zip(texts, words, probs)]

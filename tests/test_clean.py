@@ -1,0 +1,46 @@
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conflictbrief.inference.clean import clean, split_sentences
+
+DIRT = ["& # 39;", "&#39;", ",quot;", "&quot;", "%MINIFYHTML2e77ef298cc376979faf3962b7ae160f11%", "<b>", "</p>",
+        "  ", "\n\n\n", "\u00a0", "ﬁ", "Idlib", "al-Numan", " 120,000 ", ".", "\x00", "é", "\u200b"]
+
+
+def test_seed_debris_is_repaired():
+    raw = ("date 2020-01-27 %MINIFYHTML2e77ef298cc376979faf3962b7ae160f11%\n\nfled into \"the unknown,quot; "
+           "to escape\n\n& # 39; Completely destroyed & # 39;")
+    c = clean(raw)
+    assert c.date == "2020-01-27"
+    assert c.text == "fled into \"the unknown\" to escape\n\n'Completely destroyed'"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(DIRT) | st.text(max_size=5), max_size=30))
+def test_offset_map_stays_inside_and_maps_back(pieces):
+    raw = "".join(pieces)
+    c = clean(raw)
+    assert len(c.starts) == len(c.ends) == len(c.text)
+    for i, ch in enumerate(c.text):
+        s, e = c.starts[i], c.ends[i]
+        assert 0 <= s <= e <= len(raw)
+        if e - s == 1 and raw[s] == ch:
+            continue
+        assert e > s, "every clean character comes from some raw character"
+    for i in range(len(c.text)):  # ASCII letters and digits of the raw text are never altered
+        if c.ends[i] - c.starts[i] == 1 and raw[c.starts[i]].isascii() and raw[c.starts[i]].isalnum():
+            assert raw[c.starts[i]] == c.text[i]
+
+
+def test_raw_span_slices_the_same_surface():
+    raw = "<p>Shelling&nbsp;hit   Maarat al-Numan &amp; Idlib.</p>"
+    c = clean(raw)
+    start = c.text.index("Maarat al-Numan")
+    rs, re_ = c.raw_span(start, start + len("Maarat al-Numan"))
+    assert raw[rs:re_] == "Maarat al-Numan"
+
+
+def test_sentences_keep_abbreviations_and_split_lines():
+    text = "The U.S. envoy met Gen. Smith on Monday. Talks failed.\nIdlib\nMore fighting?"
+    spans = [text[s:e] for s, e in split_sentences(text)]
+    assert spans == ["The U.S. envoy met Gen. Smith on Monday.", "Talks failed.", "Idlib", "More fighting?"]

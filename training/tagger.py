@@ -1,0 +1,241 @@
+"""Fine-tuning the entity tagger: an explicit training loop on accelerate (CPU or one GPU).
+
+Data -> word-level examples (readers) -> windows of subwords (the same windowing inference uses) -> a
+partial-label cross-entropy: each first subword has a set of allowed tags (one for fully annotated data; O or
+any unannotated label for data such as CoNLL that lacks Weapon, Temporal, ...). Other subwords carry no loss.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from conflictbrief.inference.tagger import Tagger, encode_words, subwords_per_word
+from conflictbrief.model.labels import OUTSIDE, LabelSchema
+from conflictbrief.training.config import TaggerConfig, dump_config
+from conflictbrief.training.metrics import entity_scores, restrict_tags
+from conflictbrief.training.readers import DataError, read_tagger_file, to_dataset
+
+
+def load_examples(files, schema: LabelSchema) -> list[dict]:
+    examples = []
+    for df in files:
+        rows = read_tagger_file(df.path, schema, df.format, df.mapping)
+        rows = rows[: df.limit] if df.limit else rows
+        examples.extend(rows * max(1, df.repeat))
+    return examples
+
+
+def featurize(dataset, tokenizer, schema: LabelSchema, max_length: int, stride: int):
+    """Dataset of word-level examples -> dataset of windows with input_ids and allowed-tag lists."""
+    schema_by_mapping: dict[str, dict] = {}
+
+    def allowed(tag: str, mapping: str) -> list[int]:
+        cache = schema_by_mapping.setdefault(mapping, {})
+        if tag not in cache:
+            cache[tag] = schema.allowed_tags(tag or None, mapping or None)
+        return cache[tag]
+
+    def fn(batch):
+        out = {"input_ids": [], "allowed": [], "positions": []}
+        for tokens, tags, mapping in zip(batch["tokens"], batch["tags"], batch["mapping"]):
+            for w in encode_words(tokenizer, tokens, max_length, stride, pieces=subwords_per_word(tokenizer, tokens)):
+                keep = [(p, allowed(tags[w.start + k], mapping)) for k, p in enumerate(w.first_subword)
+                        if p < len(w.input_ids) - 1]
+                out["input_ids"].append(w.input_ids)
+                out["positions"].append([p for p, _ in keep])
+                out["allowed"].append([a for _, a in keep])
+        return out
+
+    return dataset.map(fn, batched=True, remove_columns=dataset.column_names, desc="tokenizing")
+
+
+def collate(rows: list[dict], pad_id: int, n_tags: int) -> dict:
+    width = max(len(r["input_ids"]) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    allowed = torch.zeros((len(rows), width, n_tags), dtype=torch.bool)
+    for i, r in enumerate(rows):
+        ids[i, : len(r["input_ids"])] = torch.tensor(r["input_ids"])
+        mask[i, : len(r["input_ids"])] = 1
+        for pos, tags in zip(r["positions"], r["allowed"]):
+            allowed[i, pos, tags] = True
+    return {"input_ids": ids, "attention_mask": mask, "allowed": allowed}
+
+
+def partial_label_loss(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """-log P(tag in allowed set), averaged over positions that have an allowed set."""
+    active = allowed.any(-1)
+    logits = logits[active].float()
+    allowed = allowed[active]
+    if logits.numel() == 0:
+        return logits.sum()
+    return (torch.logsumexp(logits, -1) - torch.logsumexp(logits.masked_fill(~allowed, -1e4), -1)).mean()
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled batches of similar length (little padding), in shuffled order."""
+    idx = list(range(len(lengths)))
+    rng.shuffle(idx)
+    chunk = batch_size * 50
+    batches = []
+    for c in range(0, len(idx), chunk):
+        part = sorted(idx[c: c + chunk], key=lambda i: lengths[i])
+        batches.extend(part[b: b + batch_size] for b in range(0, len(part), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def build_model(config: TaggerConfig, schema: LabelSchema):
+    from transformers import AutoModelForTokenClassification, AutoTokenizer, BertConfig
+
+    from conflictbrief.model.loading import _quiet_transformers, base_model_path, resolve_ref
+
+    _quiet_transformers()
+    tags = schema.tags
+    label_kw = {"num_labels": len(tags), "id2label": dict(enumerate(tags)),
+                "label2id": {t: i for i, t in enumerate(tags)}}
+    base = resolve_ref(config.base_model, "tagger") if config.base_model != "minilm" else base_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    if config.tiny_model is not None:
+        bert = BertConfig(vocab_size=tokenizer.vocab_size, max_position_embeddings=512,
+                          **vars(config.tiny_model), **label_kw)
+        model = AutoModelForTokenClassification.from_config(bert)
+    else:
+        model = AutoModelForTokenClassification.from_pretrained(base, use_safetensors=True, **label_kw)
+    if config.freeze_word_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    return model, tokenizer
+
+
+def evaluate_tagger(tagger: Tagger, examples: list[dict], schema: LabelSchema | None = None) -> dict:
+    """Entity-level scores of ``tagger`` on word-level examples (unannotated gold tokens count as O).
+
+    For data in a mapped schema (CoNLL), predictions of labels that data does not annotate are set to O, so
+    the figure is F1 on the mapped labels only.
+    """
+    gold = [[t if t else OUTSIDE for t in e["tags"]] for e in examples]
+    pred = tagger.tag_words([e["tokens"] for e in examples])
+    mappings = {e["mapping"] for e in examples if e["mapping"]}
+    if mappings and schema is not None:
+        keep = set().union(*(schema.annotated_labels(m) for m in mappings))
+        pred = [restrict_tags(p, keep) for p in pred]
+        gold = [restrict_tags(g, keep) for g in gold]
+    return entity_scores(gold, pred)
+
+
+def train_tagger(config: TaggerConfig, log=print) -> dict:
+    """Train, evaluate, keep the best model in ``config.output_dir``; returns the best metrics."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import get_linear_schedule_with_warmup
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if not config.train:
+        raise DataError("no training data: give --train FILE or 'train:' in the config")
+    set_seed(config.seed)
+    schema = LabelSchema.from_yaml(config.labels)
+    train_examples = load_examples(config.train, schema)  # validates every file before any training
+    eval_examples = load_examples([config.eval], schema) if config.eval else []
+    model, tokenizer = build_model(config, schema)
+    features = featurize(to_dataset(train_examples), tokenizer, schema, config.max_length, config.stride)
+    n_tags = len(schema.tags)
+    rng = random.Random(config.seed)
+    lengths = [len(x) for x in features["input_ids"]]
+    steps_per_epoch = math.ceil(len(features) / config.batch_size)
+    total = config.max_steps or max(1, int(steps_per_epoch * config.epochs))
+
+    accelerator = Accelerator()
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(total * config.warmup_ratio), total)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    out_dir = Path(config.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dump_config(config, out_dir / "training_config.yaml")
+    log(f"train: {len(train_examples)} examples -> {len(features)} windows; {total} steps; "
+        f"eval: {len(eval_examples)} examples; device {accelerator.device}")
+
+    best, best_score, step, started, history = None, -1.0, 0, time.time(), []
+
+    def run_eval():
+        nonlocal best, best_score
+        if not eval_examples:
+            metrics = {"step": step}
+        else:
+            model.eval()
+            tagger = Tagger(accelerator.unwrap_model(model), tokenizer, config.max_length, config.stride,
+                            config.eval_batch_size)
+            metrics = {"step": step, **evaluate_tagger(tagger, eval_examples, schema)}
+            model.train()
+        history.append({k: v for k, v in metrics.items() if k != "per_label"})
+        score = metrics.get(config.select_metric, step)
+        log(f"eval step {step}: " + json.dumps({k: metrics.get(k) for k in ("precision", "recall", "f1",
+                                                                           "macro_f1")}))
+        if score > best_score:
+            best_score, best = score, metrics
+            accelerator.unwrap_model(model).save_pretrained(out_dir, safe_serialization=True)
+            tokenizer.save_pretrained(out_dir)
+
+    model.train()
+    running = 0.0
+    while step < total:
+        for batch_idx in length_grouped_batches(lengths, config.batch_size, rng):
+            batch = collate([features[i] for i in batch_idx], tokenizer.pad_token_id, n_tags)
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            loss = partial_label_loss(logits, batch["allowed"])
+            accelerator.backward(loss)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            step += 1
+            running += loss.item()
+            if step % config.log_every == 0:
+                rate = step / (time.time() - started)
+                log(f"step {step}/{total} loss {running / config.log_every:.4f} ({rate:.2f} steps/s, "
+                    f"eta {(total - step) / rate / 60:.1f} min)")
+                running = 0.0
+            if config.eval_every and step % config.eval_every == 0:
+                run_eval()
+            if step >= total:
+                break
+            if step % steps_per_epoch == 0:
+                run_eval()
+    run_eval()
+    seconds = round(time.time() - started, 1)
+    report = {"best": best, "history": history, "train_seconds": seconds, "steps": step,
+              "train_files": [vars(f) for f in config.train], "eval_file": vars(config.eval) if config.eval else None}
+    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2))
+    write_model_card(out_dir, config, report)
+    return report
+
+
+def write_model_card(out_dir: Path, config: TaggerConfig, report: dict):
+    best = report["best"] or {}
+    lines = [
+        "# conflictbrief tagger", "",
+        f"Token classifier fine-tuned from `{config.base_model}` with `conflictbrief train tagger`.", "",
+        "## Data", "",
+        *[f"- train: `{f.path}` (format {f.format or 'auto'}, mapping {f.mapping or 'none'}, x{f.repeat})"
+          for f in config.train],
+        f"- eval: `{config.eval.path}`" if config.eval else "- eval: none", "",
+        "## Evaluation (entity level, seqeval strict IOB2)", "",
+        f"micro P/R/F1: {best.get('precision')} / {best.get('recall')} / {best.get('f1')}; "
+        f"macro F1: {best.get('macro_f1')} (selected on {config.select_metric}, step {best.get('step')})", "",
+        "| label | precision | recall | f1 | support |", "|---|---|---|---|---|",
+        *[f"| {k} | {v['precision']} | {v['recall']} | {v['f1']} | {v['support']} |"
+          for k, v in sorted((best.get("per_label") or {}).items())], "",
+        f"Training time: {report['train_seconds']} s for {report['steps']} steps.", "",
+        "The config used is `training_config.yaml`; full figures in `metrics.json`.",
+    ]
+    (out_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
