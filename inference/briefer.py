@@ -1,0 +1,178 @@
+"""Writing a brief with a seq2seq model: salient-sentence input, generation, and re-surfacing the output.
+
+* Input: when the article is longer than the encoder window, the most salient sentences (position, density
+  of names and numbers, centrality) are kept in article order instead of cutting at the last token.
+* Output: the base is uncased, so the decoded text is lower case with tokenizer spacing ("al - assad").
+  ``resurface`` copies the article's own spelling for every run of words found in the article (casing,
+  hyphens, "120,000") and capitalises sentence starts.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+
+import torch
+
+from conflictbrief.inference.clean import CleanText, split_sentences
+from conflictbrief.training.readers import WORD_RE
+
+_STOP = set("""a an the of to in on at for from by with and or but as is are was were be been has have had
+it its this that these those he she they we you i his her their our not no said says will would can could
+about after before into over than then there which who whom whose what when where while also more most""".split())
+
+
+def fold(word: str) -> str:
+    """Lower case without accents: how an uncased BERT tokenizer sees a word."""
+    return "".join(c for c in unicodedata.normalize("NFD", word.lower()) if not unicodedata.combining(c))
+
+
+def content_words(text: str) -> list[str]:
+    return [fold(w) for w in re.findall(r"\w+", text) if fold(w) not in _STOP and len(w) > 1]
+
+
+def salience(sentences: list[str]) -> list[float]:
+    """Score sentences by position, density of names/numbers, and centrality to the article."""
+    doc = Counter(w for s in sentences for w in set(content_words(s)))
+    scores = []
+    for i, s in enumerate(sentences):
+        words = s.split()
+        if len(words) < 4:
+            scores.append(-1.0)  # headings, captions, bylines
+            continue
+        names = sum(1 for w in words[1:] if w[:1].isupper()) + len(re.findall(r"\d", s)) / 3
+        density = min(1.0, 3 * names / len(words))
+        cw = content_words(s)
+        centrality = sum(doc[w] for w in set(cw)) / (len(set(cw)) * len(sentences) + 1e-9) if cw else 0.0
+        scores.append(0.5 / (1 + 0.2 * i) + 0.25 * density + 0.25 * min(1.0, 3 * centrality))
+    return scores
+
+
+def select_sentences(sentences: list[str], lengths: list[int], budget: int) -> list[int]:
+    """Indices (in article order) of the sentences that best fill ``budget`` tokens."""
+    if sum(lengths) <= budget:
+        return [i for i, s in enumerate(sentences) if s.strip()]
+    chosen, used = [], 0
+    scores = salience(sentences)
+    for i in sorted(range(len(sentences)), key=lambda k: -scores[k]):
+        if scores[i] < 0 and chosen:
+            continue
+        if used + lengths[i] <= budget:
+            chosen.append(i)
+            used += lengths[i]
+    return sorted(chosen) or [0]
+
+
+def source_for(clean_text: CleanText, tokenizer, max_source_length: int) -> tuple[str, list[int], list[str]]:
+    """Model input for an article: (input text, indices of the sentences used, all sentences)."""
+    sentences = [clean_text.text[s:e] for s, e in split_sentences(clean_text.text)]
+    if not sentences:
+        return "", [], []
+    lengths = [len(ids) for ids in tokenizer(sentences, add_special_tokens=False)["input_ids"]]
+    used = select_sentences(sentences, lengths, max_source_length - 2)
+    return " ".join(sentences[i] for i in used), used, sentences
+
+
+_NO_SPACE_BEFORE = set(",.;:!?)]%'’”") | {"'s", "n't"}
+_NO_SPACE_AFTER = set("([$£€‘“")
+
+
+def resurface(generated: str, article: str) -> str:
+    """Re-spell lower-case, tokenizer-spaced model output with the article's own words (see module doc)."""
+    art = [(m.group(), m.start(), m.end()) for m in WORD_RE.finditer(article)]
+    art_keys = [fold(w) for w, _, _ in art]
+    index: dict[str, list[int]] = {}
+    for i, k in enumerate(art_keys):
+        index.setdefault(k, []).append(i)
+    casing = _case_map(article)
+    gen = [m.group() for m in WORD_RE.finditer(generated)]
+    pieces: list[str] = []
+    i = 0
+    while i < len(gen):
+        key = fold(gen[i])
+        best_len, best_pos = 0, -1
+        for pos in index.get(key, ()):
+            n = 0
+            while i + n < len(gen) and pos + n < len(art) and art_keys[pos + n] == fold(gen[i + n]):
+                n += 1
+            if n > best_len:
+                best_len, best_pos = n, pos
+        if best_len >= 2:
+            pieces.append(article[art[best_pos][1]: art[best_pos + best_len - 1][2]])
+            i += best_len
+        else:
+            pieces.append(casing.get(key, gen[i]))
+            i += 1
+    text = _join(pieces)
+    return re.sub(r"(^|[.!?][\"'”’]?\s+)([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)
+
+
+def _case_map(article: str) -> dict[str, str]:
+    """Most frequent spelling of each word, preferring occurrences that do not start a sentence."""
+    counts: dict[str, Counter] = {}
+    for m in re.finditer(r"(^|[.!?\"'\n]\s*)?(\w+)", article):
+        word, initial = m.group(2), m.group(1) is not None
+        counts.setdefault(fold(word), Counter())[word] += 0.1 if initial else 1.0
+    return {k: c.most_common(1)[0][0] for k, c in counts.items()}
+
+
+def _join(pieces: list[str]) -> str:
+    out, quote_open = "", False
+    for p in pieces:
+        if not out:
+            out = p
+            quote_open = p == '"'
+            continue
+        if p == '"':
+            out += p if quote_open else " " + p
+            quote_open = not quote_open
+        elif p in _NO_SPACE_BEFORE or p.startswith("'") or p == "-" or out.endswith("-") \
+                or out[-1] in _NO_SPACE_AFTER or (out.endswith('"') and quote_open):
+            out += p
+        else:
+            out += " " + p
+    return out
+
+
+class Briefer:
+    """A loaded seq2seq briefer: ``Briefer.load()`` once, then ``generate(clean_texts)``."""
+
+    def __init__(self, model, tokenizer, max_source_length: int = 256, batch_size: int = 8, **generate_kwargs):
+        self.model, self.tokenizer = model, tokenizer
+        self.max_source_length, self.batch_size = max_source_length, batch_size
+        self.generate_kwargs = generate_kwargs
+
+    @classmethod
+    def load(cls, ref: str | None = "default", device: str = "auto", dtype=None, **kwargs) -> "Briefer":
+        from conflictbrief.model.loading import load_briefer
+
+        model, tokenizer = load_briefer(ref, device=device, dtype=dtype)
+        return cls(model, tokenizer, **kwargs)
+
+    @torch.inference_mode()
+    def generate_raw(self, sources: list[str], **overrides) -> list[str]:
+        """Decoded model output for prepared source strings, batched by length, in input order."""
+        device = next(self.model.parameters()).device
+        results: list[str] = [""] * len(sources)
+        order = sorted(range(len(sources)), key=lambda k: len(sources[k]))
+        kwargs = {**self.generate_kwargs, **overrides}
+        for b in range(0, len(order), self.batch_size):
+            idx = order[b: b + self.batch_size]
+            enc = self.tokenizer([sources[k] for k in idx], max_length=self.max_source_length, truncation=True,
+                                 padding=True, return_tensors="pt").to(device)
+            out = self.model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], **kwargs)
+            for k, text in zip(idx, self.tokenizer.batch_decode(out, skip_special_tokens=True)):
+                results[k] = text
+        return results
+
+    def brief(self, articles: list[CleanText], **overrides) -> list[dict]:
+        """Per article: {'text': resurfaced brief, 'raw': model output, 'used': sentence indices, 'sentences'}."""
+        prepared = [source_for(a, self.tokenizer, self.max_source_length) for a in articles]
+        raw = self.generate_raw([p[0] for p in prepared], **overrides)
+        return [{"text": resurface(r, a.text), "raw": r, "used": p[1], "sentences": p[2]}
+                for r, a, p in zip(raw, articles, prepared)]
+
+
+def lead_sentences(text: str, n: int = 3) -> str:
+    spans = [s for s in split_sentences(text) if len(text[s[0]:s[1]].split()) >= 4] or split_sentences(text)
+    return " ".join(text[s:e] for s, e in spans[:n])

@@ -1,0 +1,210 @@
+"""Guards between the briefer and the user: faithfulness of numbers and names, neutrality, provenance.
+
+A brief that invents a casualty figure is worse than no brief, so the guards remove rather than repair:
+a sentence with a number or a name the article does not support is dropped and reported; a loaded term
+outside a quote is replaced by its neutral wording when the lexicon gives one, else the sentence is dropped.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from conflictbrief.inference.briefer import content_words, fold
+
+_UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve "
+                                     "thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split())}
+_TENS = {w: 10 * i for i, w in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if i > 1}
+_SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000,
+           "trillion": 1_000_000_000_000, "k": 1_000, "m": 1_000_000, "bn": 1_000_000_000}
+_WORD_NUMBER = "|".join(sorted([*_UNITS, *_TENS], key=len, reverse=True))
+NUMBER_RE = re.compile(
+    rf"(?<![\w.])(?P<digits>\d+(?:(?:,|\u202f|\u00a0| )\d{{3}})*(?:\.\d+)?)"
+    rf"(?:\s*(?P<scale>hundred|thousand|million|billion|trillion|bn|k|m)\b)?"
+    rf"|\b(?P<word>(?:{_WORD_NUMBER})(?:[- ](?:{_WORD_NUMBER}))?)"
+    rf"(?:\s+(?P<wscale>hundred|thousand|million|billion))?\b",
+    re.I,
+)
+# Spelled numbers that are idiom far more often than quantity claims.
+_IDIOMATIC = {"one", "zero"}
+
+
+@dataclass(frozen=True)
+class NumberMention:
+    text: str
+    start: int
+    end: int
+    values: frozenset[float]
+
+
+def _word_value(word: str) -> float | None:
+    total = 0
+    for part in re.split(r"[- ]", word.lower()):
+        if part in _UNITS:
+            total += _UNITS[part]
+        elif part in _TENS:
+            total += _TENS[part]
+        else:
+            return None
+    return float(total)
+
+
+def numbers_in(text: str) -> list[NumberMention]:
+    """Numeric claims in ``text`` with every value they may denote ("3.5 million" -> 3.5e6 and 3.5)."""
+    mentions = []
+    for m in NUMBER_RE.finditer(text):
+        if m.group("digits"):
+            base = float(re.sub(r"[,\u202f\u00a0 ]", "", m.group("digits")))
+            scale = m.group("scale")
+        else:
+            if m.group("word").lower() in _IDIOMATIC and not m.group("wscale"):
+                continue
+            base = _word_value(m.group("word"))
+            scale = m.group("wscale")
+            if base is None:
+                continue
+        values = {base}
+        if scale:
+            values.add(base * _SCALES[scale.lower()])
+        mentions.append(NumberMention(m.group(), m.start(), m.end(), frozenset(values)))
+    return mentions
+
+
+def supported_values(article: str) -> set[float]:
+    return {v for m in numbers_in(article) for v in m.values}
+
+
+def unsupported_numbers(sentence: str, article_values: set[float]) -> list[str]:
+    """Numbers in ``sentence`` that denote no value the article states ("120 000" = "120,000")."""
+    return [m.text for m in numbers_in(sentence) if not (m.values & article_values)]
+
+
+_ALNUM = re.compile(r"[^0-9a-z]+")
+
+
+def name_supported(name: str, article_folded: str, article_words: set[str], threshold: float = 0.8) -> bool:
+    """Whether a name occurs in the article, allowing transliteration variants of words of five letters or
+    more ("Maarat al-Numan" ~ "Maaret al-Nouman"); shorter words must match exactly ("Homs" is not "homes")."""
+    key = _ALNUM.sub("", fold(name))
+    if not key or key in article_folded:
+        return True
+    for word in re.findall(r"\w+", fold(name)):
+        if len(word) < 3 or word in article_words or word.isdigit():
+            continue
+        if len(word) < 5 or not any(SequenceMatcher(None, word, w).ratio() >= threshold for w in article_words
+                                    if abs(len(w) - len(word)) <= 2):
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    terms: dict[str, dict]
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "Lexicon":
+        if path is None:
+            text = resources.files("conflictbrief.configs").joinpath("neutrality.yaml").read_text("utf-8")
+        else:
+            text = Path(path).read_text("utf-8")
+        data = yaml.safe_load(text) or {}
+        terms = data.get("terms")
+        if not isinstance(terms, dict):
+            raise ValueError(f"{path or 'neutrality.yaml'}: 'terms' must map each term to {{why, neutral}}")
+        return cls({str(k).lower(): (v or {}) for k, v in terms.items()})
+
+    def pattern(self) -> re.Pattern:
+        words = sorted(self.terms, key=len, reverse=True)
+        return re.compile(r"(?<![\w-])(" + "|".join(re.escape(w) for w in words) + r")(?![\w-])", re.I)
+
+
+def quoted_spans(text: str) -> list[tuple[int, int]]:
+    return [(m.start(), m.end()) for m in re.finditer(r"\"[^\"]*\"|“[^”]*”", text)]
+
+
+def loaded_terms(text: str, lexicon: Lexicon) -> list[tuple[str, int, int]]:
+    """Loaded terms outside quotation marks (a quoted, attributed use is reporting, not judging)."""
+    quotes = quoted_spans(text)
+    return [(m.group(), m.start(), m.end()) for m in lexicon.pattern().finditer(text)
+            if not any(s <= m.start() < e for s, e in quotes)]
+
+
+def provenance(sentence: str, sources: list[str], most: int = 3) -> list[int]:
+    """Indices of the source sentences that cover the brief sentence's content words, best first."""
+    want = set(content_words(sentence))
+    if not want:
+        return []
+    source_words = [set(content_words(s)) for s in sources]
+    chosen, covered = [], set()
+    while len(chosen) < most:
+        gains = [(len((want - covered) & sw), -i) for i, sw in enumerate(source_words) if i not in chosen]
+        if not gains:
+            break
+        gain, neg_i = max(gains)
+        if gain == 0 or (chosen and gain < 0.2 * len(want)):
+            break
+        chosen.append(-neg_i)
+        covered |= source_words[-neg_i]
+    return chosen
+
+
+@dataclass
+class GuardReport:
+    removed: list[dict] = field(default_factory=list)
+    substituted: list[dict] = field(default_factory=list)
+    loaded_terms_source: list[str] = field(default_factory=list)
+    loaded_terms_brief: list[str] = field(default_factory=list)
+
+
+class Guard:
+    """Checks brief sentences against the article. ``tagger`` (optional) finds names in the brief."""
+
+    def __init__(self, lexicon: Lexicon | None = None, tagger=None, name_labels=None):
+        self.lexicon = lexicon or Lexicon.load()
+        self._pattern = self.lexicon.pattern()
+        self.tagger = tagger
+        self.name_labels = set(name_labels or ("Person", "Location", "Organisation", "Nationality",
+                                               "MilitaryPlatform", "Weapon", "DocumentReference"))
+
+    def names(self, sentences: list[str]) -> list[list[str]]:
+        if self.tagger is not None:
+            return [[e.text for e in ents if e.label in self.name_labels] for ents in self.tagger.tag(sentences)]
+        # Without a tagger: capitalised words after the first (the briefer copies article casing).
+        return [re.findall(r"(?<=\s)[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)*", s) for s in sentences]
+
+    def neutralise(self, sentence: str, report: GuardReport) -> str | None:
+        """The sentence with loaded terms replaced, or None when a term has no neutral wording."""
+        for term, start, end in reversed(loaded_terms(sentence, self.lexicon)):
+            neutral = self.lexicon.terms.get(term.lower(), {}).get("neutral")
+            if not neutral:
+                report.removed.append({"sentence": sentence, "reason": "loaded_term", "items": [term]})
+                return None
+            report.substituted.append({"term": term, "neutral": neutral})
+            sentence = sentence[:start] + neutral + sentence[end:]
+        return sentence
+
+    def check(self, brief_sentences: list[str], article: str) -> tuple[list[str], GuardReport]:
+        """Keep the sentences whose numbers and names the article supports, neutralised."""
+        report = GuardReport(loaded_terms_source=[t for t, _, _ in loaded_terms(article, self.lexicon)])
+        values = supported_values(article)
+        folded = _ALNUM.sub("", fold(article))
+        words = set(re.findall(r"\w+", fold(article)))
+        kept = []
+        for sentence, names in zip(brief_sentences, self.names(brief_sentences)):
+            bad_numbers = unsupported_numbers(sentence, values)
+            if bad_numbers:
+                report.removed.append({"sentence": sentence, "reason": "unsupported_number", "items": bad_numbers})
+                continue
+            bad_names = [n for n in names if not name_supported(n, folded, words)]
+            if bad_names:
+                report.removed.append({"sentence": sentence, "reason": "unsupported_name", "items": bad_names})
+                continue
+            neutral = self.neutralise(sentence, report)
+            if neutral is not None:
+                kept.append(neutral)
+        report.loaded_terms_brief = [t for s in kept for t, _, _ in loaded_terms(s, self.lexicon)]
+        return kept, report

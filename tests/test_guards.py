@@ -1,0 +1,48 @@
+from conflictbrief.inference.briefer import resurface
+from conflictbrief.inference.guards import Guard, loaded_terms, Lexicon, name_supported, supported_values, \
+    unsupported_numbers
+
+ARTICLE = ("The Syrian Observatory has put the number of displaced people since January 15 at 120,000. "
+           "Turkey already hosts more than 3.5 million Syrian refugees. The army surrounded Maaret al-Nouman, "
+           "33 km south of Idlib. Five hospitals were hit. \"The regime is bombing us,\" a resident said.")
+
+
+def test_invented_number_is_removed_and_reported():
+    kept, report = Guard().check(["About 120 000 people fled.", "At least 300 people were killed."], ARTICLE)
+    assert kept == ["About 120 000 people fled."]
+    assert report.removed == [{"sentence": "At least 300 people were killed.", "reason": "unsupported_number",
+                               "items": ["300"]}]
+
+
+def test_spelled_out_and_scaled_variants_are_accepted():
+    values = supported_values(ARTICLE)
+    assert unsupported_numbers("5 hospitals were hit and 3,500,000 refugees wait.", values) == []
+    assert unsupported_numbers("Six hospitals were hit.", values) == ["Six"]
+
+
+def test_transliterated_names_are_accepted_invented_ones_are_not():
+    import re
+
+    from conflictbrief.inference.briefer import fold
+    folded = re.sub("[^0-9a-z]+", "", fold(ARTICLE))
+    words = set(re.findall(r"\w+", fold(ARTICLE)))
+    assert name_supported("Maarat al-Numan", folded, words)
+    assert not name_supported("Homs", folded, words)
+    kept, report = Guard().check(["The army entered Aleppo.", "The army surrounded Maarat al-Numan."], ARTICLE)
+    assert kept == ["The army surrounded Maarat al-Numan."]
+    assert report.removed[0]["reason"] == "unsupported_name"
+
+
+def test_loaded_term_flagged_neutralised_or_dropped_but_allowed_in_quotes():
+    lex = Lexicon.load()
+    assert [t for t, _, _ in loaded_terms(ARTICLE, lex)] == []  # only inside a quote
+    kept, report = Guard().check(["The regime advanced on Idlib.", "Heroic fighters held Idlib."], ARTICLE)
+    assert kept == ["The government advanced on Idlib."]
+    assert report.substituted == [{"term": "regime", "neutral": "government"}]
+    assert report.removed[0]["reason"] == "loaded_term"
+
+
+def test_resurface_restores_article_casing_and_spelling():
+    out = resurface("the syrian observatory put the number at 120, 000. turkey hosts 3. 5 million refugees.",
+                    ARTICLE)
+    assert out == "The Syrian Observatory put the number at 120,000. Turkey hosts 3.5 million refugees."

@@ -1,0 +1,59 @@
+"""Tiny models trained for a few steps: save, reload through the public loaders, identical predictions."""
+import json
+import subprocess
+import sys
+
+from conflictbrief.inference.briefer import Briefer
+from conflictbrief.inference.clean import clean
+import torch
+
+from conflictbrief.inference.tagger import Tagger, predict_word_probs, word_windows
+from conflictbrief.model.loading import load_tagger
+
+
+def test_tagger_overfits_two_examples_and_reloads(_tiny_tagger_dir, tiny_tagger_dir):
+    _, report = _tiny_tagger_dir
+    assert report["best"]["f1"] >= 0.8, report["best"]  # learned the two training sentences
+    for name in ("model.safetensors", "config.json", "training_config.yaml", "metrics.json", "README.md"):
+        assert (tiny_tagger_dir / name).is_file(), name
+    assert not list(tiny_tagger_dir.glob("*.bin"))
+    tagger = Tagger.load(str(tiny_tagger_dir), device="cpu")
+    text = "Syrian forces shelled Idlib on Monday with barrel bombs."
+    first, second = tagger.tag([text])[0], Tagger.load(str(tiny_tagger_dir), device="cpu").tag([text])[0]
+    assert first == second
+    assert ("Location", "Idlib") in [(e.label, e.text) for e in first]
+
+
+def test_long_text_is_windowed_not_truncated(tiny_tagger_dir):
+    model, tok = load_tagger(str(tiny_tagger_dir), device="cpu")
+    words = ("Syrian forces shelled Idlib on Monday with barrel bombs . " * 20).split()
+    [probs] = predict_word_probs(model, tok, [words], max_length=16, stride=4)
+    assert probs.shape[0] == len(words) == 200
+    assert torch.allclose(probs.sum(-1), torch.ones(len(words)), atol=1e-4)  # every word was predicted
+    assert word_windows([1] * 10, 4, 1)[-1][1] == 10
+    assert word_windows([9, 1], 4, 1) == [(0, 1), (1, 2)]  # a word longer than the window keeps its slot
+
+
+def test_briefer_trains_generates_and_resumes(_tiny_briefer_dir, tiny_briefer_dir, data_dir):
+    _, report = _tiny_briefer_dir
+    assert report["steps"] == 30 and (tiny_briefer_dir / "checkpoint" / "state.safetensors").is_file()
+    briefer = Briefer.load(str(tiny_briefer_dir), device="cpu", max_new_tokens=16)
+    out = briefer.brief([clean("Syrian forces shelled Idlib on Monday. About 120,000 people fled toward Turkey.")])
+    assert isinstance(out[0]["text"], str) and out[0]["used"] == [0, 1]
+    # resume two more steps from the checkpoint through the CLI
+    cmd = [sys.executable, "-m", "conflictbrief.cli", "train", "briefer", "--train", str(data_dir / "pairs.jsonl"),
+           "--output", str(tiny_briefer_dir), "--resume", "tiny_model={}", "max_steps=32", "eval=[]",
+           "batch_size=4", "max_new_tokens=8", "num_beams=1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resumed from" in done.stderr and "at step 30" in done.stderr
+    assert json.loads((tiny_briefer_dir / "metrics.json").read_text())["steps"] == 32
+
+
+def test_cli_train_rejects_bad_data_before_training(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "Idlib", "entities": [{"start": 0, "end": 5, "label": "Town"}]}\n')
+    done = subprocess.run([sys.executable, "-m", "conflictbrief.cli", "train", "tagger", "--train", str(bad),
+                           "--output", str(tmp_path / "o"), "tiny_model={}"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "bad.jsonl:1: unknown label 'Town'" in done.stderr

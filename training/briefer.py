@@ -1,0 +1,245 @@
+"""Fine-tuning the briefer: an explicit, resumable seq2seq training loop on accelerate, and its evaluation.
+
+Sources are prepared exactly as at inference (clean -> salient sentences within the encoder window).
+Checkpoints (weights *and* optimizer state) are safetensors; the data order of every epoch is a function of
+the seed, so ``--resume`` continues with the very batch where the run stopped.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from conflictbrief.inference.briefer import Briefer, lead_sentences, source_for
+from conflictbrief.inference.clean import clean
+from conflictbrief.training.config import BrieferConfig, dump_config
+from conflictbrief.training.metrics import rouge_scores
+from conflictbrief.training.readers import DataError, read_brief_file
+from conflictbrief.training.tagger import length_grouped_batches
+
+
+def load_pairs(files) -> list[dict]:
+    pairs = []
+    for df in files:
+        rows = read_brief_file(df.path)
+        rows = rows[: df.limit] if df.limit else rows
+        pairs.extend(rows * max(1, df.repeat))
+    return pairs
+
+
+def build_model(config: BrieferConfig):
+    from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, BertConfig, EncoderDecoderConfig,
+                              EncoderDecoderModel)
+
+    from conflictbrief.model.loading import base_model_path, configure_bert2bert, resolve_ref, warm_start_briefer
+
+    base = base_model_path() if config.base_model == "minilm" else resolve_ref(config.base_model, "briefer")
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    if config.tiny_model is not None:
+        spec = dict(vocab_size=tokenizer.vocab_size, max_position_embeddings=512, **vars(config.tiny_model))
+        enc_dec = EncoderDecoderConfig.from_encoder_decoder_configs(
+            BertConfig(**spec), BertConfig(**spec, is_decoder=True, add_cross_attention=True))
+        model = EncoderDecoderModel(config=enc_dec)
+        configure_bert2bert(model, tokenizer)
+    elif config.warm_start:
+        model = warm_start_briefer(base, tie_encoder_decoder=config.tie_encoder_decoder)
+    else:
+        model = AutoModelForSeq2SeqLM.from_pretrained(base, use_safetensors=True)
+    if config.freeze_word_embeddings:
+        for emb in {id(e): e for e in (model.get_input_embeddings(), model.get_output_embeddings())
+                    if e is not None}.values():
+            emb.weight.requires_grad_(False)
+    gen = model.generation_config
+    gen.num_beams, gen.max_new_tokens = config.num_beams, config.max_new_tokens
+    gen.no_repeat_ngram_size, gen.length_penalty = config.no_repeat_ngram_size, config.length_penalty
+    gen.early_stopping = config.num_beams > 1
+    return model, tokenizer
+
+
+def featurize(pairs: list[dict], tokenizer, config: BrieferConfig) -> list[dict]:
+    sources = [source_for(clean(p["text"]), tokenizer, config.max_source_length)[0] for p in pairs]
+    enc = tokenizer(sources, max_length=config.max_source_length, truncation=True)["input_ids"]
+    dec = tokenizer([p["brief"] for p in pairs], max_length=config.max_target_length, truncation=True)["input_ids"]
+    return [{"input_ids": e, "labels": d} for e, d in zip(enc, dec)]
+
+
+def collate(rows: list[dict], pad_id: int) -> dict:
+    def pad(key, value):
+        width = max(len(r[key]) for r in rows)
+        out = torch.full((len(rows), width), value, dtype=torch.long)
+        for i, r in enumerate(rows):
+            out[i, : len(r[key])] = torch.tensor(r[key])
+        return out
+
+    ids = pad("input_ids", pad_id)
+    labels = pad("labels", -100)
+    # Teacher forcing: the decoder reads [CLS] y1 .. y_{n-1} and predicts y1 .. y_n ([SEP] last).
+    decoder_input = labels[:, :-1].clone().masked_fill(labels[:, :-1] == -100, pad_id)
+    return {"input_ids": ids, "attention_mask": (ids != pad_id).long(), "decoder_input_ids": decoder_input,
+            "decoder_attention_mask": (labels[:, :-1] != -100).long(), "labels": labels[:, 1:]}
+
+
+def evaluate_pairs(briefer: Briefer, pairs: list[dict], **generate_overrides) -> dict:
+    """ROUGE of the model's briefs (resurfaced, before guards) and of lead-3 on the same pairs."""
+    started = time.time()
+    articles = [clean(p["text"]) for p in pairs]
+    briefs = [b["text"] for b in briefer.brief(articles, **generate_overrides)]
+    seconds = time.time() - started
+    refs = [p["brief"] for p in pairs]
+    return {**rouge_scores(briefs, refs), "lead3": rouge_scores([lead_sentences(a.text) for a in articles], refs),
+            "n": len(pairs), "seconds_per_article": round(seconds / max(1, len(pairs)), 3)}
+
+
+def _save_checkpoint(path: Path, model, optimizer, scheduler, step: int, best: dict | None, best_score: float):
+    path.mkdir(parents=True, exist_ok=True)
+    # Cloned: tied weights share storage, which safetensors refuses to write twice.
+    tensors = {f"model.{k}": v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = []
+    for g in optimizer.param_groups:
+        groups.append({k: v for k, v in g.items() if k != "params"} | {"params": [names[id(p)] for p in g["params"]]})
+        for p in g["params"]:
+            for key, value in optimizer.state.get(p, {}).items():
+                tensors[f"optim.{names[id(p)]}.{key}"] = torch.as_tensor(value).detach().cpu().clone()
+    save_file(tensors, str(path / "state.safetensors"))
+    meta = {"step": step, "scheduler": scheduler.state_dict(), "param_groups": groups, "best": best,
+            "best_score": best_score}
+    (path / "state.json").write_text(json.dumps(meta))
+
+
+def _load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, dict | None, float]:
+    tensors = load_file(str(path / "state.safetensors"))
+    meta = json.loads((path / "state.json").read_text())
+    model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    model.load_state_dict(model_state, strict=False)
+    params = dict(model.named_parameters())
+    for group, saved in zip(optimizer.param_groups, meta["param_groups"]):
+        for k, v in saved.items():
+            if k != "params":
+                group[k] = v
+        for name in saved["params"]:
+            state = {key.rsplit(".", 1)[1]: t for key, t in tensors.items()
+                     if key.startswith(f"optim.{name}.") and key.count(".") == name.count(".") + 2}
+            if state:
+                optimizer.state[params[name]] = state
+    scheduler.load_state_dict(meta["scheduler"])
+    return meta["step"], meta["best"], meta["best_score"]
+
+
+def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dict:
+    """Train, evaluate, keep the best model in ``config.output_dir``; returns a report with the best metrics."""
+    from accelerate.utils import set_seed
+    from transformers import get_linear_schedule_with_warmup
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if not config.train:
+        raise DataError("no training data: give --train FILE or 'train:' in the config")
+    set_seed(config.seed)
+    train_pairs = load_pairs(config.train)  # validates every file before training starts
+    eval_pairs = load_pairs([f if f.limit else type(f)(**{**vars(f), "limit": config.eval_limit})
+                             for f in config.eval])
+    model, tokenizer = build_model(config)
+    features = featurize(train_pairs, tokenizer, config)
+    lengths = [len(f["input_ids"]) + len(f["labels"]) for f in features]
+    steps_per_epoch = math.ceil(len(features) / config.batch_size)
+    total = config.max_steps or max(1, int(steps_per_epoch * config.epochs))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW([{"params": [p for p in params if p.ndim > 1], "weight_decay": config.weight_decay},
+                                   {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}],
+                                  lr=config.learning_rate)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(total * config.warmup_ratio), total)
+    out_dir = Path(config.output_dir)
+    ckpt = out_dir / "checkpoint"
+    step, best, best_score = 0, None, -1.0
+    if resume:
+        if not (ckpt / "state.json").is_file():
+            raise DataError(f"--resume: no checkpoint in {ckpt}")
+        step, best, best_score = _load_checkpoint(ckpt, model, optimizer, scheduler)
+        log(f"resumed from {ckpt} at step {step}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dump_config(config, out_dir / "training_config.yaml")
+    log(f"train: {len(train_pairs)} pairs, {total} steps ({steps_per_epoch}/epoch); eval: {len(eval_pairs)} "
+        f"pairs; device {device}")
+    history_path = out_dir / "history.jsonl"
+    started, running, seen_steps = time.time(), 0.0, 0
+    deadline = started + config.time_limit_minutes * 60 if config.time_limit_minutes else None
+
+    def run_eval():
+        nonlocal best, best_score
+        model.eval()
+        briefer = Briefer(model, tokenizer, config.max_source_length, config.eval_batch_size)
+        metrics = {"step": step}
+        for f in config.eval:
+            pairs = [p for p in eval_pairs if p["id"].startswith((f.path, Path(f.path).name))]
+            metrics[Path(f.path).parent.name + "/" + Path(f.path).name] = evaluate_pairs(briefer, pairs, num_beams=1)
+        scores = [v[config.select_metric] for v in metrics.values() if isinstance(v, dict)]
+        score = sum(scores) / len(scores) if scores else float(step)
+        metrics["select"] = round(score, 4)
+        with history_path.open("a") as h:
+            h.write(json.dumps(metrics) + "\n")
+        log(f"eval step {step}: {json.dumps(metrics)}")
+        if score > best_score:
+            best_score, best = score, metrics
+            model.save_pretrained(out_dir, safe_serialization=True)
+            tokenizer.save_pretrained(out_dir)
+        model.train()
+
+    model.train()
+    stopped_early = False
+    while step < total and not stopped_early:
+        epoch, offset = divmod(step, steps_per_epoch)
+        batches = length_grouped_batches(lengths, config.batch_size, random.Random(config.seed + epoch))
+        for batch_idx in batches[offset:]:
+            batch = {k: v.to(device) for k, v in collate([features[i] for i in batch_idx],
+                                                         tokenizer.pad_token_id).items()}
+            labels = batch.pop("labels")
+            logits = model(**batch).logits
+            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(),
+                                                     ignore_index=-100, label_smoothing=config.label_smoothing)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            step += 1
+            seen_steps += 1
+            running += loss.item()
+            if step % config.log_every == 0:
+                rate = seen_steps / (time.time() - started)
+                log(f"step {step}/{total} loss {running / config.log_every:.4f} ({rate:.2f} steps/s, "
+                    f"eta {(total - step) / rate / 60:.1f} min)")
+                running = 0.0
+            if step % config.save_every == 0:
+                _save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score)
+            if config.eval_every and step % config.eval_every == 0:
+                run_eval()
+            if deadline and time.time() > deadline:
+                log(f"time limit reached at step {step}; resume with --resume")
+                stopped_early = True
+                break
+            if step >= total:
+                break
+    run_eval()
+    _save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score)
+    report = {"best": best, "steps": step, "finished": step >= total,
+              "train_seconds_this_run": round(time.time() - started, 1),
+              "train_files": [vars(f) for f in config.train], "eval_files": [vars(f) for f in config.eval]}
+    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def evaluate_briefer_file(model_ref: str, data: str, limit: int | None = None, device: str = "auto") -> dict:
+    """`conflictbrief evaluate briefer`: ROUGE, lead-3 and the guard figures of the full pipeline."""
+    from conflictbrief.inference.pipeline import Pipeline
+
+    pairs = read_brief_file(data)[:limit]
+    pipeline = Pipeline.load(briefer=model_ref, device=device)
+    return pipeline.evaluate_briefs(pairs)
