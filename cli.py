@@ -1,0 +1,180 @@
+"""The `conflictbrief` command: a thin shell over the Python API (train, evaluate, tag, brief, serve)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _add_train(sub):
+    p = sub.add_parser("train", help="fine-tune the tagger or the briefer")
+    p.add_argument("kind", choices=["tagger", "briefer"])
+    p.add_argument("--config", help="YAML config (configs/tagger.yaml, configs/briefer.yaml)")
+    p.add_argument("--train", nargs="+", metavar="FILE", help="training files (replace the config's)")
+    p.add_argument("--eval", metavar="FILE", nargs="+", help="evaluation file(s) (replace the config's)")
+    p.add_argument("--output", metavar="DIR", help="output directory")
+    p.add_argument("--resume", action="store_true", help="briefer: continue from the last checkpoint")
+    p.set_defaults(accepts_overrides=True)  # trailing key=value words override the config (epochs=1)
+
+
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="score a model on labeled data; prints one JSON object")
+    p.add_argument("kind", choices=["tagger", "briefer"])
+    p.add_argument("--model", default="default", help="model directory or Hub name (default: shipped)")
+    p.add_argument("--data", required=True, metavar="FILE")
+    p.add_argument("--format", help="tagger data format (conll, spans, labelstudio, doccano); guessed if omitted")
+    p.add_argument("--mapping", help="label mapping for data in another schema (e.g. conll)")
+    p.add_argument("--limit", type=int, help="only the first N records")
+    p.add_argument("--device", default="auto")
+
+
+def _add_run(sub):
+    for name, help_ in (("brief", "the main job: entities and a brief for every article of a dump"),
+                        ("tag", "entities only, for every article of a dump")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("inputs", nargs="+", metavar="INPUT", help=".jsonl/.json/.csv/.parquet/.txt, dirs, .gz")
+        p.add_argument("-o", "--output", required=True, help="OUT.jsonl (or .parquet with --format parquet)")
+        p.add_argument("--format", dest="out_format", choices=["jsonl", "parquet"], default="jsonl")
+        p.add_argument("--text-field", help="field holding the article (default: first of text, article, ...)")
+        p.add_argument("--id-field", help="field holding the record id (default: file:line)")
+        p.add_argument("--resume", action="store_true", help="continue a killed job; nothing lost or repeated")
+        p.add_argument("--overwrite", action="store_true", help="start again, replacing OUT")
+        p.add_argument("--max-chars", type=int, default=200_000, help="longer texts become error records")
+        p.add_argument("--batch-size", type=int, default=16)
+        p.add_argument("--dedup", action="store_true", help="analyse identical articles once")
+        p.add_argument("--quiet", action="store_true")
+        p.add_argument("--tagger", default="default", help="tagger directory or Hub name")
+        if name == "brief":
+            p.add_argument("--briefer", default="default", help="briefer directory or Hub name")
+            p.add_argument("--neutrality", help="loaded-term lexicon YAML (default: packaged)")
+        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+        p.add_argument("--threads", type=int, help="CPU threads for torch")
+
+
+def _add_serve(sub):
+    p = sub.add_parser("serve", help="HTTP service (POST /v1/analyze, GET /healthz, GET /v1/models)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--tagger", default="default")
+    p.add_argument("--briefer", default="default")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--max-concurrency", type=int, default=2, help="requests analysed at once")
+    p.add_argument("--max-queue", type=int, default=32, help="requests waiting beyond that get 503")
+
+
+def cmd_run(args) -> int:
+    from conflictbrief.inference.batch import run_batch
+    from conflictbrief.inference.pipeline import Pipeline
+
+    pipeline = Pipeline.load(tagger=args.tagger, briefer=getattr(args, "briefer", None), device=args.device,
+                             neutrality=getattr(args, "neutrality", None), threads=args.threads,
+                             batch_size=args.batch_size)
+    summary = run_batch(pipeline, args.inputs, args.output, args.text_field, args.id_field, args.resume,
+                        args.overwrite, args.batch_size, args.max_chars, args.dedup, args.quiet, args.out_format)
+    return 1 if summary["failed_total"] else 0
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from conflictbrief.inference.pipeline import Pipeline
+    from conflictbrief.inference.service import create_app
+
+    pipeline = Pipeline.load(tagger=args.tagger, briefer=args.briefer, device=args.device)
+    uvicorn.run(create_app(pipeline, args.max_concurrency, args.max_queue), host=args.host, port=args.port)
+    return 0
+
+
+def _add_export(sub):
+    p = sub.add_parser("export", help="store a trained model compactly (delta over the PyPI base, float16)")
+    p.add_argument("kind", choices=["tagger", "briefer"])
+    p.add_argument("--model", required=True, help="trained model directory (train's --output)")
+    p.add_argument("--to", required=True, help="target directory, e.g. model/default/tagger")
+
+
+def cmd_export(args) -> int:
+    from conflictbrief.model.loading import export_compact
+
+    print(json.dumps(export_compact(args.model, args.kind, args.to)))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from conflictbrief.training.config import BrieferConfig, TaggerConfig, load_config
+
+    extra = {"output_dir": args.output}
+    if args.train:
+        extra["train"] = args.train
+    if args.kind == "tagger":
+        if args.eval:
+            extra["eval"] = args.eval[0]
+        config = load_config(TaggerConfig, args.config, args.overrides, extra)
+        from conflictbrief.training.tagger import train_tagger
+
+        report = train_tagger(config, log=lambda m: print(m, file=sys.stderr, flush=True))
+    else:
+        if args.eval:
+            extra["eval"] = args.eval
+        config = load_config(BrieferConfig, args.config, args.overrides, extra)
+        from conflictbrief.training.briefer import train_briefer
+
+        report = train_briefer(config, resume=args.resume, log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(json.dumps(report["best"], indent=2))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    if args.kind == "tagger":
+        from conflictbrief.inference.tagger import Tagger
+        from conflictbrief.model.labels import LabelSchema
+        from conflictbrief.training.readers import read_tagger_file
+        from conflictbrief.training.tagger import evaluate_tagger
+
+        schema = LabelSchema.from_yaml()
+        examples = read_tagger_file(args.data, schema, args.format, args.mapping)[: args.limit]
+        result = evaluate_tagger(Tagger.load(args.model, device=args.device), examples, schema)
+    else:
+        from conflictbrief.training.briefer import evaluate_briefer_file
+
+        result = evaluate_briefer_file(args.model, args.data, limit=args.limit, device=args.device)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="conflictbrief", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    _add_evaluate(sub)
+    _add_run(sub)
+    _add_serve(sub)
+    _add_export(sub)
+    return parser
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "brief": cmd_run, "tag": cmd_run, "serve": cmd_serve,
+            "export": cmd_export}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from conflictbrief.model.labels import SchemaError
+    from conflictbrief.model.loading import ModelLoadError
+    from conflictbrief.training.config import ConfigError
+    from conflictbrief.inference.batch import BatchError
+    from conflictbrief.training.readers import DataError
+
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    bad = [r for r in rest if "=" not in r or not getattr(args, "accepts_overrides", False)]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)}")
+    args.overrides = rest
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, DataError, SchemaError, ModelLoadError, BatchError) as e:
+        print(f"conflictbrief {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,328 @@
+"""The batch job over article dumps: `conflictbrief brief INPUT... -o OUT.jsonl`.
+
+* Inputs: .jsonl/.json/.csv/.parquet/.txt files, directories of them (recursively, sorted), .gz of any.
+* Exactly one output line per input record, in input order. A bad record becomes ``{"id", "source",
+  "error"}`` and the job goes on.
+* Resume: records are appended one whole line at a time and flushed; after a crash (kill -9 included) the
+  rerun drops a torn last line, checks that the inputs are the same, and skips the records already written.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+TEXT_FIELDS = ("text", "article", "content", "body", "article_content")
+ID_FIELDS = ("id", "doc_id", "article_id", "uuid", "url")
+SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
+
+
+class BatchError(RuntimeError):
+    """A problem with the job as a whole (not one record): bad arguments, unusable output file."""
+
+
+@dataclass
+class Record:
+    id: str
+    source: str  # file:line / file:row / file
+    text: object = None
+    error: str | None = None
+
+
+def _kind(path: Path) -> str | None:
+    name = path.name.lower().removesuffix(".gz")
+    return next((s for s in SUFFIXES if name.endswith(s)), None)
+
+
+def expand_inputs(inputs: list[str], exclude: tuple[Path, ...] = ()) -> list[Path]:
+    """Input files in a stable order; ``exclude`` (the job's own output files) is never read as input."""
+    skip = {p.resolve() for p in exclude}
+    files = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and _kind(p) and p.resolve() not in skip)
+            if not found:
+                raise BatchError(f"{path}: directory holds no {'/'.join(SUFFIXES)} files (or .gz of them)")
+            files.extend(found)
+        elif path.is_file():
+            if not _kind(path):
+                raise BatchError(f"{path}: unsupported input type; use {', '.join(SUFFIXES)} or .gz of them")
+            files.append(path)
+        else:
+            raise BatchError(f"{path}: no such file or directory")
+    return files
+
+
+def _open_binary(path: Path):
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else path.open("rb")
+
+
+def _has_undecodable(text: str) -> int:
+    """Index of the first byte that was not UTF-8 (decoded with surrogateescape), or -1."""
+    return next((i for i, c in enumerate(text) if "\udc80" <= c <= "\udcff"), -1)
+
+
+class RecordReader:
+    """Yields one Record per input record, with a stable id and the problem if it cannot be read."""
+
+    def __init__(self, text_field: str | None = None, id_field: str | None = None, log=None):
+        self.text_field, self.id_field = text_field, id_field
+        self.log = log or (lambda m: None)
+
+    def read(self, files: list[Path]) -> Iterator[Record]:
+        for path in files:
+            kind = _kind(path)
+            try:
+                if kind == ".txt":
+                    yield self._txt(path)
+                elif kind == ".jsonl":
+                    yield from self._jsonl(path)
+                elif kind == ".json":
+                    yield from self._json(path)
+                elif kind == ".csv":
+                    yield from self._csv(path)
+                else:
+                    yield from self._parquet(path)
+            except (OSError, EOFError, ValueError, gzip.BadGzipFile) as e:
+                # The file broke off (truncated .gz, corrupt parquet): one error record names it.
+                yield Record(f"{path}:unreadable", str(path), error=f"{path}: cannot read further: {e}")
+
+    def count(self, files: list[Path]) -> int | None:
+        """Number of records, for the progress bar (None when counting would be as slow as reading)."""
+        total = 0
+        for path in files:
+            kind = _kind(path)
+            if kind == ".txt":
+                total += 1
+            elif kind == ".jsonl":
+                with _open_binary(path) as f:
+                    total += sum(1 for line in f if line.strip())
+            elif kind == ".parquet":
+                import pyarrow.parquet as pq
+
+                total += pq.ParquetFile(path).metadata.num_rows
+            else:
+                return None
+        return total
+
+    def _record(self, data, rid: str, source: str) -> Record:
+        if not isinstance(data, dict):
+            return Record(rid, source, error=f"{source}: expected an object with a text field, "
+                                             f"got {type(data).__name__}")
+        if self.id_field:
+            if data.get(self.id_field) not in (None, ""):
+                rid = str(data[self.id_field])
+        fields = [self.text_field] if self.text_field else [f for f in TEXT_FIELDS if f in data]
+        if not fields or fields[0] not in data:
+            wanted = f"'{self.text_field}'" if self.text_field else f"any of {TEXT_FIELDS}"
+            return Record(rid, source, error=f"{source}: no text field ({wanted}); fields are {sorted(data)[:10]}"
+                                             f" - name it with --text-field")
+        value = data[fields[0]]
+        if not isinstance(value, str):
+            return Record(rid, source, error=f"{source}: field {fields[0]!r} is {type(value).__name__}, not text")
+        bad = _has_undecodable(value)
+        if bad >= 0:
+            return Record(rid, source, error=f"{source}: field {fields[0]!r} has bytes that are not UTF-8 "
+                                             f"(character {bad})")
+        if not value.strip():
+            return Record(rid, source, error=f"{source}: field {fields[0]!r} is empty")
+        return Record(rid, source, value)
+
+    def _txt(self, path: Path) -> Record:
+        with _open_binary(path) as f:
+            data = f.read()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            return Record(str(path), str(path), error=f"{path}: not UTF-8 (byte {e.start}: {data[e.start:e.start + 1]!r})")
+        if not text.strip():
+            return Record(str(path), str(path), error=f"{path}: file is empty")
+        return Record(str(path), str(path), text)
+
+    def _jsonl(self, path: Path) -> Iterator[Record]:
+        with _open_binary(path) as f:
+            for lineno, raw in enumerate(f, 1):
+                if not raw.strip():
+                    continue
+                source = f"{path}:{lineno}"
+                line = raw.decode("utf-8", errors="surrogateescape")
+                bad = _has_undecodable(line)
+                if bad >= 0:
+                    yield Record(source, source, error=f"{source}: line has bytes that are not UTF-8 (column {bad})")
+                    continue
+                try:
+                    data = json.loads(line)
+                except json.JSONDecodeError as e:
+                    yield Record(source, source, error=f"{source}: invalid JSON ({e.msg} at column {e.colno})")
+                    continue
+                yield self._record(data, source, source)
+
+    def _json(self, path: Path) -> Iterator[Record]:
+        with _open_binary(path) as f:
+            raw = f.read()
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            yield Record(str(path), str(path), error=f"{path}: not a valid UTF-8 JSON document ({e})")
+            return
+        items = data if isinstance(data, list) else [data]
+        for n, item in enumerate(items):
+            source = f"{path}[{n}]"
+            yield self._record(item, source, source)
+
+    def _csv(self, path: Path) -> Iterator[Record]:
+        csv.field_size_limit(sys.maxsize)
+        with _open_binary(path) as f:
+            reader = csv.DictReader(io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape", newline=""))
+            for n, row in enumerate(reader, 2):
+                source = f"{path}:{n}"
+                yield self._record(row, source, source)
+
+    def _parquet(self, path: Path) -> Iterator[Record]:
+        import pyarrow.parquet as pq
+
+        row = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
+            for data in batch.to_pylist():
+                source = f"{path}#{row}"
+                row += 1
+                yield self._record(data, source, source)
+
+
+# ------------------------------------------------------------------------------------------- output
+
+def _inputs_fingerprint(files: list[Path], options: dict) -> str:
+    h = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
+    for p in files:
+        st = p.stat()
+        h.update(f"{p.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:16]
+
+
+def _prepare_output(out: Path, resume: bool, overwrite: bool, fingerprint: str) -> int:
+    """Return how many records the output already holds (after dropping a torn last line)."""
+    state = out.with_name(out.name + ".state.json")
+    if out.exists() and not (resume or overwrite):
+        raise BatchError(f"{out} exists: pass --resume to continue that job or --overwrite to start again")
+    if overwrite or not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(b"")
+        state.write_text(json.dumps({"inputs": fingerprint}))
+        return 0
+    if state.is_file() and json.loads(state.read_text()).get("inputs") != fingerprint:
+        raise BatchError(f"{out} was written for other inputs or options; use --overwrite or another -o")
+    with out.open("rb+") as f:
+        data = f.read()
+        cut = data.rfind(b"\n") + 1
+        if cut < len(data):
+            f.truncate(cut)  # a record cut short by the crash: it is written again
+    state.write_text(json.dumps({"inputs": fingerprint}))
+    return data[:cut].count(b"\n")
+
+
+def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None = None, id_field: str | None = None,
+              resume: bool = False, overwrite: bool = False, batch_size: int = 16, max_chars: int | None = None,
+              dedup: bool = False, quiet: bool = False, out_format: str = "jsonl", log=None) -> dict:
+    """Run the batch job; returns the summary (records, ok, failed, seconds, articles_per_s)."""
+    from tqdm import tqdm
+
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    if max_chars:
+        pipeline.max_chars = max_chars
+    out = Path(output)
+    if out_format == "parquet":
+        out = out.with_suffix(".jsonl") if out.suffix == ".parquet" else out.with_name(out.name + ".jsonl")
+    files = expand_inputs(inputs, (out, out.with_name(out.name + ".state.json"), Path(output)))
+    options = {"text_field": text_field, "id_field": id_field, "max_chars": pipeline.max_chars, "dedup": dedup}
+    done = _prepare_output(out, resume, overwrite, _inputs_fingerprint(files, options))
+    reader = RecordReader(text_field, id_field, log)
+    total = reader.count(files)
+    show = not quiet and sys.stderr.isatty()
+    bar = tqdm(total=total, initial=done, unit="art", disable=not show, dynamic_ncols=True, desc="briefing")
+    started, ok, failed = time.time(), 0, 0
+    seen: dict[str, dict] = {}
+    records = reader.read(files)
+    for _ in range(done):  # resume: these are in the output already
+        next(records, None)
+
+    with out.open("ab") as sink:
+        def write(line: dict):
+            nonlocal ok, failed
+            if line.get("error"):
+                failed += 1
+            else:
+                ok += 1
+            sink.write((json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8"))
+            sink.flush()
+            bar.update(1)
+
+        chunk: list[Record] = []
+        for record in records:
+            chunk.append(record)
+            if len(chunk) >= batch_size * 4:
+                _process(pipeline, chunk, write, batch_size, dedup, seen)
+                chunk = []
+        _process(pipeline, chunk, write, batch_size, dedup, seen)
+        os.fsync(sink.fileno())
+    bar.close()
+    seconds = time.time() - started
+    summary = {"output": str(out), "records": done + ok + failed, "written_this_run": ok + failed,
+               "resumed_after": done, "ok_this_run": ok, "failed_this_run": failed,
+               "failed_total": sum(1 for line in out.open("rb") if b'"error": "' in line or b'"error":"' in line),
+               "seconds": round(seconds, 1), "articles_per_s": round((ok + failed) / seconds, 2) if seconds else None}
+    if out_format == "parquet":
+        summary["output"] = str(_to_parquet(out, Path(output)))
+    if not quiet:
+        log(json.dumps(summary))
+    return summary
+
+
+def _process(pipeline, chunk: list[Record], write, batch_size: int, dedup: bool, seen: dict):
+    if not chunk:
+        return
+    todo, keys = [], {}
+    for i, r in enumerate(chunk):
+        if r.error is None:
+            key = hashlib.sha256(r.text.encode("utf-8", "surrogatepass")).hexdigest() if dedup else None
+            keys[i] = key
+            if key is None or key not in seen:
+                todo.append((i, r))
+    results = {}
+    for (i, r), res in zip(todo, pipeline.analyze_batch(((r.id, r.text) for _, r in todo), batch_size=batch_size)):
+        results[i] = res.to_dict()
+        if keys.get(i):
+            seen.setdefault(keys[i], {**results[i], "duplicate_of": r.id})
+    for i, r in enumerate(chunk):
+        if r.error is not None:
+            write({"id": r.id, "source": r.source, "error": r.error})
+            continue
+        res = results.get(i) or {**seen[keys[i]], "id": r.id}
+        if i not in results and res.get("duplicate_of") == r.id:
+            res = {k: v for k, v in res.items() if k != "duplicate_of"}
+        write({"source": r.source, **res} if not res.get("error") else
+              {"id": r.id, "source": r.source, "error": res["error"]})
+
+
+def _to_parquet(jsonl: Path, target: Path) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    target = target if target.suffix == ".parquet" else target.with_suffix(".parquet")
+    rows = []
+    with jsonl.open(encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            rows.append({"id": r.get("id"), "source": r.get("source"), "error": r.get("error"),
+                         "brief": " ".join(s["text"] for s in r.get("brief") or []),
+                         "result_json": line.rstrip("\n")})
+    pq.write_table(pa.Table.from_pylist(rows), target)
+    return target

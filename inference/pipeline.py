@@ -1,0 +1,258 @@
+"""The one entry point for services: ``Pipeline.load()`` once, then ``analyze`` / ``analyze_batch``.
+
+    from conflictbrief import Pipeline
+    p = Pipeline.load(device="auto")
+    result = p.analyze(text)            # an AnalysisResult; result.to_dict() is JSON-serialisable
+    for r in p.analyze_batch(texts, batch_size=16): ...
+
+A brief is built in four steps: the briefer writes (salient sentences in, article spelling out), the guards
+drop sentences with unsupported numbers or names and neutralise loaded terms, salient article sentences
+fill in (marked ``origin="extracted"``) when fewer than ``min_sentences`` survive, and every sentence gets the
+indices of the article sentences that support it.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import torch
+
+from conflictbrief import __version__
+from conflictbrief.inference.briefer import Briefer, salience
+from conflictbrief.inference.clean import CleanText, clean, split_sentences
+from conflictbrief.inference.guards import Guard, Lexicon, loaded_terms, numbers_in, provenance, supported_values
+from conflictbrief.inference.tagger import Tagger
+
+
+class InputError(ValueError):
+    """An article that cannot be analysed (names the record and the problem)."""
+
+
+@dataclass(frozen=True)
+class EntityResult:
+    label: str
+    text: str
+    start: int  # offsets into the cleaned text
+    end: int
+    raw_start: int  # offsets into the input as given
+    raw_end: int
+    score: float
+
+
+@dataclass(frozen=True)
+class BriefSentence:
+    text: str
+    sources: list[int]  # indices into AnalysisResult.sentences
+    origin: str  # "generated" by the briefer, or "extracted" from the article when too few survived guards
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    id: str | None
+    text: str
+    date: str | None
+    sentences: list[tuple[int, int]]
+    entities: list[EntityResult]
+    brief: list[BriefSentence]
+    headline: str | None
+    guards: dict
+    warnings: list[str]
+    models: dict
+    timings: dict = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def brief_text(self) -> str:
+        return " ".join(s.text for s in self.brief)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _fingerprint(model) -> str:
+    source = getattr(model.config, "_name_or_path", "") or ""
+    path = Path(source)
+    for name in ("delta.safetensors", "model.safetensors"):
+        if (path / name).is_file():
+            h = hashlib.sha256()
+            with (path / name).open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            return h.hexdigest()[:12]
+    return source or "unknown"
+
+
+class Pipeline:
+    def __init__(self, tagger: Tagger, briefer: Briefer | None, guard: Guard | None = None,
+                 max_chars: int = 200_000, min_sentences: int = 2, max_sentences: int = 5,
+                 models: dict | None = None):
+        self.tagger, self.briefer = tagger, briefer
+        self.guard = guard or Guard(tagger=tagger)
+        self.max_chars, self.min_sentences, self.max_sentences = max_chars, min_sentences, max_sentences
+        self.models = models or {}
+        self._lock = threading.Lock()  # the models are shared; callers on other threads queue here
+
+    @classmethod
+    def load(cls, tagger: str | None = "default", briefer: str | None = "default", device: str = "auto",
+             dtype: torch.dtype | str | None = None, neutrality: str | None = None, threads: int | None = None,
+             batch_size: int = 16, **kwargs) -> "Pipeline":
+        """Load both models once. ``tagger``/``briefer``: 'default', a directory or a Hub name;
+        ``briefer=None`` tags only. ``dtype``: float16/bfloat16 on GPU."""
+        if threads:
+            torch.set_num_threads(threads)
+        if isinstance(dtype, str):
+            dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+        t = Tagger.load(tagger, device=device, dtype=dtype, batch_size=batch_size * 2)
+        b = Briefer.load(briefer, device=device, dtype=dtype, batch_size=batch_size) if briefer else None
+        models = {"conflictbrief": __version__,
+                  "tagger": {"ref": tagger or "default", "weights": _fingerprint(t.model), "labels": t.labels},
+                  "briefer": {"ref": briefer, "weights": _fingerprint(b.model)} if b else None,
+                  "device": str(next(t.model.parameters()).device)}
+        return cls(t, b, Guard(Lexicon.load(neutrality), tagger=t), models=models, **kwargs)
+
+    # ------------------------------------------------------------------------------------------ API
+    def analyze(self, text: str, id: str | None = None) -> AnalysisResult:
+        """Analyse one article; raises InputError for text that cannot be analysed."""
+        article = self._check(text, id)
+        return self._run([(id, article)])[0]
+
+    def analyze_batch(self, items: Iterable, batch_size: int = 16) -> Iterator[AnalysisResult]:
+        """Stream results in input order. Items are texts or (id, text) pairs; memory stays bounded by
+        ``batch_size``. A bad item yields a result with ``error`` set instead of stopping the stream."""
+        iterator = iter(items)
+        counter = itertools.count()
+        while True:
+            chunk = list(itertools.islice(iterator, batch_size))
+            if not chunk:
+                return
+            prepared, results = [], {}
+            for item in chunk:
+                n = next(counter)
+                rid, text = item if isinstance(item, tuple) else (None, item)
+                try:
+                    prepared.append((n, rid, self._check(text, rid)))
+                except InputError as e:
+                    results[n] = self.error_result(rid, str(e))
+            for (n, _, _), result in zip(prepared, self._run([(rid, a) for _, rid, a in prepared])):
+                results[n] = result
+            yield from (results[k] for k in sorted(results))
+
+    def error_result(self, rid: str | None, message: str) -> AnalysisResult:
+        return AnalysisResult(rid, "", None, [], [], [], None, {}, [], self.models, {}, message)
+
+    # ------------------------------------------------------------------------------------ internals
+    def _check(self, text, rid) -> CleanText:
+        where = f"record {rid!r}: " if rid is not None else ""
+        if not isinstance(text, str):
+            raise InputError(f"{where}text must be a string, got {type(text).__name__}")
+        if len(text) > self.max_chars:
+            raise InputError(f"{where}text has {len(text)} characters, above the limit of {self.max_chars} "
+                             f"(raise max_chars / --max-chars to allow it)")
+        article = clean(text)
+        if not article.text.strip():
+            raise InputError(f"{where}text is empty after cleaning")
+        return article
+
+    def _run(self, batch: list[tuple[str | None, CleanText]]) -> list[AnalysisResult]:
+        if not batch:
+            return []
+        articles = [a for _, a in batch]
+        with self._lock:
+            t0 = time.perf_counter()
+            entities = self.tagger.tag([a.text for a in articles])
+            t1 = time.perf_counter()
+            drafts = self.briefer.brief(articles) if self.briefer else [None] * len(articles)
+            t2 = time.perf_counter()
+            assembled = [self._assemble(a, d) for a, d in zip(articles, drafts)]
+            t3 = time.perf_counter()
+        share = 1000 / len(batch)
+        timings = {"tag_ms": round((t1 - t0) * share, 1), "brief_ms": round((t2 - t1) * share, 1),
+                   "guard_ms": round((t3 - t2) * share, 1)}
+        results = []
+        for (rid, article), ents, (brief, report, warnings) in zip(batch, entities, assembled):
+            out_entities = [EntityResult(e.label, e.text, e.start, e.end, *article.raw_span(e.start, e.end),
+                                         e.score) for e in ents]
+            results.append(AnalysisResult(rid, article.text, article.date, split_sentences(article.text),
+                                          out_entities, brief, None, report, warnings, self.models, timings))
+        return results
+
+    def _assemble(self, article: CleanText, draft: dict | None):
+        spans = split_sentences(article.text)
+        sources = [article.text[s:e] for s, e in spans]
+        if draft is None:
+            return [], {}, ["no briefer loaded: entities only"]
+        generated, seen = [], set()
+        for s, e in split_sentences(draft["text"]):
+            sentence = draft["text"][s:e].strip()
+            if len(sentence.split()) >= 3 and sentence.lower() not in seen:
+                seen.add(sentence.lower())
+                generated.append(sentence)
+        kept, report = self.guard.check(generated, article.text)
+        brief = [BriefSentence(s, provenance(s, sources), "generated") for s in kept[: self.max_sentences]]
+        warnings = []
+        if len(brief) < self.min_sentences:
+            extracted = self._extract(sources, {i for b in brief for i in b.sources},
+                                      self.min_sentences - len(brief))
+            if extracted:
+                warnings.append(f"{len(extracted)} sentence(s) taken from the article: the briefer gave "
+                                f"{len(brief)} that passed the guards")
+            brief += extracted
+        guards = {"removed": report.removed, "substituted": report.substituted,
+                  "loaded_terms_source": report.loaded_terms_source,
+                  "loaded_terms_brief": [t for b in brief for t, _, _ in loaded_terms(b.text, self.guard.lexicon)],
+                  "model_output": draft["raw"], "input_sentences": draft["used"]}
+        return brief, guards, warnings
+
+    def _extract(self, sources: list[str], used: set[int], n: int) -> list[BriefSentence]:
+        scores = salience(sources)
+        picked = []
+        for i in sorted(range(len(sources)), key=lambda k: -scores[k]):
+            words = len(sources[i].split())
+            if i in used or scores[i] < 0 or not 6 <= words <= 60 or loaded_terms(sources[i], self.guard.lexicon):
+                continue
+            picked.append(i)
+            if len(picked) == n:
+                break
+        return [BriefSentence(sources[i], [i], "extracted") for i in sorted(picked)]
+
+    # --------------------------------------------------------------------------------- evaluation
+    def evaluate_briefs(self, pairs: list[dict], batch_size: int = 16) -> dict:
+        """ROUGE of the final briefs, lead-3, and the faithfulness/neutrality figures (briefer issue)."""
+        from conflictbrief.inference.briefer import lead_sentences
+        from conflictbrief.training.metrics import rouge_scores
+
+        started = time.perf_counter()
+        results = list(self.analyze_batch(((p["id"], p["text"]) for p in pairs), batch_size=batch_size))
+        seconds = time.perf_counter() - started
+        ok = [(p, r) for p, r in zip(pairs, results) if r.error is None]
+        briefs = [r.brief_text for _, r in ok]
+        refs = [p["brief"] for p, _ in ok]
+        unsupported = sum(1 for (_, r), b in zip(ok, briefs)
+                          if any(not (m.values & supported_values(r.text)) for m in numbers_in(b)))
+        brief_entities = self.tagger.tag(briefs)
+        found = total = 0
+        for (_, r), ents in zip(ok, brief_entities):
+            article = r.text.lower()
+            for e in ents:
+                total += 1
+                found += e.text.lower() in article
+        n = max(1, len(ok))
+        return {
+            **rouge_scores(briefs, refs),
+            "lead3": rouge_scores([lead_sentences(r.text) for _, r in ok], refs),
+            "unsupported_number_rate": round(unsupported / n, 4),
+            "entity_precision": round(found / total, 4) if total else None,
+            "loaded_term_rate": round(sum(bool(loaded_terms(b, self.guard.lexicon)) for b in briefs) / n, 4),
+            "loaded_term_rate_source": round(sum(bool(r.guards["loaded_terms_source"]) for _, r in ok) / n, 4),
+            "extracted_sentence_share": round(sum(s.origin == "extracted" for _, r in ok for s in r.brief)
+                                              / max(1, sum(len(r.brief) for _, r in ok)), 4),
+            "removed_by_guards": sum(len(r.guards["removed"]) for _, r in ok),
+            "n": len(ok),
+            "errors": len(results) - len(ok),
+            "seconds_per_article": round(seconds / max(1, len(results)), 3),
+        }

@@ -1,0 +1,94 @@
+"""The batch job: one output per input in order, bad records reported, resume after SIGKILL exactly once."""
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conflictbrief.inference.batch import BatchError, run_batch
+
+GOOD = "Syrian forces shelled Idlib on Monday. About 120,000 people fled toward Turkey."
+
+
+def write_bad_corpus(d):
+    lines = [json.dumps({"text": GOOD}), "{broken json", json.dumps({"text": ""}), json.dumps({"text": 42}),
+             json.dumps({"body": GOOD + " Body field."}), json.dumps({"other": "x"}), json.dumps(["a", "list"]),
+             json.dumps({"text": "x" * 10_000_001})]
+    raw = ("\n".join(lines) + "\n").encode() + b'{"text": "caf\xe9 latin-1 bytes"}\n' + b"\x00\xff\xfe binary junk\n"
+    (d / "dump.jsonl").write_bytes(raw)
+    (d / "more.csv").write_text("id,content\nA1,\"" + GOOD + "\"\nA2,\n")
+    with gzip.open(d / "zipped.jsonl.gz", "wt") as f:
+        f.write(json.dumps({"article": GOOD}) + "\n")
+    (d / "one.txt").write_text(GOOD)
+    (d / "latin.txt").write_bytes("Caf\xe9".encode("latin-1"))
+
+
+def test_bad_records_become_error_records_and_nothing_is_lost(tiny_pipeline, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    write_bad_corpus(corpus)
+    out = corpus / "out.jsonl"  # inside the input folder: the job must not read its own output
+    summary = run_batch(tiny_pipeline, [str(corpus)], str(out), quiet=True, max_chars=1_000_000)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == summary["records"] == 15
+    by_source = {r["source"].rsplit("/", 1)[-1]: r for r in rows}
+    assert "brief" in by_source["dump.jsonl:1"] and by_source["dump.jsonl:1"]["entities"] is not None
+    assert "invalid JSON" in by_source["dump.jsonl:2"]["error"]
+    assert "is empty" in by_source["dump.jsonl:3"]["error"]
+    assert "is int, not text" in by_source["dump.jsonl:4"]["error"]
+    assert by_source["dump.jsonl:5"].get("error") is None  # 'body' found
+    assert "no text field" in by_source["dump.jsonl:6"]["error"]
+    assert "expected an object" in by_source["dump.jsonl:7"]["error"]
+    assert "above the limit" in by_source["dump.jsonl:8"]["error"]
+    assert "not UTF-8" in by_source["dump.jsonl:9"]["error"]
+    assert "not UTF-8" in by_source["dump.jsonl:10"]["error"]
+    assert "is empty" in by_source["more.csv:3"]["error"] and by_source["more.csv:2"].get("error") is None
+    assert "not UTF-8" in by_source["latin.txt"]["error"]
+    assert summary["failed_total"] == 10
+
+
+def test_output_exists_needs_resume_or_overwrite(tiny_pipeline, tmp_path):
+    (tmp_path / "a.txt").write_text(GOOD)
+    out = tmp_path / "o.jsonl"
+    run_batch(tiny_pipeline, [str(tmp_path / "a.txt")], str(out), quiet=True)
+    with pytest.raises(BatchError, match="--resume"):
+        run_batch(tiny_pipeline, [str(tmp_path / "a.txt")], str(out), quiet=True)
+
+
+def test_dedup_and_parquet(tiny_pipeline, tmp_path):
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps({"text": GOOD, "id": i}) for i in range(3)) + "\n")
+    summary = run_batch(tiny_pipeline, [str(tmp_path / "d.jsonl")], str(tmp_path / "o.parquet"), id_field="id",
+                        dedup=True, quiet=True, out_format="parquet")
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(summary["output"]).to_pylist()
+    assert [r["id"] for r in table] == ["0", "1", "2"]
+    assert len({r["brief"] for r in table}) == 1
+
+
+def test_sigkill_then_resume_is_exactly_once(tiny_tagger_dir, tiny_briefer_dir, tmp_path):
+    n = 60
+    (tmp_path / "dump.jsonl").write_text(
+        "\n".join(json.dumps({"id": f"a{i}", "text": f"Report {i}. " + GOOD}) for i in range(n)) + "\n")
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "conflictbrief.cli", "brief", str(tmp_path / "dump.jsonl"), "-o", str(out),
+           "--tagger", str(tiny_tagger_dir), "--briefer", str(tiny_briefer_dir), "--id-field", "id",
+           "--batch-size", "2", "--quiet", "--device", "cpu", "--threads", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while time.time() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 10):
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with out.open("ab") as f:
+        f.write(b'{"id": "a-torn')  # as if the kill landed mid-write
+    partial = out.read_bytes().count(b"\n")
+    assert 10 <= partial < n
+    done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert ids == [f"a{i}" for i in range(n)]

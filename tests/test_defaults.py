@@ -1,0 +1,38 @@
+"""The shipped defaults on the user's seed article (offline, from the committed weights)."""
+import re
+from pathlib import Path
+
+import pytest
+
+SEED = Path(__file__).resolve().parents[1] / "seeds" / "000_e4a46dad2f541596.txt"
+
+
+@pytest.fixture(scope="module")
+def default_pipeline():
+    from conflictbrief import Pipeline
+
+    return Pipeline.load(device="cpu")
+
+
+def test_default_tagger_finds_idlib_and_maarat_al_numan_with_raw_offsets(default_pipeline):
+    raw = SEED.read_text(encoding="utf-8")
+    result = default_pipeline.analyze(raw, id=SEED.name)
+    locations = [e for e in result.entities if e.label == "Location"]
+    assert any(e.text == "Idlib" for e in locations)
+    assert any(re.fullmatch(r"Maar?[ae]t al-Nou?man|Marat al-Numan", e.text) for e in locations), locations
+    for e in result.entities:
+        if "&" not in raw[e.raw_start:e.raw_end]:
+            assert raw[e.raw_start:e.raw_end] == e.text
+
+
+def test_default_brief_is_multi_sentence_cased_and_its_numbers_are_in_the_seed(default_pipeline):
+    from conflictbrief.inference.guards import numbers_in, supported_values
+
+    raw = SEED.read_text(encoding="utf-8")
+    result = default_pipeline.analyze(raw)
+    assert 2 <= len(result.brief) <= 5
+    assert all(s.text[0].isupper() for s in result.brief)
+    assert any(w[0].isupper() for s in result.brief for w in s.text.split()[1:]), "names keep their casing"
+    values = supported_values(result.text)
+    assert all(m.values & values for s in result.brief for m in numbers_in(s.text))
+    assert all(s.sources for s in result.brief)

@@ -1,0 +1,49 @@
+import json
+import threading
+
+import pytest
+
+from conflictbrief.inference.clean import clean
+from conflictbrief.inference.pipeline import InputError
+
+RAW = "date 2020-01-27 %MINIFYHTML2e%\n\nSyrian forces shelled Idlib on Monday. About 120,000 people fled & # 39;."
+
+
+def test_analyze_result_is_typed_json_and_offsets_slice_raw(tiny_pipeline):
+    r = tiny_pipeline.analyze(RAW, id="a")
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["id"] == "a" and d["date"] == "2020-01-27"
+    for e in r.entities:
+        assert r.text[e.start:e.end] == e.text
+        assert clean(RAW[e.raw_start:e.raw_end]).text == e.text.strip()  # debris maps to its debris
+    assert 1 <= len(r.brief) <= 5
+    for s in r.brief:
+        assert s.origin in ("generated", "extracted")
+        assert all(0 <= i < len(r.sentences) for i in s.sources)
+
+
+def test_batch_keeps_order_and_reports_bad_items(tiny_pipeline):
+    items = [("a", RAW), ("b", ""), ("c", 7), ("d", RAW)]
+    out = list(tiny_pipeline.analyze_batch(items, batch_size=2))
+    assert [r.id for r in out] == ["a", "b", "c", "d"]
+    assert out[1].error and "empty" in out[1].error and "int" in out[2].error and out[3].error is None
+    with pytest.raises(InputError, match="record 'x': text must be a string"):
+        tiny_pipeline.analyze(None, id="x")
+
+
+def test_concurrent_callers_get_their_own_results(tiny_pipeline):
+    expected = tiny_pipeline.analyze(RAW).to_dict()
+    got, errors = [], []
+
+    def call():
+        try:
+            got.append(tiny_pipeline.analyze(RAW).to_dict())
+        except Exception as e:  # pragma: no cover
+            errors.append(e)
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors
+    strip = lambda d: {k: v for k, v in d.items() if k != "timings"}  # noqa: E731
+    assert all(strip(g) == strip(expected) for g in got)

@@ -1,0 +1,59 @@
+import json
+import socket
+import threading
+import time
+import urllib.request
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conflictbrief.inference.service import create_app
+
+GOOD = "Syrian forces shelled Idlib on Monday. About 120,000 people fled toward Turkey."
+
+
+@pytest.fixture
+def client(tiny_pipeline):
+    return TestClient(create_app(tiny_pipeline, max_body_bytes=50_000))
+
+
+def test_analyze_one_and_many(client):
+    r = client.post("/v1/analyze", json={"text": GOOD, "id": "x1"})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["id"] == "x1" and {"entities", "brief", "guards", "models", "timings"} <= body.keys()
+    r = client.post("/v1/analyze", json={"articles": [{"text": GOOD}, {"text": GOOD, "id": "b"}]})
+    assert [x["id"] for x in r.json()["results"]] == [None, "b"]
+
+
+def test_errors_413_422_and_health(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert "labels" in client.get("/v1/models").json()["tagger"]
+    assert client.post("/v1/analyze", json={"text": "x" * 60_000}).status_code == 413
+    r = client.post("/v1/analyze", json={"text": 5})
+    assert r.status_code == 422
+    assert client.post("/v1/analyze", json={}).status_code == 422
+    assert "openapi" in client.get("/openapi.json").json()
+
+
+def test_real_server_on_loopback(tiny_pipeline):
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(tiny_pipeline), host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.05)
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/analyze", data=json.dumps({"text": GOOD}).encode(),
+                                     headers={"content-type": "application/json"})
+        body = json.loads(urllib.request.urlopen(req, timeout=60).read())
+        assert body["text"].startswith("Syrian forces")
+    finally:
+        server.should_exit = True
+        thread.join(10)
