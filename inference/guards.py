@@ -163,8 +163,9 @@ class GuardReport:
 class Guard:
     """Checks brief sentences against the article. ``tagger`` (optional) finds names in the brief."""
 
-    def __init__(self, lexicon: Lexicon | None = None, tagger=None, name_labels=None):
+    def __init__(self, lexicon: Lexicon | None = None, tagger=None, name_labels=None, min_support: float = 0.6):
         self.lexicon = lexicon or Lexicon.load()
+        self.min_support = min_support  # share of a sentence's content words the article must contain
         self._pattern = self.lexicon.pattern()
         self.tagger = tagger
         self.name_labels = set(name_labels or ("Person", "Location", "Organisation", "Nationality",
@@ -188,7 +189,7 @@ class Guard:
         return sentence
 
     def check(self, brief_sentences: list[str], article: str) -> tuple[list[str], GuardReport]:
-        """Keep the sentences whose numbers and names the article supports, neutralised."""
+        """Keep the sentences whose numbers, names and content words the article supports, neutralised."""
         report = GuardReport(loaded_terms_source=[t for t, _, _ in loaded_terms(article, self.lexicon)])
         values = supported_values(article)
         folded = _ALNUM.sub("", fold(article))
@@ -204,7 +205,14 @@ class Guard:
                 report.removed.append({"sentence": sentence, "reason": "unsupported_name", "items": bad_names})
                 continue
             neutral = self.neutralise(sentence, report)
-            if neutral is not None:
-                kept.append(neutral)
+            if neutral is None:
+                continue
+            content = content_words(sentence)
+            missing = [w for w in content if w not in words]
+            degenerate = not content or len(set(content)) < 0.5 * len(content)  # "the army said the army said"
+            if degenerate or len(missing) > (1 - self.min_support) * len(content):
+                report.removed.append({"sentence": sentence, "reason": "unsupported_content", "items": missing[:10]})
+                continue
+            kept.append(neutral)
         report.loaded_terms_brief = [t for s in kept for t, _, _ in loaded_terms(s, self.lexicon)]
         return kept, report

@@ -46,3 +46,11 @@ def test_resurface_restores_article_casing_and_spelling():
     out = resurface("the syrian observatory put the number at 120, 000. turkey hosts 3. 5 million refugees.",
                     ARTICLE)
     assert out == "The Syrian Observatory put the number at 120,000. Turkey hosts 3.5 million refugees."
+
+
+def test_degenerate_or_off_topic_sentences_are_removed():
+    kept, report = Guard().check(["The army said the army said the army said the army said.",
+                                  "Football fans celebrated the championship parade downtown.",
+                                  "Turkey hosts 3.5 million Syrian refugees."], ARTICLE)
+    assert kept == ["Turkey hosts 3.5 million Syrian refugees."]
+    assert [r["reason"] for r in report.removed] == ["unsupported_content", "unsupported_content"]
