@@ -27,6 +27,7 @@ from conflictbrief.inference.briefer import Briefer, salience
 from conflictbrief.inference.clean import CleanText, clean, split_sentences
 from conflictbrief.inference.guards import Guard, Lexicon, loaded_terms, numbers_in, provenance, supported_values
 from conflictbrief.inference.tagger import Tagger
+from conflictbrief.model.loading import default_installed
 
 
 class InputError(ValueError):
@@ -90,8 +91,9 @@ def _fingerprint(model) -> str:
 class Pipeline:
     def __init__(self, tagger: Tagger, briefer: Briefer | None, guard: Guard | None = None,
                  max_chars: int = 200_000, min_sentences: int = 2, max_sentences: int = 5,
-                 models: dict | None = None):
+                 models: dict | None = None, extractive: bool = False):
         self.tagger, self.briefer = tagger, briefer
+        self.extractive = extractive  # no briefer model: briefs are salient article sentences
         self.guard = guard or Guard(tagger=tagger)
         self.max_chars, self.min_sentences, self.max_sentences = max_chars, min_sentences, max_sentences
         self.models = models or {}
@@ -108,12 +110,16 @@ class Pipeline:
         if isinstance(dtype, str):
             dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
         t = Tagger.load(tagger, device=device, dtype=dtype, batch_size=batch_size * 2)
-        b = Briefer.load(briefer, device=device, dtype=dtype, batch_size=batch_size) if briefer else None
+        extractive = briefer == "default" and not default_installed("briefer")
+        b = Briefer.load(briefer, device=device, dtype=dtype, batch_size=batch_size) if briefer and not extractive \
+            else None
         models = {"conflictbrief": __version__,
                   "tagger": {"ref": tagger or "default", "weights": _fingerprint(t.model), "labels": t.labels},
                   "briefer": {"ref": briefer, "weights": _fingerprint(b.model)} if b else None,
                   "device": str(next(t.model.parameters()).device)}
-        return cls(t, b, Guard(Lexicon.load(neutrality), tagger=t), models=models, **kwargs)
+        if extractive:
+            models["briefer"] = {"ref": None, "note": "no default briefer installed: briefs are extracted sentences"}
+        return cls(t, b, Guard(Lexicon.load(neutrality), tagger=t), models=models, extractive=extractive, **kwargs)
 
     # ------------------------------------------------------------------------------------------ API
     def analyze(self, text: str, id: str | None = None) -> AnalysisResult:
@@ -184,6 +190,11 @@ class Pipeline:
     def _assemble(self, article: CleanText, draft: dict | None):
         spans = split_sentences(article.text)
         sources = [article.text[s:e] for s, e in spans]
+        if draft is None and self.extractive:
+            brief = self._extract(sources, set(), self.min_sentences + 1)
+            return brief, {"removed": [], "substituted": [], "loaded_terms_source": [
+                t for t, _, _ in loaded_terms(article.text, self.guard.lexicon)], "loaded_terms_brief": []}, [
+                "no briefer model installed: the brief is made of extracted article sentences"]
         if draft is None:
             return [], {}, ["no briefer loaded: entities only"]
         generated, seen = [], set()

@@ -37,13 +37,18 @@ def default_model_dir(kind: str) -> Path:
     return Path(str(resources.files("conflictbrief.model").joinpath("default", kind)))
 
 
+def default_installed(kind: str) -> bool:
+    path = default_model_dir(kind)
+    return (path / COMPACT_FILE).is_file() or (path / "config.json").is_file()
+
+
 def resolve_ref(ref: str | None, kind: str) -> str:
     """'default'/None -> packaged default; 'minilm' -> the PyPI base; a directory or Hub name as given."""
     if ref in (None, "", "default"):
-        path = default_model_dir(kind)
-        if not (path / COMPACT_FILE).is_file() and not (path / "config.json").is_file():
-            raise ModelLoadError(f"no default {kind} is installed at {path}; train one or pass a model path")
-        return str(path)
+        if not default_installed(kind):
+            raise ModelLoadError(f"no default {kind} is installed at {default_model_dir(kind)}; train one "
+                                 f"(conflictbrief train {kind}) or pass a model directory or Hub name")
+        return str(default_model_dir(kind))
     if ref in BASE_ALIASES:
         return base_model_path()
     return ref
