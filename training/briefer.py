@@ -20,7 +20,7 @@ from conflictbrief.inference.clean import clean
 from conflictbrief.training.config import BrieferConfig, dump_config
 from conflictbrief.training.metrics import rouge_scores
 from conflictbrief.training.readers import DataError, read_brief_file
-from conflictbrief.training.tagger import length_grouped_batches
+from conflictbrief.training.tagger import length_grouped_batches, optimizer_step, progress_line
 
 
 def load_pairs(files) -> list[dict]:
@@ -205,17 +205,12 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
             loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(),
                                                      ignore_index=-100, label_smoothing=config.label_smoothing)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
+            optimizer_step(params, optimizer, scheduler)
             step += 1
             seen_steps += 1
             running += loss.item()
             if step % config.log_every == 0:
-                rate = seen_steps / (time.time() - started)
-                log(f"step {step}/{total} loss {running / config.log_every:.4f} ({rate:.2f} steps/s, "
-                    f"eta {(total - step) / rate / 60:.1f} min)")
+                log(progress_line(step, total, running / config.log_every, seen_steps / (time.time() - started)))
                 running = 0.0
             if step % config.save_every == 0:
                 _save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score)

@@ -90,6 +90,19 @@ def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Rand
     return batches
 
 
+def optimizer_step(params, optimizer, scheduler):
+    """Clip, step, schedule, reset: the same update for every trainer."""
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad()
+
+
+def progress_line(step: int, total: int, mean_loss: float, steps_per_s: float) -> str:
+    return (f"step {step}/{total} loss {mean_loss:.4f} ({steps_per_s:.2f} steps/s, "
+            f"eta {(total - step) / steps_per_s / 60:.1f} min)")
+
+
 def build_model(config: TaggerConfig, schema: LabelSchema):
     from transformers import AutoModelForTokenClassification, AutoTokenizer, BertConfig
 
@@ -194,16 +207,11 @@ def train_tagger(config: TaggerConfig, log=print) -> dict:
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             loss = partial_label_loss(logits, batch["allowed"])
             accelerator.backward(loss)
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
+            optimizer_step(params, optimizer, scheduler)
             step += 1
             running += loss.item()
             if step % config.log_every == 0:
-                rate = step / (time.time() - started)
-                log(f"step {step}/{total} loss {running / config.log_every:.4f} ({rate:.2f} steps/s, "
-                    f"eta {(total - step) / rate / 60:.1f} min)")
+                log(progress_line(step, total, running / config.log_every, step / (time.time() - started)))
                 running = 0.0
             if config.eval_every and step % config.eval_every == 0:
                 run_eval()
