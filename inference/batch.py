@@ -305,9 +305,7 @@ def _process(pipeline, chunk: list[Record], write, batch_size: int, dedup: bool,
         if r.error is not None:
             write({"id": r.id, "source": r.source, "error": r.error})
             continue
-        res = results.get(i) or {**seen[keys[i]], "id": r.id}
-        if i not in results and res.get("duplicate_of") == r.id:
-            res = {k: v for k, v in res.items() if k != "duplicate_of"}
+        res = results.get(i) or {**seen[keys[i]], "id": r.id}  # a duplicate: the first one's result
         write({"source": r.source, **res} if not res.get("error") else
               {"id": r.id, "source": r.source, "error": res["error"]})
 

@@ -51,7 +51,7 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
         if (body.text is None) == (body.articles is None):
             raise HTTPException(422, "give exactly one of 'text' (one article) or 'articles' (a list)")
         items = [(body.id, body.text)] if body.text is not None else [(a.id, a.text) for a in body.articles]
-        if state["waiting"] >= max_queue:
+        if running.locked() and state["waiting"] >= max_queue:  # every slot busy and the queue full
             raise HTTPException(503, "busy: too many requests waiting; retry later",
                                 headers={"Retry-After": "5"})
         state["waiting"] += 1

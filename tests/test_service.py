@@ -2,6 +2,7 @@ import json
 import socket
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -36,20 +37,59 @@ def test_errors_413_422_and_health(client):
     assert "openapi" in client.get("/openapi.json").json()
 
 
-def test_real_server_on_loopback(tiny_pipeline):
+class SlowPipeline:
+    models = {"conflictbrief": "test"}
+
+    def analyze_batch(self, items):
+        time.sleep(1.0)
+        return []
+
+
+def serve(app):
     import uvicorn
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(tiny_pipeline), host="127.0.0.1", port=port, log_level="error"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
+    for _ in range(100):
+        if server.started:
+            break
+        time.sleep(0.05)
+    return server, thread, port
+
+
+def post(port, body, timeout=60):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/analyze", data=json.dumps(body).encode(),
+                                 headers={"content-type": "application/json"})
     try:
-        for _ in range(100):
-            if server.started:
-                break
-            time.sleep(0.05)
+        return urllib.request.urlopen(req, timeout=timeout).status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_overload_queues_then_503_and_the_server_stays_up():
+    server, thread, port = serve(create_app(SlowPipeline(), max_concurrency=1, max_queue=1))
+    try:
+        codes = []
+        workers = [threading.Thread(target=lambda: codes.append(post(port, {"articles": []}))) for _ in range(4)]
+        for w in workers:
+            w.start()
+            time.sleep(0.1)
+        for w in workers:
+            w.join()
+        assert sorted(codes) == [200, 200, 503, 503]  # one runs, one queues, the rest are refused
+        assert post(port, {"articles": []}) == 200  # and it still serves afterwards
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_real_server_on_loopback(tiny_pipeline):
+    server, thread, port = serve(create_app(tiny_pipeline))
+    try:
         req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/analyze", data=json.dumps({"text": GOOD}).encode(),
                                      headers={"content-type": "application/json"})
         body = json.loads(urllib.request.urlopen(req, timeout=60).read())
