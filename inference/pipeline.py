@@ -25,7 +25,8 @@ import torch
 from conflictbrief import __version__
 from conflictbrief.inference.briefer import Briefer, salience
 from conflictbrief.inference.clean import CleanText, clean, split_sentences
-from conflictbrief.inference.guards import Guard, Lexicon, loaded_terms, numbers_in, provenance, supported_values
+from conflictbrief.inference.guards import Guard, Lexicon, loaded_terms, provenance, supported_values, \
+    unsupported_numbers
 from conflictbrief.inference.tagger import Tagger
 from conflictbrief.model.loading import default_installed
 
@@ -243,8 +244,7 @@ class Pipeline:
         ok = [(p, r) for p, r in zip(pairs, results) if r.error is None]
         briefs = [r.brief_text for _, r in ok]
         refs = [p["brief"] for p, _ in ok]
-        unsupported = sum(1 for (_, r), b in zip(ok, briefs)
-                          if any(not (m.values & supported_values(r.text)) for m in numbers_in(b)))
+        unsupported = sum(1 for (_, r), b in zip(ok, briefs) if unsupported_numbers(b, supported_values(r.text)))
         brief_entities = self.tagger.tag(briefs)
         found = total = 0
         for (_, r), ents in zip(ok, brief_entities):

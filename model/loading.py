@@ -90,6 +90,7 @@ def save_compact(model: torch.nn.Module, out_dir: str | Path, kind: str, base_st
 
 
 def _overlay(model: torch.nn.Module, path: Path):
+    """Load the compact delta over a model built on the base; the model then names ``path`` as its source."""
     delta = load_file(str(path / COMPACT_WEIGHTS))
     state = model.state_dict()
     unknown = sorted(set(delta) - set(state))
@@ -98,6 +99,7 @@ def _overlay(model: torch.nn.Module, path: Path):
     with torch.no_grad():
         for name, tensor in delta.items():
             state[name].copy_(tensor.to(state[name].dtype))
+    model.config._name_or_path = str(path)
 
 
 def load_tagger(ref: str | None = "default", device: str = "auto", dtype: torch.dtype | None = None):

@@ -23,6 +23,11 @@ def test_default_tagger_finds_idlib_and_maarat_al_numan_with_raw_offsets(default
     for e in result.entities:
         if "&" not in raw[e.raw_start:e.raw_end]:
             assert raw[e.raw_start:e.raw_end] == e.text
+    import hashlib
+
+    from conflictbrief.model.loading import default_model_dir
+    delta = (default_model_dir("tagger") / "delta.safetensors").read_bytes()
+    assert result.models["tagger"]["weights"] == hashlib.sha256(delta).hexdigest()[:12]  # the shipped weights
 
 
 def test_default_brief_is_multi_sentence_cased_and_its_numbers_are_in_the_seed(default_pipeline):
