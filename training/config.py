@@ -133,12 +133,40 @@ def _build(cls, data: Any, where: str, errors: list[str]):
         elif "TinyModel" in ftype:
             kwargs[name] = None if value is None else _build(TinyModel, value, f"{where}.{name}", errors)
         else:
-            kwargs[name] = value
+            kwargs[name] = _scalar(value, ftype, f"{where}.{name}", errors)
     try:
         return cls(**kwargs)
     except TypeError as e:
         errors.append(f"{where}: {e}")
         return None
+
+
+_SCALARS = {"bool": bool, "int": int, "float": float, "str": str}
+
+
+def _scalar(value: Any, ftype: str, where: str, errors: list[str]) -> Any:
+    """Check ``value`` against a scalar field type such as ``'float | None'``.
+
+    YAML reads ``5e-5`` (no dot) as a string and ``3`` as an int: numbers written either way are accepted
+    for a float field; anything else that does not fit is reported, not passed on to fail mid-training.
+    """
+    names = [t.strip() for t in ftype.split("|")]
+    if value is None:
+        if "None" not in names:
+            errors.append(f"{where}: must not be empty")
+        return value
+    kinds = [_SCALARS[n] for n in names if n in _SCALARS]
+    if not kinds or any(type(value) is k for k in kinds):
+        return value
+    if float in kinds and not isinstance(value, bool):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    if int in kinds and isinstance(value, float) and value.is_integer():
+        return int(value)
+    errors.append(f"{where}: expected {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
+    return value
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -164,7 +192,10 @@ def load_config(cls, path: str | Path | None, overrides: list[str] = (), extra: 
         node = data
         try:
             for k in keys[:-1]:
-                node = node[int(k)] if isinstance(node, list) else node.setdefault(k, {})
+                parent, key = node, int(k) if isinstance(node, list) else k
+                node = parent[key] if isinstance(parent, list) else parent.setdefault(key, {})
+                if isinstance(node, str):  # a data file given as a bare path: eval.format=conll still works
+                    node = parent[key] = {"path": node}
             node[int(keys[-1]) if isinstance(node, list) else keys[-1]] = value
         except (ValueError, IndexError, TypeError, AttributeError):
             raise ConfigError(f"override {text!r}: {'.'.join(keys[:-1]) or keys[0]} cannot take that key "
