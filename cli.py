@@ -26,6 +26,8 @@ def _add_evaluate(sub):
     p.add_argument("--mapping", help="label mapping for data in another schema (e.g. conll)")
     p.add_argument("--limit", type=int, help="only the first N records")
     p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16", "int8"],
+                   help="weights: auto = float32; int8 = dynamic quantisation (CPU); float16/bfloat16 (GPU)")
 
 
 def _add_run(sub):
@@ -48,6 +50,8 @@ def _add_run(sub):
             p.add_argument("--briefer", default="default", help="briefer directory or Hub name")
             p.add_argument("--neutrality", help="loaded-term lexicon YAML (default: packaged)")
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+        p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16", "int8"],
+                       help="weights: auto = float32; int8 = dynamic quantisation (CPU); float16/bfloat16 (GPU)")
         p.add_argument("--threads", type=int, help="CPU threads for torch")
 
 
@@ -58,6 +62,8 @@ def _add_serve(sub):
     p.add_argument("--tagger", default="default")
     p.add_argument("--briefer", default="default")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16", "int8"],
+                   help="weights: auto = float32; int8 = dynamic quantisation (CPU); float16/bfloat16 (GPU)")
     p.add_argument("--max-concurrency", type=int, default=2, help="requests analysed at once")
     p.add_argument("--max-queue", type=int, default=32, help="requests waiting beyond that get 503")
 
@@ -67,6 +73,7 @@ def cmd_run(args) -> int:
     from conflictbrief.inference.pipeline import Pipeline
 
     pipeline = Pipeline.load(tagger=args.tagger, briefer=getattr(args, "briefer", None), device=args.device,
+                             dtype=args.dtype,
                              neutrality=getattr(args, "neutrality", None), threads=args.threads,
                              batch_size=args.batch_size)
     summary = run_batch(pipeline, args.inputs, args.output, args.text_field, args.id_field, args.resume,
@@ -80,7 +87,7 @@ def cmd_serve(args) -> int:
     from conflictbrief.inference.pipeline import Pipeline
     from conflictbrief.inference.service import create_app
 
-    pipeline = Pipeline.load(tagger=args.tagger, briefer=args.briefer, device=args.device)
+    pipeline = Pipeline.load(tagger=args.tagger, briefer=args.briefer, device=args.device, dtype=args.dtype)
     uvicorn.run(create_app(pipeline, args.max_concurrency, args.max_queue), host=args.host, port=args.port)
     return 0
 
@@ -132,11 +139,12 @@ def cmd_evaluate(args) -> int:
 
         schema = LabelSchema.from_yaml()
         examples = read_tagger_file(args.data, schema, args.format, args.mapping)[: args.limit]
-        result = evaluate_tagger(Tagger.load(args.model, device=args.device), examples, schema)
+        result = evaluate_tagger(Tagger.load(args.model, device=args.device, dtype=args.dtype), examples, schema)
     else:
         from conflictbrief.training.briefer import evaluate_briefer_file
 
-        result = evaluate_briefer_file(args.model, args.data, limit=args.limit, device=args.device)
+        result = evaluate_briefer_file(args.model, args.data, limit=args.limit, device=args.device,
+                                      dtype=args.dtype)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -188,14 +188,20 @@ class Guard:
             sentence = sentence[:start] + neutral + sentence[end:]
         return sentence
 
-    def check(self, brief_sentences: list[str], article: str) -> tuple[list[str], GuardReport]:
-        """Keep the sentences whose numbers, names and content words the article supports, neutralised."""
+    def check(self, brief_sentences: list[str], article: str,
+              names: list[list[str]] | None = None) -> tuple[list[str], GuardReport]:
+        """Keep the sentences whose numbers, names and content words the article supports, neutralised.
+
+        ``names``: the names in each sentence when the caller already tagged them (one batched tagger pass
+        for many briefs); found with the tagger here otherwise."""
         report = GuardReport(loaded_terms_source=[t for t, _, _ in loaded_terms(article, self.lexicon)])
         values = supported_values(article)
         folded = _ALNUM.sub("", fold(article))
         words = set(re.findall(r"\w+", fold(article)))
         kept = []
-        for sentence, names in zip(brief_sentences, self.names(brief_sentences)):
+        if names is None:
+            names = self.names(brief_sentences)
+        for sentence, names in zip(brief_sentences, names):
             bad_numbers = unsupported_numbers(sentence, values)
             if bad_numbers:
                 report.removed.append({"sentence": sentence, "reason": "unsupported_number", "items": bad_numbers})

@@ -28,7 +28,7 @@ from conflictbrief.inference.clean import CleanText, clean, split_sentences
 from conflictbrief.inference.guards import Guard, Lexicon, loaded_terms, provenance, supported_values, \
     unsupported_numbers
 from conflictbrief.inference.tagger import Tagger
-from conflictbrief.model.loading import default_installed
+from conflictbrief.model.loading import default_installed, parse_dtype
 
 
 class InputError(ValueError):
@@ -89,6 +89,17 @@ def _fingerprint(model) -> str:
     return source or "unknown"
 
 
+def _sentences(draft: dict) -> list[str]:
+    """The distinct sentences (3 words or more) of a generated brief."""
+    generated, seen = [], set()
+    for s, e in split_sentences(draft["text"]):
+        sentence = draft["text"][s:e].strip()
+        if len(sentence.split()) >= 3 and sentence.lower() not in seen:
+            seen.add(sentence.lower())
+            generated.append(sentence)
+    return generated
+
+
 class Pipeline:
     def __init__(self, tagger: Tagger, briefer: Briefer | None, guard: Guard | None = None,
                  max_chars: int = 200_000, min_sentences: int = 2, max_sentences: int = 5,
@@ -105,11 +116,10 @@ class Pipeline:
              dtype: torch.dtype | str | None = None, neutrality: str | None = None, threads: int | None = None,
              batch_size: int = 16, **kwargs) -> "Pipeline":
         """Load both models once. ``tagger``/``briefer``: 'default', a directory or a Hub name;
-        ``briefer=None`` tags only. ``dtype``: float16/bfloat16 on GPU."""
+        ``briefer=None`` tags only. ``dtype``: float16/bfloat16 on GPU, 'int8' (dynamic quantisation) on CPU."""
         if threads:
             torch.set_num_threads(threads)
-        if isinstance(dtype, str):
-            dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+        dtype = parse_dtype(dtype)
         t = Tagger.load(tagger, device=device, dtype=dtype, batch_size=batch_size * 2)
         extractive = briefer == "default" and not default_installed("briefer")
         b = Briefer.load(briefer, device=device, dtype=dtype, batch_size=batch_size) if briefer and not extractive \
@@ -117,7 +127,8 @@ class Pipeline:
         models = {"conflictbrief": __version__,
                   "tagger": {"ref": tagger or "default", "weights": _fingerprint(t.model), "labels": t.labels},
                   "briefer": {"ref": briefer, "weights": _fingerprint(b.model)} if b else None,
-                  "device": str(next(t.model.parameters()).device)}
+                  "device": str(next(t.model.parameters()).device),
+                  "dtype": str(dtype).replace("torch.", "") if dtype is not None else "float32"}
         if extractive:
             models["briefer"] = {"ref": None, "note": "no default briefer installed: briefs are extracted sentences"}
         return cls(t, b, Guard(Lexicon.load(neutrality), tagger=t), models=models, extractive=extractive, **kwargs)
@@ -128,13 +139,14 @@ class Pipeline:
         article = self._check(text, id)
         return self._run([(id, article)])[0]
 
-    def analyze_batch(self, items: Iterable, batch_size: int = 16) -> Iterator[AnalysisResult]:
-        """Stream results in input order. Items are texts or (id, text) pairs; memory stays bounded by
-        ``batch_size``. A bad item yields a result with ``error`` set instead of stopping the stream."""
+    def analyze_batch(self, items: Iterable, batch_size: int = 16, pool: int = 4) -> Iterator[AnalysisResult]:
+        """Stream results in input order. Items are texts or (id, text) pairs. ``batch_size * pool`` articles
+        are read at a time and sorted by length into model batches (less padding); memory stays bounded by
+        that. A bad item yields a result with ``error`` set instead of stopping the stream."""
         iterator = iter(items)
         counter = itertools.count()
         while True:
-            chunk = list(itertools.islice(iterator, batch_size))
+            chunk = list(itertools.islice(iterator, batch_size * max(1, pool)))
             if not chunk:
                 return
             prepared, results = [], {}
@@ -175,7 +187,14 @@ class Pipeline:
             t1 = time.perf_counter()
             drafts = self.briefer.brief(articles) if self.briefer else [None] * len(articles)
             t2 = time.perf_counter()
-            assembled = [self._assemble(a, d) for a, d in zip(articles, drafts)]
+            generated = [_sentences(d) if d else [] for d in drafts]
+            # One tagger pass over every generated sentence of the batch, not one per article.
+            flat = self.guard.names([s for g in generated for s in g]) if any(generated) else []
+            names, at = [], 0
+            for g in generated:
+                names.append(flat[at: at + len(g)])
+                at += len(g)
+            assembled = [self._assemble(a, d, g, n) for a, d, g, n in zip(articles, drafts, generated, names)]
             t3 = time.perf_counter()
         share = 1000 / len(batch)
         timings = {"tag_ms": round((t1 - t0) * share, 1), "brief_ms": round((t2 - t1) * share, 1),
@@ -188,7 +207,8 @@ class Pipeline:
                                           out_entities, brief, None, report, warnings, self.models, timings))
         return results
 
-    def _assemble(self, article: CleanText, draft: dict | None):
+    def _assemble(self, article: CleanText, draft: dict | None, generated: list[str] | None = None,
+                  names: list[list[str]] | None = None):
         spans = split_sentences(article.text)
         sources = [article.text[s:e] for s, e in spans]
         if draft is None and self.extractive:
@@ -198,13 +218,9 @@ class Pipeline:
                 "no briefer model installed: the brief is made of extracted article sentences"]
         if draft is None:
             return [], {}, ["no briefer loaded: entities only"]
-        generated, seen = [], set()
-        for s, e in split_sentences(draft["text"]):
-            sentence = draft["text"][s:e].strip()
-            if len(sentence.split()) >= 3 and sentence.lower() not in seen:
-                seen.add(sentence.lower())
-                generated.append(sentence)
-        kept, report = self.guard.check(generated, article.text)
+        if generated is None:
+            generated = _sentences(draft)
+        kept, report = self.guard.check(generated, article.text, names)
         brief = [BriefSentence(s, provenance(s, sources), "generated") for s in kept[: self.max_sentences]]
         warnings = []
         if len(brief) < self.min_sentences:

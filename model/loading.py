@@ -180,10 +180,46 @@ def configure_bert2bert(model, tokenizer):
     gen.pad_token_id = tokenizer.pad_token_id
 
 
-def _place(model, device: str, dtype: torch.dtype | None):
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "int8": "int8"}
+
+
+def parse_dtype(dtype: torch.dtype | str | None):
+    """None, a torch dtype, or one of the names in DTYPES ('int8' = dynamic int8 quantisation on CPU)."""
+    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "int8":
+        return dtype
+    if dtype == "auto":
+        return None
+    try:
+        return DTYPES[dtype]
+    except (KeyError, TypeError):
+        raise ModelLoadError(f"unknown dtype {dtype!r}; use one of auto, {', '.join(DTYPES)}") from None
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantisation of every ``nn.Linear`` (weights int8, activations quantised per batch).
+
+    CPU inference only. The embeddings and layer norms stay float32. Measured effects are in the README's
+    performance section.
+    """
+    import warnings
+
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notices: the kernels are still the fast path
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
+def _place(model, device: str, dtype: torch.dtype | str | None):
     dev = device_for(device)
+    dtype = parse_dtype(dtype)
+    if dtype == "int8":
+        if dev.type != "cpu":
+            raise ModelLoadError("int8 is dynamic quantisation for CPU; on GPU use float16 or bfloat16")
+        model.eval()
+        return quantize_int8(model)
     if dtype is not None and dev.type == "cpu" and dtype != torch.float32:
-        raise ModelLoadError("half precision is for GPU; on CPU use float32")
+        raise ModelLoadError("half precision is for GPU; on CPU use float32 (or int8)")
     model = model.to(dev, dtype=dtype) if dtype is not None else model.to(dev)
     model.eval()
     return model

@@ -47,3 +47,29 @@ def test_concurrent_callers_get_their_own_results(tiny_pipeline):
     assert not errors
     strip = lambda d: {k: v for k, v in d.items() if k != "timings"}  # noqa: E731
     assert all(strip(g) == strip(expected) for g in got)
+
+
+def test_batch_results_equal_one_at_a_time(tiny_pipeline):
+    # analyze_batch sorts a pool of articles by length and tags all briefs of the pool in one pass;
+    # each result must still be exactly what the article gets alone.
+    texts = [RAW, "Turkey hosts 3.5 million Syrian refugees. Talks in Moscow ended. " * 3, RAW + " More shelling.",
+             "Syrian forces shelled Idlib on Monday."]
+    strip = lambda d: {k: v for k, v in d.items() if k != "timings"}  # noqa: E731
+    alone = [strip(tiny_pipeline.analyze(t).to_dict()) for t in texts]
+    batched = [strip(r.to_dict()) for r in tiny_pipeline.analyze_batch(texts, batch_size=2, pool=2)]
+    assert batched == alone
+
+
+def test_int8_pipeline_quantises_linear_layers(tiny_tagger_dir, tiny_briefer_dir):
+    from torch.ao.nn.quantized.dynamic import Linear as QLinear
+
+    from conflictbrief.inference.pipeline import Pipeline
+    from conflictbrief.model.loading import ModelLoadError, parse_dtype
+
+    p = Pipeline.load(tagger=str(tiny_tagger_dir), briefer=str(tiny_briefer_dir), device="cpu", dtype="int8")
+    assert any(isinstance(m, QLinear) for m in p.tagger.model.modules())
+    assert any(isinstance(m, QLinear) for m in p.briefer.model.modules())
+    r = p.analyze(RAW)
+    assert r.error is None and r.models["dtype"] == "int8" and 1 <= len(r.brief) <= 5
+    with pytest.raises(ModelLoadError, match="unknown dtype 'fp8'"):
+        parse_dtype("fp8")

@@ -231,10 +231,11 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
     return report
 
 
-def evaluate_briefer_file(model_ref: str, data: str, limit: int | None = None, device: str = "auto") -> dict:
+def evaluate_briefer_file(model_ref: str, data: str, limit: int | None = None, device: str = "auto",
+                          dtype=None) -> dict:
     """`conflictbrief evaluate briefer`: ROUGE, lead-3 and the guard figures of the full pipeline."""
     from conflictbrief.inference.pipeline import Pipeline
 
     pairs = read_brief_file(data)[:limit]
-    pipeline = Pipeline.load(briefer=model_ref, device=device)
+    pipeline = Pipeline.load(briefer=model_ref, device=device, dtype=dtype)
     return pipeline.evaluate_briefs(pairs)
