@@ -57,3 +57,20 @@ def test_cli_train_rejects_bad_data_before_training(tmp_path):
                            "--output", str(tmp_path / "o"), "tiny_model={}"], capture_output=True, text=True)
     assert done.returncode == 2
     assert "bad.jsonl:1: unknown label 'Town'" in done.stderr
+
+
+def test_generation_is_confined_to_the_article_vocabulary(tiny_briefer_dir):
+    from conflictbrief.inference.briefer import common_token_ids
+
+    free = Briefer.load(str(tiny_briefer_dir), device="cpu", constrain_to_source=False, max_new_tokens=20,
+                        num_beams=2, no_repeat_ngram_size=0)
+    confined = Briefer.load(str(tiny_briefer_dir), device="cpu", max_new_tokens=20, num_beams=2,
+                            no_repeat_ngram_size=0)
+    # The tiny model was trained on other articles: left free it writes their words.
+    sources = ["Talks in Moscow ended without agreement on Monday.", "Turkey hosts 3.5 million refugees."]
+    tok, common = confined.tokenizer, common_token_ids(confined.tokenizer)
+    free_out, confined_out = free.generate_raw(sources), confined.generate_raw(sources)
+    outside = lambda text, src: set(tok(text, add_special_tokens=False)["input_ids"]) - common - set(  # noqa: E731
+        tok(src, add_special_tokens=False)["input_ids"])
+    assert any(outside(o, s) for o, s in zip(free_out, sources))
+    assert all(o and not outside(o, s) for o, s in zip(confined_out, sources))
