@@ -136,7 +136,20 @@ def _join(pieces: list[str]) -> str:
     return out
 
 
-_PUNCTUATION = list(".,;:!?'\"()-%/$")
+_PUNCTUATION = list(".,;:!?'\"()-%/$|")
+
+HEADLINE_SEP = "|||"
+"""Separates a headline from the brief in model targets and output: ``headline ||| brief``."""
+
+
+def split_headline(text: str) -> tuple[str | None, str]:
+    """(headline or None, brief) of a model output written as ``headline ||| brief``."""
+    squeezed = re.sub(r"\|\s*\|\s*\|", HEADLINE_SEP, text)  # BERT decodes "|||" as "| | |"
+    if HEADLINE_SEP not in squeezed:
+        return None, text
+    head, _, body = squeezed.partition(HEADLINE_SEP)
+    body = body.replace(HEADLINE_SEP, " ").strip()
+    return head.strip() or None, body
 
 
 def common_token_ids(tokenizer) -> set[int]:
@@ -212,11 +225,17 @@ class Briefer:
         return results
 
     def brief(self, articles: list[CleanText], **overrides) -> list[dict]:
-        """Per article: {'text': resurfaced brief, 'raw': model output, 'used': sentence indices, 'sentences'}."""
+        """Per article: {'text': resurfaced brief, 'headline': resurfaced headline or None, 'raw': model
+        output, 'used': sentence indices, 'sentences'}. A model trained with headlines writes
+        ``headline ||| brief``; one trained without writes the brief only."""
         prepared = [source_for(a, self.tokenizer, self.max_source_length) for a in articles]
         raw = self.generate_raw([p[0] for p in prepared], **overrides)
-        return [{"text": resurface(r, a.text), "raw": r, "used": p[1], "sentences": p[2]}
-                for r, a, p in zip(raw, articles, prepared)]
+        out = []
+        for r, a, p in zip(raw, articles, prepared):
+            headline, body = split_headline(r)
+            out.append({"text": resurface(body, a.text), "headline": resurface(headline, a.text) if headline else None,
+                        "raw": r, "used": p[1], "sentences": p[2]})
+        return out
 
 
 def lead_sentences(text: str, n: int = 3) -> str:

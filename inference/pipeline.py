@@ -187,8 +187,10 @@ class Pipeline:
             t1 = time.perf_counter()
             drafts = self.briefer.brief(articles) if self.briefer else [None] * len(articles)
             t2 = time.perf_counter()
-            generated = [_sentences(d) if d else [] for d in drafts]
-            # One tagger pass over every generated sentence of the batch, not one per article.
+            # Headline first, then the brief's sentences; one tagger pass over all of them for the whole
+            # batch, not one per article.
+            generated = [([d["headline"]] if d.get("headline") else []) + _sentences(d) if d else []
+                         for d in drafts]
             flat = self.guard.names([s for g in generated for s in g]) if any(generated) else []
             names, at = [], 0
             for g in generated:
@@ -200,11 +202,11 @@ class Pipeline:
         timings = {"tag_ms": round((t1 - t0) * share, 1), "brief_ms": round((t2 - t1) * share, 1),
                    "guard_ms": round((t3 - t2) * share, 1)}
         results = []
-        for (rid, article), ents, (brief, report, warnings) in zip(batch, entities, assembled):
+        for (rid, article), ents, (brief, headline, report, warnings) in zip(batch, entities, assembled):
             out_entities = [EntityResult(e.label, e.text, e.start, e.end, *article.raw_span(e.start, e.end),
                                          e.score) for e in ents]
             results.append(AnalysisResult(rid, article.text, article.date, split_sentences(article.text),
-                                          out_entities, brief, None, report, warnings, self.models, timings))
+                                          out_entities, brief, headline, report, warnings, self.models, timings))
         return results
 
     def _assemble(self, article: CleanText, draft: dict | None, generated: list[str] | None = None,
@@ -213,14 +215,23 @@ class Pipeline:
         sources = [article.text[s:e] for s, e in spans]
         if draft is None and self.extractive:
             brief = self._extract(sources, set(), self.min_sentences + 1)
-            return brief, {"removed": [], "substituted": [], "loaded_terms_source": [
+            return brief, None, {"removed": [], "substituted": [], "loaded_terms_source": [
                 t for t, _, _ in loaded_terms(article.text, self.guard.lexicon)], "loaded_terms_brief": []}, [
                 "no briefer model installed: the brief is made of extracted article sentences"]
         if draft is None:
-            return [], {}, ["no briefer loaded: entities only"]
+            return [], None, {}, ["no briefer loaded: entities only"]
         if generated is None:
-            generated = _sentences(draft)
+            generated = ([draft["headline"]] if draft.get("headline") else []) + _sentences(draft)
+            names = None
+        headline = None
+        if draft.get("headline"):  # the same guards as a brief sentence; a failed headline is reported
+            kept, head_report = self.guard.check(generated[:1], article.text, names[:1] if names else None)
+            headline = kept[0] if kept else None
+            generated, names = generated[1:], names[1:] if names else None
         kept, report = self.guard.check(generated, article.text, names)
+        if draft.get("headline"):
+            report.removed[:0] = [{**r, "headline": True} for r in head_report.removed]
+            report.substituted[:0] = head_report.substituted
         brief = [BriefSentence(s, provenance(s, sources), "generated") for s in kept[: self.max_sentences]]
         warnings = []
         if len(brief) < self.min_sentences:
@@ -234,7 +245,7 @@ class Pipeline:
                   "loaded_terms_source": report.loaded_terms_source,
                   "loaded_terms_brief": [t for b in brief for t, _, _ in loaded_terms(b.text, self.guard.lexicon)],
                   "model_output": draft["raw"], "input_sentences": draft["used"]}
-        return brief, guards, warnings
+        return brief, headline, guards, warnings
 
     def _extract(self, sources: list[str], used: set[int], n: int) -> list[BriefSentence]:
         scores = salience(sources)

@@ -74,3 +74,20 @@ def test_generation_is_confined_to_the_article_vocabulary(tiny_briefer_dir):
         tok(src, add_special_tokens=False)["input_ids"])
     assert any(outside(o, s) for o, s in zip(free_out, sources))
     assert all(o and not outside(o, s) for o, s in zip(confined_out, sources))
+
+
+def test_headline_pairs_are_taught_as_headline_sep_brief():
+    from transformers import AutoTokenizer
+
+    from conflictbrief.model.loading import base_model_path
+    from conflictbrief.training.briefer import featurize
+    from conflictbrief.training.config import BrieferConfig
+
+    tok = AutoTokenizer.from_pretrained(base_model_path())
+    pairs = [{"text": "Troops left Mosul.", "brief": "Troops left.", "headline": "Mosul withdrawal"},
+             {"text": "Troops left Mosul.", "brief": "Troops left.", "headline": None}]
+    with_head, plain = featurize(pairs, tok, BrieferConfig())
+    assert tok.decode(with_head["labels"], skip_special_tokens=True) == "mosul withdrawal | | | troops left."
+    assert tok.decode(plain["labels"], skip_special_tokens=True) == "troops left."
+    off = featurize(pairs[:1], tok, BrieferConfig(headline=False))[0]
+    assert tok.decode(off["labels"], skip_special_tokens=True) == "troops left."

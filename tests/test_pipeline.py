@@ -73,3 +73,27 @@ def test_int8_pipeline_quantises_linear_layers(tiny_tagger_dir, tiny_briefer_dir
     assert r.error is None and r.models["dtype"] == "int8" and 1 <= len(r.brief) <= 5
     with pytest.raises(ModelLoadError, match="unknown dtype 'fp8'"):
         parse_dtype("fp8")
+
+
+def test_headline_is_split_guarded_and_reported(tiny_pipeline, monkeypatch):
+    from conflictbrief.inference.briefer import split_headline
+
+    assert split_headline("syrian forces shell idlib | | | about 120,000 fled.") == (
+        "syrian forces shell idlib", "about 120,000 fled.")
+    assert split_headline("no headline here.") == (None, "no headline here.")
+    text = "Syrian forces shelled Idlib on Monday. About 120,000 people fled toward Turkey. Aid groups warned."
+
+    def fake(headline):
+        def brief(articles, **_):
+            return [{"text": "Syrian forces shelled Idlib on Monday. About 120,000 people fled toward Turkey.",
+                     "headline": headline, "raw": "...", "used": [0, 1], "sentences": []} for _ in articles]
+        return brief
+
+    monkeypatch.setattr(tiny_pipeline.briefer, "brief", fake("Syrian forces shelled Idlib"))
+    r = tiny_pipeline.analyze(text)
+    assert r.headline == "Syrian forces shelled Idlib" and len(r.brief) == 2
+    monkeypatch.setattr(tiny_pipeline.briefer, "brief", fake("Syrian forces killed 300 in Idlib"))
+    r = tiny_pipeline.analyze(text)
+    assert r.headline is None and len(r.brief) == 2
+    assert r.guards["removed"][0] == {"sentence": "Syrian forces killed 300 in Idlib",
+                                      "reason": "unsupported_number", "items": ["300"], "headline": True}

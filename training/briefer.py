@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from conflictbrief.inference.briefer import Briefer, lead_sentences, source_for
+from conflictbrief.inference.briefer import HEADLINE_SEP, Briefer, lead_sentences, source_for
 from conflictbrief.inference.clean import clean
 from conflictbrief.training.config import BrieferConfig, dump_config
 from conflictbrief.training.metrics import rouge_scores
@@ -64,7 +64,9 @@ def build_model(config: BrieferConfig):
 def featurize(pairs: list[dict], tokenizer, config: BrieferConfig) -> list[dict]:
     sources = [source_for(clean(p["text"]), tokenizer, config.max_source_length)[0] for p in pairs]
     enc = tokenizer(sources, max_length=config.max_source_length, truncation=True)["input_ids"]
-    dec = tokenizer([p["brief"] for p in pairs], max_length=config.max_target_length, truncation=True)["input_ids"]
+    targets = [f"{p['headline']} {HEADLINE_SEP} {p['brief']}" if config.headline and p.get("headline")
+               else p["brief"] for p in pairs]
+    dec = tokenizer(targets, max_length=config.max_target_length, truncation=True)["input_ids"]
     return [{"input_ids": e, "labels": d} for e, d in zip(enc, dec)]
 
 

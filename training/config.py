@@ -82,6 +82,8 @@ class BrieferConfig:
     output_dir: str = "runs/briefer"
     max_source_length: int = 256
     max_target_length: int = 96
+    headline: bool = True
+    """Pairs with a headline (NeuS) are taught as ``headline ||| brief``; the pipeline reports it apart."""
     batch_size: int = 8
     eval_batch_size: int = 16
     eval_limit: int | None = 100
