@@ -18,7 +18,9 @@ def test_default_tagger_finds_idlib_and_maarat_al_numan_with_raw_offsets(default
     raw = SEED.read_text(encoding="utf-8")
     result = default_pipeline.analyze(raw, id=SEED.name)
     locations = [e for e in result.entities if e.label == "Location"]
-    assert any(e.text == "Idlib" for e in locations)
+    # re3d, the schema's corpus, annotates the whole phrase ("the northwest province of Idlib" is one Location),
+    # and the default follows it: "Idlib" must be a Location or the head of one.
+    assert any(re.search(r"\bIdlib$", e.text) for e in locations), locations
     assert any(re.fullmatch(r"Maar?[ae]t al-Nou?man|Marat al-Numan", e.text) for e in locations), locations
     for e in result.entities:
         if "&" not in raw[e.raw_start:e.raw_end]:
