@@ -91,3 +91,12 @@ def test_headline_pairs_are_taught_as_headline_sep_brief():
     assert tok.decode(plain["labels"], skip_special_tokens=True) == "troops left."
     off = featurize(pairs[:1], tok, BrieferConfig(headline=False))[0]
     assert tok.decode(off["labels"], skip_special_tokens=True) == "troops left."
+
+
+def test_shared_source_cache_gives_the_same_beams(tiny_briefer_dir):
+    # Skipping the cross-attention reorder is exact: every beam of an article holds the same encoder states.
+    briefer = Briefer.load(str(tiny_briefer_dir), device="cpu", max_new_tokens=20, num_beams=3,
+                           no_repeat_ngram_size=0)
+    sources = ["Syrian forces shelled Idlib on Monday.", "Turkey hosts 3.5 million Syrian refugees, officials said.",
+               "Talks in Moscow ended without agreement."]
+    assert briefer.generate_raw(sources) == briefer.generate_raw(sources, cache=None)
