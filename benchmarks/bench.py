@@ -53,7 +53,8 @@ def baseline(articles, args) -> int:
 def ours(articles, args) -> int:
     from conflictbrief import Pipeline
 
-    p = Pipeline.load(tagger=args.tagger, briefer=args.briefer, device="cpu", batch_size=args.batch_size)
+    p = Pipeline.load(tagger=args.tagger, briefer=args.briefer, device="cpu", batch_size=args.batch_size,
+                      dtype=args.dtype)
     p.briefer.generate_kwargs.update(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens)
     return sum(1 for _ in p.analyze_batch(articles, batch_size=args.batch_size))
 
@@ -80,6 +81,7 @@ def main() -> None:
     parser.add_argument("--tagger", default="default")
     parser.add_argument("--briefer", default="default")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--dtype", default="auto", help="conflictbrief side only: auto (float32) or int8")
     parser.add_argument("--num-beams", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--max-source-length", type=int, default=256)
@@ -98,6 +100,7 @@ def main() -> None:
         "same_number_of_outputs": results["ours"]["outputs"] == results["baseline"]["outputs"],
         "settings": {"n": args.n, "num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens,
                      "max_source_length": args.max_source_length, "batch_size": args.batch_size,
+                     "dtype_ours": args.dtype,
                      "tagger_stride": 32, "no_repeat_ngram_size": 3},
     }, indent=2))
 
