@@ -47,7 +47,12 @@ def test_briefer_trains_generates_and_resumes(_tiny_briefer_dir, tiny_briefer_di
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "resumed from" in done.stderr and "at step 30" in done.stderr
-    assert json.loads((tiny_briefer_dir / "metrics.json").read_text())["steps"] == 32
+    metrics = json.loads((tiny_briefer_dir / "metrics.json").read_text())
+    assert metrics["steps"] == 32 and metrics["train_seconds"] > report["train_seconds"] > 0  # summed over runs
+    card = (tiny_briefer_dir / "README.md").read_text()
+    assert "32 of 32 steps" in card
+    first_card = (_tiny_briefer_dir[0] / "README.md").read_text()
+    assert "30 of 30 steps" in first_card and "pairs.jsonl |" in first_card
 
 
 def test_cli_train_rejects_bad_data_before_training(tmp_path):

@@ -97,7 +97,8 @@ def evaluate_pairs(briefer: Briefer, pairs: list[dict], **generate_overrides) ->
             "n": len(pairs), "seconds_per_article": round(seconds / max(1, len(pairs)), 3)}
 
 
-def _save_checkpoint(path: Path, model, optimizer, scheduler, step: int, best: dict | None, best_score: float):
+def _save_checkpoint(path: Path, model, optimizer, scheduler, step: int, best: dict | None, best_score: float,
+                     seconds: float = 0.0):
     path.mkdir(parents=True, exist_ok=True)
     # Cloned: tied weights share storage, which safetensors refuses to write twice.
     tensors = {f"model.{k}": v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -110,11 +111,12 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, step: int, best: d
                 tensors[f"optim.{names[id(p)]}.{key}"] = torch.as_tensor(value).detach().cpu().clone()
     save_file(tensors, str(path / "state.safetensors"))
     meta = {"step": step, "scheduler": scheduler.state_dict(), "param_groups": groups, "best": best,
-            "best_score": best_score}
+            "best_score": best_score, "train_seconds": round(seconds, 1)}
     (path / "state.json").write_text(json.dumps(meta))
 
 
-def _load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, dict | None, float]:
+def _load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, dict | None, float, float]:
+    """(step, best metrics, best score, training seconds of all runs so far)."""
     tensors = load_file(str(path / "state.safetensors"))
     meta = json.loads((path / "state.json").read_text())
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
@@ -130,7 +132,7 @@ def _load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, dict
             if state:
                 optimizer.state[params[name]] = state
     scheduler.load_state_dict(meta["scheduler"])
-    return meta["step"], meta["best"], meta["best_score"]
+    return meta["step"], meta["best"], meta["best_score"], meta.get("train_seconds", 0.0)
 
 
 def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dict:
@@ -160,11 +162,11 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
     scheduler = get_linear_schedule_with_warmup(optimizer, int(total * config.warmup_ratio), total)
     out_dir = Path(config.output_dir)
     ckpt = out_dir / "checkpoint"
-    step, best, best_score = 0, None, -1.0
+    step, best, best_score, earlier_seconds = 0, None, -1.0, 0.0
     if resume:
         if not (ckpt / "state.json").is_file():
             raise DataError(f"--resume: no checkpoint in {ckpt}")
-        step, best, best_score = _load_checkpoint(ckpt, model, optimizer, scheduler)
+        step, best, best_score, earlier_seconds = _load_checkpoint(ckpt, model, optimizer, scheduler)
         log(f"resumed from {ckpt} at step {step}")
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, out_dir / "training_config.yaml")
@@ -215,7 +217,8 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
                 log(progress_line(step, total, running / config.log_every, seen_steps / (time.time() - started)))
                 running = 0.0
             if step % config.save_every == 0:
-                _save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score)
+                _save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score,
+                                 earlier_seconds + time.time() - started)
             if config.eval_every and step % config.eval_every == 0:
                 run_eval()
             if deadline and time.time() > deadline:
@@ -225,12 +228,42 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
             if step >= total:
                 break
     run_eval()
-    _save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score)
-    report = {"best": best, "steps": step, "finished": step >= total,
-              "train_seconds_this_run": round(time.time() - started, 1),
+    seconds = earlier_seconds + time.time() - started
+    _save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, seconds)
+    report = {"best": best, "steps": step, "total_steps": total, "finished": step >= total,
+              "train_seconds_this_run": round(time.time() - started, 1), "train_seconds": round(seconds, 1),
               "train_files": [vars(f) for f in config.train], "eval_files": [vars(f) for f in config.eval]}
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2))
+    write_model_card(out_dir, config, report)
     return report
+
+
+def write_model_card(out_dir: Path, config: BrieferConfig, report: dict):
+    """README.md of a trained briefer: base, data, training time, and the selection-time figures."""
+    best = report.get("best") or {}
+    evals = {k: v for k, v in best.items() if isinstance(v, dict)}
+    kind = "BERT2BERT warm-started from" if config.warm_start else "seq2seq model fine-tuned from"
+    lines = [
+        "# conflictbrief briefer", "",
+        f"{kind} `{config.base_model}`, trained with `conflictbrief train briefer`.", "",
+        "## Data", "",
+        *[f"- train: `{f.path}` (x{f.repeat})" for f in config.train],
+        *[f"- eval: `{f.path}` (first {f.limit or config.eval_limit} pairs)" for f in config.eval],
+        f"- targets: {'headline ||| brief where a pair has a headline' if config.headline else 'brief only'}", "",
+        "## Training", "",
+        f"{report['steps']} of {report.get('total_steps', '?')} steps (batch {config.batch_size}, lr "
+        f"{config.learning_rate}, source {config.max_source_length} / target {config.max_target_length} tokens); "
+        f"{round(report.get('train_seconds', report['train_seconds_this_run']) / 60, 1)} minutes of training in "
+        f"all runs{'' if report['finished'] else ' (not finished: continue with --resume)'}.", "",
+        f"## Selection-time evaluation (step {best.get('step')}; model output before the guards, greedy)", "",
+        "| eval file | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-Lsum | lead-3 ROUGE-L | n |", "|---|---|---|---|---|---|---|",
+        *[f"| {k} | {v['rouge1']} | {v['rouge2']} | {v['rougeL']} | {v['rougeLsum']} | {v['lead3']['rougeL']} | "
+          f"{v['n']} |" for k, v in evals.items()], "",
+        "What a user gets is the guarded brief: measure it with `conflictbrief evaluate briefer --model DIR --data F`",
+        "(ROUGE, lead-3, unsupported-number rate, entity precision, loaded-term rates).", "",
+        "The config used is `training_config.yaml`; every evaluation is in `history.jsonl`.",
+    ]
+    (out_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def evaluate_briefer_file(model_ref: str, data: str, limit: int | None = None, device: str = "auto",
