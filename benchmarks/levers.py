@@ -1,0 +1,94 @@
+"""Micro-benchmarks behind the README's performance table: one lever at a time, same articles, same weights.
+
+    python benchmarks/levers.py generate --briefer runs/briefer [--dtype int8] [--batch-sizes 1,4,16,32]
+    python benchmarks/levers.py cache --briefer runs/briefer          # shared cross-attention cache on/off
+    python benchmarks/levers.py tag [--dtype int8]                   # our tagger vs the HF pipeline, windows
+
+Articles: the first N of SumLLM gpt4 val + NeuS val (as benchmarks/bench.py). Prints one JSON line per figure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import load_articles  # noqa: E402
+
+
+def _timed(fn):
+    started = time.perf_counter()
+    out = fn()
+    return out, round(time.perf_counter() - started, 2)
+
+
+def generate(args, articles):
+    from conflictbrief.inference.briefer import Briefer, source_for
+    from conflictbrief.inference.clean import clean
+
+    b = Briefer.load(args.briefer, device="cpu", dtype=args.dtype, num_beams=4, max_new_tokens=96,
+                     no_repeat_ngram_size=3)
+    sources = [source_for(clean(a), b.tokenizer, 256)[0] for a in articles]
+    for size in [int(x) for x in args.batch_sizes.split(",")]:
+        b.batch_size = size
+        _, seconds = _timed(lambda: b.generate_raw(sources))
+        print(json.dumps({"lever": "generation batch size", "dtype": args.dtype, "batch_size": size,
+                          "articles": len(sources), "seconds": seconds,
+                          "articles_per_s": round(len(sources) / seconds, 2)}), flush=True)
+
+
+def cache(args, articles):
+    from conflictbrief.inference.briefer import Briefer, source_for
+    from conflictbrief.inference.clean import clean
+
+    b = Briefer.load(args.briefer, device="cpu", dtype=args.dtype, num_beams=4, max_new_tokens=96,
+                     no_repeat_ngram_size=3)
+    b.batch_size = len(articles)
+    sources = [source_for(clean(a), b.tokenizer, 256)[0] for a in articles]
+    shared, t_shared = _timed(lambda: b.generate_raw(sources))
+    default, t_default = _timed(lambda: b.generate_raw(sources, cache=None))
+    print(json.dumps({"lever": "shared cross-attention cache", "articles": len(sources),
+                      "seconds_shared": t_shared, "seconds_transformers_default": t_default,
+                      "identical_outputs": shared == default}))
+
+
+def tag(args, articles):
+    from transformers import pipeline
+
+    from conflictbrief.inference.clean import clean
+    from conflictbrief.inference.tagger import Tagger
+
+    texts = [clean(a).text for a in articles]
+    t = Tagger.load(args.tagger, device="cpu", dtype=args.dtype, batch_size=32)
+    with torch.inference_mode():
+        for width in (256, 128, 512):
+            t.max_length = width
+            _, seconds = _timed(lambda: t.tag(texts))
+            print(json.dumps({"lever": "tagger window", "dtype": args.dtype, "max_length": width,
+                              "articles": len(texts), "seconds": seconds}), flush=True)
+        ner = pipeline("token-classification", model=t.model, tokenizer=t.tokenizer, aggregation_strategy="simple",
+                       stride=32, device="cpu")
+        _, seconds = _timed(lambda: [ner(x) for x in texts])
+        print(json.dumps({"lever": "HF token-classification pipeline", "dtype": args.dtype,
+                          "articles": len(texts), "seconds": seconds}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["generate", "cache", "tag"])
+    parser.add_argument("--n", type=int, help="articles (default: 32; 16 for cache)")
+    parser.add_argument("--briefer", default="default")
+    parser.add_argument("--tagger", default="default")
+    parser.add_argument("--dtype", default=None, help="int8 for dynamic quantisation")
+    parser.add_argument("--batch-sizes", default="1,4,16,32")
+    args = parser.parse_args()
+    articles = load_articles(args.n or (16 if args.what == "cache" else 32), None)
+    {"generate": generate, "cache": cache, "tag": tag}[args.what](args, articles)
+
+
+if __name__ == "__main__":
+    main()
