@@ -211,7 +211,7 @@ class Briefer:
         self.model, self.tokenizer = model, tokenizer
         self.max_source_length, self.batch_size = max_source_length, batch_size
         self.constrain_to_source = constrain_to_source
-        self._common = common_token_ids(tokenizer) if constrain_to_source else set()
+        self._common: set[int] | None = None  # common_token_ids, computed on first constrained use
         self.generate_kwargs = generate_kwargs
 
     @classmethod
@@ -235,6 +235,8 @@ class Briefer:
             if self.constrain_to_source:
                 from transformers import LogitsProcessorList
 
+                if self._common is None:
+                    self._common = common_token_ids(self.tokenizer)
                 kwargs["logits_processor"] = LogitsProcessorList(
                     [SourceVocabulary(enc["input_ids"], enc["attention_mask"], self._common)])
             if self.model.config.is_encoder_decoder and kwargs.get("use_cache", True) and "cache" not in overrides:

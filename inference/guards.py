@@ -201,12 +201,12 @@ class Guard:
         kept = []
         if names is None:
             names = self.names(brief_sentences)
-        for sentence, names in zip(brief_sentences, names):
+        for sentence, found in zip(brief_sentences, names):
             bad_numbers = unsupported_numbers(sentence, values)
             if bad_numbers:
                 report.removed.append({"sentence": sentence, "reason": "unsupported_number", "items": bad_numbers})
                 continue
-            bad_names = [n for n in names if not name_supported(n, folded, words)]
+            bad_names = [n for n in found if not name_supported(n, folded, words)]
             if bad_names:
                 report.removed.append({"sentence": sentence, "reason": "unsupported_name", "items": bad_names})
                 continue
