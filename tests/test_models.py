@@ -105,3 +105,14 @@ def test_shared_source_cache_gives_the_same_beams(tiny_briefer_dir):
     sources = ["Syrian forces shelled Idlib on Monday.", "Turkey hosts 3.5 million Syrian refugees, officials said.",
                "Talks in Moscow ended without agreement."]
     assert briefer.generate_raw(sources) == briefer.generate_raw(sources, cache=None)
+
+
+def test_repair_bio_makes_valid_iob2_and_moves_a_preposition_out_of_an_entity():
+    from conflictbrief.inference.tagger import repair_bio
+
+    assert repair_bio(["I-Person", "I-Person", "O", "I-Location"]) == ["B-Person", "I-Person", "O", "B-Location"]
+    words = ["south", "of", "the", "city", "of", "Idlib"]
+    tags = ["O", "B-Location", "I-Location", "I-Location", "I-Location", "I-Location"]
+    assert repair_bio(tags, words) == ["O", "O", "B-Location", "I-Location", "I-Location", "I-Location"]
+    assert repair_bio(tags) == tags  # without words only the IOB2 repair
+    assert repair_bio(["I-Weapon", "I-Weapon"], ["and", "missiles"]) == ["O", "B-Weapon"]
