@@ -65,6 +65,9 @@ def device_for(device: str = "auto") -> torch.device:
 def _quiet_transformers():
     # Building a head on top of the base logs "newly initialised weights" warnings that are expected here.
     logging.getLogger("transformers.modeling_utils").setLevel(logging.ERROR)
+    # transformers 5 checks a tensor-parallel plan on every load and lists every layer as "not sharded" even
+    # on one device; that wall of text says nothing about our models.
+    logging.getLogger("transformers.distributed.tensor_parallel").setLevel(logging.ERROR)
 
 
 def _is_compact(path: str) -> bool:
