@@ -39,6 +39,10 @@ class NumberMention:
     start: int
     end: int
     values: frozenset[float]
+    percent: bool = False  # "9%", "nine percent": only an article percentage supports it
+
+
+_PERCENT_AFTER = re.compile(r"\s*(?:%|per\s?cent\b)", re.I)
 
 
 def _word_value(word: str) -> float | None:
@@ -70,17 +74,26 @@ def numbers_in(text: str) -> list[NumberMention]:
         values = {base}
         if scale:
             values.add(base * _SCALES[scale.lower()])
-        mentions.append(NumberMention(m.group(), m.start(), m.end(), frozenset(values)))
+        percent = bool(_PERCENT_AFTER.match(text, m.end()))
+        mentions.append(NumberMention(m.group(), m.start(), m.end(), frozenset(values), percent))
     return mentions
 
 
-def supported_values(article: str) -> set[float]:
-    return {v for m in numbers_in(article) for v in m.values}
+def supported_values(article: str) -> set:
+    """Every value the article states, plus ``("%", value)`` for each value it states as a percentage."""
+    mentions = numbers_in(article)
+    return {v for m in mentions for v in m.values} | {("%", v) for m in mentions if m.percent for v in m.values}
 
 
-def unsupported_numbers(sentence: str, article_values: set[float]) -> list[str]:
-    """Numbers in ``sentence`` that denote no value the article states ("120 000" = "120,000")."""
-    return [m.text for m in numbers_in(sentence) if not (m.values & article_values)]
+def unsupported_numbers(sentence: str, article_values: set) -> list[str]:
+    """Numbers in ``sentence`` that denote no value the article states ("120 000" = "120,000"); a percentage
+    needs the same percentage in the article ("nine%" is not supported by "nine-year")."""
+    bad = []
+    for m in numbers_in(sentence):
+        ok = any(("%", v) in article_values for v in m.values) if m.percent else bool(m.values & article_values)
+        if not ok:
+            bad.append(m.text + ("%" if m.percent and not m.text.endswith("%") else ""))
+    return bad
 
 
 _ALNUM = re.compile(r"[^0-9a-z]+")
@@ -215,9 +228,13 @@ class Guard:
                 continue
             content = content_words(sentence)
             missing = [w for w in content if w not in words]
-            degenerate = not content or len(set(content)) < 0.5 * len(content)  # "the army said the army said"
+            own = re.findall(r"\w+", fold(sentence))
+            stutter = [a for a, b in zip(own, own[1:]) if a == b and not a.isdigit()]  # "the united united kingdom"
+            # "the army said the army said": a sentence that repeats itself
+            degenerate = not content or len(set(content)) < 0.5 * len(content) or bool(stutter)
             if degenerate or len(missing) > (1 - self.min_support) * len(content):
-                report.removed.append({"sentence": sentence, "reason": "unsupported_content", "items": missing[:10]})
+                report.removed.append({"sentence": sentence, "reason": "unsupported_content",
+                                       "items": (missing or stutter)[:10]})
                 continue
             kept.append(neutral)
         report.loaded_terms_brief = [t for s in kept for t, _, _ in loaded_terms(s, self.lexicon)]

@@ -54,3 +54,13 @@ def test_degenerate_or_off_topic_sentences_are_removed():
                                   "Turkey hosts 3.5 million Syrian refugees."], ARTICLE)
     assert kept == ["Turkey hosts 3.5 million Syrian refugees."]
     assert [r["reason"] for r in report.removed] == ["unsupported_content", "unsupported_content"]
+
+
+def test_percentages_need_an_article_percentage_and_stutters_are_dropped():
+    values = supported_values(ARTICLE + " Prices rose 40 percent.")
+    assert unsupported_numbers("Prices rose 40%.", values) == []
+    assert unsupported_numbers("Five% of hospitals were hit.", values) == ["Five%"]  # the article's five is a count
+    assert unsupported_numbers("About 33 per cent fled.", values) == ["33%"]
+    kept, report = Guard().check(["The Syrian Syrian Observatory put the number at 120,000."], ARTICLE)
+    assert kept == [] and report.removed[0]["reason"] == "unsupported_content"
+    assert report.removed[0]["items"] == ["syrian"]
