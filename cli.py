@@ -6,6 +6,11 @@ import json
 import sys
 
 
+def _add_dtype(p):
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16", "int8"],
+                   help="weights: auto = float32; int8 = dynamic quantisation (CPU); float16/bfloat16 (GPU)")
+
+
 def _add_train(sub):
     p = sub.add_parser("train", help="fine-tune the tagger or the briefer")
     p.add_argument("kind", choices=["tagger", "briefer"])
@@ -26,8 +31,7 @@ def _add_evaluate(sub):
     p.add_argument("--mapping", help="label mapping for data in another schema (e.g. conll)")
     p.add_argument("--limit", type=int, help="only the first N records")
     p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16", "int8"],
-                   help="weights: auto = float32; int8 = dynamic quantisation (CPU); float16/bfloat16 (GPU)")
+    _add_dtype(p)
 
 
 def _add_run(sub):
@@ -50,8 +54,7 @@ def _add_run(sub):
             p.add_argument("--briefer", default="default", help="briefer directory or Hub name")
             p.add_argument("--neutrality", help="loaded-term lexicon YAML (default: packaged)")
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-        p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16", "int8"],
-                       help="weights: auto = float32; int8 = dynamic quantisation (CPU); float16/bfloat16 (GPU)")
+        _add_dtype(p)
         p.add_argument("--threads", type=int, help="CPU threads for torch")
 
 
@@ -62,8 +65,7 @@ def _add_serve(sub):
     p.add_argument("--tagger", default="default")
     p.add_argument("--briefer", default="default")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16", "int8"],
-                   help="weights: auto = float32; int8 = dynamic quantisation (CPU); float16/bfloat16 (GPU)")
+    _add_dtype(p)
     p.add_argument("--max-concurrency", type=int, default=2, help="requests analysed at once")
     p.add_argument("--max-queue", type=int, default=32, help="requests waiting beyond that get 503")
 

@@ -26,13 +26,18 @@ def _timed(fn):
     return out, round(time.perf_counter() - started, 2)
 
 
-def generate(args, articles):
+def _briefer_and_sources(args, articles):
+    """The briefer with the benchmark's generation settings, and its model input for each article."""
     from conflictbrief.inference.briefer import Briefer, source_for
     from conflictbrief.inference.clean import clean
 
     b = Briefer.load(args.briefer, device="cpu", dtype=args.dtype, num_beams=4, max_new_tokens=96,
                      no_repeat_ngram_size=3)
-    sources = [source_for(clean(a), b.tokenizer, 256)[0] for a in articles]
+    return b, [source_for(clean(a), b.tokenizer, 256)[0] for a in articles]
+
+
+def generate(args, articles):
+    b, sources = _briefer_and_sources(args, articles)
     for size in [int(x) for x in args.batch_sizes.split(",")]:
         b.batch_size = size
         _, seconds = _timed(lambda: b.generate_raw(sources))
@@ -42,13 +47,8 @@ def generate(args, articles):
 
 
 def cache(args, articles):
-    from conflictbrief.inference.briefer import Briefer, source_for
-    from conflictbrief.inference.clean import clean
-
-    b = Briefer.load(args.briefer, device="cpu", dtype=args.dtype, num_beams=4, max_new_tokens=96,
-                     no_repeat_ngram_size=3)
+    b, sources = _briefer_and_sources(args, articles)
     b.batch_size = len(articles)
-    sources = [source_for(clean(a), b.tokenizer, 256)[0] for a in articles]
     shared, t_shared = _timed(lambda: b.generate_raw(sources))
     default, t_default = _timed(lambda: b.generate_raw(sources, cache=None))
     print(json.dumps({"lever": "shared cross-attention cache", "articles": len(sources),

@@ -89,6 +89,11 @@ def _fingerprint(model) -> str:
     return source or "unknown"
 
 
+def _guard_inputs(draft: dict) -> list[str]:
+    """What the guards check in a draft: its headline, if any, then its sentences."""
+    return ([draft["headline"]] if draft.get("headline") else []) + _sentences(draft)
+
+
 def _sentences(draft: dict) -> list[str]:
     """The distinct sentences (3 words or more) of a generated brief."""
     generated, seen = [], set()
@@ -189,8 +194,7 @@ class Pipeline:
             t2 = time.perf_counter()
             # Headline first, then the brief's sentences; one tagger pass over all of them for the whole
             # batch, not one per article.
-            generated = [([d["headline"]] if d.get("headline") else []) + _sentences(d) if d else []
-                         for d in drafts]
+            generated = [_guard_inputs(d) if d else [] for d in drafts]
             flat = self.guard.names([s for g in generated for s in g]) if any(generated) else []
             names, at = [], 0
             for g in generated:
@@ -221,8 +225,7 @@ class Pipeline:
         if draft is None:
             return [], None, {}, ["no briefer loaded: entities only"]
         if generated is None:
-            generated = ([draft["headline"]] if draft.get("headline") else []) + _sentences(draft)
-            names = None
+            generated, names = _guard_inputs(draft), None
         headline = None
         if draft.get("headline"):  # the same guards as a brief sentence; a failed headline is reported
             kept, head_report = self.guard.check(generated[:1], article.text, names[:1] if names else None)
