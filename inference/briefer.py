@@ -239,7 +239,8 @@ class Briefer:
                     self._common = common_token_ids(self.tokenizer)
                 kwargs["logits_processor"] = LogitsProcessorList(
                     [SourceVocabulary(enc["input_ids"], enc["attention_mask"], self._common)])
-            if self.model.config.is_encoder_decoder and kwargs.get("use_cache", True) and "cache" not in overrides:
+            use_cache = kwargs.get("use_cache", getattr(self.model.generation_config, "use_cache", True))
+            if self.model.config.is_encoder_decoder and use_cache and "cache" not in overrides:
                 kwargs["cache"] = shared_source_cache(self.model)
             out = self.model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], **kwargs)
             for k, text in zip(idx, self.tokenizer.batch_decode(out, skip_special_tokens=True)):

@@ -105,6 +105,7 @@ def test_shared_source_cache_gives_the_same_beams(tiny_briefer_dir):
     sources = ["Syrian forces shelled Idlib on Monday.", "Turkey hosts 3.5 million Syrian refugees, officials said.",
                "Talks in Moscow ended without agreement."]
     assert briefer.generate_raw(sources) == briefer.generate_raw(sources, cache=None)
+    assert len(briefer.generate_raw(sources, use_cache=False)) == 3  # no cache handed to generate then
 
 
 def test_repair_bio_makes_valid_iob2_and_moves_a_preposition_out_of_an_entity():
