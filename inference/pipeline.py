@@ -213,8 +213,9 @@ class Pipeline:
                                           out_entities, brief, headline, report, warnings, self.models, timings))
         return results
 
-    def _assemble(self, article: CleanText, draft: dict | None, generated: list[str] | None = None,
-                  names: list[list[str]] | None = None):
+    def _assemble(self, article: CleanText, draft: dict | None, generated: list[str], names: list[list[str]]):
+        """Brief, headline, guard report and warnings of one article. ``generated``: ``_guard_inputs(draft)``;
+        ``names``: the names the tagger found in each of them."""
         spans = split_sentences(article.text)
         sources = [article.text[s:e] for s, e in spans]
         if draft is None and self.extractive:
@@ -224,13 +225,11 @@ class Pipeline:
                 "no briefer model installed: the brief is made of extracted article sentences"]
         if draft is None:
             return [], None, {}, ["no briefer loaded: entities only"]
-        if generated is None:
-            generated, names = _guard_inputs(draft), None
         headline = None
         if draft.get("headline"):  # the same guards as a brief sentence; a failed headline is reported
-            kept, head_report = self.guard.check(generated[:1], article.text, names[:1] if names else None)
+            kept, head_report = self.guard.check(generated[:1], article.text, names[:1])
             headline = kept[0] if kept else None
-            generated, names = generated[1:], names[1:] if names else None
+            generated, names = generated[1:], names[1:]
         kept, report = self.guard.check(generated, article.text, names)
         if draft.get("headline"):
             report.removed[:0] = [{**r, "headline": True} for r in head_report.removed]

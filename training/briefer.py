@@ -251,9 +251,9 @@ def write_model_card(out_dir: Path, config: BrieferConfig, report: dict):
         *[f"- eval: `{f.path}` (first {f.limit or config.eval_limit} pairs)" for f in config.eval],
         f"- targets: {'headline ||| brief where a pair has a headline' if config.headline else 'brief only'}", "",
         "## Training", "",
-        f"{report['steps']} of {report.get('total_steps', '?')} steps (batch {config.batch_size}, lr "
+        f"{report['steps']} of {report['total_steps']} steps (batch {config.batch_size}, lr "
         f"{config.learning_rate}, source {config.max_source_length} / target {config.max_target_length} tokens); "
-        f"{round(report.get('train_seconds', report['train_seconds_this_run']) / 60, 1)} minutes of training in "
+        f"{round(report['train_seconds'] / 60, 1)} minutes of training in "
         f"all runs{'' if report['finished'] else ' (not finished: continue with --resume)'}.", "",
         f"## Selection-time evaluation (step {best.get('step')}; model output before the guards, greedy)", "",
         "| eval file | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-Lsum | lead-3 ROUGE-L | n |", "|---|---|---|---|---|---|---|",
