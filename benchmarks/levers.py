@@ -3,6 +3,9 @@
     python benchmarks/levers.py generate --briefer runs/briefer [--dtype int8] [--batch-sizes 1,4,16,32]
     python benchmarks/levers.py cache --briefer runs/briefer          # shared cross-attention cache on/off
     python benchmarks/levers.py tag [--dtype int8]                   # our tagger vs the HF pipeline, windows
+    python benchmarks/levers.py restrict --briefer runs/briefer [--dtype int8] [--limit 40]
+                                             # output layer over the allowed tokens only: greedy and beam speed,
+                                             # and beam ROUGE of the full pipeline on --limit pairs per val set
 
 Articles: the first N of SumLLM gpt4 val + NeuS val (as benchmarks/bench.py). Prints one JSON line per figure.
 """
@@ -56,6 +59,42 @@ def cache(args, articles):
                       "identical_outputs": shared == default}))
 
 
+def restrict(args, articles):
+    """Greedy: speed with and without the restricted output layer (the outputs must be identical). Beam search,
+    where Briefer does not use the layer: speed and full-pipeline ROUGE with it forced on, the measurement
+    behind that choice."""
+    from bench import SHARED
+
+    from conflictbrief.inference.pipeline import Pipeline
+    from conflictbrief.training.readers import read_brief_file
+
+    b, sources = _briefer_and_sources(args, articles)
+    b.batch_size = 16
+    for beams in (1, 4):
+        outputs, seconds = {}, {}
+        for flag in (True, False, True, False):  # twice each: the first call of a process pays warm-up
+            b.restrict_output = flag
+            b._greedy = lambda kwargs: True  # noqa: E731 - force the layer on for beam search too
+            outputs[flag], seconds[flag] = _timed(lambda: b.generate_raw(sources, num_beams=beams))
+        print(json.dumps({"lever": "output layer over allowed tokens", "dtype": args.dtype, "num_beams": beams,
+                          "articles": len(sources), "seconds_restricted": seconds[True], "seconds_full": seconds[False],
+                          "identical_outputs": sum(x == y for x, y in zip(outputs[True], outputs[False]))}), flush=True)
+    p = Pipeline.load(briefer=args.briefer, device="cpu", dtype=args.dtype)
+    p.briefer._greedy = lambda kwargs: True  # noqa: E731
+    for name, path in [("SumLLM gpt4 val", SHARED / "sumllm_cnndm" / "gpt4" / "val.jsonl"),
+                       ("NeuS val", SHARED / "neus" / "val.source")]:
+        pairs = read_brief_file(path)[: args.limit]
+        row = {"lever": "output layer over allowed tokens", "dtype": args.dtype, "num_beams": 4, "data": name,
+               "n": len(pairs)}
+        for flag in (True, False):
+            p.briefer.restrict_output = flag
+            report = p.evaluate_briefs(pairs)
+            row["restricted" if flag else "full"] = {k: report[k] for k in
+                                                     ("rouge1", "rouge2", "rougeL", "rougeLsum", "entity_precision",
+                                                      "unsupported_number_rate", "extracted_sentence_share")}
+        print(json.dumps(row), flush=True)
+
+
 def tag(args, articles):
     from transformers import pipeline
 
@@ -79,15 +118,16 @@ def tag(args, articles):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["generate", "cache", "tag"])
+    parser.add_argument("what", choices=["generate", "cache", "tag", "restrict"])
     parser.add_argument("--n", type=int, help="articles (default: 32; 16 for cache)")
     parser.add_argument("--briefer", default="default")
     parser.add_argument("--tagger", default="default")
     parser.add_argument("--dtype", default=None, help="int8 for dynamic quantisation")
     parser.add_argument("--batch-sizes", default="1,4,16,32")
+    parser.add_argument("--limit", type=int, default=40, help="restrict: validation pairs per set")
     args = parser.parse_args()
     articles = load_articles(args.n or (16 if args.what == "cache" else 32), None)
-    {"generate": generate, "cache": cache, "tag": tag}[args.what](args, articles)
+    {"generate": generate, "cache": cache, "tag": tag, "restrict": restrict}[args.what](args, articles)
 
 
 if __name__ == "__main__":

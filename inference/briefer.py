@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
+from contextlib import contextmanager, nullcontext
 
 import torch
 
@@ -172,14 +173,64 @@ class SourceVocabulary:
         self.common = torch.tensor(sorted(common), device=source_ids.device)
         self._mask: torch.Tensor | None = None
 
+    def allowed(self, vocab_size: int) -> torch.Tensor:
+        """Boolean article x vocabulary matrix of the tokens each article's brief may use."""
+        allowed = torch.zeros((self.source_ids.shape[0], vocab_size), dtype=torch.bool, device=self.source_ids.device)
+        allowed.scatter_(1, self.source_ids.clamp(max=vocab_size - 1), True)
+        allowed[:, self.common[self.common < vocab_size]] = True
+        return allowed
+
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if self._mask is None or self._mask.shape != scores.shape:
-            batch = self.source_ids.shape[0]
-            allowed = torch.zeros((batch, scores.shape[-1]), dtype=torch.bool, device=scores.device)
-            allowed.scatter_(1, self.source_ids.clamp(max=scores.shape[-1] - 1), True)
-            allowed[:, self.common[self.common < scores.shape[-1]]] = True
-            self._mask = ~allowed.repeat_interleave(scores.shape[0] // batch, dim=0)  # beams are row-major
+            allowed = self.allowed(scores.shape[-1])
+            self._mask = ~allowed.repeat_interleave(scores.shape[0] // allowed.shape[0], dim=0)  # beams row-major
         return scores.masked_fill(self._mask, float("-inf"))
+
+
+class RestrictedOutput(torch.nn.Module):
+    """The output layer evaluated only on the tokens an article may use; every other token gets -inf.
+
+    With ``SourceVocabulary`` on, a token outside the article's vocabulary can never be chosen, yet the full
+    output layer (hidden width x 30,522 for BERT: about as many multiply-adds per generated token as the six
+    decoder layers) scores every one of them. This layer scores the union of the batch's allowed tokens and
+    masks each row to its own article's tokens. Greedy output is the same as with the full layer. Beam scores
+    are not: the softmax is normalised over the article's tokens instead of the whole vocabulary, so a beam is
+    no longer charged for the probability it puts on tokens it may not use; ``Briefer`` therefore uses this
+    layer for greedy decoding only (the training evaluation, or ``num_beams=1`` for speed).
+    """
+
+    def __init__(self, full: torch.nn.Module, allowed_rows: torch.Tensor):
+        super().__init__()
+        if hasattr(full, "_packed_params"):  # a dynamically quantised Linear (--dtype int8)
+            weight, bias = full.weight().dequantize(), full.bias()
+        else:
+            weight, bias = full.weight, full.bias
+        self.vocab_size = weight.shape[0]
+        self.allowed = allowed_rows.any(0).nonzero().squeeze(1)
+        self.blocked = ~allowed_rows[:, self.allowed]  # article x union
+        self.weight = weight.index_select(0, self.allowed)
+        self.bias = bias.index_select(0, self.allowed) if bias is not None else None
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        subset = torch.nn.functional.linear(hidden, self.weight.to(hidden.dtype),
+                                            None if self.bias is None else self.bias.to(hidden.dtype))
+        blocked = self.blocked.repeat_interleave(hidden.shape[0] // self.blocked.shape[0], dim=0)  # beams row-major
+        subset = subset.masked_fill(blocked.view(blocked.shape[0], *[1] * (subset.dim() - 2), -1), float("-inf"))
+        out = subset.new_full((*subset.shape[:-1], self.vocab_size), float("-inf"))
+        out[..., self.allowed] = subset
+        return out
+
+
+@contextmanager
+def restricted_output(model, vocabulary: SourceVocabulary):
+    """Swap the model's output layer for ``RestrictedOutput`` for the duration of a ``with`` block."""
+    full = model.get_output_embeddings()
+    owner, name = next((m, n) for m in model.modules() for n, c in m.named_children() if c is full)
+    setattr(owner, name, RestrictedOutput(full, vocabulary.allowed(full.out_features)))
+    try:
+        yield
+    finally:
+        setattr(owner, name, full)
 
 
 def shared_source_cache(model):
@@ -204,13 +255,16 @@ class Briefer:
     """A loaded seq2seq briefer: ``Briefer.load()`` once, then ``generate(clean_texts)``.
 
     ``constrain_to_source`` (default on): generation may only use tokens of the article (``SourceVocabulary``).
+    ``restrict_output`` (default on; used with ``constrain_to_source`` in greedy decoding, where it gives the
+    same output): the output layer scores only the tokens the batch's articles may use (``RestrictedOutput``).
+    Beam search keeps the full layer: with the restricted one, ROUGE-L fell by 0.8-1.6 points (README).
     """
 
     def __init__(self, model, tokenizer, max_source_length: int = 256, batch_size: int = 8,
-                 constrain_to_source: bool = True, **generate_kwargs):
+                 constrain_to_source: bool = True, restrict_output: bool = True, **generate_kwargs):
         self.model, self.tokenizer = model, tokenizer
         self.max_source_length, self.batch_size = max_source_length, batch_size
-        self.constrain_to_source = constrain_to_source
+        self.constrain_to_source, self.restrict_output = constrain_to_source, restrict_output
         self._common: set[int] | None = None  # common_token_ids, computed on first constrained use
         self.generate_kwargs = generate_kwargs
 
@@ -220,6 +274,10 @@ class Briefer:
 
         model, tokenizer = load_briefer(ref, device=device, dtype=dtype)
         return cls(model, tokenizer, **kwargs)
+
+    def _greedy(self, kwargs: dict) -> bool:
+        gen = self.model.generation_config
+        return kwargs.get("num_beams", gen.num_beams or 1) == 1 and not kwargs.get("do_sample", gen.do_sample)
 
     @torch.inference_mode()
     def generate_raw(self, sources: list[str], **overrides) -> list[str]:
@@ -232,17 +290,22 @@ class Briefer:
             idx = order[b: b + self.batch_size]
             enc = self.tokenizer([sources[k] for k in idx], max_length=self.max_source_length, truncation=True,
                                  padding=True, return_tensors="pt").to(device)
+            output_layer = nullcontext()
             if self.constrain_to_source:
                 from transformers import LogitsProcessorList
 
                 if self._common is None:
                     self._common = common_token_ids(self.tokenizer)
-                kwargs["logits_processor"] = LogitsProcessorList(
-                    [SourceVocabulary(enc["input_ids"], enc["attention_mask"], self._common)])
+                vocabulary = SourceVocabulary(enc["input_ids"], enc["attention_mask"], self._common)
+                kwargs["logits_processor"] = LogitsProcessorList([vocabulary])
+                if self.restrict_output and self._greedy(kwargs):
+                    output_layer = restricted_output(self.model, vocabulary)
             use_cache = kwargs.get("use_cache", getattr(self.model.generation_config, "use_cache", True))
             if self.model.config.is_encoder_decoder and use_cache and "cache" not in overrides:
                 kwargs["cache"] = shared_source_cache(self.model)
-            out = self.model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], **kwargs)
+            with output_layer:
+                out = self.model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                                          **kwargs)
             for k, text in zip(idx, self.tokenizer.batch_decode(out, skip_special_tokens=True)):
                 results[k] = text
         return results

@@ -117,3 +117,28 @@ def test_repair_bio_makes_valid_iob2_and_moves_a_preposition_out_of_an_entity():
     assert repair_bio(tags, words) == ["O", "O", "B-Location", "I-Location", "I-Location", "I-Location"]
     assert repair_bio(tags) == tags  # without words only the IOB2 repair
     assert repair_bio(["I-Weapon", "I-Weapon"], ["and", "missiles"]) == ["O", "B-Weapon"]
+
+
+def test_restricted_output_layer_is_exact_for_greedy_and_left_out_of_beam_search(tiny_briefer_dir):
+    from conflictbrief.inference.briefer import RestrictedOutput
+
+    full = torch.nn.Linear(4, 6)
+    allowed = torch.tensor([[True, False, True, False, False, False], [False, False, True, False, False, True]])
+    hidden = torch.randn(4, 1, 4)  # two articles x two beams, one position
+    out = RestrictedOutput(full, allowed)(hidden)
+    expected = full(hidden).masked_fill(~allowed.repeat_interleave(2, dim=0)[:, None, :], float("-inf"))
+    assert torch.equal(out.isinf(), expected.isinf()) and torch.allclose(out[~out.isinf()], expected[~expected.isinf()])
+
+    briefer = Briefer.load(str(tiny_briefer_dir), device="cpu", max_new_tokens=20, no_repeat_ngram_size=0)
+    layer = briefer.model.get_output_embeddings()
+    calls = []
+    layer.register_forward_hook(lambda *a: calls.append(1))
+    sources = ["Syrian forces shelled Idlib on Monday.", "Turkey hosts 3.5 million Syrian refugees, officials said."]
+    restricted = briefer.generate_raw(sources, num_beams=1)
+    assert not calls and briefer.model.get_output_embeddings() is layer  # swapped in, then put back
+    briefer.restrict_output = False
+    assert briefer.generate_raw(sources, num_beams=1) == restricted and calls
+    calls.clear()
+    briefer.restrict_output = True
+    briefer.generate_raw(sources, num_beams=2)
+    assert calls  # beam search scores with the full layer
