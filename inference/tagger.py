@@ -143,6 +143,88 @@ def predict_word_probs(model, tokenizer, word_lists: list[list[str]], max_length
     return probs
 
 
+_HYPHENS = "-\u2010\u2011"
+_CLOSING = {")": "(", "]": "[", "}": "{", "\u201d": "\u201c"}
+_OPENING = {v: k for k, v in _CLOSING.items()}
+
+
+def _word_char(text: str, i: int) -> bool:
+    return 0 <= i < len(text) and text[i].isalnum()
+
+
+def _unmatched_end(span: str) -> bool:
+    last = span[-1]
+    return last in ",;:" or last.isspace() or (last == '"' and span.count('"') % 2 == 1) or (
+        last in _CLOSING and span.count(_CLOSING[last]) < span.count(last))
+
+
+def _unmatched_start(span: str) -> bool:
+    first = span[0]
+    return first.isspace() or (first == '"' and span.count('"') % 2 == 1) or (
+        first in _OPENING and span.count(first) > span.count(_OPENING[first]))
+
+
+_PARTICLES = {"al", "el", "ad", "ar", "as", "ash", "at", "az", "an", "ibn", "bin", "abu", "abd", "bani"}
+"""Lower-case name particles before a hyphen: "al-Assad", "ibn-Saud"."""
+
+
+def _piece(text: str, start: int) -> str:
+    end = start
+    while _word_char(text, end):
+        end += 1
+    return text[start:end]
+
+
+def snap_span(text: str, start: int, end: int, tagged: set[int] = frozenset()) -> tuple[int, int]:
+    """Whole-token bounds for an entity found on punctuation-split words.
+
+    The word split cuts "al-Assad" into "al", "-", "Assad", and the model may label the pieces apart. An
+    entity grows across a hyphen that joins letters on both sides when the piece beyond it is a name too:
+    capitalised, a particle such as "al", or itself tagged (``tagged``: start offsets of tagged words), so
+    "Maarat al-" + "Numan" -> "Maarat al-Numan" and "Assad" -> "al-Assad", but "Russian" stays out of
+    "Russian-backed". It loses an unmatched bracket, double quote or comma at either end ("20 miles)" ->
+    "20 miles"). A possessive "'s" stays outside, as in the training data.
+    """
+    while True:
+        if end < len(text) - 1 and text[end] in _HYPHENS and _word_char(text, end - 1) and _word_char(text, end + 1):
+            nxt = _piece(text, end + 1)
+            if not (nxt[0].isupper() or end + 1 in tagged):
+                break
+            end += 1  # "al" + "-Assad"
+        elif not (end > start and text[end - 1] in _HYPHENS and _word_char(text, end)):  # "al-" + "Assad"
+            break
+        while _word_char(text, end):
+            end += 1
+    while start > 1 and text[start - 1] in _HYPHENS and _word_char(text, start - 2) and _word_char(text, start):
+        back = start - 1
+        while _word_char(text, back - 1):
+            back -= 1
+        prev = text[back: start - 1]
+        if not (prev[0].isupper() or prev.lower() in _PARTICLES or back in tagged):
+            break
+        start = back
+    while end > start and (_unmatched_end(text[start:end]) or _unmatched_start(text[start:end])):
+        if _unmatched_end(text[start:end]):
+            end -= 1
+        else:
+            start += 1
+    return start, end
+
+
+def merge_overlaps(spans: list[list]) -> list[list]:
+    """Entities ``[label, start, end, scores]`` sorted by start; ones that overlap after snapping become one,
+    labeled by the piece that covered most characters."""
+    merged: list[list] = []
+    for label, start, end, scores in spans:
+        if merged and start < merged[-1][2]:
+            last = merged[-1]
+            last[4][label] = last[4].get(label, 0) + (end - start)
+            last[2], last[3] = max(last[2], end), last[3] + scores
+            continue
+        merged.append([label, start, end, scores, {label: end - start}])
+    return [[max(cover, key=cover.get), s, e, sc] for _, s, e, sc, cover in merged]
+
+
 def decode_entities(text: str, words: list[tuple[str, int, int]], probs: torch.Tensor,
                     id2label: dict[int, str]) -> list[Entity]:
     if not words:
@@ -163,7 +245,10 @@ def decode_entities(text: str, words: list[tuple[str, int, int]], probs: torch.T
             current = [label, start, end, [score]]
     if current is not None:
         entities.append(current)
-    return [Entity(label, text[s:e], s, e, round(sum(sc) / len(sc), 4)) for label, s, e, sc in entities]
+    tagged = {start for (_, start, _), tag in zip(words, tags) if tag != OUTSIDE}
+    snapped = [[label, *snap_span(text, s, e, tagged), sc] for label, s, e, sc in entities]
+    snapped = merge_overlaps([x for x in snapped if x[2] > x[1]])
+    return [Entity(label, text[s:e], s, e, round(sum(sc) / len(sc), 4)) for label, s, e, sc in snapped]
 
 
 class Tagger:

@@ -142,3 +142,24 @@ def test_restricted_output_layer_is_exact_for_greedy_and_left_out_of_beam_search
     briefer.restrict_output = True
     briefer.generate_raw(sources, num_beams=2)
     assert calls  # beam search scores with the full layer
+
+
+def test_entities_cover_whole_hyphenated_names_and_drop_stray_brackets():
+    from conflictbrief.inference.tagger import decode_entities
+    from conflictbrief.training.readers import words_with_offsets
+
+    text = "Forces of President al-Assad and Russian-backed units reached Maarat al-Numan, 33 km (20 miles) away."
+    words = words_with_offsets(text)
+    # Forces of President al - Assad and Russian - backed units reached Maarat al - Numan , 33 km ( 20 miles ) away .
+    tags = ("O O O B-Person B-Organisation B-Person O B-Nationality O O O O B-Organisation I-Organisation "
+            "I-Organisation B-Person O O O O B-Quantity I-Quantity I-Quantity O O").split()
+    assert len(tags) == len(words)
+    id2label = dict(enumerate(sorted(set(tags))))
+    label2id = {v: k for k, v in id2label.items()}
+    probs = torch.zeros(len(words), len(id2label))
+    probs[range(len(words)), [label2id[t] for t in tags]] = 1.0
+    found = [(e.label, e.text, text[e.start:e.end]) for e in decode_entities(text, words, probs, id2label)]
+    assert [(label, t) for label, t, _ in found] == [
+        ("Person", "al-Assad"), ("Nationality", "Russian"), ("Organisation", "Maarat al-Numan"),
+        ("Quantity", "20 miles")]
+    assert all(t == sliced for _, t, sliced in found)
