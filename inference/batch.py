@@ -118,9 +118,9 @@ class RecordReader:
         if not isinstance(data, dict):
             return Record(rid, source, error=f"{source}: expected an object with a text field, "
                                              f"got {type(data).__name__}")
-        if self.id_field:
-            if data.get(self.id_field) not in (None, ""):
-                rid = str(data[self.id_field])
+        id_fields = [self.id_field] if self.id_field else [f for f in ID_FIELDS if f in data]
+        if id_fields and data.get(id_fields[0]) not in (None, ""):
+            rid = str(data[id_fields[0]])
         fields = [self.text_field] if self.text_field else [f for f in TEXT_FIELDS if f in data]
         if not fields or fields[0] not in data:
             wanted = f"'{self.text_field}'" if self.text_field else f"any of {TEXT_FIELDS}"

@@ -61,12 +61,13 @@ def test_output_exists_needs_resume_or_overwrite(tiny_pipeline, tmp_path):
 
 def test_dedup_and_parquet(tiny_pipeline, tmp_path):
     (tmp_path / "d.jsonl").write_text("\n".join(json.dumps({"text": GOOD, "id": i}) for i in range(3)) + "\n")
-    summary = run_batch(tiny_pipeline, [str(tmp_path / "d.jsonl")], str(tmp_path / "o.parquet"), id_field="id",
+    summary = run_batch(tiny_pipeline, [str(tmp_path / "d.jsonl")], str(tmp_path / "o.parquet"),
                         dedup=True, quiet=True, out_format="parquet")
     import pyarrow.parquet as pq
 
     table = pq.read_table(summary["output"]).to_pylist()
-    assert [r["id"] for r in table] == ["0", "1", "2"]
+    assert [r["id"] for r in table] == ["0", "1", "2"]  # the "id" field, found without --id-field
+    assert [r["source"] for r in table] == [f"{tmp_path / 'd.jsonl'}:{i}" for i in (1, 2, 3)]
     assert len({r["brief"] for r in table}) == 1
 
 
