@@ -222,7 +222,7 @@ class Pipeline:
             brief = self._extract(sources, set(), self.min_sentences + 1)
             return brief, None, {"removed": [], "substituted": [], "loaded_terms_source": [
                 t for t, _, _ in loaded_terms(article.text, self.guard.lexicon)], "loaded_terms_brief": []}, [
-                "no briefer model installed: the brief is made of extracted article sentences"]
+                "no briefer model installed: the brief is made of extracted article sentences", *self._short(brief)]
         if draft is None:
             return [], None, {}, ["no briefer loaded: entities only"]
         headline = None
@@ -247,18 +247,30 @@ class Pipeline:
                   "loaded_terms_source": report.loaded_terms_source,
                   "loaded_terms_brief": [t for b in brief for t, _, _ in loaded_terms(b.text, self.guard.lexicon)],
                   "model_output": draft["raw"], "input_sentences": draft["used"]}
-        return brief, headline, guards, warnings
+        return brief, headline, guards, warnings + self._short(brief)
+
+    def _short(self, brief: list[BriefSentence]) -> list[str]:
+        if len(brief) >= self.min_sentences:
+            return []
+        return [f"short brief: {len(brief)} sentence(s); the article has no other sentence of 4-60 words "
+                "without a loaded term"]
 
     def _extract(self, sources: list[str], used: set[int], n: int) -> list[BriefSentence]:
+        """The ``n`` most salient sentences of 6-60 words, in article order; in a short article, where too
+        few are that long, sentences of 4 words or more fill in ("More than 300 fled."; shorter ones are
+        headings, captions or bylines as often as not)."""
         scores = salience(sources)
-        picked = []
-        for i in sorted(range(len(sources)), key=lambda k: -scores[k]):
-            words = len(sources[i].split())
-            if i in used or scores[i] < 0 or not 6 <= words <= 60 or loaded_terms(sources[i], self.guard.lexicon):
-                continue
-            picked.append(i)
-            if len(picked) == n:
-                break
+        ranked = sorted(range(len(sources)), key=lambda k: -scores[k])
+        picked: list[int] = []
+        for shortest in (6, 4):
+            for i in ranked:
+                words = len(sources[i].split())
+                if len(picked) == n:
+                    break
+                if i in used or i in picked or scores[i] < 0 or not shortest <= words <= 60 \
+                        or loaded_terms(sources[i], self.guard.lexicon):
+                    continue
+                picked.append(i)
         return [BriefSentence(sources[i], [i], "extracted") for i in sorted(picked)]
 
     # --------------------------------------------------------------------------------- evaluation

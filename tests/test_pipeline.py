@@ -97,3 +97,11 @@ def test_headline_is_split_guarded_and_reported(tiny_pipeline, monkeypatch):
     assert r.headline is None and len(r.brief) == 2
     assert r.guards["removed"][0] == {"sentence": "Syrian forces killed 300 in Idlib",
                                       "reason": "unsupported_number", "items": ["300"], "headline": True}
+
+
+def test_short_articles_still_get_a_brief_and_a_warning(tiny_pipeline):
+    sources = ["Idlib was shelled.", "More than 300 people fled.", "Aid groups said the roads to the border were full."]
+    picked = [b.text for b in tiny_pipeline._extract(sources, set(), 3)]
+    # Sentences of 6-60 words first; shorter ones (but not under 4 words: headings, bylines) fill in.
+    assert picked == ["More than 300 people fled.", "Aid groups said the roads to the border were full."]
+    assert tiny_pipeline._short(tiny_pipeline._extract(sources[:1], set(), 3))[0].startswith("short brief: 0")
