@@ -212,10 +212,10 @@ def snap_span(text: str, start: int, end: int, tagged: set[int] = frozenset()) -
 
 
 def merge_overlaps(spans: list[list]) -> list[list]:
-    """Entities ``[label, start, end, scores]`` sorted by start; ones that overlap after snapping become one,
-    labeled by the piece that covered most characters."""
+    """Entities ``[label, start, end, scores]``; ones that overlap after snapping become one, labeled by the
+    piece that covered most characters. Sorted by start."""
     merged: list[list] = []
-    for label, start, end, scores in spans:
+    for label, start, end, scores in sorted(spans, key=lambda x: (x[1], -x[2])):
         if merged and start < merged[-1][2]:
             last = merged[-1]
             last[4][label] = last[4].get(label, 0) + (end - start)
