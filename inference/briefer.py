@@ -188,34 +188,30 @@ class SourceVocabulary:
 
 
 class RestrictedOutput(torch.nn.Module):
-    """The output layer evaluated only on the tokens an article may use; every other token gets -inf.
+    """The output layer evaluated only on ``allowed`` token ids; every other token gets a logit of -inf.
 
     With ``SourceVocabulary`` on, a token outside the article's vocabulary can never be chosen, yet the full
     output layer (hidden width x 30,522 for BERT: about as many multiply-adds per generated token as the six
-    decoder layers) scores every one of them. This layer scores the union of the batch's allowed tokens and
-    masks each row to its own article's tokens. Greedy output is the same as with the full layer. Beam scores
-    are not: the softmax is normalised over the article's tokens instead of the whole vocabulary, so a beam is
-    no longer charged for the probability it puts on tokens it may not use; ``Briefer`` therefore uses this
-    layer for greedy decoding only (the training evaluation, or ``num_beams=1`` for speed).
+    decoder layers) scores every one of them. This layer scores the union of the batch's allowed tokens;
+    ``SourceVocabulary`` still masks each article to its own. Greedy output is the same as with the full
+    layer. Beam scores are not: the softmax is normalised over the union instead of the whole vocabulary, so
+    a beam is no longer charged for the probability it puts on tokens it may not use; ``Briefer`` therefore
+    uses this layer for greedy decoding only (the training evaluation, or ``num_beams=1`` for speed).
     """
 
-    def __init__(self, full: torch.nn.Module, allowed_rows: torch.Tensor):
+    def __init__(self, full: torch.nn.Module, allowed: torch.Tensor):
         super().__init__()
         if hasattr(full, "_packed_params"):  # a dynamically quantised Linear (--dtype int8)
             weight, bias = full.weight().dequantize(), full.bias()
         else:
             weight, bias = full.weight, full.bias
-        self.vocab_size = weight.shape[0]
-        self.allowed = allowed_rows.any(0).nonzero().squeeze(1)
-        self.blocked = ~allowed_rows[:, self.allowed]  # article x union
-        self.weight = weight.index_select(0, self.allowed)
-        self.bias = bias.index_select(0, self.allowed) if bias is not None else None
+        self.vocab_size, self.allowed = weight.shape[0], allowed
+        self.weight = weight.index_select(0, allowed)
+        self.bias = bias.index_select(0, allowed) if bias is not None else None
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         subset = torch.nn.functional.linear(hidden, self.weight.to(hidden.dtype),
                                             None if self.bias is None else self.bias.to(hidden.dtype))
-        blocked = self.blocked.repeat_interleave(hidden.shape[0] // self.blocked.shape[0], dim=0)  # beams row-major
-        subset = subset.masked_fill(blocked.view(blocked.shape[0], *[1] * (subset.dim() - 2), -1), float("-inf"))
         out = subset.new_full((*subset.shape[:-1], self.vocab_size), float("-inf"))
         out[..., self.allowed] = subset
         return out
@@ -226,7 +222,8 @@ def restricted_output(model, vocabulary: SourceVocabulary):
     """Swap the model's output layer for ``RestrictedOutput`` for the duration of a ``with`` block."""
     full = model.get_output_embeddings()
     owner, name = next((m, n) for m in model.modules() for n, c in m.named_children() if c is full)
-    setattr(owner, name, RestrictedOutput(full, vocabulary.allowed(full.out_features)))
+    allowed = vocabulary.allowed(full.out_features).any(0).nonzero().squeeze(1)
+    setattr(owner, name, RestrictedOutput(full, allowed))
     try:
         yield
     finally:

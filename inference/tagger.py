@@ -168,13 +168,6 @@ _PARTICLES = {"al", "el", "ad", "ar", "as", "ash", "at", "az", "an", "ibn", "bin
 """Lower-case name particles before a hyphen: "al-Assad", "ibn-Saud"."""
 
 
-def _piece(text: str, start: int) -> str:
-    end = start
-    while _word_char(text, end):
-        end += 1
-    return text[start:end]
-
-
 def snap_span(text: str, start: int, end: int, tagged: set[int] = frozenset()) -> tuple[int, int]:
     """Whole-token bounds for an entity found on punctuation-split words.
 
@@ -187,8 +180,7 @@ def snap_span(text: str, start: int, end: int, tagged: set[int] = frozenset()) -
     """
     while True:
         if end < len(text) - 1 and text[end] in _HYPHENS and _word_char(text, end - 1) and _word_char(text, end + 1):
-            nxt = _piece(text, end + 1)
-            if not (nxt[0].isupper() or end + 1 in tagged):
+            if not (text[end + 1].isupper() or end + 1 in tagged):
                 break
             end += 1  # "al" + "-Assad"
         elif not (end > start and text[end - 1] in _HYPHENS and _word_char(text, end)):  # "al-" + "Assad"
