@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from conflictbrief.model.labels import OUTSIDE, split_tag
@@ -78,6 +79,42 @@ def encode_words(tokenizer, words: list[str], max_length: int, stride: int, text
 
 _NO_ENTITY_START = {"of", "in", "on", "at", "to", "by", "for", "from", "with", "and", "or"}
 """Words that (almost) never begin an entity: 4 of the 2,000 re3d train+dev entities start with one."""
+
+
+def transition_mask(tags: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """IOB2 constraints as additive log-scores: (start [n_tags], transition [prev, cur]), 0 or -inf.
+
+    I-X may only follow B-X or I-X, and may not begin a sentence."""
+    n = len(tags)
+    start, trans = np.zeros(n), np.zeros((n, n))
+    for j, tag in enumerate(tags):
+        prefix, label = split_tag(tag)
+        if prefix != "I":
+            continue
+        start[j] = -np.inf
+        for i, prev in enumerate(tags):
+            if prev == OUTSIDE or split_tag(prev)[1] != label:
+                trans[i, j] = -np.inf
+    return start, trans
+
+
+def viterbi_tags(probs: torch.Tensor, tags: list[str], masks=None) -> list[int]:
+    """The tag sequence of highest total log-probability among valid IOB2 sequences (tag indices).
+
+    Argmax per word followed by repair turns "B-Org I-Loc" into two entities; this keeps one consistent
+    reading. On re3d dev it lifted micro F1 0.661 -> 0.680 and macro 0.481 -> 0.494 (shipped tagger)."""
+    start, trans = masks if masks is not None else transition_mask(tags)
+    logp = np.log(np.clip(probs.double().numpy(), 1e-12, None))
+    score = logp[0] + start
+    back = np.empty((len(logp), len(tags)), dtype=np.int64)
+    for k in range(1, len(logp)):
+        cand = score[:, None] + trans
+        back[k] = cand.argmax(0)
+        score = cand[back[k], np.arange(len(tags))] + logp[k]
+    path = [int(score.argmax())]
+    for k in range(len(logp) - 1, 0, -1):
+        path.append(int(back[k][path[-1]]))
+    return path[::-1]
 
 
 def repair_bio(tags: list[str], words: list[str] | None = None) -> list[str]:
@@ -218,10 +255,12 @@ def merge_overlaps(spans: list[list]) -> list[list]:
 
 
 def decode_entities(text: str, words: list[tuple[str, int, int]], probs: torch.Tensor,
-                    id2label: dict[int, str]) -> list[Entity]:
+                    id2label: dict[int, str], masks=None) -> list[Entity]:
     if not words:
         return []
-    scores, ids = probs.max(-1)
+    tag_list = [id2label[i] for i in range(len(id2label))]
+    ids = torch.tensor(viterbi_tags(probs, tag_list, masks))
+    scores = probs.gather(1, ids[:, None])[:, 0]
     tags = repair_bio([id2label[int(i)] for i in ids], [w for w, _, _ in words])
     entities, current = [], None
     for (_, start, end), tag, score in zip(words, tags, scores.tolist()):
@@ -250,6 +289,8 @@ class Tagger:
         self.model, self.tokenizer = model, tokenizer
         self.max_length, self.stride, self.batch_size = max_length, stride, batch_size
         self.id2label = {int(k): v for k, v in model.config.id2label.items()}
+        self.tag_list = [self.id2label[i] for i in range(len(self.id2label))]
+        self.masks = transition_mask(self.tag_list)
 
     @classmethod
     def load(cls, ref: str | None = "default", device: str = "auto", dtype=None, **kwargs) -> "Tagger":
@@ -266,12 +307,12 @@ class Tagger:
         """IOB2 tags for pre-split words (used for evaluation on CoNLL-style data)."""
         probs = predict_word_probs(self.model, self.tokenizer, word_lists, self.max_length, self.stride,
                                    self.batch_size)
-        return [repair_bio([self.id2label[int(i)] for i in p.argmax(-1)], words) if len(p) else []
-                for p, words in zip(probs, word_lists)]
+        return [repair_bio([self.tag_list[i] for i in viterbi_tags(p, self.tag_list, self.masks)], words)
+                if len(p) else [] for p, words in zip(probs, word_lists)]
 
     def tag(self, texts: list[str]) -> list[list[Entity]]:
         """Entities of each text with character offsets into that text."""
         words = [words_with_offsets(t) for t in texts]
         probs = predict_word_probs(self.model, self.tokenizer, [[w for w, _, _ in ws] for ws in words],
                                    self.max_length, self.stride, self.batch_size)
-        return [decode_entities(t, ws, p, self.id2label) for t, ws, p in zip(texts, words, probs)]
+        return [decode_entities(t, ws, p, self.id2label, self.masks) for t, ws, p in zip(texts, words, probs)]

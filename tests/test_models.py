@@ -119,6 +119,22 @@ def test_repair_bio_makes_valid_iob2_and_moves_a_preposition_out_of_an_entity():
     assert repair_bio(["I-Weapon", "I-Weapon"], ["and", "missiles"]) == ["O", "B-Weapon"]
 
 
+def test_viterbi_keeps_one_consistent_entity_where_argmax_would_split_it():
+    from conflictbrief.inference.tagger import viterbi_tags
+
+    tags = ["O", "B-Organisation", "I-Organisation", "B-Location", "I-Location"]
+    # "the Syrian Army": per-word argmax is O, B-Organisation, I-Location (a broken entity); the best valid
+    # sequence keeps the organisation whole
+    probs = torch.tensor([[0.9, 0.02, 0.02, 0.04, 0.02],
+                          [0.1, 0.5, 0.05, 0.3, 0.05],
+                          [0.1, 0.05, 0.4, 0.0, 0.45]])
+    assert [tags[i] for i in probs.argmax(-1)] == ["O", "B-Organisation", "I-Location"]
+    assert [tags[i] for i in viterbi_tags(probs, tags)] == ["O", "B-Organisation", "I-Organisation"]
+    # a sentence may not open with I-X, however likely
+    assert [tags[i] for i in viterbi_tags(torch.tensor([[0.1, 0.3, 0.6, 0.0, 0.0]]), tags)] == ["B-Organisation"]
+    assert viterbi_tags(torch.tensor([[0.9, 0.1, 0.0, 0.0, 0.0]]), tags) == [0]
+
+
 def test_restricted_output_layer_is_exact_for_greedy_and_left_out_of_beam_search(tiny_briefer_dir):
     from conflictbrief.inference.briefer import RestrictedOutput
 
