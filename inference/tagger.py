@@ -25,6 +25,20 @@ class Window:
     end: int
     input_ids: list[int]
     first_subword: list[int]  # position in input_ids (after [CLS]) of each word start..end-1
+    token_types: list[int] | None = None  # the case feature of each input id (see case_types)
+
+
+def case_types(words: list[str]) -> list[int]:
+    """1 for a word that begins with a capital letter, else 0.
+
+    The offline base is uncased, so the tokenizer throws capitals away: "Army" and "army" become one input.
+    A tagger trained with ``case_feature`` gets this bit back through BERT's token-type embeddings (two rows,
+    so the architecture and every loader stay as they are)."""
+    return [1 if w[:1].isupper() else 0 for w in words]
+
+
+def uses_case_feature(model) -> bool:
+    return bool(getattr(model.config, "case_feature", False))
 
 
 def subwords_per_word(tokenizer, words: list[str]) -> list[list[int]]:
@@ -63,17 +77,21 @@ def word_windows(counts: list[int], budget: int, stride: int) -> list[tuple[int,
 
 
 def encode_words(tokenizer, words: list[str], max_length: int, stride: int, text_index: int = 0,
-                 pieces: list[list[int]] | None = None) -> list[Window]:
+                 pieces: list[list[int]] | None = None, case: bool = False) -> list[Window]:
     budget = max_length - 2
     pieces = subwords_per_word(tokenizer, words) if pieces is None else pieces
+    cases = case_types(words) if case else None
     windows = []
     for start, end in word_windows([len(p) for p in pieces], budget, stride):
-        ids, firsts = [tokenizer.cls_token_id], []
+        ids, firsts, types = [tokenizer.cls_token_id], [], [0]
         for w in range(start, end):
             firsts.append(len(ids))
             ids.extend(pieces[w])
+            if case:
+                types.extend([cases[w]] * len(pieces[w]))
         ids = ids[: max_length - 1] + [tokenizer.sep_token_id]
-        windows.append(Window(text_index, start, end, ids, firsts))
+        types = types[: max_length - 1] + [0] if case else None
+        windows.append(Window(text_index, start, end, ids, firsts, types))
     return windows
 
 
@@ -145,22 +163,30 @@ class Entity:
     score: float
 
 
-def pad_batch(windows: list[Window], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(windows: list[Window], pad_id: int, device) -> dict[str, torch.Tensor]:
+    """Model inputs: input_ids, attention_mask and, for windows with a case feature, token_type_ids."""
     width = max(len(w.input_ids) for w in windows)
     ids = torch.full((len(windows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(windows), width), dtype=torch.long)
+    types = torch.zeros((len(windows), width), dtype=torch.long)
     for i, w in enumerate(windows):
         ids[i, : len(w.input_ids)] = torch.tensor(w.input_ids)
         mask[i, : len(w.input_ids)] = 1
-    return ids.to(device), mask.to(device)
+        if w.token_types is not None:
+            types[i, : len(w.token_types)] = torch.tensor(w.token_types)
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    if windows[0].token_types is not None:
+        inputs["token_type_ids"] = types
+    return {k: v.to(device) for k, v in inputs.items()}
 
 
 @torch.inference_mode()
 def predict_word_probs(model, tokenizer, word_lists: list[list[str]], max_length: int = 256, stride: int = 32,
                        batch_size: int = 32) -> list[torch.Tensor]:
     """Per text, a [n_words, n_tags] tensor of tag probabilities (first subword, best window)."""
-    windows = [w for i, words in enumerate(word_lists) for w in encode_words(tokenizer, words, max_length,
-                                                                              stride, i)]
+    case = uses_case_feature(model)
+    windows = [w for i, words in enumerate(word_lists)
+               for w in encode_words(tokenizer, words, max_length, stride, i, case=case)]
     n_tags = model.config.num_labels
     probs = [torch.zeros(len(words), n_tags) for words in word_lists]
     margin = [torch.full((len(words),), -1) for words in word_lists]
@@ -168,8 +194,7 @@ def predict_word_probs(model, tokenizer, word_lists: list[list[str]], max_length
     order = sorted(range(len(windows)), key=lambda k: len(windows[k].input_ids))
     for b in range(0, len(order), batch_size):
         batch = [windows[k] for k in order[b: b + batch_size]]
-        ids, mask = pad_batch(batch, tokenizer.pad_token_id, device)
-        out = model(input_ids=ids, attention_mask=mask).logits.float().softmax(-1).cpu()
+        out = model(**pad_batch(batch, tokenizer.pad_token_id, device)).logits.float().softmax(-1).cpu()
         for row, w in enumerate(batch):
             for k, pos in enumerate(w.first_subword):
                 word = w.start + k

@@ -178,3 +178,24 @@ def test_entities_cover_whole_hyphenated_names_and_drop_stray_brackets():
         ("Person", "al-Assad"), ("Nationality", "Russian"), ("Organisation", "Maarat al-Numan"),
         ("Quantity", "20 miles")]
     assert all(t == sliced for _, t, sliced in found)
+
+
+def test_case_feature_reaches_the_uncased_model_through_token_types(data_dir, tmp_path):
+    from conflictbrief.inference.tagger import encode_words
+    from conflictbrief.training.config import DataFile, TaggerConfig, TinyModel
+    from conflictbrief.training.tagger import train_tagger
+
+    config = TaggerConfig(tiny_model=TinyModel(), train=[DataFile(str(data_dir / "spans.jsonl"), repeat=4)],
+                          output_dir=str(tmp_path / "cased"), batch_size=8, learning_rate=3e-3, max_steps=10,
+                          log_every=1000, case_feature=True)
+    train_tagger(config, log=lambda m: None)
+    assert json.loads((tmp_path / "cased" / "config.json").read_text())["case_feature"] is True
+    model, tok = load_tagger(str(tmp_path / "cased"), device="cpu")
+    [window] = encode_words(tok, ["The", "UN", "in", "idlib"], 16, 4, case=True)
+    assert window.token_types == [0] + [1] * len(tok.tokenize("The UN")) + [0] * len(tok.tokenize("in idlib")) + [0]
+    # the uncased tokenizer gives "Idlib" and "idlib" the same ids; only the case bit tells them apart
+    upper, lower = predict_word_probs(model, tok, [["shelled", "Idlib"], ["shelled", "idlib"]])
+    assert not torch.allclose(upper[1], lower[1])
+    model.config.case_feature = False  # the same weights without the feature: no difference
+    upper, lower = predict_word_probs(model, tok, [["shelled", "Idlib"], ["shelled", "idlib"]])
+    assert torch.equal(upper[1], lower[1])

@@ -64,6 +64,8 @@ class TaggerConfig:
     select_metric: str = "macro_f1"
     freeze_word_embeddings: bool = True
     """Keeps the vocabulary matrix at the base's values: faster, and the shipped delta stays small."""
+    case_feature: bool = False
+    """Feed each word's capitalisation to an uncased BERT-style encoder through its token-type embeddings."""
     seed: int = 42
     log_every: int = 20
     threads: int | None = None

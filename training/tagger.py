@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from conflictbrief.inference.tagger import Tagger, encode_words, subwords_per_word
+from conflictbrief.inference.tagger import Tagger, encode_words, subwords_per_word, uses_case_feature
 from conflictbrief.model.labels import OUTSIDE, LabelSchema
-from conflictbrief.training.config import TaggerConfig, dump_config
+from conflictbrief.training.config import ConfigError, TaggerConfig, dump_config
 from conflictbrief.training.metrics import entity_scores, restrict_tags
 from conflictbrief.training.readers import DataError, read_tagger_file, to_dataset
 
@@ -30,7 +30,7 @@ def load_examples(files, schema: LabelSchema) -> list[dict]:
     return examples
 
 
-def featurize(dataset, tokenizer, schema: LabelSchema, max_length: int, stride: int):
+def featurize(dataset, tokenizer, schema: LabelSchema, max_length: int, stride: int, case: bool = False):
     """Dataset of word-level examples -> dataset of windows with input_ids and allowed-tag lists."""
     schema_by_mapping: dict[str, dict] = {}
 
@@ -41,12 +41,14 @@ def featurize(dataset, tokenizer, schema: LabelSchema, max_length: int, stride: 
         return cache[tag]
 
     def fn(batch):
-        out = {"input_ids": [], "allowed": [], "positions": []}
+        out = {"input_ids": [], "allowed": [], "positions": [], "token_types": []}
         for tokens, tags, mapping in zip(batch["tokens"], batch["tags"], batch["mapping"]):
-            for w in encode_words(tokenizer, tokens, max_length, stride, pieces=subwords_per_word(tokenizer, tokens)):
+            for w in encode_words(tokenizer, tokens, max_length, stride, pieces=subwords_per_word(tokenizer, tokens),
+                                  case=case):
                 keep = [(p, allowed(tags[w.start + k], mapping)) for k, p in enumerate(w.first_subword)
                         if p < len(w.input_ids) - 1]
                 out["input_ids"].append(w.input_ids)
+                out["token_types"].append(w.token_types or [])
                 out["positions"].append([p for p, _ in keep])
                 out["allowed"].append([a for _, a in keep])
         return out
@@ -58,13 +60,16 @@ def collate(rows: list[dict], pad_id: int, n_tags: int) -> dict:
     width = max(len(r["input_ids"]) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
+    types = torch.zeros((len(rows), width), dtype=torch.long)
     allowed = torch.zeros((len(rows), width, n_tags), dtype=torch.bool)
     for i, r in enumerate(rows):
         ids[i, : len(r["input_ids"])] = torch.tensor(r["input_ids"])
         mask[i, : len(r["input_ids"])] = 1
+        if r.get("token_types"):
+            types[i, : len(r["token_types"])] = torch.tensor(r["token_types"])
         for pos, tags in zip(r["positions"], r["allowed"]):
             allowed[i, pos, tags] = True
-    return {"input_ids": ids, "attention_mask": mask, "allowed": allowed}
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "allowed": allowed}
 
 
 def partial_label_loss(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
@@ -120,9 +125,26 @@ def build_model(config: TaggerConfig, schema: LabelSchema):
         model = AutoModelForTokenClassification.from_config(bert)
     else:
         model = AutoModelForTokenClassification.from_pretrained(base, use_safetensors=True, **label_kw)
+    if config.case_feature:
+        enable_case_feature(model)
     if config.freeze_word_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     return model, tokenizer
+
+
+def enable_case_feature(model):
+    """Give the model the capitalisation bit through its token-type embeddings (see inference.tagger.case_types).
+
+    A model that has not learned it yet starts with both rows equal to row 0 (the only one sentence encoders
+    use), so switching the feature on changes nothing until training moves row 1."""
+    emb = getattr(getattr(getattr(model, "base_model", None), "embeddings", None), "token_type_embeddings", None)
+    if emb is None or emb.num_embeddings < 2:
+        raise ConfigError(f"case_feature needs a BERT-style encoder with two token types; "
+                          f"{model.config.model_type!r} has none")
+    if not getattr(model.config, "case_feature", False):
+        with torch.no_grad():
+            emb.weight[1] = emb.weight[0]
+        model.config.case_feature = True
 
 
 def evaluate_tagger(tagger: Tagger, examples: list[dict], schema: LabelSchema | None = None) -> dict:
@@ -156,7 +178,8 @@ def train_tagger(config: TaggerConfig, log=print) -> dict:
     train_examples = load_examples(config.train, schema)  # validates every file before any training
     eval_examples = load_examples([config.eval], schema) if config.eval else []
     model, tokenizer = build_model(config, schema)
-    features = featurize(to_dataset(train_examples), tokenizer, schema, config.max_length, config.stride)
+    case = uses_case_feature(model)  # also when the base model was trained with it
+    features = featurize(to_dataset(train_examples), tokenizer, schema, config.max_length, config.stride, case)
     n_tags = len(schema.tags)
     rng = random.Random(config.seed)
     lengths = [len(x) for x in features["input_ids"]]
@@ -204,7 +227,10 @@ def train_tagger(config: TaggerConfig, log=print) -> dict:
         for batch_idx in length_grouped_batches(lengths, config.batch_size, rng):
             batch = collate([features[i] for i in batch_idx], tokenizer.pad_token_id, n_tags)
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+            if case:
+                inputs["token_type_ids"] = batch["token_type_ids"]
+            logits = model(**inputs).logits
             loss = partial_label_loss(logits, batch["allowed"])
             accelerator.backward(loss)
             optimizer_step(params, optimizer, scheduler)
