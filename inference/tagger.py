@@ -33,8 +33,14 @@ def case_types(words: list[str]) -> list[int]:
 
     The offline base is uncased, so the tokenizer throws capitals away: "Army" and "army" become one input.
     A tagger trained with ``case_feature`` gets this bit back through BERT's token-type embeddings (two rows,
-    so the architecture and every loader stay as they are)."""
-    return [1 if w[:1].isupper() else 0 for w in words]
+    so the architecture and every loader stay as they are). A text whose capitals say nothing (ALL CAPS, Title
+    Case: more than 60% of its 4+ words capitalised) gets all zeros, the input the model also learns from
+    lower-case text and from case dropout in training."""
+    bits = [1 if w[:1].isupper() else 0 for w in words]
+    alpha = [b for w, b in zip(words, bits) if w[:1].isalpha()]
+    if len(alpha) >= 4 and sum(alpha) > 0.6 * len(alpha):
+        return [0] * len(words)
+    return bits
 
 
 def uses_case_feature(model) -> bool:
@@ -77,10 +83,12 @@ def word_windows(counts: list[int], budget: int, stride: int) -> list[tuple[int,
 
 
 def encode_words(tokenizer, words: list[str], max_length: int, stride: int, text_index: int = 0,
-                 pieces: list[list[int]] | None = None, case: bool = False) -> list[Window]:
+                 pieces: list[list[int]] | None = None, case: bool = False,
+                 drop_case: bool = False) -> list[Window]:
+    """Windows of whole words; with ``case``, token types carry each word's case bit (all 0 if ``drop_case``)."""
     budget = max_length - 2
     pieces = subwords_per_word(tokenizer, words) if pieces is None else pieces
-    cases = case_types(words) if case else None
+    cases = ([0] * len(words) if drop_case else case_types(words)) if case else None
     windows = []
     for start, end in word_windows([len(p) for p in pieces], budget, stride):
         ids, firsts, types = [tokenizer.cls_token_id], [], [0]

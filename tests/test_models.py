@@ -199,3 +199,56 @@ def test_case_feature_reaches_the_uncased_model_through_token_types(data_dir, tm
     model.config.case_feature = False  # the same weights without the feature: no difference
     upper, lower = predict_word_probs(model, tok, [["shelled", "Idlib"], ["shelled", "idlib"]])
     assert torch.equal(upper[1], lower[1])
+
+
+def test_case_bits_are_dropped_where_capitals_say_nothing():
+    from conflictbrief.inference.tagger import case_types
+
+    assert case_types(["Syrian", "forces", "shelled", "Idlib", "on", "Monday", "."]) == [1, 0, 0, 1, 0, 1, 0]
+    assert case_types("REBELS SHELLED IDLIB ON MONDAY".split()) == [0] * 5       # ALL CAPS
+    assert case_types("Rebels Shell Idlib As Talks Fail".split()) == [0] * 6     # Title Case headline
+    assert case_types(["Bashar", "al-Assad"]) == [1, 0]                           # too short to judge
+
+
+def test_case_dropout_hides_case_bits_from_a_share_of_examples(tmp_path):
+    from transformers import BertTokenizerFast
+
+    from conflictbrief.model.labels import LabelSchema
+    from conflictbrief.training.readers import to_dataset
+    from conflictbrief.training.tagger import featurize
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "idlib", "was", "shelled"]) + "\n")
+    tok = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    rows = [{"id": str(i), "tokens": ["Idlib", "was", "shelled"], "tags": ["B-Location", "O", "O"], "mapping": None}
+            for i in range(200)]
+    schema = LabelSchema.from_yaml(None)
+
+    def capitalised(dropout):
+        feats = featurize(to_dataset(rows), tok, schema, 16, 4, case=True, case_dropout=dropout, seed=1)
+        return sum(t[1] for t in feats["token_types"])
+
+    assert capitalised(0.0) == 200
+    assert 140 < capitalised(0.25) < 180   # about 150 keep their bits; repeats of one example differ
+
+
+def test_mention_replacement_swaps_whole_mentions_within_a_label():
+    import random
+
+    from conflictbrief.training.tagger import mention_spans, replace_mentions
+
+    rows = [
+        {"id": "a", "tokens": ["Shelling", "hit", "Maarat", "al-Numan", "."], "mapping": None,
+         "tags": ["O", "O", "B-Location", "I-Location", "O"]},
+        {"id": "b", "tokens": ["Rebels", "left", "Idlib", "on", "Monday"], "mapping": None,
+         "tags": ["O", "O", "B-Location", "O", "B-Temporal"]},
+        {"id": "c", "tokens": ["Partly", "annotated", "Aleppo"], "mapping": "conll", "tags": [None, "O", "B-Location"]},
+    ]
+    assert mention_spans(rows[1]["tags"]) == [(2, 3, "Location"), (4, 5, "Temporal")]
+    out = replace_mentions(rows, 20, random.Random(0))
+    assert len(out) == 40 and {r["id"] for r in out} >= {"a#mr0", "b#mr19"}   # "c" has gaps: left out
+    locations = {tuple(r["tokens"][s:e]) for r in out for s, e, label in mention_spans(r["tags"]) if label == "Location"}
+    assert locations == {("Maarat", "al-Numan"), ("Idlib",)}                  # swapped, never cut or mixed
+    assert any(r["tokens"][2:4] == ["Idlib", "."] for r in out if r["id"].startswith("a"))
+    assert all(len(r["tokens"]) == len(r["tags"]) for r in out)
+    assert all(r["tokens"][-1] == "Monday" for r in out if r["id"].startswith("b"))  # only one Temporal

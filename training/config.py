@@ -27,6 +27,9 @@ class DataFile:
     """Oversampling factor: the file is seen this many times per epoch."""
     limit: int | None = None
     """Use only the first N examples (quick trials)."""
+    augment: int = 0
+    """Tagger: add this many copies of the file's examples with entity mentions swapped for other mentions of
+    the same label from the file (mention replacement; fully annotated examples only)."""
 
 
 @dataclass
@@ -66,6 +69,8 @@ class TaggerConfig:
     """Keeps the vocabulary matrix at the base's values: faster, and the shipped delta stays small."""
     case_feature: bool = False
     """Feed each word's capitalisation to an uncased BERT-style encoder through its token-type embeddings."""
+    case_dropout: float = 0.1
+    """With case_feature: the share of training examples shown without case bits (robust to ALL CAPS text)."""
     seed: int = 42
     log_every: int = 20
     threads: int | None = None

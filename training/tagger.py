@@ -10,6 +10,7 @@ import json
 import math
 import random
 import time
+import zlib
 from pathlib import Path
 
 import torch
@@ -21,17 +22,64 @@ from conflictbrief.training.metrics import entity_scores, restrict_tags
 from conflictbrief.training.readers import DataError, read_tagger_file, to_dataset
 
 
-def load_examples(files, schema: LabelSchema) -> list[dict]:
+def load_examples(files, schema: LabelSchema, seed: int = 0) -> list[dict]:
     examples = []
     for df in files:
         rows = read_tagger_file(df.path, schema, df.format, df.mapping)
         rows = rows[: df.limit] if df.limit else rows
-        examples.extend(rows * max(1, df.repeat))
+        extra = replace_mentions(rows, df.augment, random.Random(f"{seed}:{df.path}")) if df.augment else []
+        examples.extend(rows * max(1, df.repeat) + extra)
     return examples
 
 
-def featurize(dataset, tokenizer, schema: LabelSchema, max_length: int, stride: int, case: bool = False):
-    """Dataset of word-level examples -> dataset of windows with input_ids and allowed-tag lists."""
+def mention_spans(tags: list[str]) -> list[tuple[int, int, str]]:
+    """(start, end, label) of each entity in a fully annotated IOB2 tag list."""
+    spans, start = [], None
+    for i, tag in enumerate([*tags, OUTSIDE]):
+        if start is not None and not tag.startswith("I-"):
+            spans.append((start, i, tags[start][2:]))
+            start = None
+        if tag.startswith("B-") or (tag.startswith("I-") and start is None):
+            start = i
+    return spans
+
+
+def replace_mentions(rows: list[dict], copies: int, rng: random.Random, rate: float = 0.5) -> list[dict]:
+    """Mention replacement (Dai & Adel, COLING 2020): ``copies`` new versions of every example with entities,
+    each entity swapped with probability ``rate`` for a mention of the same label drawn from the same file.
+    Only fully annotated examples take part (a mapped file with unannotated labels keeps its gaps)."""
+    full = [r for r in rows if all(t is not None for t in r["tags"])]
+    pool: dict[str, list[list[str]]] = {}
+    for r in full:
+        for s, e, label in mention_spans(r["tags"]):
+            pool.setdefault(label, []).append(r["tokens"][s:e])
+    out = []
+    for k in range(copies):
+        for r in full:
+            spans = mention_spans(r["tags"])
+            if not spans:
+                continue
+            tokens, tags, last = [], [], 0
+            for s, e, label in spans:
+                tokens += r["tokens"][last:s]
+                tags += r["tags"][last:s]
+                words = rng.choice(pool[label]) if rng.random() < rate else r["tokens"][s:e]
+                tokens += words
+                tags += [f"B-{label}"] + [f"I-{label}"] * (len(words) - 1)
+                last = e
+            tokens += r["tokens"][last:]
+            tags += r["tags"][last:]
+            out.append({**r, "id": f"{r['id']}#mr{k}", "tokens": tokens, "tags": tags})
+    return out
+
+
+def featurize(dataset, tokenizer, schema: LabelSchema, max_length: int, stride: int, case: bool = False,
+              case_dropout: float = 0.0, seed: int = 0):
+    """Dataset of word-level examples -> dataset of windows with input_ids and allowed-tag lists.
+
+    With ``case``, a share ``case_dropout`` of the examples (chosen by a hash of seed and position, so repeats of
+    one file differ and reruns agree) is shown without its case bits, so the model also tags text whose case
+    says nothing."""
     schema_by_mapping: dict[str, dict] = {}
 
     def allowed(tag: str, mapping: str) -> list[int]:
@@ -40,11 +88,12 @@ def featurize(dataset, tokenizer, schema: LabelSchema, max_length: int, stride: 
             cache[tag] = schema.allowed_tags(tag or None, mapping or None)
         return cache[tag]
 
-    def fn(batch):
+    def fn(batch, indices):
         out = {"input_ids": [], "allowed": [], "positions": [], "token_types": []}
-        for tokens, tags, mapping in zip(batch["tokens"], batch["tags"], batch["mapping"]):
+        for index, tokens, tags, mapping in zip(indices, batch["tokens"], batch["tags"], batch["mapping"]):
+            drop = case_dropout > 0 and zlib.crc32(f"{seed}:{index}".encode()) / 2**32 < case_dropout
             for w in encode_words(tokenizer, tokens, max_length, stride, pieces=subwords_per_word(tokenizer, tokens),
-                                  case=case):
+                                  case=case, drop_case=drop):
                 keep = [(p, allowed(tags[w.start + k], mapping)) for k, p in enumerate(w.first_subword)
                         if p < len(w.input_ids) - 1]
                 out["input_ids"].append(w.input_ids)
@@ -53,7 +102,7 @@ def featurize(dataset, tokenizer, schema: LabelSchema, max_length: int, stride: 
                 out["allowed"].append([a for _, a in keep])
         return out
 
-    return dataset.map(fn, batched=True, remove_columns=dataset.column_names, desc="tokenizing")
+    return dataset.map(fn, batched=True, with_indices=True, remove_columns=dataset.column_names, desc="tokenizing")
 
 
 def collate(rows: list[dict], pad_id: int, n_tags: int) -> dict:
@@ -175,11 +224,14 @@ def train_tagger(config: TaggerConfig, log=print) -> dict:
         raise DataError("no training data: give --train FILE or 'train:' in the config")
     set_seed(config.seed)
     schema = LabelSchema.from_yaml(config.labels)
-    train_examples = load_examples(config.train, schema)  # validates every file before any training
+    train_examples = load_examples(config.train, schema, config.seed)  # validates every file before training
+    if config.eval and config.eval.augment:
+        raise ConfigError("eval.augment: mention replacement is for training files; evaluate on the data as it is")
     eval_examples = load_examples([config.eval], schema) if config.eval else []
     model, tokenizer = build_model(config, schema)
     case = uses_case_feature(model)  # also when the base model was trained with it
-    features = featurize(to_dataset(train_examples), tokenizer, schema, config.max_length, config.stride, case)
+    features = featurize(to_dataset(train_examples), tokenizer, schema, config.max_length, config.stride, case,
+                         config.case_dropout, config.seed)
     n_tags = len(schema.tags)
     rng = random.Random(config.seed)
     lengths = [len(x) for x in features["input_ids"]]
