@@ -7,6 +7,7 @@ so nothing is truncated.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -287,6 +288,9 @@ def merge_overlaps(spans: list[list]) -> list[list]:
     return [[max(cover, key=cover.get), s, e, sc] for _, s, e, sc, cover in merged]
 
 
+_PARAGRAPH = re.compile(r"\n[ \t\r\f\v]*\n")
+
+
 def decode_entities(text: str, words: list[tuple[str, int, int]], probs: torch.Tensor,
                     id2label: dict[int, str], masks=None) -> list[Entity]:
     if not words:
@@ -298,6 +302,8 @@ def decode_entities(text: str, words: list[tuple[str, int, int]], probs: torch.T
     entities, current = [], None
     for (_, start, end), tag, score in zip(words, tags, scores.tolist()):
         prefix, label = split_tag(tag)
+        if prefix == "I" and current is not None and _PARAGRAPH.search(text, current[2], start):
+            prefix = "B"  # a name never runs over a blank line ("... in the camp\n\nIdlib")
         if prefix == "I" and current is not None:
             current[2] = end
             current[3].append(score)

@@ -252,3 +252,18 @@ def test_mention_replacement_swaps_whole_mentions_within_a_label():
     assert any(r["tokens"][2:4] == ["Idlib", "."] for r in out if r["id"].startswith("a"))
     assert all(len(r["tokens"]) == len(r["tags"]) for r in out)
     assert all(r["tokens"][-1] == "Monday" for r in out if r["id"].startswith("b"))  # only one Temporal
+
+
+def test_an_entity_never_runs_over_a_blank_line():
+    from conflictbrief.inference.tagger import decode_entities
+    from conflictbrief.training.readers import words_with_offsets
+
+    text = "People fled to the camp\n\nIdlib\nGovernorate reported shelling."
+    words = words_with_offsets(text)
+    # People fled to the camp | Idlib Governorate | reported shelling .
+    tags = "O O O B-Location I-Location I-Location I-Location O O O".split()
+    id2label = {0: "O", 1: "B-Location", 2: "I-Location"}
+    probs = torch.zeros(len(words), 3)
+    probs[range(len(words)), [{"O": 0, "B-Location": 1, "I-Location": 2}[t] for t in tags]] = 1.0
+    found = [e.text for e in decode_entities(text, words, probs, id2label)]
+    assert found == ["the camp", "Idlib\nGovernorate"]   # a single newline (a wrapped line) does not split
