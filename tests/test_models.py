@@ -190,6 +190,7 @@ def test_case_feature_reaches_the_uncased_model_through_token_types(data_dir, tm
                           log_every=1000, case_feature=True)
     train_tagger(config, log=lambda m: None)
     assert json.loads((tmp_path / "cased" / "config.json").read_text())["case_feature"] is True
+    assert "case feature: on" in (tmp_path / "cased" / "README.md").read_text()   # the model card says so
     model, tok = load_tagger(str(tmp_path / "cased"), device="cpu")
     [window] = encode_words(tok, ["The", "UN", "in", "idlib"], 16, 4, case=True)
     assert window.token_types == [0] + [1] * len(tok.tokenize("The UN")) + [0] * len(tok.tokenize("in idlib")) + [0]

@@ -302,18 +302,21 @@ def train_tagger(config: TaggerConfig, log=print) -> dict:
     report = {"best": best, "history": history, "train_seconds": seconds, "steps": step,
               "train_files": [vars(f) for f in config.train], "eval_file": vars(config.eval) if config.eval else None}
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2))
-    write_model_card(out_dir, config, report)
+    write_model_card(out_dir, config, report, case)
     return report
 
 
-def write_model_card(out_dir: Path, config: TaggerConfig, report: dict):
+def write_model_card(out_dir: Path, config: TaggerConfig, report: dict, case: bool = False):
     best = report["best"] or {}
     lines = [
         "# conflictbrief tagger", "",
         f"Token classifier fine-tuned from `{config.base_model}` with `conflictbrief train tagger`.", "",
         "## Data", "",
-        *[f"- train: `{f.path}` (format {f.format or 'auto'}, mapping {f.mapping or 'none'}, x{f.repeat})"
-          for f in config.train],
+        *[f"- train: `{f.path}` (format {f.format or 'auto'}, mapping {f.mapping or 'none'}, x{f.repeat}"
+          + (f", first {f.limit}" if f.limit else "") + (f", {f.augment} mention-replaced copies" if f.augment else "")
+          + ")" for f in config.train],
+        *(["- case feature: on (capitalisation through token types; case dropout "
+           f"{config.case_dropout})"] if config.case_feature or case else []),
         f"- eval: `{config.eval.path}`" if config.eval else "- eval: none", "",
         "## Evaluation (entity level, seqeval strict IOB2)", "",
         f"micro P/R/F1: {best.get('precision')} / {best.get('recall')} / {best.get('f1')}; "
