@@ -246,6 +246,7 @@ def test_mention_replacement_swaps_whole_mentions_within_a_label():
         {"id": "c", "tokens": ["Partly", "annotated", "Aleppo"], "mapping": "conll", "tags": [None, "O", "B-Location"]},
     ]
     assert mention_spans(rows[1]["tags"]) == [(2, 3, "Location"), (4, 5, "Temporal")]
+    assert mention_spans(["B-Person", "I-Person", "I-Location", "O"]) == [(0, 2, "Person"), (2, 3, "Location")]
     out = replace_mentions(rows, 20, random.Random(0))
     assert len(out) == 40 and {r["id"] for r in out} >= {"a#mr0", "b#mr19"}   # "c" has gaps: left out
     locations = {tuple(r["tokens"][s:e]) for r in out for s, e, label in mention_spans(r["tags"]) if label == "Location"}

@@ -36,7 +36,7 @@ def mention_spans(tags: list[str]) -> list[tuple[int, int, str]]:
     """(start, end, label) of each entity in a fully annotated IOB2 tag list."""
     spans, start = [], None
     for i, tag in enumerate([*tags, OUTSIDE]):
-        if start is not None and not tag.startswith("I-"):
+        if start is not None and tag != f"I-{tags[start][2:]}":  # an I- of another label starts its own
             spans.append((start, i, tags[start][2:]))
             start = None
         if tag.startswith("B-") or (tag.startswith("I-") and start is None):
