@@ -316,7 +316,7 @@ def write_model_card(out_dir: Path, config: TaggerConfig, report: dict, case: bo
           + (f", first {f.limit}" if f.limit else "") + (f", {f.augment} mention-replaced copies" if f.augment else "")
           + ")" for f in config.train],
         *(["- case feature: on (capitalisation through token types; case dropout "
-           f"{config.case_dropout})"] if config.case_feature or case else []),
+           f"{config.case_dropout})"] if case else []),
         f"- eval: `{config.eval.path}`" if config.eval else "- eval: none", "",
         "## Evaluation (entity level, seqeval strict IOB2)", "",
         f"micro P/R/F1: {best.get('precision')} / {best.get('recall')} / {best.get('f1')}; "
