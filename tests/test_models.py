@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conflictbrief.inference.briefer import Briefer
 from conflictbrief.inference.clean import clean
 import torch
@@ -269,3 +271,19 @@ def test_an_entity_never_runs_over_a_blank_line():
     probs[range(len(words)), [{"O": 0, "B-Location": 1, "I-Location": 2}[t] for t in tags]] = 1.0
     found = [e.text for e in decode_entities(text, words, probs, id2label)]
     assert found == ["the camp", "Idlib\nGovernorate"]   # a single newline (a wrapped line) does not split
+
+
+def test_augmentation_and_case_dropout_settings_out_of_range_stop_before_training(data_dir, tmp_path):
+    from conflictbrief.training.config import ConfigError, DataFile, TaggerConfig, TinyModel
+    from conflictbrief.training.tagger import train_tagger
+
+    spans = str(data_dir / "spans.jsonl")
+    base = dict(tiny_model=TinyModel(), output_dir=str(tmp_path / "t"), max_steps=1)
+    with pytest.raises(ConfigError, match=r"train\.0\.augment \(.*spans\.jsonl\): must be 0 or more"):
+        train_tagger(TaggerConfig(train=[DataFile(spans, augment=-1)], **base), log=lambda m: None)
+    with pytest.raises(ConfigError, match="eval.augment"):
+        train_tagger(TaggerConfig(train=[DataFile(spans)], eval=DataFile(spans, augment=1), **base),
+                     log=lambda m: None)
+    with pytest.raises(ConfigError, match="case_dropout: must be between 0 and 1"):
+        train_tagger(TaggerConfig(train=[DataFile(spans)], case_dropout=1.5, **base), log=lambda m: None)
+    assert not (tmp_path / "t").exists()

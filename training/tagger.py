@@ -222,11 +222,16 @@ def train_tagger(config: TaggerConfig, log=print) -> dict:
         torch.set_num_threads(config.threads)
     if not config.train:
         raise DataError("no training data: give --train FILE or 'train:' in the config")
+    if config.eval and config.eval.augment:
+        raise ConfigError("eval.augment: mention replacement is for training files; evaluate on the data as it is")
+    for i, df in enumerate(config.train):
+        if df.augment < 0:
+            raise ConfigError(f"train.{i}.augment ({df.path}): must be 0 or more, got {df.augment}")
+    if not 0 <= config.case_dropout <= 1:
+        raise ConfigError(f"case_dropout: must be between 0 and 1, got {config.case_dropout}")
     set_seed(config.seed)
     schema = LabelSchema.from_yaml(config.labels)
     train_examples = load_examples(config.train, schema, config.seed)  # validates every file before training
-    if config.eval and config.eval.augment:
-        raise ConfigError("eval.augment: mention replacement is for training files; evaluate on the data as it is")
     eval_examples = load_examples([config.eval], schema) if config.eval else []
     model, tokenizer = build_model(config, schema)
     case = uses_case_feature(model)  # also when the base model was trained with it
