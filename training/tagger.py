@@ -48,17 +48,15 @@ def replace_mentions(rows: list[dict], copies: int, rng: random.Random, rate: fl
     """Mention replacement (Dai & Adel, COLING 2020): ``copies`` new versions of every example with entities,
     each entity swapped with probability ``rate`` for a mention of the same label drawn from the same file.
     Only fully annotated examples take part (a mapped file with unannotated labels keeps its gaps)."""
-    full = [r for r in rows if all(t is not None for t in r["tags"])]
+    annotated = [(r, mention_spans(r["tags"])) for r in rows if all(t is not None for t in r["tags"])]
+    full = [(r, spans) for r, spans in annotated if spans]
     pool: dict[str, list[list[str]]] = {}
-    for r in full:
-        for s, e, label in mention_spans(r["tags"]):
+    for r, spans in full:
+        for s, e, label in spans:
             pool.setdefault(label, []).append(r["tokens"][s:e])
     out = []
     for k in range(copies):
-        for r in full:
-            spans = mention_spans(r["tags"])
-            if not spans:
-                continue
+        for r, spans in full:
             tokens, tags, last = [], [], 0
             for s, e, label in spans:
                 tokens += r["tokens"][last:s]
