@@ -129,15 +129,30 @@ class Lexicon:
         terms = data.get("terms")
         if not isinstance(terms, dict):
             raise ValueError(f"{path or 'neutrality.yaml'}: 'terms' must map each term to {{why, neutral}}")
-        return cls({str(k).lower(): (v or {}) for k, v in terms.items()})
+        entries = {str(k).lower(): (v or {}) for k, v in terms.items()}
+        for term, entry in entries.items():
+            if not isinstance(entry, dict) or entry.get("omit", False) not in (True, False, "always"):
+                raise ValueError(f"{path or 'neutrality.yaml'}: term {term!r}: expected {{why, neutral, omit}} "
+                                 f"with omit true, false or 'always', got {entry!r}")
+        return cls(entries)
 
     def pattern(self) -> re.Pattern:
         words = sorted(self.terms, key=len, reverse=True)
         return re.compile(r"(?<![\w-])(" + "|".join(re.escape(w) for w in words) + r")(?![\w-])", re.I)
 
 
+# A single quotation mark opens where no letter precedes it and closes where no letter follows it, so the
+# apostrophes of "don't", "Assad's" and "It’s" are neither; a plural possessive ("rebels' positions") can
+# close a quote early, which only shortens the quoted span.
+_SINGLE_QUOTED = re.compile(r"(?<![\w'’])['‘](?=[\w\"“])[^\n]*?(?<=[\w.,!?;:\"”])['’](?![\w'’])")
+
+
 def quoted_spans(text: str) -> list[tuple[int, int]]:
-    return [(m.start(), m.end()) for m in re.finditer(r"\"[^\"]*\"|“[^”]*”", text)]
+    """Character spans of quotations: "…", “…”, and '…' or ‘…’ (British and Daily Mail style quoting)."""
+    double = [(m.start(), m.end()) for m in re.finditer(r"\"[^\"]*\"|“[^”]*”", text)]
+    single = [(m.start(), m.end()) for m in _SINGLE_QUOTED.finditer(text)
+              if not any(s <= m.start() < e for s, e in double)]
+    return sorted(double + single)
 
 
 def loaded_terms(text: str, lexicon: Lexicon) -> list[tuple[str, int, int]]:
@@ -145,6 +160,42 @@ def loaded_terms(text: str, lexicon: Lexicon) -> list[tuple[str, int, int]]:
     quotes = quoted_spans(text)
     return [(m.group(), m.start(), m.end()) for m in lexicon.pattern().finditer(text)
             if not any(s <= m.start() < e for s, e in quotes)]
+
+
+# Words after which an adjective qualifies the noun that follows it, so that leaving it out keeps the
+# sentence grammatical: determiners, possessives and prepositions (a possessive "'s" is handled apart).
+_BEFORE_QUALIFIER = set("""a an the this that these those another any some every each no such his her its their
+our my your whose of in on at by with for from into after before during against over amid following about
+despite under through to""".split())
+_AFTER_QUALIFIER_NOT = {"and", "or", "but", "than", "as", "to", "that", "enough"}
+_AN_EXCEPTIONS = ("uni", "use", "usu", "eu", "one", "once")
+
+
+def omit_qualifier(sentence: str, start: int, end: int, anywhere: bool = False) -> str | None:
+    """``sentence`` without the qualifier at [start, end) where it stands before the word it qualifies, with
+    "a"/"an" agreeing with the new next word and a sentence-initial capital moved on; None where leaving it
+    out would break the sentence. ``anywhere``: whatever word comes before it ("so-called")."""
+    before = sentence[:start].rstrip()
+    after = sentence[end:].lstrip()
+    prev = re.search(r"([\w'’]+)\W*$", before)
+    nxt = re.match(r"(['‘\"“]?)([A-Za-z][\w'’-]*)", after)  # the next word, maybe opening a quote
+    if not nxt or nxt.group(2).lower() in _AFTER_QUALIFIER_NOT:
+        return None
+    if before:  # the word just before it (no punctuation between) must be one a qualifier may follow
+        word = prev.group(1) if prev and prev.end(1) == len(before) else ""
+        possessive = re.search(r"\w['’]s?$", word) is not None
+        if not (anywhere and word or possessive or word.lower() in _BEFORE_QUALIFIER or word.isdigit()):
+            return None
+    next_word = nxt.group(2)
+    if not before:
+        i = nxt.start(2)
+        return after[:i] + after[i].upper() + after[i + 1:]
+    if prev and prev.group(1).lower() in ("a", "an"):
+        article = "an" if next_word[0].lower() in "aeiou" and not next_word.lower().startswith(_AN_EXCEPTIONS) \
+            or next_word.lower().startswith(("hour", "honest", "honour", "heir")) else "a"
+        article = article.capitalize() if prev.group(1)[0].isupper() else article
+        before = before[: prev.start(1)] + article + before[prev.end(1):]
+    return before + " " + after
 
 
 def provenance(sentence: str, sources: list[str], most: int = 3) -> list[int]:
@@ -207,14 +258,28 @@ class Guard:
         return []
 
     def neutralise(self, sentence: str, report: GuardReport) -> str | None:
-        """The sentence with loaded terms replaced, or None when a term has no neutral wording."""
+        """The sentence with loaded terms replaced or omitted, or None when a term has neither remedy here.
+
+        A term with a ``neutral`` wording is replaced, keeping a capital initial ("Regime forces" ->
+        "Government forces"). A term marked ``omit: true`` (a qualifier: "brutal") is left out where it
+        qualifies the next word ("in a brutal attack" -> "in an attack"); used otherwise ("the attack was
+        brutal", "a long, brutal war") it drops the sentence like a term with no neutral wording. ``omit:
+        always`` ("so-called") leaves it out after any word."""
         for term, start, end in reversed(loaded_terms(sentence, self.lexicon)):
-            neutral = self.lexicon.terms.get(term.lower(), {}).get("neutral")
-            if not neutral:
+            entry = self.lexicon.terms.get(term.lower(), {})
+            neutral = entry.get("neutral")
+            if neutral:
+                neutral = neutral[:1].upper() + neutral[1:] if term[:1].isupper() else neutral
+                report.substituted.append({"term": term, "neutral": neutral})
+                sentence = sentence[:start] + neutral + sentence[end:]
+                continue
+            omitted = omit_qualifier(sentence, start, end, anywhere=entry.get("omit") == "always") \
+                if entry.get("omit") else None
+            if omitted is None:
                 report.removed.append({"sentence": sentence, "reason": "loaded_term", "items": [term]})
                 return None
-            report.substituted.append({"term": term, "neutral": neutral})
-            sentence = sentence[:start] + neutral + sentence[end:]
+            report.substituted.append({"term": term, "neutral": ""})
+            sentence = omitted
         return sentence
 
     def check(self, brief_sentences: list[str], article: str,

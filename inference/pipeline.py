@@ -25,7 +25,7 @@ import torch
 from conflictbrief import __version__
 from conflictbrief.inference.briefer import Briefer, salience
 from conflictbrief.inference.clean import CleanText, clean, split_sentences
-from conflictbrief.inference.guards import Guard, Lexicon, loaded_terms, provenance, supported_values, \
+from conflictbrief.inference.guards import Guard, GuardReport, Lexicon, loaded_terms, provenance, supported_values, \
     unsupported_numbers
 from conflictbrief.inference.tagger import Tagger
 from conflictbrief.model.loading import default_installed, parse_dtype
@@ -219,9 +219,11 @@ class Pipeline:
         spans = split_sentences(article.text)
         sources = [article.text[s:e] for s, e in spans]
         if draft is None and self.extractive:
-            brief = self._extract(sources, set(), self.min_sentences + 1)
-            return brief, None, {"removed": [], "substituted": [], "loaded_terms_source": [
-                t for t, _, _ in loaded_terms(article.text, self.guard.lexicon)], "loaded_terms_brief": []}, [
+            substituted: list[dict] = []
+            brief = self._extract(sources, set(), self.min_sentences + 1, substituted)
+            return brief, None, {"removed": [], "substituted": substituted, "loaded_terms_source": [
+                t for t, _, _ in loaded_terms(article.text, self.guard.lexicon)], "loaded_terms_brief": [
+                t for b in brief for t, _, _ in loaded_terms(b.text, self.guard.lexicon)]}, [
                 "no briefer model installed: the brief is made of extracted article sentences", *self._short(brief)]
         if draft is None:
             return [], None, {}, ["no briefer loaded: entities only"]
@@ -238,7 +240,7 @@ class Pipeline:
         warnings = []
         if len(brief) < self.min_sentences:
             extracted = self._extract(sources, {i for b in brief for i in b.sources},
-                                      self.min_sentences - len(brief))
+                                      self.min_sentences - len(brief), report.substituted)
             if extracted:
                 warnings.append(f"{len(extracted)} sentence(s) taken from the article: the briefer gave "
                                 f"{len(brief)} that passed the guards")
@@ -253,25 +255,34 @@ class Pipeline:
         if len(brief) >= self.min_sentences:
             return []
         return [f"short brief: {len(brief)} sentence(s); the article has no other sentence of 4-60 words "
-                "without a loaded term"]
+                "free of loaded terms that cannot be neutralised"]
 
-    def _extract(self, sources: list[str], used: set[int], n: int) -> list[BriefSentence]:
+    def _extract(self, sources: list[str], used: set[int], n: int,
+                 substituted: list[dict] | None = None) -> list[BriefSentence]:
         """The ``n`` most salient sentences of 6-60 words, in article order; in a short article, where too
         few are that long, sentences of 4 words or more fill in ("More than 300 fled."; shorter ones are
-        headings, captions or bylines as often as not)."""
+        headings, captions or bylines as often as not). Loaded terms are neutralised as in a generated brief
+        (replaced, or a qualifier left out; the changes are appended to ``substituted``); a sentence with a
+        term that allows neither is passed over."""
         scores = salience(sources)
         ranked = sorted(range(len(sources)), key=lambda k: -scores[k])
-        picked: list[int] = []
+        picked: dict[int, str] = {}
+        changes: list[dict] = []
         for shortest in (6, 4):
             for i in ranked:
                 words = len(sources[i].split())
                 if len(picked) == n:
                     break
-                if i in used or i in picked or scores[i] < 0 or not shortest <= words <= 60 \
-                        or loaded_terms(sources[i], self.guard.lexicon):
+                if i in used or i in picked or scores[i] < 0 or not shortest <= words <= 60:
                     continue
-                picked.append(i)
-        return [BriefSentence(sources[i], [i], "extracted") for i in sorted(picked)]
+                report = GuardReport()
+                text = self.guard.neutralise(sources[i], report)
+                if text is not None:
+                    picked[i] = text
+                    changes += report.substituted
+        if substituted is not None:
+            substituted += changes
+        return [BriefSentence(picked[i], [i], "extracted") for i in sorted(picked)]
 
     # --------------------------------------------------------------------------------- evaluation
     def evaluate_briefs(self, pairs: list[dict], batch_size: int = 16) -> dict:

@@ -36,10 +36,39 @@ def test_transliterated_names_are_accepted_invented_ones_are_not():
 def test_loaded_term_flagged_neutralised_or_dropped_but_allowed_in_quotes():
     lex = Lexicon.load()
     assert [t for t, _, _ in loaded_terms(ARTICLE, lex)] == []  # only inside a quote
-    kept, report = Guard().check(["The regime advanced on Idlib.", "Heroic fighters held Idlib."], ARTICLE)
-    assert kept == ["The government advanced on Idlib."]
-    assert report.substituted == [{"term": "regime", "neutral": "government"}]
-    assert report.removed[0]["reason"] == "loaded_term"
+    kept, report = Guard().check(["Regime army surrounded Idlib.", "The shelling of Idlib was brutal."], ARTICLE)
+    assert kept == ["Government army surrounded Idlib."]  # the capital initial is kept
+    assert report.substituted == [{"term": "Regime", "neutral": "Government"}]
+    assert report.removed == [{"sentence": "The shelling of Idlib was brutal.", "reason": "loaded_term",
+                               "items": ["brutal"]}]
+
+
+def test_single_quotes_are_quotations_but_apostrophes_are_not():
+    lex = Lexicon.load()
+    assert loaded_terms("Critics called it a 'brutal' and 'barbaric' campaign.", lex) == []
+    assert loaded_terms("‘The regime is bombing us,’ a resident said.", lex) == []
+    # Apostrophes of contractions and possessives open no quotation.
+    assert [t for t, _, _ in loaded_terms("It's the rebels' brutal push, don't doubt the regime's aims", lex)] \
+        == ["brutal", "regime"]
+
+
+def test_loaded_qualifiers_are_left_out_where_the_sentence_stays_grammatical():
+    guard, cases = Guard(), {
+        "Heroic fighters held Idlib.": "Fighters held Idlib.",
+        "The army began a brutal assault on Idlib.": "The army began an assault on Idlib.",
+        "The army's savage campaign reached Idlib.": "The army's campaign reached Idlib.",
+        "Turkey hosts so-called 'guests' from Idlib.": "Turkey hosts 'guests' from Idlib.",  # omit: always
+        "The assault on Idlib was brutal.": None,          # predicative: nothing to leave it out of
+        "A long, brutal assault hit Idlib.": None,         # one of a list of qualifiers
+        "A very brutal assault hit Idlib.": None,          # after a degree adverb
+        "A brutal and long assault hit Idlib.": None,      # before a conjunction
+    }
+    from conflictbrief.inference.guards import GuardReport
+    for sentence, expected in cases.items():
+        report = GuardReport()
+        assert guard.neutralise(sentence, report) == expected, sentence
+        assert bool(report.substituted) == (expected is not None)
+        assert bool(report.removed) == (expected is None)
 
 
 def test_resurface_restores_article_casing_and_spelling():
@@ -77,3 +106,11 @@ def test_percentages_need_an_article_percentage_and_stutters_are_dropped():
     kept, report = Guard().check(["The Syrian Syrian Observatory put the number at 120,000."], ARTICLE)
     assert kept == [] and report.removed[0]["reason"] == "repetitive"
     assert report.removed[0]["items"] == ["syrian"]
+
+
+def test_a_lexicon_with_a_bad_omit_value_is_refused(tmp_path):
+    import pytest
+    bad = tmp_path / "lexicon.yaml"
+    bad.write_text("terms:\n  brutal: {why: judgement, neutral: null, omit: sometimes}\n")
+    with pytest.raises(ValueError, match="term 'brutal'.*omit true, false or 'always'"):
+        Lexicon.load(bad)

@@ -105,3 +105,17 @@ def test_short_articles_still_get_a_brief_and_a_warning(tiny_pipeline):
     # Sentences of 6-60 words first; shorter ones (but not under 4 words: headings, bylines) fill in.
     assert picked == ["More than 300 people fled.", "Aid groups said the roads to the border were full."]
     assert tiny_pipeline._short(tiny_pipeline._extract(sources[:1], set(), 3))[0].startswith("short brief: 0")
+
+
+def test_extracted_sentences_are_neutralised_or_passed_over(tiny_pipeline):
+    sources = ["Regime forces shelled the town of Maarat al-Numan on Monday.",
+               "Terrorists attacked a checkpoint near the town on Sunday night.",
+               "Residents said a brutal bombardment had cut the road to the border.",
+               "Aid groups said the roads to the border were full of families."]
+    substituted = []
+    picked = tiny_pipeline._extract(sources, set(), 3, substituted)
+    assert [(b.text, b.sources) for b in picked] == [
+        ("Government forces shelled the town of Maarat al-Numan on Monday.", [0]),
+        ("Residents said a bombardment had cut the road to the border.", [2]),
+        ("Aid groups said the roads to the border were full of families.", [3])]
+    assert substituted == [{"term": "Regime", "neutral": "Government"}, {"term": "brutal", "neutral": ""}]
