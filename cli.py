@@ -30,6 +30,9 @@ def _add_evaluate(sub):
     p.add_argument("--format", help="tagger data format (conll, spans, labelstudio, doccano); guessed if omitted")
     p.add_argument("--mapping", help="label mapping for data in another schema (e.g. conll)")
     p.add_argument("--limit", type=int, help="only the first N records")
+    p.add_argument("--mentions", choices=["all", "names"], default="all",
+                   help="tagger: 'names' scores names only (pronoun/determiner mentions left out of gold and "
+                        "predictions); default all")
     p.add_argument("--device", default="auto")
     _add_dtype(p)
 
@@ -50,6 +53,9 @@ def _add_run(sub):
         p.add_argument("--dedup", action="store_true", help="analyse identical articles once")
         p.add_argument("--quiet", action="store_true")
         p.add_argument("--tagger", default="default", help="tagger directory or Hub name")
+        p.add_argument("--mentions", choices=["names", "all"], default="names",
+                       help="names (default): leave out entities that are only a pronoun or determiner "
+                            "('he', 'we'); all: every entity the tagger finds")
         if name == "brief":
             p.add_argument("--briefer", default="default", help="briefer directory or Hub name")
             p.add_argument("--neutrality", help="loaded-term lexicon YAML (default: packaged)")
@@ -64,6 +70,7 @@ def _add_serve(sub):
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--tagger", default="default")
     p.add_argument("--briefer", default="default")
+    p.add_argument("--mentions", choices=["names", "all"], default="names", help="as for brief")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     _add_dtype(p)
     p.add_argument("--max-concurrency", type=int, default=2, help="requests analysed at once")
@@ -77,7 +84,7 @@ def cmd_run(args) -> int:
     pipeline = Pipeline.load(tagger=args.tagger, briefer=getattr(args, "briefer", None), device=args.device,
                              dtype=args.dtype,
                              neutrality=getattr(args, "neutrality", None), threads=args.threads,
-                             batch_size=args.batch_size)
+                             batch_size=args.batch_size, mentions=args.mentions)
     summary = run_batch(pipeline, args.inputs, args.output, args.text_field, args.id_field, args.resume,
                         args.overwrite, args.batch_size, args.max_chars, args.dedup, args.quiet, args.out_format)
     return 1 if summary["failed_total"] else 0
@@ -89,7 +96,8 @@ def cmd_serve(args) -> int:
     from conflictbrief.inference.pipeline import Pipeline
     from conflictbrief.inference.service import create_app
 
-    pipeline = Pipeline.load(tagger=args.tagger, briefer=args.briefer, device=args.device, dtype=args.dtype)
+    pipeline = Pipeline.load(tagger=args.tagger, briefer=args.briefer, device=args.device, dtype=args.dtype,
+                             mentions=args.mentions)
     uvicorn.run(create_app(pipeline, args.max_concurrency, args.max_queue), host=args.host, port=args.port)
     return 0
 
@@ -141,7 +149,8 @@ def cmd_evaluate(args) -> int:
 
         schema = LabelSchema.from_yaml()
         examples = read_tagger_file(args.data, schema, args.format, args.mapping)[: args.limit]
-        result = evaluate_tagger(Tagger.load(args.model, device=args.device, dtype=args.dtype), examples, schema)
+        tagger = Tagger.load(args.model, device=args.device, dtype=args.dtype, mentions=args.mentions)
+        result = evaluate_tagger(tagger, examples, schema)
     else:
         from conflictbrief.training.briefer import evaluate_briefer_file
 

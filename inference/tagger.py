@@ -321,12 +321,52 @@ def decode_entities(text: str, words: list[tuple[str, int, int]], probs: torch.T
     return [Entity(label, text[s:e], s, e, round(sum(sc) / len(sc), 4)) for label, s, e, sc in snapped]
 
 
-class Tagger:
-    """A loaded token classifier: ``Tagger.load()`` once, then ``tag(texts)`` many times."""
+# Words that on their own name nobody: pronouns, determiners and quantifiers. re3d annotates "he", "I" (Person)
+# and "we", "they" (Organisation) as entities (90 of the 697 in re3d dev), so a model trained on it tags them
+# too; without coreference they tell an analyst nothing.
+BARE_WORDS = frozenset("""he she it its they them their theirs we us our ours i me my mine you your yours his her
+hers him himself herself itself themselves ourselves who whom whose which that this these those the a an some any
+all both each either neither many much most more few several other others another one ones such there here than
+""".split())
+MENTIONS = ("names", "all")
+"""``names``: entities made only of ``BARE_WORDS`` ("he", "we", "the others", "more than") are left out;
+``all``: every entity the model tags (what ``evaluate tagger`` scores by default)."""
 
-    def __init__(self, model, tokenizer, max_length: int = 256, stride: int = 32, batch_size: int = 32):
+
+def is_bare(words: list[str]) -> bool:
+    return all(w.lower() in BARE_WORDS for w in words)
+
+
+def drop_bare_tags(tags: list[str], words: list[str]) -> list[str]:
+    """IOB2 ``tags`` with every entity made only of ``BARE_WORDS`` set to O."""
+    out = list(tags)
+    i = 0
+    while i < len(out):
+        if out[i].startswith("B-"):
+            j = i + 1
+            while j < len(out) and out[j] == "I-" + out[i][2:]:
+                j += 1
+            if is_bare(words[i:j]):
+                out[i:j] = [OUTSIDE] * (j - i)
+            i = j
+        else:
+            i += 1
+    return out
+
+
+class Tagger:
+    """A loaded token classifier: ``Tagger.load()`` once, then ``tag(texts)`` many times.
+
+    ``mentions``: ``"all"`` (default here: the model's own output) or ``"names"`` (bare pronoun and
+    determiner mentions left out; the default of ``Pipeline`` and the command line)."""
+
+    def __init__(self, model, tokenizer, max_length: int = 256, stride: int = 32, batch_size: int = 32,
+                 mentions: str = "all"):
+        if mentions not in MENTIONS:
+            raise ValueError(f"mentions must be one of {MENTIONS}, not {mentions!r}")
         self.model, self.tokenizer = model, tokenizer
         self.max_length, self.stride, self.batch_size = max_length, stride, batch_size
+        self.mentions = mentions
         self.id2label = {int(k): v for k, v in model.config.id2label.items()}
         self.tag_list = [self.id2label[i] for i in range(len(self.id2label))]
         self.masks = transition_mask(self.tag_list)
@@ -346,12 +386,19 @@ class Tagger:
         """IOB2 tags for pre-split words (used for evaluation on CoNLL-style data)."""
         probs = predict_word_probs(self.model, self.tokenizer, word_lists, self.max_length, self.stride,
                                    self.batch_size)
-        return [repair_bio([self.tag_list[i] for i in viterbi_tags(p, self.tag_list, self.masks)], words)
+        tags = [repair_bio([self.tag_list[i] for i in viterbi_tags(p, self.tag_list, self.masks)], words)
                 if len(p) else [] for p, words in zip(probs, word_lists)]
+        if self.mentions == "names":
+            tags = [drop_bare_tags(t, words) for t, words in zip(tags, word_lists)]
+        return tags
 
     def tag(self, texts: list[str]) -> list[list[Entity]]:
         """Entities of each text with character offsets into that text."""
         words = [words_with_offsets(t) for t in texts]
         probs = predict_word_probs(self.model, self.tokenizer, [[w for w, _, _ in ws] for ws in words],
                                    self.max_length, self.stride, self.batch_size)
-        return [decode_entities(t, ws, p, self.id2label, self.masks) for t, ws, p in zip(texts, words, probs)]
+        entities = [decode_entities(t, ws, p, self.id2label, self.masks) for t, ws, p in zip(texts, words, probs)]
+        if self.mentions == "names":
+            entities = [[e for e in ents if not is_bare([w for w, _, _ in words_with_offsets(e.text)])]
+                        for ents in entities]
+        return entities

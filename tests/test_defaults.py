@@ -43,3 +43,15 @@ def test_default_brief_is_multi_sentence_cased_and_its_numbers_are_in_the_seed(d
     values = supported_values(result.text)
     assert all(m.values & values for s in result.brief for m in numbers_in(s.text))
     assert all(s.sources for s in result.brief)
+
+
+def test_default_output_leaves_out_bare_pronoun_and_determiner_mentions(default_pipeline):
+    from conflictbrief.inference.tagger import BARE_WORDS
+
+    text = default_pipeline.analyze(SEED.read_text(encoding="utf-8")).text
+    names = [e.text for e in default_pipeline.analyze(text).entities]
+    everything = [e.text for e in default_pipeline.tagger.__class__(
+        default_pipeline.tagger.model, default_pipeline.tagger.tokenizer, mentions="all").tag([text])[0]]
+    bare = [t for t in everything if all(w.lower() in BARE_WORDS for w in re.findall(r"\w+", t))]
+    assert bare, "the model tags some bare mentions on the seed ('its', 'The', 'some')"
+    assert [t for t in everything if t not in bare] == names

@@ -114,3 +114,13 @@ def test_a_lexicon_with_a_bad_omit_value_is_refused(tmp_path):
     bad.write_text("terms:\n  brutal: {why: judgement, neutral: null, omit: sometimes}\n")
     with pytest.raises(ValueError, match="term 'brutal'.*omit true, false or 'always'"):
         Lexicon.load(bad)
+
+
+def test_bare_mentions_are_dropped_from_tag_sequences_but_names_stay():
+    from conflictbrief.inference.tagger import drop_bare_tags
+
+    words = "He said we and the others met Assad and the UN in the city".split()
+    tags = ["B-Person", "O", "B-Organisation", "O", "B-Organisation", "I-Organisation", "O", "B-Person", "O",
+            "B-Organisation", "I-Organisation", "O", "B-Location", "I-Location"]
+    assert drop_bare_tags(tags, words) == ["O", "O", "O", "O", "O", "O", "O", "B-Person", "O",
+                                           "B-Organisation", "I-Organisation", "O", "B-Location", "I-Location"]

@@ -287,3 +287,22 @@ def test_augmentation_and_case_dropout_settings_out_of_range_stop_before_trainin
     with pytest.raises(ConfigError, match="case_dropout: must be between 0 and 1"):
         train_tagger(TaggerConfig(train=[DataFile(spans)], case_dropout=1.5, **base), log=lambda m: None)
     assert not (tmp_path / "t").exists()
+
+
+def test_cli_evaluate_tagger_prints_one_json_object_with_the_issue_keys(tiny_tagger_dir, data_dir, tmp_path):
+    extra = tmp_path / "pronouns.jsonl"  # a gold pronoun mention: scored with --mentions all, not with names
+    extra.write_text(json.dumps({"text": "He said Syrian forces shelled Idlib on Monday with barrel bombs.",
+                                 "entities": [{"start": 0, "end": 2, "label": "Person"},
+                                              {"start": 30, "end": 35, "label": "Location"}]}) + "\n")
+    results = {}
+    for mentions in ("all", "names"):
+        done = subprocess.run([sys.executable, "-m", "conflictbrief.cli", "evaluate", "tagger", "--model",
+                               str(tiny_tagger_dir), "--data", str(extra), "--device", "cpu", "--mentions", mentions],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        results[mentions] = json.loads(done.stdout)
+    for r in results.values():
+        assert {"precision", "recall", "f1", "macro_f1", "per_label"} <= set(r)
+        assert {"precision", "recall", "f1", "support"} <= set(r["per_label"]["Location"])
+    assert results["all"]["mentions"] == "all" and results["all"]["per_label"]["Person"]["support"] == 1
+    assert results["names"]["mentions"] == "names" and "Person" not in results["names"]["per_label"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from conflictbrief.inference.tagger import Tagger, encode_words, subwords_per_word, uses_case_feature
+from conflictbrief.inference.tagger import Tagger, drop_bare_tags, encode_words, subwords_per_word, uses_case_feature
 from conflictbrief.model.labels import OUTSIDE, LabelSchema
 from conflictbrief.training.config import ConfigError, TaggerConfig, dump_config
 from conflictbrief.training.metrics import entity_scores, restrict_tags
@@ -198,16 +198,19 @@ def evaluate_tagger(tagger: Tagger, examples: list[dict], schema: LabelSchema | 
     """Entity-level scores of ``tagger`` on word-level examples (unannotated gold tokens count as O).
 
     For data in a mapped schema (CoNLL), predictions of labels that data does not annotate are set to O, so
-    the figure is F1 on the mapped labels only.
+    the figure is F1 on the mapped labels only. A tagger with ``mentions="names"`` is scored on names only:
+    bare pronoun and determiner mentions ("he", "we") leave the gold data as they leave the predictions.
     """
     gold = [[t if t else OUTSIDE for t in e["tags"]] for e in examples]
+    if tagger.mentions == "names":
+        gold = [drop_bare_tags(g, e["tokens"]) for g, e in zip(gold, examples)]
     pred = tagger.tag_words([e["tokens"] for e in examples])
     mappings = {e["mapping"] for e in examples if e["mapping"]}
     if mappings and schema is not None:
         keep = set().union(*(schema.annotated_labels(m) for m in mappings))
         pred = [restrict_tags(p, keep) for p in pred]
         gold = [restrict_tags(g, keep) for g in gold]
-    return entity_scores(gold, pred)
+    return {**entity_scores(gold, pred), "mentions": tagger.mentions}
 
 
 def train_tagger(config: TaggerConfig, log=print) -> dict:
