@@ -32,14 +32,19 @@ def content_words(text: str) -> list[str]:
     return [fold(w) for w in re.findall(r"\w+", text) if fold(w) not in _STOP and len(w) > 1]
 
 
+# Page furniture that scrapers keep: share buttons ("Facebook Twitter Linkedin Mail"), "Read more".
+_FURNITURE = re.compile(r"(?:(?:facebook|twitter|linkedin|whatsapp|pinterest|reddit|telegram|e-?mail|mail|print|"
+                        r"share|tweet|comments?|copy link|read more|advertisement|subscribe)\W*)+", re.I)
+
+
 def salience(sentences: list[str]) -> list[float]:
     """Score sentences by position, density of names/numbers, and centrality to the article."""
     doc = Counter(w for s in sentences for w in set(content_words(s)))
     scores = []
     for i, s in enumerate(sentences):
         words = s.split()
-        if len(words) < 4:
-            scores.append(-1.0)  # headings, captions, bylines
+        if len(words) < 4 or _FURNITURE.fullmatch(s.strip()):
+            scores.append(-1.0)  # headings, captions, bylines, share buttons
             continue
         names = sum(1 for w in words[1:] if w[:1].isupper()) + len(re.findall(r"\d", s)) / 3
         density = min(1.0, 3 * names / len(words))

@@ -78,6 +78,28 @@ def _nfkc(m: re.Match) -> str:
     return unicodedata.normalize("NFKC", m.group())
 
 
+# Mojibake: UTF-8 bytes read as Windows-1252 ("â€™" for "’", "Ã©" for "é"). A lead character and as many
+# continuation characters as its UTF-8 lead byte asks for are put back when their bytes decode as UTF-8;
+# anything else is left alone. The five bytes Windows-1252 leaves undefined pass through as C1 controls.
+_UNDEFINED = {chr(b): b for b in (0x81, 0x8D, 0x8F, 0x90, 0x9D)}
+_CONT = re.escape("".join(bytes([b]).decode("cp1252") for b in range(0x80, 0xC0) if chr(b) not in _UNDEFINED)
+                  + "".join(_UNDEFINED))
+_MOJIBAKE = re.compile(f"[\u00c2-\u00df][{_CONT}]|[\u00e0-\u00ef][{_CONT}]{{2}}|[\u00f0-\u00f4][{_CONT}]{{3}}")
+
+
+def _unmojibake(m: re.Match) -> str:
+    try:
+        raw = b"".join(bytes([_UNDEFINED[c]]) if c in _UNDEFINED else c.encode("cp1252") for c in m.group())
+        return raw.decode("utf-8")
+    except UnicodeError:
+        return m.group()
+
+
+# The same mojibake after a second pass folded it to ASCII ("â€™" -> "aEUR(tm)"), as in some news archives.
+_FOLDED = {"(tm)": "’", "~": "‘", "oe": "“", '"': "—", "C/": "•", "|": "…", "": "”"}
+_FOLDED_MOJIBAKE = re.compile(r"aEUR(\(tm\)|~|oe|\"|C/|\||)")
+
+
 _CONTROL = "".join(chr(c) for c in range(32) if chr(c) not in "\n\t") + "\x7f\u200b\u200c\u200d\ufeff"
 
 # (pattern, replacement) in order; each keeps the offset map.
@@ -88,6 +110,8 @@ _STEPS: list[tuple[re.Pattern, Callable[[re.Match], str]]] = [
     (re.compile(r"&\s*#\s*(?P<num>\d{1,7})\s*;|&\s*#\s*[xX](?P<hex>[0-9a-fA-F]{1,6})\s*;"
                 r"|(?:&|,)\s?(?P<name>quot|amp|apos|lt|gt|nbsp|ndash|mdash|hellip|rsquo|lsquo|rdquo|ldquo)\s*;",
                 re.I), _entity),
+    (_MOJIBAKE, _unmojibake),
+    (_FOLDED_MOJIBAKE, lambda m: _FOLDED[m.group(1)]),
     (re.compile(f"[{re.escape(_CONTROL)}]"), lambda m: ""),
     (re.compile(r"[^\x00-\x7f]"), _nfkc),
     (re.compile(r"[ \t\u00a0]+"), lambda m: " "),
@@ -127,8 +151,17 @@ _ABBREV = {"mr", "mrs", "ms", "dr", "prof", "gen", "col", "lt", "sgt", "capt", "
 _END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s+|$)|\n+")
 
 
+def is_lower_cased(text: str) -> bool:
+    """Whether a text was lower-cased as a whole (fewer than 1 in 100 letters upper case), as some archives
+    and corpora are: sentence starts are then lower case too."""
+    letters = sum(c.isalpha() for c in text)
+    return letters >= 40 and sum(c.isupper() for c in text) < 0.01 * letters
+
+
 def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Sentence spans of clean text; line breaks end sentences (headlines, captions)."""
+    """Sentence spans of clean text; line breaks end sentences (headlines, captions). A full stop before a
+    lower-case word ends no sentence ("approx. two"), except in a lower-cased text (``is_lower_cased``)."""
+    lower_cased = is_lower_cased(text)
     spans, start = [], 0
     for m in _END.finditer(text):
         end = m.end()
@@ -137,7 +170,7 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
             if word and (word.group(1).lower() in _ABBREV or re.fullmatch(r"[A-Z]", word.group(1))):
                 continue
             nxt = text[end: end + 3].lstrip()
-            if nxt[:1].islower():
+            if nxt[:1].islower() and not lower_cased:
                 continue
         piece = text[start:end]
         if piece.strip():

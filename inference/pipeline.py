@@ -280,8 +280,8 @@ class Pipeline:
                     continue
                 report = GuardReport()
                 text = self.guard.neutralise(sources[i], report)
-                if text is not None:
-                    picked[i] = text
+                if text is not None:  # a lower-cased article's sentence still starts with a capital
+                    picked[i] = text[:1].upper() + text[1:]
                     changes += report.substituted
         if substituted is not None:
             substituted += changes

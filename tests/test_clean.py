@@ -4,7 +4,8 @@ from hypothesis import strategies as st
 from conflictbrief.inference.clean import clean, split_sentences
 
 DIRT = ["& # 39;", "&#39;", ",quot;", "&quot;", "%MINIFYHTML2e77ef298cc376979faf3962b7ae160f11%", "<b>", "</p>",
-        "  ", "\n\n\n", "\u00a0", "ﬁ", "Idlib", "al-Numan", " 120,000 ", ".", "\x00", "é", "\u200b"]
+        "  ", "\n\n\n", "\u00a0", "ﬁ", "Idlib", "al-Numan", " 120,000 ", ".", "\x00", "é", "\u200b", "â€™", "Ã©", "â€", "\x9d",
+        "aEUR(tm)", "aEUR"]
 
 
 def test_seed_debris_is_repaired():
@@ -44,3 +45,25 @@ def test_sentences_keep_abbreviations_and_split_lines():
     text = "The U.S. envoy met Gen. Smith on Monday. Talks failed.\nIdlib\nMore fighting?"
     spans = [text[s:e] for s, e in split_sentences(text)]
     assert spans == ["The U.S. envoy met Gen. Smith on Monday.", "Talks failed.", "Idlib", "More fighting?"]
+
+
+def test_mojibake_is_repaired_with_offsets_into_the_raw_text():
+    raw = "Itâ€™s a â€œtestâ€\x9d in SÃ£o Paulo; Â£5. Café and naïve stay as they are."
+    c = clean(raw)
+    assert c.text == "It’s a “test” in São Paulo; £5. Café and naïve stay as they are."
+    i = c.text.index("São")
+    assert raw[slice(*c.raw_span(i, i + len("São Paulo")))] == "SÃ£o Paulo"
+    # the same mojibake folded to ASCII by a second bad pass (as in some news archives)
+    assert clean("the governmentaEUR(tm)s aEUR~communalaEUR(tm) and aEURoesecularaEUR parties").text == \
+        "the government’s ‘communal’ and “secular” parties"
+
+
+def test_a_lower_cased_article_is_still_split_into_sentences():
+    text = ("hyderabad: three persons were injured in police firing on friday. five rounds were fired in the air. "
+            "the mob also set afire seven scooters parked at the station.")
+    assert [text[s:e] for s, e in split_sentences(text)] == [
+        "hyderabad: three persons were injured in police firing on friday.", "five rounds were fired in the air.",
+        "the mob also set afire seven scooters parked at the station."]
+    cased = "The talks ended at 5 p.m. and the envoys left. Fighting resumed."  # p.m. before lower case: no end
+    assert [cased[s:e] for s, e in split_sentences(cased)] == ["The talks ended at 5 p.m. and the envoys left.",
+                                                               "Fighting resumed."]

@@ -119,3 +119,12 @@ def test_extracted_sentences_are_neutralised_or_passed_over(tiny_pipeline):
         ("Residents said a bombardment had cut the road to the border.", [2]),
         ("Aid groups said the roads to the border were full of families.", [3])]
     assert substituted == [{"term": "Regime", "neutral": "Government"}, {"term": "brutal", "neutral": ""}]
+
+
+def test_share_buttons_are_never_brief_sentences_and_lower_cased_sentences_get_a_capital(tiny_pipeline):
+    sources = ["Facebook Twitter Linkedin Mail", "hyderabad: three persons were injured in police firing on friday.",
+               "five rounds were fired in the air near the police station.",
+               "the mob also set afire seven scooters parked at the station."]
+    picked = tiny_pipeline._extract(sources, set(), 3)
+    assert [b.sources for b in picked] == [[1], [2], [3]]
+    assert picked[1].text == "Five rounds were fired in the air near the police station."
