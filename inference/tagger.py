@@ -148,7 +148,8 @@ def repair_bio(tags: list[str], words: list[str] | None = None) -> list[str]:
     """Make a tag sequence valid IOB2: an I-X that does not continue an X entity becomes B-X.
 
     With ``words``: an entity that would begin with a preposition or conjunction ("of the city of Idlib")
-    begins at the next word instead."""
+    begins at the next word instead, and so does one that would begin with the "s" of a possessive ("the
+    country's military" split as "country ' s military" must not give "s military")."""
     fixed, prev = [], OUTSIDE
     for i, tag in enumerate(tags):
         prefix, label = split_tag(tag)
@@ -158,6 +159,8 @@ def repair_bio(tags: list[str], words: list[str] | None = None) -> list[str]:
         if prefix == "B" and words is not None and words[i].lower() in _NO_ENTITY_START \
                 and i + 1 < len(tags) and split_tag(tags[i + 1]) == ("I", label):
             tag = OUTSIDE  # the next word's I-X becomes B-X on the next turn
+        elif prefix == "B" and words is not None and words[i] in ("s", "S") and i > 0 and words[i - 1] in "'’":
+            tag = OUTSIDE  # likewise
         fixed.append(tag)
         prev = tag
     return fixed

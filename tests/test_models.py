@@ -119,6 +119,9 @@ def test_repair_bio_makes_valid_iob2_and_moves_a_preposition_out_of_an_entity():
     assert repair_bio(tags, words) == ["O", "O", "B-Location", "I-Location", "I-Location", "I-Location"]
     assert repair_bio(tags) == tags  # without words only the IOB2 repair
     assert repair_bio(["I-Weapon", "I-Weapon"], ["and", "missiles"]) == ["O", "B-Weapon"]
+    words = ["the", "country", "'", "s", "military", "and", "Lobo", "'", "s"]
+    tags = ["O", "O", "O", "B-Organisation", "I-Organisation", "O", "B-Person", "O", "B-Person"]
+    assert repair_bio(tags, words) == ["O", "O", "O", "O", "B-Organisation", "O", "B-Person", "O", "O"]
 
 
 def test_viterbi_keeps_one_consistent_entity_where_argmax_would_split_it():
