@@ -151,11 +151,21 @@ _ABBREV = {"mr", "mrs", "ms", "dr", "prof", "gen", "col", "lt", "sgt", "capt", "
 _END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s+|$)|\n+")
 
 
+_LOWER_START = re.compile(r"(?<![\w.])[a-z0-9]+[.!?][\"'”’)]*\s+[a-z]")  # "friday. five", not "U.S. economy"
+_UPPER_START = re.compile(r"[.!?][\"'”’)]*\s+[A-Z]")
+
+
 def is_lower_cased(text: str) -> bool:
-    """Whether a text was lower-cased as a whole (fewer than 1 in 100 letters upper case), as some archives
-    and corpora are: sentence starts are then lower case too."""
-    letters = sum(c.isalpha() for c in text)
-    return letters >= 40 and sum(c.isupper() for c in text) < 0.01 * letters
+    """Whether a text was lower-cased as a whole, as some archives and corpora are: a lower-case word ends a
+    sentence and the next starts lower case at least twice, and either more than twice as often as a
+    sentence starts with a capital or in a text with fewer than 2 capitals per 100 letters. (In cased text
+    a full stop before a lower-case word follows an abbreviation: "approx. two", "(D-Calif.) asked".)"""
+    lower = len(_LOWER_START.findall(text))
+    if lower < 2:
+        return False
+    if lower > 2 * len(_UPPER_START.findall(text)):
+        return True
+    return sum(c.isupper() for c in text) < 0.02 * sum(c.isalpha() for c in text)
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
