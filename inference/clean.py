@@ -100,6 +100,15 @@ _FOLDED = {"(tm)": "’", "~": "‘", "oe": "“", '"': "—", "C/": "•", "|":
 _FOLDED_MOJIBAKE = re.compile(r"aEUR(\(tm\)|~|oe|\"|C/|\||)")
 
 
+def _doubled_quote(m: re.Match) -> str:
+    """Two single quotes typed for a double one (‘‘barbaric’’, ``so'', ''he said''); between letters, where an
+    archive doubled an apostrophe ("court''s"), one apostrophe."""
+    text, i, j = m.string, m.start(), m.end()
+    if m.group() == "''" and text[i - 1: i].isalnum() and text[j: j + 1].isalnum():
+        return "'"
+    return {"‘‘": "“", "’’": "”", "``": "“", "''": '"'}[m.group()]
+
+
 _CONTROL = "".join(chr(c) for c in range(32) if chr(c) not in "\n\t") + "\x7f\u200b\u200c\u200d\ufeff"
 
 # (pattern, replacement) in order; each keeps the offset map.
@@ -114,6 +123,7 @@ _STEPS: list[tuple[re.Pattern, Callable[[re.Match], str]]] = [
     (_FOLDED_MOJIBAKE, lambda m: _FOLDED[m.group(1)]),
     (re.compile(f"[{re.escape(_CONTROL)}]"), lambda m: ""),
     (re.compile(r"[^\x00-\x7f]"), _nfkc),
+    (re.compile(r"‘‘|’’|``|''"), _doubled_quote),
     (re.compile(r"[ \t\u00a0]+"), lambda m: " "),
     (re.compile(r" (?=[,.;:!?)\]](?:\s|$))"), lambda m: ""),  # space before closing punctuation
     (re.compile(r"(?<=[\(\[]) "), lambda m: ""),

@@ -149,7 +149,8 @@ def repair_bio(tags: list[str], words: list[str] | None = None) -> list[str]:
 
     With ``words``: an entity that would begin with a preposition or conjunction ("of the city of Idlib")
     begins at the next word instead, and so does one that would begin with the "s" of a possessive ("the
-    country's military" split as "country ' s military" must not give "s military")."""
+    country's military" split as "country ' s military" must not give "s military"); one that would begin
+    with the "least" of "at least" begins at "at"."""
     fixed, prev = [], OUTSIDE
     for i, tag in enumerate(tags):
         prefix, label = split_tag(tag)
@@ -161,6 +162,9 @@ def repair_bio(tags: list[str], words: list[str] | None = None) -> list[str]:
             tag = OUTSIDE  # the next word's I-X becomes B-X on the next turn
         elif prefix == "B" and words is not None and words[i] in ("s", "S") and i > 0 and words[i - 1] in "'’":
             tag = OUTSIDE  # likewise
+        elif prefix == "B" and words is not None and words[i].lower() in ("least", "most") and i > 0 \
+                and words[i - 1].lower() == "at" and fixed[-1] == OUTSIDE:
+            fixed[-1], tag = tag, f"I-{label}"  # "at least 50,000", never "least 50,000"
         fixed.append(tag)
         prev = tag
     return fixed

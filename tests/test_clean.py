@@ -67,3 +67,10 @@ def test_a_lower_cased_article_is_still_split_into_sentences():
     cased = "The talks ended at 5 p.m. and the envoys left. Fighting resumed."  # p.m. before lower case: no end
     assert [cased[s:e] for s, e in split_sentences(cased)] == ["The talks ended at 5 p.m. and the envoys left.",
                                                                "Fighting resumed."]
+
+
+def test_doubled_single_quotes_become_quotation_marks_or_one_apostrophe():
+    c = clean("the court''s powers: modi termed as ‘‘barbaric’’ the killing; he said ''there was firing''.")
+    assert c.text == "the court's powers: modi termed as “barbaric” the killing; he said \"there was firing\"."
+    i = c.text.index("“")
+    assert c.raw[slice(*c.raw_span(i, i + 1))] == "‘‘"

@@ -122,6 +122,8 @@ def test_repair_bio_makes_valid_iob2_and_moves_a_preposition_out_of_an_entity():
     words = ["the", "country", "'", "s", "military", "and", "Lobo", "'", "s"]
     tags = ["O", "O", "O", "B-Organisation", "I-Organisation", "O", "B-Person", "O", "B-Person"]
     assert repair_bio(tags, words) == ["O", "O", "O", "O", "B-Organisation", "O", "B-Person", "O", "O"]
+    assert repair_bio(["O", "B-Quantity", "I-Quantity", "O"], ["at", "least", "50,000", "fled"]) == \
+        ["B-Quantity", "I-Quantity", "I-Quantity", "O"]
 
 
 def test_viterbi_keeps_one_consistent_entity_where_argmax_would_split_it():
