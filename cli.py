@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     from conflictbrief.model.loading import ModelLoadError
     from conflictbrief.training.config import ConfigError
     from conflictbrief.inference.batch import BatchError
+    from conflictbrief.inference.guards import LexiconError
     from conflictbrief.training.readers import DataError
 
     parser = build_parser()
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     args.overrides = rest
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, DataError, SchemaError, ModelLoadError, BatchError) as e:
+    except (ConfigError, DataError, SchemaError, ModelLoadError, BatchError, LexiconError) as e:
         print(f"conflictbrief {args.command}: error: {e}", file=sys.stderr)
         return 2
 

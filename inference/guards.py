@@ -115,25 +115,34 @@ def name_supported(name: str, article_folded: str, article_words: set[str], thre
     return True
 
 
+class LexiconError(ValueError):
+    """A loaded-term lexicon that cannot be used (names the file and the problem)."""
+
+
 @dataclass(frozen=True)
 class Lexicon:
     terms: dict[str, dict]
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Lexicon":
-        if path is None:
-            text = resources.files("conflictbrief.configs").joinpath("neutrality.yaml").read_text("utf-8")
-        else:
-            text = Path(path).read_text("utf-8")
-        data = yaml.safe_load(text) or {}
-        terms = data.get("terms")
+        name = str(path or "neutrality.yaml")
+        try:
+            if path is None:
+                text = resources.files("conflictbrief.configs").joinpath("neutrality.yaml").read_text("utf-8")
+            else:
+                text = Path(path).read_text("utf-8")
+            data = yaml.safe_load(text) or {}
+        except (OSError, UnicodeError, yaml.YAMLError) as e:
+            raise LexiconError(f"{name}: cannot read the lexicon: {e}") from None
+        terms = data.get("terms") if isinstance(data, dict) else None
         if not isinstance(terms, dict):
-            raise ValueError(f"{path or 'neutrality.yaml'}: 'terms' must map each term to {{why, neutral}}")
+            raise LexiconError(f"{name}: 'terms' must map each term to {{why, neutral, omit}}")
         entries = {str(k).lower(): (v or {}) for k, v in terms.items()}
         for term, entry in entries.items():
-            if not isinstance(entry, dict) or entry.get("omit", False) not in (True, False, "always"):
-                raise ValueError(f"{path or 'neutrality.yaml'}: term {term!r}: expected {{why, neutral, omit}} "
-                                 f"with omit true, false or 'always', got {entry!r}")
+            if not isinstance(entry, dict) or entry.get("omit", False) not in (True, False, "always") \
+                    or not isinstance(entry.get("neutral") or "", str):
+                raise LexiconError(f"{name}: term {term!r}: expected {{why, neutral: text or null, omit: true, "
+                                   f"false or 'always'}}, got {entry!r}")
         return cls(entries)
 
     def pattern(self) -> re.Pattern:

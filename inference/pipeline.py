@@ -124,6 +124,7 @@ class Pipeline:
         ``briefer=None`` tags only. ``dtype``: float16/bfloat16 on GPU, 'int8' (dynamic quantisation) on CPU.
         ``mentions``: 'names' leaves out entities that are only a pronoun or determiner ("he", "we"), 'all'
         keeps every entity the tagger finds (see ``conflictbrief.inference.tagger.MENTIONS``)."""
+        lexicon = Lexicon.load(neutrality)  # a bad lexicon stops before any weights are loaded
         if threads:
             torch.set_num_threads(threads)
         dtype = parse_dtype(dtype)
@@ -139,7 +140,7 @@ class Pipeline:
                   "dtype": str(dtype).replace("torch.", "") if dtype is not None else "float32"}
         if extractive:
             models["briefer"] = {"ref": None, "note": "no default briefer installed: briefs are extracted sentences"}
-        return cls(t, b, Guard(Lexicon.load(neutrality), tagger=t), models=models, extractive=extractive, **kwargs)
+        return cls(t, b, Guard(lexicon, tagger=t), models=models, extractive=extractive, **kwargs)
 
     # ------------------------------------------------------------------------------------------ API
     def analyze(self, text: str, id: str | None = None) -> AnalysisResult:

@@ -112,8 +112,16 @@ def test_a_lexicon_with_a_bad_omit_value_is_refused(tmp_path):
     import pytest
     bad = tmp_path / "lexicon.yaml"
     bad.write_text("terms:\n  brutal: {why: judgement, neutral: null, omit: sometimes}\n")
-    with pytest.raises(ValueError, match="term 'brutal'.*omit true, false or 'always'"):
+    with pytest.raises(ValueError, match="term 'brutal'.*omit: true, false or 'always'"):
         Lexicon.load(bad)
+    import subprocess
+    import sys
+    for path, message in [(bad, "term 'brutal'"), (tmp_path / "missing.yaml", "cannot read the lexicon")]:
+        done = subprocess.run([sys.executable, "-m", "conflictbrief.cli", "brief", str(bad), "-o",
+                               str(tmp_path / "out.jsonl"), "--neutrality", str(path)], capture_output=True, text=True)
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert f"conflictbrief brief: error: {path}: " in done.stderr and message in done.stderr
+        assert not (tmp_path / "out.jsonl").exists()  # stopped before the job started
 
 
 def test_bare_mentions_are_dropped_from_tag_sequences_but_names_stay():
