@@ -333,8 +333,8 @@ def decode_entities(text: str, words: list[tuple[str, int, int]], probs: torch.T
 # too; without coreference they tell an analyst nothing.
 BARE_WORDS = frozenset("""he she it its they them their theirs we us our ours i me my mine you your yours his her
 hers him himself herself itself themselves ourselves who whom whose which that this these those the a an some any
-all both each either neither many much most more few several other others another one ones such there here than
-""".split())
+all both each either neither many much most more few several other others another ones such there here than
+""".split())  # not "one": a Quantity ("one person was killed") is a fact
 MENTIONS = ("names", "all")
 """``names``: entities made only of ``BARE_WORDS`` ("he", "we", "the others", "more than") are left out;
 ``all``: every entity the model tags (what ``evaluate tagger`` scores by default)."""
