@@ -106,6 +106,10 @@ def encode_words(tokenizer, words: list[str], max_length: int, stride: int, text
 
 _NO_ENTITY_START = {"of", "in", "on", "at", "to", "by", "for", "from", "with", "and", "or"}
 """Words that (almost) never begin an entity: 4 of the 2,000 re3d train+dev entities start with one."""
+_COPULAS = {"is", "was", "are", "were"}
+"""Nor do these, in lower case ("is Tocoa"; "IS" is the Islamic State, which begins 11 re3d entities)."""
+_NO_ENTITY_END = {"of", "in", "on", "at", "to", "by", "for", "from", "with", "and", "or", "the"}
+"""Words that never end an entity in re3d train+dev ("imam of" is "imam")."""
 
 
 def transition_mask(tags: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -150,14 +154,15 @@ def repair_bio(tags: list[str], words: list[str] | None = None) -> list[str]:
     With ``words``: an entity that would begin with a preposition or conjunction ("of the city of Idlib")
     begins at the next word instead, and so does one that would begin with the "s" of a possessive ("the
     country's military" split as "country ' s military" must not give "s military"); one that would begin
-    with the "least" of "at least" begins at "at"."""
+    with the "least" of "at least" begins at "at". An entity never ends with a preposition, conjunction or
+    "the" ("the imam of" -> "the imam")."""
     fixed, prev = [], OUTSIDE
     for i, tag in enumerate(tags):
         prefix, label = split_tag(tag)
         if prefix == "I" and (prev == OUTSIDE or split_tag(prev)[1] != label):
             tag = f"B-{label}"
             prefix = "B"
-        if prefix == "B" and words is not None and words[i].lower() in _NO_ENTITY_START \
+        if prefix == "B" and words is not None and (words[i].lower() in _NO_ENTITY_START or words[i] in _COPULAS) \
                 and i + 1 < len(tags) and split_tag(tags[i + 1]) == ("I", label):
             tag = OUTSIDE  # the next word's I-X becomes B-X on the next turn
         elif prefix == "B" and words is not None and words[i] in ("s", "S") and i > 0 and words[i - 1] in "'’":
@@ -167,6 +172,11 @@ def repair_bio(tags: list[str], words: list[str] | None = None) -> list[str]:
             fixed[-1], tag = tag, f"I-{label}"  # "at least 50,000", never "least 50,000"
         fixed.append(tag)
         prev = tag
+    if words is not None:  # an entity never ends with a preposition, conjunction or "the": those words leave it
+        for i in range(len(fixed) - 1, -1, -1):
+            ends_here = fixed[i] != OUTSIDE and (i + 1 == len(fixed) or not fixed[i + 1].startswith("I-"))
+            if ends_here and fixed[i].startswith("I-") and words[i].lower() in _NO_ENTITY_END:
+                fixed[i] = OUTSIDE
     return fixed
 
 

@@ -124,6 +124,9 @@ def test_repair_bio_makes_valid_iob2_and_moves_a_preposition_out_of_an_entity():
     assert repair_bio(tags, words) == ["O", "O", "O", "O", "B-Organisation", "O", "B-Person", "O", "O"]
     assert repair_bio(["O", "B-Quantity", "I-Quantity", "O"], ["at", "least", "50,000", "fled"]) == \
         ["B-Quantity", "I-Quantity", "I-Quantity", "O"]
+    assert repair_bio(["B-Person", "I-Person", "I-Person", "O", "B-Location", "I-Location"],
+                      ["imam", "of", "the", "mosque", "is", "Tocoa"]) == ["B-Person", "O", "O", "O", "O", "B-Location"]
+    assert repair_bio(["B-Organisation", "O"], ["IS", "fighters"]) == ["B-Organisation", "O"]
 
 
 def test_viterbi_keeps_one_consistent_entity_where_argmax_would_split_it():
