@@ -1,6 +1,8 @@
 """conflictbrief vs plain Hugging Face usage, same machine, same weights, same articles, same generation settings.
 
-    python benchmarks/bench.py [--n 200] [--file articles.jsonl] [--tagger default] [--briefer default]
+    python benchmarks/bench.py [--n 200] [--file articles.jsonl] [--tagger default] --briefer DIR
+
+``--briefer`` names a trained seq2seq briefer (none is shipped yet, so the default fails with a clear error).
 
 Prints one JSON object: articles/s of each side, the ratio, peak RSS of each (each side runs in its own
 process), the settings, and whether both produced one output per article. Not run in CI.
@@ -92,7 +94,10 @@ def main() -> None:
     results = {}
     for name in ("baseline", "ours"):
         cmd = [sys.executable, __file__, "--side", name] + sys.argv[1:]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:  # e.g. no default briefer is shipped: name one with --briefer DIR
+            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+            sys.exit(f"bench.py: the {name} side failed: {last}")
         results[name] = json.loads(done.stdout.strip().splitlines()[-1])
     print(json.dumps({
         **results,
