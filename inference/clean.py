@@ -20,7 +20,7 @@ class CleanText:
     text: str
     starts: tuple[int, ...]  # raw start offset of the source of each clean character
     ends: tuple[int, ...]  # raw end offset of the source of each clean character
-    date: str | None = None  # from a leading 'date YYYY-MM-DD' header, if any
+    date: str | None = None  # YYYY-MM-DD from a leading 'date YYYY-MM-DD' or 'This story is from <date>' header
 
     def raw_span(self, start: int, end: int) -> tuple[int, int]:
         """Raw offsets of the clean span [start, end)."""
@@ -133,6 +133,19 @@ _STEPS: list[tuple[re.Pattern, Callable[[re.Match], str]]] = [
 ]
 
 _DATE_HEADER = re.compile(r"\A\s*date:?\s+(\d{4}-\d{2}-\d{2})[^\n]*\n")
+_MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+_MONTH = r"(?P<month>(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?)"
+# Archive boilerplate before the story: "This story is from March 9, 2002", "Published: 29 March 2013".
+_DATE_LEAD = re.compile(r"\A\s*(?:this story is from|published|posted|updated)\s*:?\s+(?:on\s+)?"
+                        rf"(?:{_MONTH}\s+(?P<day>\d{{1,2}}),?\s+(?P<year>\d{{4}})"
+                        rf"|(?P<day2>\d{{1,2}})\s+{_MONTH.replace('month', 'month2')}\s+(?P<year2>\d{{4}}))"
+                        r"\b[\s.:|-]*", re.I)
+
+
+def _lead_date(m: re.Match) -> str | None:
+    month = (m.group("month") or m.group("month2"))[:3].lower()
+    day, year = int(m.group("day") or m.group("day2")), int(m.group("year") or m.group("year2"))
+    return f"{year:04d}-{_MONTHS.index(month) + 1:02d}-{day:02d}" if 1 <= day <= 31 else None
 
 
 def clean(raw: str) -> CleanText:
@@ -144,6 +157,11 @@ def clean(raw: str) -> CleanText:
     header = _DATE_HEADER.match(text)
     if header:
         date = header.group(1)
+    else:
+        header = _DATE_LEAD.match(text)
+        date = _lead_date(header) if header else None
+        header = header if date else None
+    if header:
         text, starts, ends = text[header.end():], starts[header.end():], ends[header.end():]
     for pattern, repl in _STEPS:
         text, starts, ends = _substitute(pattern, repl, text, starts, ends)

@@ -74,3 +74,12 @@ def test_doubled_single_quotes_become_quotation_marks_or_one_apostrophe():
     assert c.text == "the court's powers: modi termed as “barbaric” the killing; he said \"there was firing\"."
     i = c.text.index("“")
     assert c.raw[slice(*c.raw_span(i, i + 1))] == "‘‘"
+
+
+def test_archive_date_lines_become_the_date():
+    c = clean("This story is from March 9, 2002  vadodara: its citizens say the city recovers.")
+    assert (c.date, c.text) == ("2002-03-09", "vadodara: its citizens say the city recovers.")
+    assert c.raw[slice(*c.raw_span(0, 8))] == "vadodara"
+    assert clean("Published: 29 March 2013. The army said.").date == "2013-03-29"
+    assert clean("Published: 41 March 2013. The army said.").date is None  # not a date: left as it is
+    assert clean("The army said. This story is from March 9, 2002").date is None  # only at the start
