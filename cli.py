@@ -22,6 +22,16 @@ def _add_train(sub):
     p.set_defaults(accepts_overrides=True)  # trailing key=value words override the config (epochs=1)
 
 
+def _unit_interval(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {value!r}")
+    return number
+
+
 def _add_evaluate(sub):
     p = sub.add_parser("evaluate", help="score a model on labeled data; prints one JSON object")
     p.add_argument("kind", choices=["tagger", "briefer"])
@@ -33,6 +43,7 @@ def _add_evaluate(sub):
     p.add_argument("--mentions", choices=["all", "names"], default="all",
                    help="tagger: 'names' scores names only (pronoun/determiner mentions left out of gold and "
                         "predictions); default all")
+    p.add_argument("--min-score", type=_unit_interval, default=0.0, help="tagger: score only entities scored at least this")
     p.add_argument("--device", default="auto")
     _add_dtype(p)
 
@@ -56,6 +67,8 @@ def _add_run(sub):
         p.add_argument("--mentions", choices=["names", "all"], default="names",
                        help="names (default): leave out entities that are only a pronoun or determiner "
                             "('he', 'we'); all: every entity the tagger finds")
+        p.add_argument("--min-score", type=_unit_interval, default=0.0,
+                       help="leave out entities scored below this (0-1; 0.9: precision up, recall down; README)")
         if name == "brief":
             p.add_argument("--briefer", default="default", help="briefer directory or Hub name")
             p.add_argument("--neutrality", help="loaded-term lexicon YAML (default: packaged)")
@@ -71,6 +84,7 @@ def _add_serve(sub):
     p.add_argument("--tagger", default="default")
     p.add_argument("--briefer", default="default")
     p.add_argument("--mentions", choices=["names", "all"], default="names", help="as for brief")
+    p.add_argument("--min-score", type=_unit_interval, default=0.0, help="as for brief")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     _add_dtype(p)
     p.add_argument("--max-concurrency", type=int, default=2, help="requests analysed at once")
@@ -84,7 +98,7 @@ def cmd_run(args) -> int:
     pipeline = Pipeline.load(tagger=args.tagger, briefer=getattr(args, "briefer", None), device=args.device,
                              dtype=args.dtype,
                              neutrality=getattr(args, "neutrality", None), threads=args.threads,
-                             batch_size=args.batch_size, mentions=args.mentions)
+                             batch_size=args.batch_size, mentions=args.mentions, min_score=args.min_score)
     summary = run_batch(pipeline, args.inputs, args.output, args.text_field, args.id_field, args.resume,
                         args.overwrite, args.batch_size, args.max_chars, args.dedup, args.quiet, args.out_format)
     return 1 if summary["failed_total"] else 0
@@ -97,7 +111,7 @@ def cmd_serve(args) -> int:
     from conflictbrief.inference.service import create_app
 
     pipeline = Pipeline.load(tagger=args.tagger, briefer=args.briefer, device=args.device, dtype=args.dtype,
-                             mentions=args.mentions)
+                             mentions=args.mentions, min_score=args.min_score)
     uvicorn.run(create_app(pipeline, args.max_concurrency, args.max_queue), host=args.host, port=args.port)
     return 0
 
@@ -149,7 +163,8 @@ def cmd_evaluate(args) -> int:
 
         schema = LabelSchema.from_yaml()
         examples = read_tagger_file(args.data, schema, args.format, args.mapping)[: args.limit]
-        tagger = Tagger.load(args.model, device=args.device, dtype=args.dtype, mentions=args.mentions)
+        tagger = Tagger.load(args.model, device=args.device, dtype=args.dtype, mentions=args.mentions,
+                             min_score=args.min_score)
         result = evaluate_tagger(tagger, examples, schema)
     else:
         from conflictbrief.training.briefer import evaluate_briefer_file

@@ -243,7 +243,8 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
         out = out.with_suffix(".jsonl") if out.suffix == ".parquet" else out.with_name(out.name + ".jsonl")
     files = expand_inputs(inputs, (out, out.with_name(out.name + ".state.json"), Path(output)))
     options = {"text_field": text_field, "id_field": id_field, "max_chars": pipeline.max_chars, "dedup": dedup,
-               "mentions": getattr(getattr(pipeline, "tagger", None), "mentions", "all")}
+               "mentions": getattr(getattr(pipeline, "tagger", None), "mentions", "all"),
+               "min_score": getattr(getattr(pipeline, "tagger", None), "min_score", 0.0)}
     done = _prepare_output(out, resume, overwrite, _inputs_fingerprint(files, options))
     reader = RecordReader(text_field, id_field, log)
     total = reader.count(files)

@@ -371,19 +371,39 @@ def drop_bare_tags(tags: list[str], words: list[str]) -> list[str]:
     return out
 
 
+def drop_low_score_tags(tags: list[str], scores: list[float], min_score: float) -> list[str]:
+    """IOB2 ``tags`` with every entity whose mean word score is below ``min_score`` set to O."""
+    out = list(tags)
+    i = 0
+    while i < len(out):
+        if out[i].startswith("B-"):
+            j = i + 1
+            while j < len(out) and out[j] == "I-" + out[i][2:]:
+                j += 1
+            if sum(scores[i:j]) / (j - i) < min_score:
+                out[i:j] = [OUTSIDE] * (j - i)
+            i = j
+        else:
+            i += 1
+    return out
+
+
 class Tagger:
     """A loaded token classifier: ``Tagger.load()`` once, then ``tag(texts)`` many times.
 
     ``mentions``: ``"all"`` (default here: the model's own output) or ``"names"`` (bare pronoun and
-    determiner mentions left out; the default of ``Pipeline`` and the command line)."""
+    determiner mentions left out; the default of ``Pipeline`` and the command line). ``min_score``: entities
+    whose score (the mean probability of their words' tags) is lower are left out; 0 keeps all."""
 
     def __init__(self, model, tokenizer, max_length: int = 256, stride: int = 32, batch_size: int = 32,
-                 mentions: str = "all"):
+                 mentions: str = "all", min_score: float = 0.0):
         if mentions not in MENTIONS:
             raise ValueError(f"mentions must be one of {MENTIONS}, not {mentions!r}")
+        if not 0.0 <= min_score <= 1.0:
+            raise ValueError(f"min_score must be between 0 and 1, not {min_score!r}")
         self.model, self.tokenizer = model, tokenizer
         self.max_length, self.stride, self.batch_size = max_length, stride, batch_size
-        self.mentions = mentions
+        self.mentions, self.min_score = mentions, min_score
         self.id2label = {int(k): v for k, v in model.config.id2label.items()}
         self.tag_list = [self.id2label[i] for i in range(len(self.id2label))]
         self.masks = transition_mask(self.tag_list)
@@ -403,8 +423,16 @@ class Tagger:
         """IOB2 tags for pre-split words (used for evaluation on CoNLL-style data)."""
         probs = predict_word_probs(self.model, self.tokenizer, word_lists, self.max_length, self.stride,
                                    self.batch_size)
-        tags = [repair_bio([self.tag_list[i] for i in viterbi_tags(p, self.tag_list, self.masks)], words)
-                if len(p) else [] for p, words in zip(probs, word_lists)]
+        tags = []
+        for p, words in zip(probs, word_lists):
+            if not len(p):
+                tags.append([])
+                continue
+            ids = viterbi_tags(p, self.tag_list, self.masks)
+            seq = repair_bio([self.tag_list[i] for i in ids], words)
+            if self.min_score > 0:  # the same entity score as ``tag``: mean probability of the chosen tags
+                seq = drop_low_score_tags(seq, p[range(len(ids)), ids].tolist(), self.min_score)
+            tags.append(seq)
         if self.mentions == "names":
             tags = [drop_bare_tags(t, words) for t, words in zip(tags, word_lists)]
         return tags
@@ -415,6 +443,8 @@ class Tagger:
         probs = predict_word_probs(self.model, self.tokenizer, [[w for w, _, _ in ws] for ws in words],
                                    self.max_length, self.stride, self.batch_size)
         entities = [decode_entities(t, ws, p, self.id2label, self.masks) for t, ws, p in zip(texts, words, probs)]
+        if self.min_score > 0:
+            entities = [[e for e in ents if e.score >= self.min_score] for ents in entities]
         if self.mentions == "names":
             entities = [[e for e in ents if not is_bare([w for w, _, _ in words_with_offsets(e.text)])]
                         for ents in entities]

@@ -314,3 +314,20 @@ def test_cli_evaluate_tagger_prints_one_json_object_with_the_issue_keys(tiny_tag
         assert {"precision", "recall", "f1", "support"} <= set(r["per_label"]["Location"])
     assert results["all"]["mentions"] == "all" and results["all"]["per_label"]["Person"]["support"] == 1
     assert results["names"]["mentions"] == "names" and "Person" not in results["names"]["per_label"]
+
+
+def test_min_score_leaves_out_low_scored_entities_in_tag_and_tag_words(tiny_tagger_dir):
+    from conflictbrief.inference.tagger import drop_low_score_tags
+
+    tags = ["B-Person", "I-Person", "O", "B-Location"]
+    assert drop_low_score_tags(tags, [0.9, 0.5, 1.0, 0.6], 0.65) == ["B-Person", "I-Person", "O", "O"]
+    text = "Syrian forces shelled Idlib on Monday with barrel bombs."
+    everything = Tagger.load(str(tiny_tagger_dir), device="cpu").tag([text])[0]
+    assert everything
+    cut = sorted(e.score for e in everything)[len(everything) // 2]
+    kept = Tagger.load(str(tiny_tagger_dir), device="cpu", min_score=cut).tag([text])[0]
+    assert kept == [e for e in everything if e.score >= cut]
+    words = text.replace(".", " .").split()
+    assert Tagger.load(str(tiny_tagger_dir), device="cpu", min_score=1.0).tag_words([words]) == [["O"] * len(words)]
+    with pytest.raises(ValueError, match="min_score"):
+        Tagger.load(str(tiny_tagger_dir), device="cpu", min_score=2)

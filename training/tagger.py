@@ -210,7 +210,7 @@ def evaluate_tagger(tagger: Tagger, examples: list[dict], schema: LabelSchema | 
         keep = set().union(*(schema.annotated_labels(m) for m in mappings))
         pred = [restrict_tags(p, keep) for p in pred]
         gold = [restrict_tags(g, keep) for g in gold]
-    return {**entity_scores(gold, pred), "mentions": tagger.mentions}
+    return {**entity_scores(gold, pred), "mentions": tagger.mentions, "min_score": tagger.min_score}
 
 
 def train_tagger(config: TaggerConfig, log=print) -> dict:
