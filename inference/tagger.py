@@ -354,38 +354,35 @@ def is_bare(words: list[str]) -> bool:
     return all(w.lower() in BARE_WORDS for w in words)
 
 
+def mention_spans(tags: list[str]) -> list[tuple[int, int, str]]:
+    """(start, end, label) of each entity in a fully annotated IOB2 tag list."""
+    spans, start = [], None
+    for i, tag in enumerate([*tags, OUTSIDE]):
+        if start is not None and tag != f"I-{tags[start][2:]}":  # an I- of another label starts its own
+            spans.append((start, i, tags[start][2:]))
+            start = None
+        if tag.startswith("B-") or (tag.startswith("I-") and start is None):
+            start = i
+    return spans
+
+
+def drop_entities(tags: list[str], drop) -> list[str]:
+    """IOB2 ``tags`` with every entity [start, end) for which ``drop(start, end)`` is true set to O."""
+    out = list(tags)
+    for start, end, _ in mention_spans(tags):
+        if drop(start, end):
+            out[start:end] = [OUTSIDE] * (end - start)
+    return out
+
+
 def drop_bare_tags(tags: list[str], words: list[str]) -> list[str]:
     """IOB2 ``tags`` with every entity made only of ``BARE_WORDS`` set to O."""
-    out = list(tags)
-    i = 0
-    while i < len(out):
-        if out[i].startswith("B-"):
-            j = i + 1
-            while j < len(out) and out[j] == "I-" + out[i][2:]:
-                j += 1
-            if is_bare(words[i:j]):
-                out[i:j] = [OUTSIDE] * (j - i)
-            i = j
-        else:
-            i += 1
-    return out
+    return drop_entities(tags, lambda start, end: is_bare(words[start:end]))
 
 
 def drop_low_score_tags(tags: list[str], scores: list[float], min_score: float) -> list[str]:
     """IOB2 ``tags`` with every entity whose mean word score is below ``min_score`` set to O."""
-    out = list(tags)
-    i = 0
-    while i < len(out):
-        if out[i].startswith("B-"):
-            j = i + 1
-            while j < len(out) and out[j] == "I-" + out[i][2:]:
-                j += 1
-            if sum(scores[i:j]) / (j - i) < min_score:
-                out[i:j] = [OUTSIDE] * (j - i)
-            i = j
-        else:
-            i += 1
-    return out
+    return drop_entities(tags, lambda start, end: sum(scores[start:end]) / (end - start) < min_score)
 
 
 class Tagger:

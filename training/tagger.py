@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from conflictbrief.inference.tagger import Tagger, drop_bare_tags, encode_words, subwords_per_word, uses_case_feature
+from conflictbrief.inference.tagger import Tagger, drop_bare_tags, encode_words, mention_spans, subwords_per_word, \
+    uses_case_feature
 from conflictbrief.model.labels import OUTSIDE, LabelSchema
 from conflictbrief.training.config import ConfigError, TaggerConfig, dump_config
 from conflictbrief.training.metrics import entity_scores, restrict_tags
@@ -30,18 +31,6 @@ def load_examples(files, schema: LabelSchema, seed: int = 0) -> list[dict]:
         extra = replace_mentions(rows, df.augment, random.Random(f"{seed}:{df.path}")) if df.augment else []
         examples.extend(rows * max(1, df.repeat) + extra)
     return examples
-
-
-def mention_spans(tags: list[str]) -> list[tuple[int, int, str]]:
-    """(start, end, label) of each entity in a fully annotated IOB2 tag list."""
-    spans, start = [], None
-    for i, tag in enumerate([*tags, OUTSIDE]):
-        if start is not None and tag != f"I-{tags[start][2:]}":  # an I- of another label starts its own
-            spans.append((start, i, tags[start][2:]))
-            start = None
-        if tag.startswith("B-") or (tag.startswith("I-") and start is None):
-            start = i
-    return spans
 
 
 def replace_mentions(rows: list[dict], copies: int, rng: random.Random, rate: float = 0.5) -> list[dict]:
