@@ -43,7 +43,8 @@ def _add_evaluate(sub):
     p.add_argument("--mentions", choices=["all", "names"], default="all",
                    help="tagger: 'names' scores names only (pronoun/determiner mentions left out of gold and "
                         "predictions); default all")
-    p.add_argument("--min-score", type=_unit_interval, default=0.0, help="tagger: score only entities scored at least this")
+    p.add_argument("--min-score", type=_unit_interval, default=0.0,
+                   help="tagger: score only entities scored at least this (0-1)")
     p.add_argument("--device", default="auto")
     _add_dtype(p)
 

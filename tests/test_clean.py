@@ -4,8 +4,8 @@ from hypothesis import strategies as st
 from conflictbrief.inference.clean import clean, split_sentences
 
 DIRT = ["& # 39;", "&#39;", ",quot;", "&quot;", "%MINIFYHTML2e77ef298cc376979faf3962b7ae160f11%", "<b>", "</p>",
-        "  ", "\n\n\n", "\u00a0", "ﬁ", "Idlib", "al-Numan", " 120,000 ", ".", "\x00", "é", "\u200b", "â€™", "Ã©", "â€", "\x9d",
-        "aEUR(tm)", "aEUR"]
+        "  ", "\n\n\n", "\u00a0", "ﬁ", "Idlib", "al-Numan", " 120,000 ", ".", "\x00", "é", "\u200b",
+        "â€™", "Ã©", "â€", "\x9d", "aEUR(tm)", "aEUR"]
 
 
 def test_seed_debris_is_repaired():
