@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-TEXT_FIELDS = ("text", "article", "content", "body", "article_content")
+TEXT_FIELDS = ("text", "article", "content", "body", "article_content", "doc", "story")
 ID_FIELDS = ("id", "doc_id", "article_id", "uuid", "url")
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
 
@@ -167,17 +167,41 @@ class RecordReader:
                 yield self._record(data, source, source)
 
     def _json(self, path: Path) -> Iterator[Record]:
+        """A JSON document: one article object, a list of them, an object of them keyed by id (MUC-4 style:
+        the key is the id), or an object with one list of them ({"articles": [...]}). A .json file that holds
+        JSON Lines (one object per line, as many scrapers write) is read as .jsonl."""
         with _open_binary(path) as f:
             raw = f.read()
         try:
             data = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            yield Record(str(path), str(path), error=f"{path}: not a valid UTF-8 JSON document ({e})")
+        except json.JSONDecodeError as e:
+            if e.msg == "Extra data" and raw.lstrip()[:1] in (b"{", b"["):
+                yield from self._jsonl(path)
+                return
+            yield Record(str(path), str(path), error=f"{path}: not a valid JSON document ({e})")
             return
+        except UnicodeDecodeError as e:
+            yield Record(str(path), str(path), error=f"{path}: not UTF-8 (byte {e.start})")
+            return
+        if isinstance(data, dict) and not self._has_text(data):
+            lists = [k for k, v in data.items() if isinstance(v, list) and v and isinstance(v[0], dict)]
+            if data and all(isinstance(v, dict) for v in data.values()):
+                for key, item in data.items():
+                    source = f"{path}[{key!r}]"
+                    yield self._record(item, str(key), source)
+                return
+            if len(lists) == 1:
+                for n, item in enumerate(data[lists[0]]):
+                    source = f"{path}[{lists[0]!r}][{n}]"
+                    yield self._record(item, source, source)
+                return
         items = data if isinstance(data, list) else [data]
         for n, item in enumerate(items):
             source = f"{path}[{n}]"
             yield self._record(item, source, source)
+
+    def _has_text(self, data: dict) -> bool:
+        return (self.text_field in data) if self.text_field else any(f in data for f in TEXT_FIELDS)
 
     def _csv(self, path: Path) -> Iterator[Record]:
         csv.field_size_limit(sys.maxsize)

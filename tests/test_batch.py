@@ -93,3 +93,24 @@ def test_sigkill_then_resume_is_exactly_once(tiny_tagger_dir, tiny_briefer_dir, 
     assert done.returncode == 0, done.stderr[-2000:]
     ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
     assert ids == [f"a{i}" for i in range(n)]
+
+
+def test_json_files_in_the_shapes_dumps_come_in(tmp_path):
+    from conflictbrief.inference.batch import RecordReader
+
+    # JSON Lines saved as .json (one bad line among them), MUC-4 style objects keyed by id, a wrapper object
+    # with one list of articles, and a file that is no JSON at all.
+    (tmp_path / "a_lines.json").write_text(json.dumps({"id": "L1", "text": GOOD}) + "\n{broken\n"
+                                           + json.dumps({"text": GOOD}) + "\n")
+    (tmp_path / "b_keyed.json").write_text(json.dumps({"TST-0001": {"doc": GOOD}, "TST-0002": {"doc": ""}}))
+    (tmp_path / "c_wrapped.json").write_text(json.dumps({"count": 2, "articles": [{"text": GOOD}, {"body": GOOD}]}))
+    (tmp_path / "d_broken.json").write_text('{"text": "unterminated')
+    records = list(RecordReader().read(sorted(tmp_path.iterdir())))
+    got = [(r.id.rsplit("/", 1)[-1], r.error is None) for r in records]
+    assert got == [("L1", True), ("a_lines.json:2", False), ("a_lines.json:3", True),
+                   ("TST-0001", True), ("TST-0002", False),
+                   ("c_wrapped.json['articles'][0]", True), ("c_wrapped.json['articles'][1]", True),
+                   ("d_broken.json", False)]
+    assert "invalid JSON" in records[1].error and "is empty" in records[4].error
+    assert "not a valid JSON document" in records[-1].error
+    assert records[4].source.endswith("b_keyed.json['TST-0002']")
