@@ -15,7 +15,7 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 
-from conflictbrief.inference.clean import CleanText, split_sentences
+from conflictbrief.inference.clean import PREAMBLE_END, CleanText, split_sentences
 from conflictbrief.training.readers import WORD_RE
 
 _STOP = set("""a an the of to in on at for from by with and or but as is are was were be been has have had
@@ -43,8 +43,8 @@ def salience(sentences: list[str]) -> list[float]:
     scores = []
     for i, s in enumerate(sentences):
         words = s.split()
-        if len(words) < 4 or _FURNITURE.fullmatch(s.strip()):
-            scores.append(-1.0)  # headings, captions, bylines, share buttons
+        if len(words) < 4 or _FURNITURE.fullmatch(s.strip()) or PREAMBLE_END.search(s):
+            scores.append(-1.0)  # headings, captions, bylines, wire datelines, share buttons
             continue
         names = sum(1 for w in words[1:] if w[:1].isupper()) + len(re.findall(r"\d", s)) / 3
         density = min(1.0, 3 * names / len(words))

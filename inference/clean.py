@@ -119,6 +119,7 @@ _STEPS: list[tuple[re.Pattern, Callable[[re.Match], str]]] = [
     (re.compile(r"&\s*#\s*(?P<num>\d{1,7})\s*;|&\s*#\s*[xX](?P<hex>[0-9a-fA-F]{1,6})\s*;"
                 r"|(?:&|,)\s?(?P<name>quot|amp|apos|lt|gt|nbsp|ndash|mdash|hellip|rsquo|lsquo|rdquo|ldquo)\s*;",
                 re.I), _entity),
+    (re.compile(r"\{dollar\}"), lambda m: "$"),  # a news archive's escape: "US{dollar}431.30"
     (_MOJIBAKE, _unmojibake),
     (_FOLDED_MOJIBAKE, lambda m: _FOLDED[m.group(1)]),
     (re.compile(f"[{re.escape(_CONTROL)}]"), lambda m: ""),
@@ -148,6 +149,48 @@ def _lead_date(m: re.Match) -> str | None:
     return f"{year:04d}-{_MONTHS.index(month) + 1:02d}-{day:02d}" if 1 <= day <= 31 else None
 
 
+# Hard-wrapped text: wire copy, e-mail and plain-text archives break lines at a fixed width, mid-sentence.
+_TERMINAL = tuple(".!?…:;\"'”’)]")
+_CONTINUES = set("""a an the of to in on at for from by with and or but as that which who whom whose than into
+over under after before about against between during near said says is are was were be been has have had
+will would not no its his her their our""".split())
+_LINE_BREAK = re.compile(r"(?<=[^\n])\n(?=[^\n])")
+
+
+def hard_wrap_breaks(text: str) -> set[int]:
+    """Offsets of the single line breaks that a fixed line width put inside a paragraph, where the text was
+    hard-wrapped; an empty set otherwise. A text counts as hard-wrapped when at least 3 lines of 40-110
+    characters are followed by another line of the same paragraph and at least half of those end
+    mid-sentence (a scraped article's lines are whole paragraphs, and they end with a full stop). A break is
+    a wrap where the line before fills most of the width, or ends mid-sentence with a comma, a hyphen or a
+    word such as "of" or "that"; a short line that ends otherwise is a heading or a paragraph's end."""
+    breaks = [m.start() for m in _LINE_BREAK.finditer(text)]
+    if len(breaks) < 3:
+        return set()
+    lines = []  # (offset of the break, the line before it)
+    for b in breaks:
+        start = text.rfind("\n", 0, b) + 1
+        lines.append((b, text[start:b].rstrip()))
+    full = [line for _, line in lines if 40 <= len(line) <= 110]
+    mid = [line for line in full if not line.endswith(_TERMINAL)]
+    if len(full) < 3 or len(mid) < 0.5 * len(full) or len(full) < 0.5 * len(lines):
+        return set()
+    width = sorted(len(line) for line in full)[int(0.9 * (len(full) - 1))]
+    joins = set()
+    for b, line in lines:
+        last = line.rsplit(None, 1)[-1].lower() if line.split() else ""
+        if len(line) >= 0.7 * width or line.endswith((",", "-")) or last in _CONTINUES:
+            joins.add(b)
+    return joins
+
+
+def _join_line(m: re.Match, joins: set[int]) -> str:
+    if m.start() not in joins:
+        return m.group()
+    before = m.string[m.start() - 2: m.start()]
+    return "" if len(before) == 2 and before[0].isalpha() and before[1] == "-" else " "  # "CEASE-\nFIRE"
+
+
 def clean(raw: str) -> CleanText:
     """Repair ``raw`` and keep the clean->raw offset map (see module doc)."""
     if not isinstance(raw, str):
@@ -165,6 +208,9 @@ def clean(raw: str) -> CleanText:
         text, starts, ends = text[header.end():], starts[header.end():], ends[header.end():]
     for pattern, repl in _STEPS:
         text, starts, ends = _substitute(pattern, repl, text, starts, ends)
+    joins = hard_wrap_breaks(text)
+    if joins:
+        text, starts, ends = _substitute(_LINE_BREAK, lambda m: _join_line(m, joins), text, starts, ends)
     lead = len(text) - len(text.lstrip())
     trail = len(text.rstrip())
     text, starts, ends = text[lead:trail], starts[lead:trail], ends[lead:trail]
@@ -196,9 +242,45 @@ def is_lower_cased(text: str) -> bool:
     return sum(c.isupper() for c in text) < 0.02 * sum(c.isalpha() for c in text)
 
 
+# A wire dateline near the start: "CANBERRA, Australia (AP) — ", "March 11 (Xinhua) -- ", "(CNN) - ".
+_DATELINE = r"\((?:[A-Z][A-Za-z.&/ ]{0,24}|[A-Z]{2,10}-[A-Za-z]+)\)\s*(?:--|[—–-])"
+DATELINE = re.compile(_DATELINE + r"\s+(?=[\"“‘']?[A-Z0-9])")
+# An agency byline in capitals where no dateline follows: "INVENTORY REPORT By GILLIAN WONG Oil prices fell".
+_NAME = r"(?:Mc|Mac|O'|De|Di)?[A-Z][A-Z'-]+\.?"
+_BYLINE = rf"\bBy (?:{_NAME} ){{0,3}}{_NAME}(?: (?:and|AND) (?:{_NAME} ){{0,3}}{_NAME})?"
+BYLINE = re.compile(_BYLINE + r" (?=[A-Z][a-z])")
+# A sentence that is all preamble: it ends with a dateline ("... N.J. (AP) —") or a byline ("By TED BRIDIS").
+PREAMBLE_END = re.compile(f"(?:{_DATELINE}|{_BYLINE})$")
+DATELINE_WITHIN = 400
+
+
+def _split_dateline(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Headline, byline and dateline before a wire dateline's dash (or, without one, before the end of an
+    agency byline in capitals) become a sentence of their own, so that the story's first sentence starts
+    after them ("By ROD McGUIRK CANBERRA, Australia (AP) — Police fired..."), also where an abbreviation
+    before the dateline ended a sentence ("NEW BRUNSWICK, N.J. (AP) —")."""
+    m = DATELINE.search(text, 0, DATELINE_WITHIN) or BYLINE.search(text, 0, DATELINE_WITHIN)
+    if not m:
+        return spans
+    out: list[tuple[int, int]] = []
+    for s, e in spans:
+        if e <= m.start() or s >= m.end():
+            out.append((s, e))
+            continue
+        start = s
+        if s >= m.start() and out and not text[out[-1][1]: m.start()].strip():
+            start = out.pop()[0]  # "... N.J." + "(AP) — A grand jury ...": the dateline belongs with it
+        out.append((start, m.end() - (len(m.group()) - len(m.group().rstrip()))))
+        rest = text[m.end(): e]
+        if rest.strip():
+            out.append((m.end() + len(rest) - len(rest.lstrip()), e))
+    return out
+
+
 def split_sentences(text: str) -> list[tuple[int, int]]:
     """Sentence spans of clean text; line breaks end sentences (headlines, captions). A full stop before a
-    lower-case word ends no sentence ("approx. two"), except in a lower-cased text (``is_lower_cased``)."""
+    lower-case word ends no sentence ("approx. two"), except in a lower-cased text (``is_lower_cased``).
+    A wire dateline's dash near the start ends a sentence (``_split_dateline``)."""
     lower_cased = is_lower_cased(text)
     spans, start = [], 0
     for m in _END.finditer(text):
@@ -219,4 +301,4 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
         piece = text[start:]
         lead = len(piece) - len(piece.lstrip())
         spans.append((start + lead, start + len(piece.rstrip())))
-    return spans
+    return _split_dateline(text, spans)

@@ -5,7 +5,8 @@ from conflictbrief.inference.clean import clean, split_sentences
 
 DIRT = ["& # 39;", "&#39;", ",quot;", "&quot;", "%MINIFYHTML2e77ef298cc376979faf3962b7ae160f11%", "<b>", "</p>",
         "  ", "\n\n\n", "\u00a0", "ﬁ", "Idlib", "al-Numan", " 120,000 ", ".", "\x00", "é", "\u200b",
-        "â€™", "Ã©", "â€", "\x9d", "aEUR(tm)", "aEUR"]
+        "â€™", "Ã©", "â€", "\x9d", "aEUR(tm)", "aEUR",
+        "THE ARMY SAID THAT ABOUT 50 PEASANTS WERE TAKEN BY THE\n", "A CEASE-\n", "GUERRILLAS IN SAN MIGUEL.\n"]
 
 
 def test_seed_debris_is_repaired():
@@ -83,3 +84,64 @@ def test_archive_date_lines_become_the_date():
     assert clean("Published: 29 March 2013. The army said.").date == "2013-03-29"
     assert clean("Published: 41 March 2013. The army said.").date is None  # not a date: left as it is
     assert clean("The army said. This story is from March 9, 2002").date is None  # only at the start
+
+
+def test_hard_wrapped_text_is_unwrapped_into_whole_sentences():
+    # MUC-4 style wire copy: fixed-width lines that break mid-sentence and mid-word, a heading, paragraphs.
+    raw = ("ARMY REPORT\n"
+           "THE ARCE BATTALION COMMAND HAS REPORTED THAT ABOUT 50\n"
+           "PEASANTS OF VARIOUS AGES HAVE BEEN KIDNAPPED BY GUERRILLAS OF THE\n"
+           "FARABUNDO MARTI NATIONAL LIBERATION FRONT (FMLN) IN SAN MIGUEL\n"
+           "DEPARTMENT.  ACCORDING TO THAT GARRISON, THE MASS KIDNAPPING TOOK\n"
+           "PLACE ON 30 DECEMBER IN SAN LUIS DE LA REINA AFTER A BROKEN CEASE-\n"
+           "FIRE.\n\n   THE ARMY SAID THE PEASANTS WERE RELEASED ON 2 JANUARY.\n")
+    c = clean(raw)
+    sentences = [c.text[s:e] for s, e in split_sentences(c.text)]
+    assert sentences == [
+        "ARMY REPORT",
+        "THE ARCE BATTALION COMMAND HAS REPORTED THAT ABOUT 50 PEASANTS OF VARIOUS AGES HAVE BEEN KIDNAPPED BY "
+        "GUERRILLAS OF THE FARABUNDO MARTI NATIONAL LIBERATION FRONT (FMLN) IN SAN MIGUEL DEPARTMENT.",
+        "ACCORDING TO THAT GARRISON, THE MASS KIDNAPPING TOOK PLACE ON 30 DECEMBER IN SAN LUIS DE LA REINA AFTER "
+        "A BROKEN CEASE-FIRE.",
+        "THE ARMY SAID THE PEASANTS WERE RELEASED ON 2 JANUARY."]
+    start = c.text.index("SAN MIGUEL DEPARTMENT")  # a name across a line break maps back to the raw lines
+    rs, re_ = c.raw_span(start, start + len("SAN MIGUEL DEPARTMENT"))
+    assert raw[rs:re_] == "SAN MIGUEL\nDEPARTMENT"
+
+
+def test_paragraph_per_line_articles_are_not_unwrapped():
+    # Scraped articles put one paragraph per line; the lines end with a full stop and stay apart.
+    raw = ("Syria talks collapse\n"
+           "Government forces shelled Maarat al-Numan on Monday, residents said.\n"
+           "More than 300 families fled north towards the Turkish border overnight.\n"
+           "The United Nations said aid convoys had been suspended until further notice.\n")
+    c = clean(raw)
+    assert c.text == raw.strip()
+    assert len(split_sentences(c.text)) == 4
+
+
+def test_wire_datelines_end_the_preamble_and_are_never_brief_sentences():
+    from conflictbrief.inference.briefer import salience
+
+    text = ("Truck driver indicted in crash NEW BRUNSWICK, N.J. (AP) — A grand jury on Wednesday indicted a "
+            "truck driver accused of crashing into a van. He pleaded not guilty.")
+    sentences = [text[s:e] for s, e in split_sentences(text)]
+    assert sentences == ["Truck driver indicted in crash NEW BRUNSWICK, N.J. (AP) —",
+                         "A grand jury on Wednesday indicted a truck driver accused of crashing into a van.",
+                         "He pleaded not guilty."]
+    assert salience(sentences)[0] < 0 < salience(sentences)[1]
+    text = "PYONGYANG, March 11 (Xinhua) -- The top leader has issued an order. It was reported."
+    assert [text[s:e] for s, e in split_sentences(text)][1] == "The top leader has issued an order."
+    text = "The United Nations (UN) - which met on Monday - said it would send aid. More later."
+    assert len(split_sentences(text)) == 2  # an abbreviation in a sentence is no dateline
+    text = "INVENTORY REPORT By GILLIAN WONG Oil prices fell Wednesday in Asia. Prices rose later."
+    sentences = [text[s:e] for s, e in split_sentences(text)]
+    assert sentences[:2] == ["INVENTORY REPORT By GILLIAN WONG", "Oil prices fell Wednesday in Asia."]
+    assert salience(sentences)[0] < 0
+
+
+def test_dollar_escape_is_repaired():
+    c = clean("Gold opened at US{dollar}431.30 a troy ounce.")
+    assert c.text == "Gold opened at US$431.30 a troy ounce."
+    i = c.text.index("$")
+    assert c.raw[slice(*c.raw_span(i, i + 1))] == "{dollar}"
