@@ -153,7 +153,7 @@ def _lead_date(m: re.Match) -> str | None:
 _TERMINAL = tuple(".!?…:;\"'”’)]")
 _CONTINUES = set("""a an the of to in on at for from by with and or but as that which who whom whose than into
 over under after before about against between during near said says is are was were be been has have had
-will would not no its his her their our""".split())
+will would not no its his her their our when where while because although though if since until whether""".split())
 _LINE_BREAK = re.compile(r"(?<=[^\n])\n(?=[^\n])")
 
 
@@ -163,7 +163,8 @@ def hard_wrap_breaks(text: str) -> set[int]:
     characters are followed by another line of the same paragraph and at least half of those end
     mid-sentence (a scraped article's lines are whole paragraphs, and they end with a full stop). A break is
     a wrap where the line before fills most of the width, or ends mid-sentence with a comma, a hyphen or a
-    word such as "of" or "that"; a short line that ends otherwise is a heading or a paragraph's end."""
+    word such as "of" or "that", or ends mid-sentence before a lower-case word or one such as "of"; a short
+    line that ends otherwise is a heading or a paragraph's end."""
     breaks = [m.start() for m in _LINE_BREAK.finditer(text)]
     if len(breaks) < 3:
         return set()
@@ -179,7 +180,11 @@ def hard_wrap_breaks(text: str) -> set[int]:
     joins = set()
     for b, line in lines:
         last = line.rsplit(None, 1)[-1].lower() if line.split() else ""
-        if len(line) >= 0.7 * width or line.endswith((",", "-")) or last in _CONTINUES:
+        following = text[b + 1: b + 40].split()
+        first = following[0].strip(",;") if following else ""
+        mid_sentence = not line.endswith(_TERMINAL)
+        if len(line) >= 0.7 * width or line.endswith((",", "-")) or last in _CONTINUES or mid_sentence and (
+                first[:1].islower() or first.lower() in _CONTINUES - {"a", "an", "the", "no"}):
             joins.add(b)
     return joins
 

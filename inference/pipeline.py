@@ -16,7 +16,7 @@ import hashlib
 import itertools
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -27,6 +27,7 @@ from conflictbrief.inference.briefer import Briefer, salience
 from conflictbrief.inference.clean import CleanText, clean, split_sentences
 from conflictbrief.inference.guards import Guard, GuardReport, Lexicon, loaded_terms, provenance, supported_values, \
     unsupported_numbers
+from conflictbrief.inference.recase import bracketed_acronyms, is_upper_cased, name_words, recase
 from conflictbrief.inference.tagger import Tagger
 from conflictbrief.model.loading import default_installed, parse_dtype
 
@@ -206,7 +207,11 @@ class Pipeline:
             for g in generated:
                 names.append(flat[at: at + len(g)])
                 at += len(g)
-            assembled = [self._assemble(a, d, g, n) for a, d, g, n in zip(articles, drafts, generated, names)]
+            assembled = [list(self._assemble(a, d, g, n)) for a, d, g, n in zip(articles, drafts, generated, names)]
+            capitals = [k for k, a in enumerate(articles) if assembled[k][0] and is_upper_cased(a.text)]
+            if capitals:
+                self._recase([articles[k] for k in capitals], [entities[k] for k in capitals],
+                             [assembled[k] for k in capitals])
             t3 = time.perf_counter()
         share = 1000 / len(batch)
         timings = {"tag_ms": round((t1 - t0) * share, 1), "brief_ms": round((t2 - t1) * share, 1),
@@ -256,6 +261,24 @@ class Pipeline:
                   "loaded_terms_brief": [t for b in brief for t, _, _ in loaded_terms(b.text, self.guard.lexicon)],
                   "model_output": draft["raw"], "input_sentences": draft["used"]}
         return brief, headline, guards, warnings + self._short(brief)
+
+    def _recase(self, articles: list[CleanText], entities: list[list], assembled: list[list]) -> None:
+        """Sentence case, with capitals kept on names, for the brief and headline of articles written in
+        capitals (``conflictbrief.inference.recase``); one tagger pass over all their sentences. ``assembled``
+        items (brief, headline, guards, warnings) are updated in place."""
+        texts = [[b.text for b in item[0]] + ([item[1]] if item[1] else []) for item in assembled]
+        tagged = self.tagger.tag([t for ts in texts for t in ts])
+        vocabulary = getattr(self.tagger.tokenizer, "vocab", None)
+        at = 0
+        for article, ents, item, ts in zip(articles, entities, assembled, texts):
+            acronyms, known = bracketed_acronyms(article.text), name_words(ents, article.text)
+            cased = [recase(t, e, acronyms, known, vocabulary) for t, e in zip(ts, tagged[at: at + len(ts)])]
+            at += len(ts)
+            item[0] = [replace(b, text=c) for b, c in zip(item[0], cased)]
+            if item[1]:
+                item[1] = cased[-1]
+            item[3].append("the article is in capitals: the brief is in sentence case, with capitals on the "
+                           "names the tagger found")
 
     def _short(self, brief: list[BriefSentence]) -> list[str]:
         if len(brief) >= self.min_sentences:
