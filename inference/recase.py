@@ -29,6 +29,7 @@ _PARTICLES = {"al", "el", "ad", "ar", "as", "ash", "an", "ibn", "bin"}
 _TITLES = {"dr", "mr", "mrs", "ms", "st", "lt", "sgt", "gen", "col", "capt", "maj", "jr", "sr", "ft"}
 _ALWAYS = set("""january february march april may june july august september october november december monday
 tuesday wednesday thursday friday saturday sunday""".split())
+_COUNTRY_CODES = {"us", "uk", "un", "eu", "usa", "uae"}
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
 
 
@@ -97,6 +98,9 @@ def recase(text: str, entities, acronyms: set[str] = frozenset(), known: set[str
         first_in_name = any(s == start or not _WORD.search(text[s:start]) for s, e in names if s <= start < e)
         after_capital, previous_capital = previous_capital and inside, False
         if low in PLACE_NOUNS and not after_capital:
+            continue
+        if low in _COUNTRY_CODES and any(e.start <= start and end <= e.end for e in entities):
+            out[start:end] = list(word)  # "US" in "US GOVERNMENT", not the pronoun
             continue
         if low in BARE_WORDS and low != "i":  # "HE", "THEIR TWO": the tagger's pronouns are no names
             continue

@@ -38,6 +38,12 @@ def test_article_level_names_vocabulary_and_bracketed_acronyms():
     assert recase(sentence, found) == "The eln army and the pace group met."
 
 
+def test_country_codes_in_a_name_are_no_pronouns():
+    sentence = "THE US GOVERNMENT TOLD US ON MONDAY THAT THE UN WOULD HELP."
+    found = ents(sentence, ("Organisation", "THE US GOVERNMENT"), ("Organisation", "THE UN"))
+    assert recase(sentence, found) == "The US government told us on Monday that the UN would help."
+
+
 def test_upper_cased_detection():
     assert is_upper_cased("THE POLICE SAID 20 PEOPLE WERE ARRESTED IN LIMA ON MONDAY.")
     assert not is_upper_cased("The police said 20 people were arrested in LIMA on MONDAY and in the capital.")
