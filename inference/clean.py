@@ -282,10 +282,33 @@ def _split_dateline(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, 
     return out
 
 
+# Text whose punctuation was stripped (some corpora, transcripts): "... on May 17 reports Daily Excelsior A
+# senior Police officer said ...". A run of more than 60 words with no sentence punctuation is cut before a
+# capitalised word that starts sentences and seldom a name, after a word that ends none ("Excelsior", "17").
+_RUN_ON = 60
+_STARTERS = re.compile(r"(?<=[\w)\]] )(?:He|She|They|It|We|His|Her|Their|Its|The|This|These|In|A|An|According|"
+                       r"However|Meanwhile|Earlier|Later|Further|Also|More|Some)\b(?= [\w\"“])")
+
+
+def _split_run_ons(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out = []
+    for s, e in spans:
+        piece = text[s:e]
+        if len(piece.split()) <= _RUN_ON or re.search(r"[.!?;]\s", piece):
+            out.append((s, e))
+            continue
+        cuts = [s] + [s + m.start() for m in _STARTERS.finditer(piece)
+                      if not re.search(r"\b(?:of|and|the|to|in|on|at|by|from|with|for|a|an|as|reports)\s$", piece[:m.start()])]
+        bounds = cuts + [e]
+        out.extend((a, a + len(text[a:b].rstrip())) for a, b in zip(bounds, bounds[1:]) if text[a:b].strip())
+    return out
+
+
 def split_sentences(text: str) -> list[tuple[int, int]]:
     """Sentence spans of clean text; line breaks end sentences (headlines, captions). A full stop before a
     lower-case word ends no sentence ("approx. two"), except in a lower-cased text (``is_lower_cased``).
-    A wire dateline's dash near the start ends a sentence (``_split_dateline``)."""
+    A wire dateline's dash near the start ends a sentence (``_split_dateline``); a long run without sentence
+    punctuation is cut before words that start sentences (``_split_run_ons``)."""
     lower_cased = is_lower_cased(text)
     spans, start = [], 0
     for m in _END.finditer(text):
@@ -306,4 +329,4 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
         piece = text[start:]
         lead = len(piece) - len(piece.lstrip())
         spans.append((start + lead, start + len(piece.rstrip())))
-    return _split_dateline(text, spans)
+    return _split_run_ons(text, _split_dateline(text, spans))

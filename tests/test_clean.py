@@ -145,3 +145,17 @@ def test_dollar_escape_is_repaired():
     assert c.text == "Gold opened at US$431.30 a troy ounce."
     i = c.text.index("$")
     assert c.raw[slice(*c.raw_span(i, i + 1))] == "{dollar}"
+
+
+def test_text_without_punctuation_is_cut_before_sentence_starters():
+    # ConfliBERT's SATP documents lost their punctuation; one 90-word "sentence" gave no brief at all.
+    text = ("Two militants were killed in two separate encounters between militants and Security Forces in "
+            "Kupwara and Shopian Districts on May 17 reports The Daily Excelsior A senior Police officer said "
+            "that one militant was killed in an encounter in a forest area of Kupwara District They said that "
+            "the identity of the militant is yet to be established while other members of the group fled "
+            "under the cover of darkness More troops have been rushed to the area to track the members of the "
+            "group")
+    starts = [text[s:e].split()[0] for s, e in split_sentences(text)]
+    assert starts == ["Two", "A", "They", "More"]  # not at "reports The Daily Excelsior"
+    punctuated = text.replace(" A senior", ". A senior")  # punctuated text is split at its full stops only
+    assert len(split_sentences(punctuated)) == 2
