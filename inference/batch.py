@@ -1,6 +1,6 @@
 """The batch job over article dumps: `conflictbrief brief INPUT... -o OUT.jsonl`.
 
-* Inputs: .jsonl/.json/.csv/.parquet/.txt files, directories of them (recursively, sorted), .gz of any.
+* Inputs: .jsonl/.json/.csv/.tsv/.parquet/.txt files, directories of them (recursively, sorted), .gz of any.
 * Exactly one output line per input record, in input order. A bad record becomes ``{"id", "source",
   "error"}`` and the job goes on.
 * Resume: records are appended one whole line at a time and flushed; after a crash (kill -9 included) the
@@ -22,7 +22,7 @@ from typing import Iterator
 
 TEXT_FIELDS = ("text", "article", "content", "body", "article_content", "doc", "story")
 ID_FIELDS = ("id", "doc_id", "article_id", "uuid", "url")
-SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
+SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
 
 
 class BatchError(RuntimeError):
@@ -88,8 +88,8 @@ class RecordReader:
                     yield from self._jsonl(path)
                 elif kind == ".json":
                     yield from self._json(path)
-                elif kind == ".csv":
-                    yield from self._csv(path)
+                elif kind in (".csv", ".tsv"):
+                    yield from self._csv(path, "\t" if kind == ".tsv" else ",")
                 else:
                     yield from self._parquet(path)
             except (OSError, EOFError, ValueError, gzip.BadGzipFile) as e:
@@ -203,10 +203,21 @@ class RecordReader:
     def _has_text(self, data: dict) -> bool:
         return (self.text_field in data) if self.text_field else any(f in data for f in TEXT_FIELDS)
 
-    def _csv(self, path: Path) -> Iterator[Record]:
+    def _csv(self, path: Path, delimiter: str = ",") -> Iterator[Record]:
+        """CSV or TSV with a header row. Without a text column in the header (a headerless file, say) the
+        file is one error record, not one per row."""
         csv.field_size_limit(sys.maxsize)
         with _open_binary(path) as f:
-            reader = csv.DictReader(io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape", newline=""))
+            reader = csv.DictReader(io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape", newline=""),
+                                    delimiter=delimiter)
+            header = reader.fieldnames or []
+            if header and not self._has_text(dict.fromkeys(header)):
+                wanted = f"'{self.text_field}'" if self.text_field else f"any of {TEXT_FIELDS}"
+                shown = [h[:40] for h in header[:10]]
+                yield Record(str(path), str(path), error=f"{path}: the header row {shown} has no text column "
+                                                         f"({wanted}); add a header row, or name the text "
+                                                         f"column with --text-field")
+                return
             for n, row in enumerate(reader, 2):
                 source = f"{path}:{n}"
                 yield self._record(row, source, source)

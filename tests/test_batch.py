@@ -114,3 +114,15 @@ def test_json_files_in_the_shapes_dumps_come_in(tmp_path):
     assert "invalid JSON" in records[1].error and "is empty" in records[4].error
     assert "not a valid JSON document" in records[-1].error
     assert records[4].source.endswith("b_keyed.json['TST-0002']")
+
+
+def test_tsv_with_a_header_is_read_and_a_headerless_one_is_one_clear_error(tmp_path):
+    from conflictbrief.inference.batch import RecordReader
+
+    (tmp_path / "a.tsv").write_text(f"id\ttext\tlabel\nT1\t{GOOD}\t1\nT2\t\t0\n")
+    (tmp_path / "b.tsv").write_text(f"{GOOD}\t0\t1\nAnother article.\t1\t0\n")  # ConfliBERT style: no header
+    records = list(RecordReader().read([tmp_path / "a.tsv", tmp_path / "b.tsv"]))
+    assert [(r.id.rsplit("/", 1)[-1], r.error is None) for r in records] == [("T1", True), ("T2", False),
+                                                                              ("b.tsv", False)]
+    assert records[0].text == GOOD
+    assert "has no text column" in records[2].error and "--text-field" in records[2].error
