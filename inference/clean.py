@@ -330,3 +330,23 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
         lead = len(piece) - len(piece.lstrip())
         spans.append((start + lead, start + len(piece.rstrip())))
     return _split_run_ons(text, _split_dateline(text, spans))
+
+
+# ------------------------------------------------------------------------------------- language
+
+_FUNCTION_WORDS = set("""the of and to in a is that for on was with as by at from it he his said were are has have
+had be been an this which their they but not who its or after""".split())
+ENGLISH_MIN = 0.08
+"""Below this share of English function words a text is flagged: the lowest of 7,700 SumLLM, NeuS, MUC-4,
+InsightCrime, IndiaPoliceEvents and SATP documents of 30 words or more is 0.13 (median 0.32-0.37); Spanish,
+French and German news sentences score 0.00-0.04; in the GLOCON news sample price lists and league
+standings score 0.00, weather reports and sports results 0.09-0.15."""
+
+
+def english_share(text: str) -> float | None:
+    """Share of the words of ``text`` that are common English function words ("the", "of", "said"...), or
+    None for a text under 30 words, too short to tell."""
+    words = re.findall(r"[^\W\d_]+", text.lower())
+    if len(words) < 30:
+        return None
+    return sum(w in _FUNCTION_WORDS for w in words) / len(words)

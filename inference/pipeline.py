@@ -24,7 +24,7 @@ import torch
 
 from conflictbrief import __version__
 from conflictbrief.inference.briefer import Briefer, salience
-from conflictbrief.inference.clean import CleanText, clean, split_sentences
+from conflictbrief.inference.clean import ENGLISH_MIN, CleanText, clean, english_share, split_sentences
 from conflictbrief.inference.guards import Guard, GuardReport, Lexicon, loaded_terms, provenance, supported_values, \
     unsupported_numbers
 from conflictbrief.inference.recase import bracketed_acronyms, is_upper_cased, name_words, recase
@@ -212,6 +212,12 @@ class Pipeline:
             if capitals:
                 self._recase([articles[k] for k in capitals], [entities[k] for k in capitals],
                              [assembled[k] for k in capitals])
+            for article, item in zip(articles, assembled):
+                share = english_share(article.text)
+                if share is not None and share < ENGLISH_MIN:
+                    item[3].insert(0, f"the text does not read as English prose ({share:.0%} English function "
+                                      "words; English news has 13% or more, a third typically): a table, a listing or another "
+                                      "language? The models are trained on English news")
             t3 = time.perf_counter()
         share = 1000 / len(batch)
         timings = {"tag_ms": round((t1 - t0) * share, 1), "brief_ms": round((t2 - t1) * share, 1),

@@ -128,3 +128,15 @@ def test_share_buttons_are_never_brief_sentences_and_lower_cased_sentences_get_a
     picked = tiny_pipeline._extract(sources, set(), 3)
     assert [b.sources for b in picked] == [[1], [2], [3]]
     assert picked[1].text == "Five rounds were fired in the air near the police station."
+
+
+def test_text_that_is_not_english_prose_gets_a_warning(tiny_pipeline):
+    spanish = ("El ejército sirio bombardeó la ciudad de Idlib el lunes, según fuentes locales. Miles de personas "
+               "huyeron hacia la frontera con Turquía en las últimas horas del día, mientras los hospitales de la "
+               "zona pedían ayuda urgente a las organizaciones internacionales.")
+    english = ("Syrian government forces shelled the town of Maarat al-Numan on Monday, residents said. More than "
+               "300 families fled towards the Turkish border overnight, and the hospitals in the area asked the "
+               "aid agencies for help as the shelling went on.")
+    warned = [any("does not read as English" in w for w in r.warnings)
+              for r in tiny_pipeline.analyze_batch([spanish, english, "Idlib was shelled on Monday."])]
+    assert warned == [True, False, False]  # the last is too short to tell
