@@ -290,6 +290,9 @@ _STARTERS = re.compile(r"(?<=[\w)\]] )(?:He|She|They|It|We|His|Her|Their|Its|The
                        r"However|Meanwhile|Earlier|Later|Further|Also|More|Some)\b(?= [\w\"“])")
 
 
+_NO_END = re.compile(r"\b(?:of|and|the|to|in|on|at|by|from|with|for|a|an|as|reports)\s$")  # "reports The Times"
+
+
 def _split_run_ons(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     out = []
     for s, e in spans:
@@ -297,8 +300,7 @@ def _split_run_ons(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, i
         if len(piece.split()) <= _RUN_ON or re.search(r"[.!?;]\s", piece):
             out.append((s, e))
             continue
-        cuts = [s] + [s + m.start() for m in _STARTERS.finditer(piece)
-                      if not re.search(r"\b(?:of|and|the|to|in|on|at|by|from|with|for|a|an|as|reports)\s$", piece[:m.start()])]
+        cuts = [s] + [s + m.start() for m in _STARTERS.finditer(piece) if not _NO_END.search(piece[:m.start()])]
         bounds = cuts + [e]
         out.extend((a, a + len(text[a:b].rstrip())) for a, b in zip(bounds, bounds[1:]) if text[a:b].strip())
     return out

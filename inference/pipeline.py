@@ -216,8 +216,8 @@ class Pipeline:
                 share = english_share(article.text)
                 if share is not None and share < ENGLISH_MIN:
                     item[3].insert(0, f"the text does not read as English prose ({share:.0%} English function "
-                                      "words; English news has 13% or more, a third typically): a table, a listing or another "
-                                      "language? The models are trained on English news")
+                                      "words; English news has 13% or more, a third typically): a table, a "
+                                      "listing or another language? The models are trained on English news")
             t3 = time.perf_counter()
         share = 1000 / len(batch)
         timings = {"tag_ms": round((t1 - t0) * share, 1), "brief_ms": round((t2 - t1) * share, 1),
