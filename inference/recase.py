@@ -29,6 +29,7 @@ _PARTICLES = {"al", "el", "ad", "ar", "as", "ash", "an", "ibn", "bin"}
 _TITLES = {"dr", "mr", "mrs", "ms", "st", "lt", "sgt", "gen", "col", "capt", "maj", "jr", "sr", "ft"}
 _ALWAYS = set("""january february march april may june july august september october november december monday
 tuesday wednesday thursday friday saturday sunday""".split())
+_VERBS = {"may", "march"}  # a month only next to a number: "MAY 1989", "26 MARCH", not "THEY MAY MARCH"
 _COUNTRY_CODES = {"us", "uk", "un", "eu", "usa", "uae"}
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
 
@@ -37,6 +38,10 @@ def is_upper_cased(text: str) -> bool:
     """Whether a text is written in capitals: at least 20 letters and over 90% of them capitals."""
     letters = [c for c in text if c.isalpha()]
     return len(letters) >= 20 and sum(c.isupper() for c in letters) > 0.9 * len(letters)
+
+
+def _dated(text: str, start: int, end: int) -> bool:
+    return bool(re.search(r"\d[\s,.]*$", text[max(0, start - 6): start]) or re.match(r"[\s,.]*\d", text[end: end + 4]))
 
 
 def _lower(text: str) -> str:
@@ -109,7 +114,7 @@ def recase(text: str, entities, acronyms: set[str] = frozenset(), known: set[str
         if word in acronyms or unknown or _acronym(word, text, start, end) and (inside or low not in _SMALL):
             out[start:end] = list(word)
             previous_capital = True
-        elif low in _ALWAYS or low == "i" or (inside and (low not in _SMALL or first_in_name and low != "the")) \
+        elif low in _ALWAYS and (low not in _VERBS or _dated(text, start, end)) or low == "i" or (inside and (low not in _SMALL or first_in_name and low != "the")) \
                 or re.split(r"['’]", low)[0] in known:
             hyphen_particle = low in _PARTICLES and text[end: end + 1] in "-‐"
             if not hyphen_particle:

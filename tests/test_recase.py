@@ -44,6 +44,11 @@ def test_country_codes_in_a_name_are_no_pronouns():
     assert recase(sentence, found) == "The US government told us on Monday that the UN would help."
 
 
+def test_may_and_march_are_months_only_next_to_a_number():
+    sentence = "THEY MAY MARCH ON 26 MARCH, AS THEY DID IN MAY 1989."
+    assert recase(sentence, []) == "They may march on 26 March, as they did in May 1989."
+
+
 def test_upper_cased_detection():
     assert is_upper_cased("THE POLICE SAID 20 PEOPLE WERE ARRESTED IN LIMA ON MONDAY.")
     assert not is_upper_cased("The police said 20 people were arrested in LIMA on MONDAY and in the capital.")
