@@ -23,7 +23,7 @@ from typing import Iterable, Iterator
 import torch
 
 from conflictbrief import __version__
-from conflictbrief.inference.briefer import Briefer, salience
+from conflictbrief.inference.briefer import Briefer, content_words, salience
 from conflictbrief.inference.clean import ENGLISH_MIN, CleanText, clean, english_share, split_sentences
 from conflictbrief.inference.guards import Guard, GuardReport, Lexicon, loaded_terms, provenance, supported_values, \
     unsupported_numbers
@@ -104,6 +104,16 @@ def _sentences(draft: dict) -> list[str]:
             seen.add(sentence.lower())
             generated.append(sentence)
     return generated
+
+
+REDUNDANT = 0.7
+"""An extracted sentence is passed over when this share of its content words (or of the picked sentence's,
+whichever has fewer) is in a sentence already picked."""
+
+
+def _overlap(a: str, b: str) -> float:
+    wa, wb = set(content_words(a)), set(content_words(b))
+    return len(wa & wb) / min(len(wa), len(wb)) if wa and wb else 0.0
 
 
 class Pipeline:
@@ -310,6 +320,8 @@ class Pipeline:
                     break
                 if i in used or i in picked or scores[i] < 0 or not shortest <= words <= 60:
                     continue
+                if any(_overlap(sources[i], sources[k]) >= REDUNDANT for k in [*picked, *used]):
+                    continue  # says again what a picked sentence says ("... a study has warned" / "... warns")
                 report = GuardReport()
                 text = self.guard.neutralise(sources[i], report)
                 if text is not None:  # a lower-cased article's sentence still starts with a capital

@@ -140,3 +140,15 @@ def test_text_that_is_not_english_prose_gets_a_warning(tiny_pipeline):
     warned = [any("does not read as English" in w for w in r.warnings)
               for r in tiny_pipeline.analyze_batch([spanish, english, "Idlib was shelled on Monday."])]
     assert warned == [True, False, False]  # the last is too short to tell
+
+
+def test_a_sentence_that_repeats_a_picked_one_is_passed_over(tiny_pipeline):
+    # News pages repeat their lead in a summary box: "... a major study has warned." / "... warns today."
+    sources = ["Daily paracetamol could raise the risk of heart attacks, stroke and early death, a major study has "
+               "warned.",
+               "Daily paracetamol could raise the risk of heart attacks, stroke and early death, a major study warns "
+               "today.",
+               "Patients prescribed high doses for long periods were up to 63 per cent more likely to die.",
+               "The researchers reviewed eight studies of more than 665,000 people."]
+    picked = tiny_pipeline._extract(sources, set(), 3)
+    assert [b.sources for b in picked] == [[0], [2], [3]]
