@@ -71,6 +71,21 @@ def _has_undecodable(text: str) -> int:
     return next((i for i, c in enumerate(text) if "\udc80" <= c <= "\udcff"), -1)
 
 
+_MISSING = object()
+
+
+def _field(data: dict, name: str, default=None):
+    """``data[name]``; a dotted name ("content.body") that is not itself a key walks nested objects."""
+    if name in data:
+        return data[name]
+    value = data
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return default
+        value = value[part]
+    return value if "." in name else default
+
+
 class RecordReader:
     """Yields one Record per input record, with a stable id and the problem if it cannot be read."""
 
@@ -119,14 +134,14 @@ class RecordReader:
             return Record(rid, source, error=f"{source}: expected an object with a text field, "
                                              f"got {type(data).__name__}")
         id_fields = [self.id_field] if self.id_field else [f for f in ID_FIELDS if f in data]
-        if id_fields and data.get(id_fields[0]) not in (None, ""):
-            rid = str(data[id_fields[0]])
+        if id_fields and _field(data, id_fields[0]) not in (None, ""):
+            rid = str(_field(data, id_fields[0]))
         fields = [self.text_field] if self.text_field else [f for f in TEXT_FIELDS if f in data]
-        if not fields or fields[0] not in data:
+        if not fields or _field(data, fields[0], _MISSING) is _MISSING:
             wanted = f"'{self.text_field}'" if self.text_field else f"any of {TEXT_FIELDS}"
             return Record(rid, source, error=f"{source}: no text field ({wanted}); fields are {sorted(data)[:10]}"
-                                             f" - name it with --text-field")
-        value = data[fields[0]]
+                                             f" - name it with --text-field (a.b for a nested field)")
+        value = _field(data, fields[0])
         if not isinstance(value, str):
             return Record(rid, source, error=f"{source}: field {fields[0]!r} is {type(value).__name__}, not text")
         bad = _has_undecodable(value)
@@ -201,7 +216,9 @@ class RecordReader:
             yield self._record(item, source, source)
 
     def _has_text(self, data: dict) -> bool:
-        return (self.text_field in data) if self.text_field else any(f in data for f in TEXT_FIELDS)
+        if self.text_field:
+            return _field(data, self.text_field, _MISSING) is not _MISSING
+        return any(f in data for f in TEXT_FIELDS)
 
     def _csv(self, path: Path, delimiter: str = ",") -> Iterator[Record]:
         """CSV or TSV with a header row. Without a text column in the header (a headerless file, say) the

@@ -126,3 +126,17 @@ def test_tsv_with_a_header_is_read_and_a_headerless_one_is_one_clear_error(tmp_p
                                                                               ("b.tsv", False)]
     assert records[0].text == GOOD
     assert "has no text column" in records[2].error and "--text-field" in records[2].error
+
+
+def test_nested_text_and_id_fields(tmp_path):
+    from conflictbrief.inference.batch import RecordReader
+
+    lines = [{"meta": {"uuid": "N1"}, "content": {"body": GOOD}}, {"meta": {}, "content": {"title": "x"}},
+             {"content": "flat string"}]
+    (tmp_path / "n.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (tmp_path / "one.json").write_text(json.dumps(lines[0]))  # one nested article, not objects keyed by id
+    reader = RecordReader(text_field="content.body", id_field="meta.uuid")
+    records = list(reader.read([tmp_path / "n.jsonl", tmp_path / "one.json"]))
+    assert [(r.id.rsplit("/", 1)[-1], r.error is None) for r in records] == [
+        ("N1", True), ("n.jsonl:2", False), ("n.jsonl:3", False), ("N1", True)]
+    assert records[0].text == GOOD and "'content.body'" in records[1].error
