@@ -57,7 +57,7 @@ def _add_run(sub):
         p.add_argument("-o", "--output", required=True, help="OUT.jsonl (or .parquet with --format parquet)")
         p.add_argument("--format", dest="out_format", choices=["jsonl", "parquet"], default="jsonl")
         p.add_argument("--text-field", help="field holding the article, a.b for a nested one "
-                                                    "(default: first of text, article, ...)")
+                                            "(default: first of text, article, ...)")
         p.add_argument("--id-field", help="field holding the record id, a.b for a nested one (default: file:line)")
         p.add_argument("--resume", action="store_true", help="continue a killed job; nothing lost or repeated")
         p.add_argument("--overwrite", action="store_true", help="start again, replacing OUT")
