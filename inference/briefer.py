@@ -37,14 +37,31 @@ _FURNITURE = re.compile(r"(?:(?:facebook|twitter|linkedin|whatsapp|pinterest|red
                         r"share|tweet|comments?|copy link|read more|advertisement|subscribe)\W*)+", re.I)
 
 
+_TITLE_LOWER = {"the", "and", "for", "but", "nor", "via", "per", "off", "out", "from", "with", "into", "over", "upon",
+                "than", "amid", "near"}
+
+
+def is_title(sentence: str) -> bool:
+    """A headline in Title Case ("US Adds Guatemalan Drug Queen to Blacklist."): at most 15 words, at least
+    3 capitalised words of 4+ letters after the first, and no lower-case word of 3+ letters but those a title
+    keeps small ("the", "from"...). "Obama and Cameron met." is no title. A text in capitals is no title."""
+    words = [re.sub(r"^\W+|\W+$", "", w) for w in sentence.split()]
+    if len(words) > 15 or sentence.isupper():
+        return False
+    later = [w for w in words[1:] if w and not w[:1].isdigit()]
+    if any(w[:1].islower() and len(w) >= 3 and w.lower() not in _TITLE_LOWER for w in later):
+        return False
+    return sum(1 for w in later if len(w) >= 4 and w[:1].isupper()) >= 3
+
+
 def salience(sentences: list[str]) -> list[float]:
     """Score sentences by position, density of names/numbers, and centrality to the article."""
     doc = Counter(w for s in sentences for w in set(content_words(s)))
     scores = []
     for i, s in enumerate(sentences):
         words = s.split()
-        if len(words) < 4 or _FURNITURE.fullmatch(s.strip()) or PREAMBLE_END.search(s):
-            scores.append(-1.0)  # headings, captions, bylines, wire datelines, share buttons
+        if len(words) < 4 or _FURNITURE.fullmatch(s.strip()) or PREAMBLE_END.search(s) or is_title(s):
+            scores.append(-1.0)  # headings, titles, captions, bylines, wire datelines, share buttons
             continue
         names = sum(1 for w in words[1:] if w[:1].isupper()) + len(re.findall(r"\d", s)) / 3
         density = min(1.0, 3 * names / len(words))

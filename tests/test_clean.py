@@ -159,3 +159,18 @@ def test_text_without_punctuation_is_cut_before_sentence_starters():
     assert starts == ["Two", "A", "They", "More"]  # not at "reports The Daily Excelsior"
     punctuated = text.replace(" A senior", ". A senior")  # punctuated text is split at its full stops only
     assert len(split_sentences(punctuated)) == 2
+
+
+def test_a_title_run_into_its_story_is_split_and_a_title_is_never_a_brief_sentence():
+    from conflictbrief.inference.briefer import is_title, salience
+
+    c = clean("How Much Is Guatemala Arming the Zetas?Guatemala admits that its military trained gangs. "
+              "Venezuela 's capital registered 3,218 homicides in 2012.The police said so.")
+    sentences = [c.text[s:e] for s, e in split_sentences(c.text)]
+    assert sentences == ["How Much Is Guatemala Arming the Zetas?", "Guatemala admits that its military trained gangs.",
+                         "Venezuela's capital registered 3,218 homicides in 2012.", "The police said so."]
+    assert c.raw[slice(*c.raw_span(c.text.index("? G"), c.text.index("? G") + 2))] == "?"
+    assert salience(sentences)[0] < 0 < salience(sentences)[1]
+    assert is_title("US Adds Guatemalan Drug Queen to Blacklist.")
+    assert not is_title("President Barack Obama and Prime Minister David Cameron met.")
+    assert not is_title("Syrian Observatory for Human Rights said Monday.")
