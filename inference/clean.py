@@ -129,7 +129,7 @@ _STEPS: list[tuple[re.Pattern, Callable[[re.Match], str]]] = [
     (re.compile(r" (?=[,.;:!?)\]](?:\s|$))"), lambda m: ""),  # space before closing punctuation
     (re.compile(r"(?<=[^\W\d_]) (?=['’]s\b)"), lambda m: ""),  # "Venezuela 's capital"
     # A title run into its story: "Arming the Zetas?Guatemala admits", "in 2012.The"
-    (re.compile(r"(?<=[a-z]{2})[.?!](?=[A-Z][a-z])|(?<=\d{4})\.(?=[A-Z][a-z])"), lambda m: m.group() + " "),
+    (re.compile(r"(?<=[a-z]{2})[.?!](?=[A-Z][a-z]|[AI] )|(?<=\d{4})\.(?=[A-Z][a-z])"), lambda m: m.group() + " "),
     (re.compile(r"(?<=[\(\[]) "), lambda m: ""),
     (re.compile(r"(?:(?<=\A)|(?<=[\s(]))(['\"‘“]) (?=\w)"), lambda m: m.group(1)),  # "' Completely"
     (re.compile(r"(?<=[\w.!?]) (['\"’”])(?=[\s:;,.]|\Z)"), lambda m: m.group(1)),  # "destroyed '"

@@ -174,3 +174,5 @@ def test_a_title_run_into_its_story_is_split_and_a_title_is_never_a_brief_senten
     assert is_title("US Adds Guatemalan Drug Queen to Blacklist.")
     assert not is_title("President Barack Obama and Prime Minister David Cameron met.")
     assert not is_title("Syrian Observatory for Human Rights said Monday.")
+    c = clean("Colombia's BACRIM: On the Road to Extinction?A report by Daniel Rico says so.")
+    assert [c.text[s:e] for s, e in split_sentences(c.text)][1] == "A report by Daniel Rico says so."
