@@ -9,6 +9,12 @@ DIRT = ["& # 39;", "&#39;", ",quot;", "&quot;", "%MINIFYHTML2e77ef298cc376979faf
         "THE ARMY SAID THAT ABOUT 50 PEASANTS WERE TAKEN BY THE\n", "A CEASE-\n", "GUERRILLAS IN SAN MIGUEL.\n"]
 
 
+def raw_of(c, clean_piece: str) -> str:
+    """The raw text under the first occurrence of ``clean_piece`` in ``c.text``."""
+    i = c.text.index(clean_piece)
+    return c.raw[slice(*c.raw_span(i, i + len(clean_piece)))]
+
+
 def test_seed_debris_is_repaired():
     raw = ("date 2020-01-27 %MINIFYHTML2e77ef298cc376979faf3962b7ae160f11%\n\nfled into \"the unknown,quot; "
            "to escape\n\n& # 39; Completely destroyed & # 39;")
@@ -37,9 +43,7 @@ def test_offset_map_stays_inside_and_maps_back(pieces):
 def test_raw_span_slices_the_same_surface():
     raw = "<p>Shelling&nbsp;hit   Maarat al-Numan &amp; Idlib.</p>"
     c = clean(raw)
-    start = c.text.index("Maarat al-Numan")
-    rs, re_ = c.raw_span(start, start + len("Maarat al-Numan"))
-    assert raw[rs:re_] == "Maarat al-Numan"
+    assert raw_of(c, "Maarat al-Numan") == "Maarat al-Numan"
 
 
 def test_sentences_keep_abbreviations_and_split_lines():
@@ -52,8 +56,7 @@ def test_mojibake_is_repaired_with_offsets_into_the_raw_text():
     raw = "Itâ€™s a â€œtestâ€\x9d in SÃ£o Paulo; Â£5. Café and naïve stay as they are."
     c = clean(raw)
     assert c.text == "It’s a “test” in São Paulo; £5. Café and naïve stay as they are."
-    i = c.text.index("São")
-    assert raw[slice(*c.raw_span(i, i + len("São Paulo")))] == "SÃ£o Paulo"
+    assert raw_of(c, "São Paulo") == "SÃ£o Paulo"
     # the same mojibake folded to ASCII by a second bad pass (as in some news archives)
     assert clean("the governmentaEUR(tm)s aEUR~communalaEUR(tm) and aEURoesecularaEUR parties").text == \
         "the government’s ‘communal’ and “secular” parties"
@@ -73,14 +76,13 @@ def test_a_lower_cased_article_is_still_split_into_sentences():
 def test_doubled_single_quotes_become_quotation_marks_or_one_apostrophe():
     c = clean("the court''s powers: modi termed as ‘‘barbaric’’ the killing; he said ''there was firing''.")
     assert c.text == "the court's powers: modi termed as “barbaric” the killing; he said \"there was firing\"."
-    i = c.text.index("“")
-    assert c.raw[slice(*c.raw_span(i, i + 1))] == "‘‘"
+    assert raw_of(c, "“") == "‘‘"
 
 
 def test_archive_date_lines_become_the_date():
     c = clean("This story is from March 9, 2002  vadodara: its citizens say the city recovers.")
     assert (c.date, c.text) == ("2002-03-09", "vadodara: its citizens say the city recovers.")
-    assert c.raw[slice(*c.raw_span(0, 8))] == "vadodara"
+    assert raw_of(c, "vadodara") == "vadodara"
     assert clean("Published: 29 March 2013. The army said.").date == "2013-03-29"
     assert clean("Published: 41 March 2013. The army said.").date is None  # not a date: left as it is
     assert clean("The army said. This story is from March 9, 2002").date is None  # only at the start
@@ -104,9 +106,8 @@ def test_hard_wrapped_text_is_unwrapped_into_whole_sentences():
         "ACCORDING TO THAT GARRISON, THE MASS KIDNAPPING TOOK PLACE ON 30 DECEMBER IN SAN LUIS DE LA REINA AFTER "
         "A BROKEN CEASE-FIRE.",
         "THE ARMY SAID THE PEASANTS WERE RELEASED ON 2 JANUARY."]
-    start = c.text.index("SAN MIGUEL DEPARTMENT")  # a name across a line break maps back to the raw lines
-    rs, re_ = c.raw_span(start, start + len("SAN MIGUEL DEPARTMENT"))
-    assert raw[rs:re_] == "SAN MIGUEL\nDEPARTMENT"
+    # a name across a line break maps back to the raw lines
+    assert raw_of(c, "SAN MIGUEL DEPARTMENT") == "SAN MIGUEL\nDEPARTMENT"
 
 
 def test_paragraph_per_line_articles_are_not_unwrapped():
@@ -143,8 +144,7 @@ def test_wire_datelines_end_the_preamble_and_are_never_brief_sentences():
 def test_dollar_escape_is_repaired():
     c = clean("Gold opened at US{dollar}431.30 a troy ounce.")
     assert c.text == "Gold opened at US$431.30 a troy ounce."
-    i = c.text.index("$")
-    assert c.raw[slice(*c.raw_span(i, i + 1))] == "{dollar}"
+    assert raw_of(c, "$") == "{dollar}"
 
 
 def test_text_without_punctuation_is_cut_before_sentence_starters():
@@ -169,7 +169,7 @@ def test_a_title_run_into_its_story_is_split_and_a_title_is_never_a_brief_senten
     sentences = [c.text[s:e] for s, e in split_sentences(c.text)]
     assert sentences == ["How Much Is Guatemala Arming the Zetas?", "Guatemala admits that its military trained gangs.",
                          "Venezuela's capital registered 3,218 homicides in 2012.", "The police said so."]
-    assert c.raw[slice(*c.raw_span(c.text.index("? G"), c.text.index("? G") + 2))] == "?"
+    assert raw_of(c, "? ") == "?"
     assert salience(sentences)[0] < 0 < salience(sentences)[1]
     assert is_title("US Adds Guatemalan Drug Queen to Blacklist.")
     assert not is_title("President Barack Obama and Prime Minister David Cameron met.")
