@@ -114,6 +114,10 @@ _CONTROL = "".join(chr(c) for c in range(32) if chr(c) not in "\n\t") + "\x7f\u2
 # (pattern, replacement) in order; each keeps the offset map.
 _STEPS: list[tuple[re.Pattern, Callable[[re.Match], str]]] = [
     (re.compile(r"%MINIFYHTML[0-9a-fA-F]*%"), lambda m: " "),
+    # A whole page: script and style bodies go; block tags end a line (a paragraph, a title), others a word.
+    (re.compile(r"<(script|style|noscript|template)\b[^<>]{0,500}>.*?</\1\s*>", re.S | re.I), lambda m: " "),
+    (re.compile(r"</?(?:p|div|br|h[1-6]|li|ul|ol|tr|td|th|table|title|article|section|header|footer|blockquote|"
+                r"figcaption|figure|hr|aside|nav|main)\b[^<>]{0,500}>", re.I), lambda m: "\n"),
     (re.compile(r"<!--.*?-->|</?[a-zA-Z][^<>]{0,500}>", re.S), lambda m: " "),
     # '& # 39;', '&#39;', '&#x27;', '& quot ;', and the mangled ',quot;' / ' quot;' forms
     (re.compile(r"&\s*#\s*(?P<num>\d{1,7})\s*;|&\s*#\s*[xX](?P<hex>[0-9a-fA-F]{1,6})\s*;"

@@ -176,3 +176,14 @@ def test_a_title_run_into_its_story_is_split_and_a_title_is_never_a_brief_senten
     assert not is_title("Syrian Observatory for Human Rights said Monday.")
     c = clean("Colombia's BACRIM: On the Road to Extinction?A report by Daniel Rico says so.")
     assert [c.text[s:e] for s, e in split_sentences(c.text)][1] == "A report by Daniel Rico says so."
+
+
+def test_a_whole_html_page_keeps_its_text_and_paragraphs_only():
+    raw = ("<html><head><title>Idlib</title><style>body{color:red}</style><script type=\"text/javascript\">"
+           "var x = 1; if (a < b) {go();}</script></head><body><p>Syrian forces shelled Idlib.</p><br/>"
+           "<p>More fled <b>north</b> today.</p></body></html>")
+    c = clean(raw)
+    assert c.text == "Idlib\n\nSyrian forces shelled Idlib.\n\nMore fled north today."
+    assert [c.text[s:e] for s, e in split_sentences(c.text)] == [
+        "Idlib", "Syrian forces shelled Idlib.", "More fled north today."]
+    assert raw_of(c, "north") == "north"
