@@ -54,13 +54,30 @@ def is_title(sentence: str) -> bool:
     return sum(1 for w in later if len(w) >= 4 and w[:1].isupper()) >= 3
 
 
+# What a wire story puts before its first sentence: an editor's note "(SUBS: REPEATS TO FIX SLUG)", a
+# mixed-case byline with a photo mark "By Rob Woollard (PICTURE)", the end of a headline in capitals
+# "ANTITRUST DISPUTE ENDS" (three words or more, or one of 8+ letters: "NATO Secretary", "UN OCHA Director
+# said" stay), or an agency tag "(AFP)".
+_LEAD_NOTE = re.compile(r"^(?:\((?=[^()]*[A-Z]{3})[^()a-z]{0,20}[^()]{0,60}\)\s+"
+                        r"|By (?:[A-Z][a-z]+ ){1,3}\((?:PICTURE|PHOTO|PHOTOS|VIDEO)S?\)\s+"
+                        r"|(?:[A-Z]{2,}[A-Z'&-]* ){3,}(?=[A-Z][a-z]+ [a-z])|[A-Z]{8,} (?=[A-Z][a-z]* [a-z]))")
+
+
+def strip_lead_note(sentence: str) -> str:
+    """``sentence`` without a wire story's leading note, byline or headline tail (``_LEAD_NOTE``)."""
+    m = _LEAD_NOTE.match(sentence)
+    return sentence[m.end():] if m and len(sentence[m.end():].split()) >= 4 else sentence
+
+
 def salience(sentences: list[str]) -> list[float]:
     """Score sentences by position, density of names/numbers, and centrality to the article."""
     doc = Counter(w for s in sentences for w in set(content_words(s)))
+    in_capitals = sum(s.isupper() for s in sentences) > len(sentences) / 2
     scores = []
     for i, s in enumerate(sentences):
         words = s.split()
-        if len(words) < 4 or _FURNITURE.fullmatch(s.strip()) or PREAMBLE_END.search(s) or is_title(s):
+        if len(words) < 4 or _FURNITURE.fullmatch(s.strip()) or PREAMBLE_END.search(s) or is_title(s) \
+                or (s.isupper() and not in_capitals):
             scores.append(-1.0)  # headings, titles, captions, bylines, wire datelines, share buttons
             continue
         names = sum(1 for w in words[1:] if w[:1].isupper()) + len(re.findall(r"\d", s)) / 3

@@ -23,7 +23,7 @@ from typing import Iterable, Iterator
 import torch
 
 from conflictbrief import __version__
-from conflictbrief.inference.briefer import Briefer, content_words, salience
+from conflictbrief.inference.briefer import Briefer, content_words, salience, strip_lead_note
 from conflictbrief.inference.clean import ENGLISH_MIN, CleanText, clean, english_share, split_sentences
 from conflictbrief.inference.guards import Guard, GuardReport, Lexicon, loaded_terms, provenance, supported_values, \
     unsupported_numbers
@@ -323,7 +323,7 @@ class Pipeline:
                 if any(_overlap(sources[i], sources[k]) >= REDUNDANT for k in [*picked, *used]):
                     continue  # says again what a picked sentence says ("... a study has warned" / "... warns")
                 report = GuardReport()
-                text = self.guard.neutralise(sources[i], report)
+                text = self.guard.neutralise(strip_lead_note(sources[i]), report)
                 if text is not None:  # a lower-cased article's sentence still starts with a capital
                     picked[i] = text[:1].upper() + text[1:]
                     changes += report.substituted

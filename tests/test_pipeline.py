@@ -152,3 +152,15 @@ def test_a_sentence_that_repeats_a_picked_one_is_passed_over(tiny_pipeline):
                "The researchers reviewed eight studies of more than 665,000 people."]
     picked = tiny_pipeline._extract(sources, set(), 3)
     assert [b.sources for b in picked] == [[0], [2], [3]]
+
+
+def test_wire_notes_before_a_story_are_left_out_of_extracted_sentences(tiny_pipeline):
+    sources = ["(SUBS: REPEATS TO FIX SLUG) British politicians questioned the adoption of a boy on Thursday.",
+               "ISSUED AT 16:00 SAST BY THE SOUTH AFRICAN WEATHER SERVICE.",  # capitals in a cased article
+               "By Rob Woollard (PICTURE) Aircraft will again scour a rugged region of Nevada on Thursday.",
+               "UN OCHA Director Mark Lowcock said aid was blocked at the border."]
+    picked = tiny_pipeline._extract(sources, set(), 3)
+    assert [(b.text, b.sources) for b in picked] == [
+        ("British politicians questioned the adoption of a boy on Thursday.", [0]),
+        ("Aircraft will again scour a rugged region of Nevada on Thursday.", [2]),
+        ("UN OCHA Director Mark Lowcock said aid was blocked at the border.", [3])]
