@@ -48,6 +48,10 @@ def _lower(text: str) -> str:
     return "".join(c.lower() if len(c.lower()) == 1 else c for c in text)  # same length: offsets hold
 
 
+def _upper(char: str) -> str:
+    return char.upper() if len(char.upper()) == 1 else char  # "ß" stays, not "SS"
+
+
 def _acronym(word: str, text: str, start: int, end: int) -> bool:
     if word.lower() in _TITLES:
         return False
@@ -118,9 +122,9 @@ def recase(text: str, entities, acronyms: set[str] = frozenset(), known: set[str
                 or re.split(r"['’]", low)[0] in known:
             hyphen_particle = low in _PARTICLES and text[end: end + 1] in "-‐"
             if not hyphen_particle:
-                out[start] = word[0].upper()
+                out[start] = _upper(word[0])
                 previous_capital = True
     recased = "".join(out)
     # Sentence starts: the first letter of the text and of each sentence after it.
     return re.sub(r"(^[\"'“‘(]*|[.!?][\"'”’)]*\s+[\"'“‘(]*)([^\W\d_])",
-                  lambda m: m.group(1) + m.group(2).upper(), recased)
+                  lambda m: m.group(1) + _upper(m.group(2)), recased)

@@ -49,6 +49,11 @@ def test_may_and_march_are_months_only_next_to_a_number():
     assert recase(sentence, []) == "They may march on 26 March, as they did in May 1989."
 
 
+def test_the_length_never_changes():
+    for sentence in ["ßTRASSE IN DER STADT WURDE GESPERRT.", "İSTANBUL POLICE SAID SO. ßOME MORE TEXT."]:
+        assert len(recase(sentence, [])) == len(sentence)
+
+
 def test_upper_cased_detection():
     assert is_upper_cased("THE POLICE SAID 20 PEOPLE WERE ARRESTED IN LIMA ON MONDAY.")
     assert not is_upper_cased("The police said 20 people were arrested in LIMA on MONDAY and in the capital.")
