@@ -136,20 +136,20 @@ class RecordReader:
         id_fields = [self.id_field] if self.id_field else [f for f in ID_FIELDS if f in data]
         if id_fields and _field(data, id_fields[0]) not in (None, ""):
             rid = str(_field(data, id_fields[0]))
-        fields = [self.text_field] if self.text_field else [f for f in TEXT_FIELDS if f in data]
-        if not fields or _field(data, fields[0], _MISSING) is _MISSING:
-            wanted = f"'{self.text_field}'" if self.text_field else f"any of {TEXT_FIELDS}"
-            return Record(rid, source, error=f"{source}: no text field ({wanted}); fields are {sorted(data)[:10]}"
-                                             f" - name it with --text-field (a.b for a nested field)")
-        value = _field(data, fields[0])
+        key = self._text_key(data)
+        if key is None:
+            return Record(rid, source, error=f"{source}: no text field ({self._wanted()}); fields are "
+                                             f"{sorted(data)[:10]} - name it with --text-field (a.b for a nested "
+                                             f"field)")
+        value = _field(data, key)
         if not isinstance(value, str):
-            return Record(rid, source, error=f"{source}: field {fields[0]!r} is {type(value).__name__}, not text")
+            return Record(rid, source, error=f"{source}: field {key!r} is {type(value).__name__}, not text")
         bad = _has_undecodable(value)
         if bad >= 0:
-            return Record(rid, source, error=f"{source}: field {fields[0]!r} has bytes that are not UTF-8 "
+            return Record(rid, source, error=f"{source}: field {key!r} has bytes that are not UTF-8 "
                                              f"(character {bad})")
         if not value.strip():
-            return Record(rid, source, error=f"{source}: field {fields[0]!r} is empty")
+            return Record(rid, source, error=f"{source}: field {key!r} is empty")
         return Record(rid, source, value)
 
     def _txt(self, path: Path) -> Record:
@@ -198,7 +198,7 @@ class RecordReader:
         except UnicodeDecodeError as e:
             yield Record(str(path), str(path), error=f"{path}: not UTF-8 (byte {e.start})")
             return
-        if isinstance(data, dict) and not self._has_text(data):
+        if isinstance(data, dict) and self._text_key(data) is None:
             lists = [k for k, v in data.items() if isinstance(v, list) and v and isinstance(v[0], dict)]
             if data and all(isinstance(v, dict) for v in data.values()):
                 for key, item in data.items():
@@ -215,10 +215,14 @@ class RecordReader:
             source = f"{path}[{n}]"
             yield self._record(item, source, source)
 
-    def _has_text(self, data: dict) -> bool:
+    def _text_key(self, data: dict) -> str | None:
+        """The field of ``data`` that holds the article (``--text-field`` or the first of ``TEXT_FIELDS``)."""
         if self.text_field:
-            return _field(data, self.text_field, _MISSING) is not _MISSING
-        return any(f in data for f in TEXT_FIELDS)
+            return self.text_field if _field(data, self.text_field, _MISSING) is not _MISSING else None
+        return next((f for f in TEXT_FIELDS if f in data), None)
+
+    def _wanted(self) -> str:
+        return f"'{self.text_field}'" if self.text_field else f"any of {TEXT_FIELDS}"
 
     def _csv(self, path: Path, delimiter: str = ",") -> Iterator[Record]:
         """CSV or TSV with a header row. Without a text column in the header (a headerless file, say) the
@@ -228,11 +232,10 @@ class RecordReader:
             reader = csv.DictReader(io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape", newline=""),
                                     delimiter=delimiter)
             header = reader.fieldnames or []
-            if header and not self._has_text(dict.fromkeys(header)):
-                wanted = f"'{self.text_field}'" if self.text_field else f"any of {TEXT_FIELDS}"
+            if header and self._text_key(dict.fromkeys(header)) is None:
                 shown = [h[:40] for h in header[:10]]
                 yield Record(str(path), str(path), error=f"{path}: the header row {shown} has no text column "
-                                                         f"({wanted}); add a header row, or name the text "
+                                                         f"({self._wanted()}); add a header row, or name the text "
                                                          f"column with --text-field")
                 return
             for n, row in enumerate(reader, 2):
