@@ -52,7 +52,8 @@ def _upper(char: str) -> str:
     return char.upper() if len(char.upper()) == 1 else char  # "ß" stays, not "SS"
 
 
-def _acronym(word: str, text: str, start: int, end: int) -> bool:
+def _acronym(word: str, text: str = "", start: int = 0, end: int = 0) -> bool:
+    """A word to keep in capitals: no vowel ("FMLN"), or in brackets at [start, end) of ``text``."""
     if word.lower() in _TITLES:
         return False
     bracketed = text[start - 1: start] == "(" and text[end: end + 1] == ")"
@@ -81,7 +82,7 @@ def _names(entities, text: str) -> list[tuple[int, int]]:
             continue
         words = _WORD.findall(text[e.start: e.end])
         if e.label == "Organisation" and words and words[-1].lower() in GENERIC \
-                and not any(_acronym(w, w, 0, 0) for w in words):
+                and not any(_acronym(w) for w in words):
             continue
         names.append((e.start, e.end))
     return names
@@ -118,7 +119,8 @@ def recase(text: str, entities, acronyms: set[str] = frozenset(), known: set[str
         if word in acronyms or unknown or _acronym(word, text, start, end) and (inside or low not in _SMALL):
             out[start:end] = list(word)
             previous_capital = True
-        elif low in _ALWAYS and (low not in _VERBS or _dated(text, start, end)) or low == "i" or (inside and (low not in _SMALL or first_in_name and low != "the")) \
+        elif low in _ALWAYS and (low not in _VERBS or _dated(text, start, end)) or low == "i" \
+                or inside and (low not in _SMALL or first_in_name and low != "the") \
                 or re.split(r"['’]", low)[0] in known:
             hyphen_particle = low in _PARTICLES and text[end: end + 1] in "-‐"
             if not hyphen_particle:
