@@ -248,9 +248,9 @@ class Pipeline:
         if draft is None and self.extractive:
             substituted: list[dict] = []
             brief = self._extract(sources, set(), self.min_sentences + 1, substituted)
-            return brief, None, {"removed": [], "substituted": substituted, "loaded_terms_source": [
-                t for t, _, _ in loaded_terms(article.text, self.guard.lexicon)], "loaded_terms_brief": [
-                t for b in brief for t, _, _ in loaded_terms(b.text, self.guard.lexicon)]}, [
+            source_terms = [t for t, _, _ in loaded_terms(article.text, self.guard.lexicon)]
+            return brief, None, {"removed": [], "substituted": substituted, "loaded_terms_source": source_terms,
+                                 "loaded_terms_brief": self._terms(brief)}, [
                 "no briefer model installed: the brief is made of extracted article sentences", *self._short(brief)]
         if draft is None:
             return [], None, {}, ["no briefer loaded: entities only"]
@@ -274,9 +274,13 @@ class Pipeline:
             brief += extracted
         guards = {"removed": report.removed, "substituted": report.substituted,
                   "loaded_terms_source": report.loaded_terms_source,
-                  "loaded_terms_brief": [t for b in brief for t, _, _ in loaded_terms(b.text, self.guard.lexicon)],
+                  "loaded_terms_brief": self._terms(brief),
                   "model_output": draft["raw"], "input_sentences": draft["used"]}
         return brief, headline, guards, warnings + self._short(brief)
+
+    def _terms(self, brief: list[BriefSentence]) -> list[str]:
+        """The loaded terms left in a brief (outside quotations)."""
+        return [t for b in brief for t, _, _ in loaded_terms(b.text, self.guard.lexicon)]
 
     def _recase(self, articles: list[CleanText], entities: list[list], assembled: list[list]) -> None:
         """Sentence case, with capitals kept on names, for the brief and headline of articles written in
