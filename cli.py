@@ -8,7 +8,8 @@ import sys
 
 def _add_dtype(p):
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16", "int8"],
-                   help="weights: auto = float32; int8 = dynamic quantisation (CPU); float16/bfloat16 (GPU)")
+                   help="auto = float32; bfloat16: CPU with AMX (2.7x faster tagging here) or GPU; "
+                        "int8 = dynamic quantisation (CPU); float16 (GPU)")
 
 
 def _add_train(sub):

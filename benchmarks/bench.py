@@ -83,7 +83,8 @@ def main() -> None:
     parser.add_argument("--tagger", default="default")
     parser.add_argument("--briefer", default="default")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--dtype", default="auto", help="conflictbrief side only: auto (float32) or int8")
+    parser.add_argument("--dtype", default="auto",
+                        help="conflictbrief side only: auto (float32), bfloat16 (CPU with AMX) or int8")
     parser.add_argument("--num-beams", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--max-source-length", type=int, default=256)

@@ -132,7 +132,8 @@ class Pipeline:
              dtype: torch.dtype | str | None = None, neutrality: str | None = None, threads: int | None = None,
              batch_size: int = 16, mentions: str = "names", min_score: float = 0.0, **kwargs) -> "Pipeline":
         """Load both models once. ``tagger``/``briefer``: 'default', a directory or a Hub name;
-        ``briefer=None`` tags only. ``dtype``: float16/bfloat16 on GPU, 'int8' (dynamic quantisation) on CPU.
+        ``briefer=None`` tags only. ``dtype``: float16/bfloat16 on GPU; bfloat16
+        (on a CPU with AMX) or 'int8' (dynamic quantisation) on CPU.
         ``mentions``: 'names' leaves out entities that are only a pronoun or determiner ("he", "we"), 'all'
         keeps every entity the tagger finds (see ``conflictbrief.inference.tagger.MENTIONS``). ``min_score``:
         entities scored lower are left out (README: precision and recall on re3d dev for a few values)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -198,14 +199,26 @@ def parse_dtype(dtype: torch.dtype | str | None):
         raise ModelLoadError(f"unknown dtype {dtype!r}; use one of auto, {', '.join(DTYPES)}") from None
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX, or AVX512-BF16).
+
+    On such a processor (Xeon Sapphire Rapids and later; AMD Zen 4 has AVX512-BF16) bfloat16 inference is
+    2-3x faster than float32; elsewhere it is emulated and slower. See the README's performance section.
+    """
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    try:
+        return any(getattr(cpu, name)() for name in checks if hasattr(cpu, name))
+    except RuntimeError:  # pragma: no cover - a torch build without the probes
+        return False
+
+
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     """Dynamic int8 quantisation of every ``nn.Linear`` (weights int8, activations quantised per batch).
 
     CPU inference only. The embeddings and layer norms stay float32. Measured effects are in the README's
     performance section.
     """
-    import warnings
-
     from torch.ao.quantization import quantize_dynamic
 
     with warnings.catch_warnings():
@@ -221,8 +234,12 @@ def _place(model, device: str, dtype: torch.dtype | str | None):
             raise ModelLoadError("int8 is dynamic quantisation for CPU; on GPU use float16 or bfloat16")
         model.eval()
         return quantize_int8(model)
-    if dtype is not None and dev.type == "cpu" and dtype != torch.float32:
-        raise ModelLoadError("half precision is for GPU; on CPU use float32 (or int8)")
+    if dev.type == "cpu" and dtype == torch.float16:
+        raise ModelLoadError("float16 is for GPU; on CPU use bfloat16 (fast where the processor has AMX), "
+                             "int8 or float32")
+    if dev.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_fast_bf16():
+        warnings.warn("this processor has no AMX or AVX512-BF16 units: bfloat16 runs emulated there, slower "
+                      "than float32", RuntimeWarning, stacklevel=3)
     model = model.to(dev, dtype=dtype) if dtype is not None else model.to(dev)
     model.eval()
     return model

@@ -2,6 +2,7 @@ import json
 import threading
 
 import pytest
+import torch
 
 from conflictbrief.inference.clean import clean
 from conflictbrief.inference.pipeline import InputError
@@ -73,6 +74,21 @@ def test_int8_pipeline_quantises_linear_layers(tiny_tagger_dir, tiny_briefer_dir
     assert r.error is None and r.models["dtype"] == "int8" and 1 <= len(r.brief) <= 5
     with pytest.raises(ModelLoadError, match="unknown dtype 'fp8'"):
         parse_dtype("fp8")
+
+
+def test_bfloat16_pipeline_on_cpu_and_float16_refused_there(tiny_tagger_dir, tiny_briefer_dir):
+    from conflictbrief.inference.pipeline import Pipeline
+    from conflictbrief.model.loading import ModelLoadError, cpu_has_fast_bf16
+
+    p = Pipeline.load(tagger=str(tiny_tagger_dir), briefer=str(tiny_briefer_dir), device="cpu", dtype="bfloat16")
+    assert next(p.tagger.model.parameters()).dtype == torch.bfloat16
+    assert next(p.briefer.model.parameters()).dtype == torch.bfloat16
+    r = p.analyze(RAW)
+    assert r.error is None and r.models["dtype"] == "bfloat16" and 1 <= len(r.brief) <= 5
+    assert all(0.0 <= e.score <= 1.0 for e in r.entities)  # scores come back as float32 probabilities
+    assert isinstance(cpu_has_fast_bf16(), bool)
+    with pytest.raises(ModelLoadError, match="float16 is for GPU; on CPU use bfloat16"):
+        Pipeline.load(tagger=str(tiny_tagger_dir), briefer=None, device="cpu", dtype="float16")
 
 
 def test_headline_is_split_guarded_and_reported(tiny_pipeline, monkeypatch):
