@@ -297,6 +297,27 @@ def test_augmentation_and_case_dropout_settings_out_of_range_stop_before_trainin
     assert not (tmp_path / "t").exists()
 
 
+def test_bf16_mixed_precision_trains_both_models_and_a_bad_value_stops_first(data_dir, tmp_path):
+    from conflictbrief.training.briefer import train_briefer
+    from conflictbrief.training.config import BrieferConfig, ConfigError, DataFile, TaggerConfig, TinyModel
+    from conflictbrief.training.tagger import train_tagger
+
+    spans, pairs = DataFile(str(data_dir / "spans.jsonl")), DataFile(str(data_dir / "pairs.jsonl"))
+    quiet = lambda m: None  # noqa: E731
+    tagger = train_tagger(TaggerConfig(tiny_model=TinyModel(), train=[spans], output_dir=str(tmp_path / "t"),
+                                       max_steps=3, mixed_precision="bf16"), log=quiet)
+    assert tagger["steps"] == 3
+    assert Tagger.load(str(tmp_path / "t"), device="cpu").model.dtype == torch.float32  # saved in float32
+    briefer = train_briefer(BrieferConfig(tiny_model=TinyModel(), train=[pairs], output_dir=str(tmp_path / "b"),
+                                          max_steps=2, batch_size=4, max_new_tokens=4, num_beams=1,
+                                          mixed_precision="bf16"), log=quiet)
+    assert briefer["steps"] == 2 and briefer["best"] is not None
+    with pytest.raises(ConfigError, match="mixed_precision: must be one of no, bf16, got 'fp8'"):
+        train_tagger(TaggerConfig(tiny_model=TinyModel(), train=[spans], output_dir=str(tmp_path / "x"),
+                                  mixed_precision="fp8"), log=quiet)
+    assert not (tmp_path / "x").exists()
+
+
 def test_cli_evaluate_tagger_prints_one_json_object_with_the_issue_keys(tiny_tagger_dir, data_dir, tmp_path):
     extra = tmp_path / "pronouns.jsonl"  # a gold pronoun mention: scored with --mentions all, not with names
     extra.write_text(json.dumps({"text": "He said Syrian forces shelled Idlib on Monday with barrel bombs.",

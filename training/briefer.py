@@ -20,7 +20,8 @@ from conflictbrief.inference.clean import clean
 from conflictbrief.training.config import BrieferConfig, dump_config
 from conflictbrief.training.metrics import rouge_scores
 from conflictbrief.training.readers import DataError, read_brief_file
-from conflictbrief.training.tagger import length_grouped_batches, optimizer_step, progress_line
+from conflictbrief.training.tagger import forward_precision, length_grouped_batches, optimizer_step, \
+    progress_line
 
 
 def load_pairs(files) -> list[dict]:
@@ -144,6 +145,7 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
         torch.set_num_threads(config.threads)
     if not config.train:
         raise DataError("no training data: give --train FILE or 'train:' in the config")
+    forward_precision(config.mixed_precision, torch.device("cpu"))  # a bad value stops before any work
     set_seed(config.seed)
     train_pairs = load_pairs(config.train)  # validates every file before training starts
     eval_pairs = load_pairs([f if f.limit else type(f)(**{**vars(f), "limit": config.eval_limit})
@@ -205,7 +207,8 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
             batch = {k: v.to(device) for k, v in collate([features[i] for i in batch_idx],
                                                          tokenizer.pad_token_id).items()}
             labels = batch.pop("labels")
-            logits = model(**batch).logits
+            with forward_precision(config.mixed_precision, device):
+                logits = model(**batch).logits
             loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(),
                                                      ignore_index=-100, label_smoothing=config.label_smoothing)
             loss.backward()

@@ -74,6 +74,9 @@ class TaggerConfig:
     seed: int = 42
     log_every: int = 20
     threads: int | None = None
+    mixed_precision: str = "no"
+    """'bf16': forward passes in bfloat16 autocast (weights and optimiser stay float32); for GPUs and CPUs with
+    AMX (README, performance). 'no': float32 throughout."""
 
 
 @dataclass
@@ -115,6 +118,8 @@ class BrieferConfig:
     threads: int | None = None
     time_limit_minutes: float | None = None
     """Stop cleanly (checkpoint, eval, save) after this long; resume later with --resume."""
+    mixed_precision: str = "no"
+    """'bf16': forward passes in bfloat16 autocast (weights and optimiser stay float32); 'no': float32."""
 
 
 def _build(cls, data: Any, where: str, errors: list[str]):
