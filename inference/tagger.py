@@ -222,12 +222,15 @@ def predict_word_probs(model, tokenizer, word_lists: list[list[str]], max_length
         batch = [windows[k] for k in order[b: b + batch_size]]
         out = model(**pad_batch(batch, tokenizer.pad_token_id, device)).logits.float().softmax(-1).cpu()
         for row, w in enumerate(batch):
-            for k, pos in enumerate(w.first_subword):
-                word = w.start + k
-                edge = min(k, w.end - w.start - 1 - k)
-                if pos < out.shape[1] - 1 and edge > margin[w.text_index][word]:
-                    margin[w.text_index][word] = edge
-                    probs[w.text_index][word] = out[row, pos]
+            # Each word keeps the prediction of the window where it sits farthest from an edge.
+            pos = torch.tensor(w.first_subword, dtype=torch.long)
+            k = torch.arange(len(pos))
+            words = w.start + k
+            edge = torch.minimum(k, (w.end - w.start - 1) - k)
+            better = (pos < out.shape[1] - 1) & (edge > margin[w.text_index][words])
+            words = words[better]
+            margin[w.text_index][words] = edge[better]
+            probs[w.text_index][words] = out[row, pos[better]]
     return probs
 
 
