@@ -269,13 +269,16 @@ def restricted_output(model, vocabulary: SourceVocabulary):
         setattr(owner, name, full)
 
 
-def shared_source_cache(model):
+def shared_source_cache(model, group: int = 1):
     """A key/value cache for beam search that does not reorder the cross-attention keys and values.
 
     Every beam of an article attends to the same encoder output, so the cross-attention cache holds identical
     rows within each article's beam group, and beam search only ever picks beams of the same article: the
     reorder that transformers does at each step (an index_select of batch x beams x source length x width per
     layer, about a quarter of generation time on CPU) changes nothing. The self-attention cache is reordered.
+
+    ``group`` > 1 (the number of beams, with ``grouped_cross_attention`` on): the cross-attention cache keeps
+    one row per article instead of one per beam, and each article's beams attend to it together.
     """
     from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
@@ -283,8 +286,67 @@ def shared_source_cache(model):
         def reorder_cache(self, beam_idx: torch.LongTensor):
             self.self_attention_cache.reorder_cache(beam_idx)
 
+    class OneRowPerArticle(DynamicCache):
+        def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+            # transformers expands the batch with repeat_interleave: an article's beams are consecutive rows
+            return super().update(key_states[::group].contiguous(), value_states[::group].contiguous(), layer_idx,
+                                  *args, **kwargs)
+
     config = model.config.get_text_config(decoder=True)
-    return SharedSourceCache(DynamicCache(config=config), DynamicCache(config=config))
+    cross = OneRowPerArticle(config=config) if group > 1 else DynamicCache(config=config)
+    return SharedSourceCache(DynamicCache(config=config), cross)
+
+
+GROUPED_ATTENTION = "conflictbrief_grouped_sdpa"
+
+
+def grouped_sdpa_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
+                           **kwargs):
+    """Scaled dot-product attention where the keys and values may hold one row per article and the queries one
+    row per beam (the cross-attention of ``shared_source_cache(model, group)``).
+
+    The beams of an article then attend to its source in one call ([articles, heads, beams, d] queries)
+    instead of each beam against its own copy of the source: 4x less cross-attention work and memory with 4
+    beams. Same result as plain SDPA (tested); any other attention call goes to transformers' SDPA unchanged.
+    """
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    rows, articles = query.shape[0], key.shape[0]
+    if rows == articles or rows % articles:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    group = rows // articles
+    _, heads, q_len, dim = query.shape
+    q = query.reshape(articles, group, heads, q_len, dim).transpose(1, 2).reshape(articles, heads, group * q_len, dim)
+    mask = attention_mask
+    if mask is not None:
+        mask = mask[::group] if mask.shape[0] == rows else mask
+        mask = mask[:, :, :1]  # a source mask is the same for every query position
+    out = torch.nn.functional.scaled_dot_product_attention(q, key, value, attn_mask=mask, dropout_p=dropout,
+                                                           scale=scaling)
+    out = out.reshape(articles, heads, group, q_len, dim).permute(0, 2, 3, 1, 4)
+    return out.reshape(rows, q_len, heads, dim), None
+
+
+@contextmanager
+def grouped_cross_attention(model):
+    """While active, the decoder of a transformers encoder-decoder that uses SDPA attention calls
+    ``grouped_sdpa_attention``; yields whether it could (other models are left as they are)."""
+    decoder = getattr(model, "decoder", None)
+    config = getattr(decoder, "config", None)
+    if config is None or getattr(config, "_attn_implementation", None) != "sdpa":
+        yield False
+        return
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(GROUPED_ATTENTION, grouped_sdpa_attention)
+    AttentionMaskInterface.register(GROUPED_ATTENTION, sdpa_mask)
+    config._attn_implementation = GROUPED_ATTENTION
+    try:
+        yield True
+    finally:
+        config._attn_implementation = "sdpa"
 
 
 class Briefer:
@@ -294,13 +356,17 @@ class Briefer:
     ``restrict_output`` (default on; used with ``constrain_to_source`` in greedy decoding, where it gives the
     same output): the output layer scores only the tokens the batch's articles may use (``RestrictedOutput``).
     Beam search keeps the full layer: with the restricted one, ROUGE-L fell by 0.8-1.6 points (README).
+    ``group_beams`` (default on): in beam search an article's beams share one cross-attention row of its
+    source (``grouped_cross_attention``; the same beams, less work).
     """
 
     def __init__(self, model, tokenizer, max_source_length: int = 256, batch_size: int = 8,
-                 constrain_to_source: bool = True, restrict_output: bool = True, **generate_kwargs):
+                 constrain_to_source: bool = True, restrict_output: bool = True, group_beams: bool = True,
+                 **generate_kwargs):
         self.model, self.tokenizer = model, tokenizer
         self.max_source_length, self.batch_size = max_source_length, batch_size
         self.constrain_to_source, self.restrict_output = constrain_to_source, restrict_output
+        self.group_beams = group_beams
         self._common: set[int] | None = None  # common_token_ids, computed on first constrained use
         self.generate_kwargs = generate_kwargs
 
@@ -337,9 +403,13 @@ class Briefer:
                 if self.restrict_output and self._greedy(kwargs):
                     output_layer = restricted_output(self.model, vocabulary)
             use_cache = kwargs.get("use_cache", getattr(self.model.generation_config, "use_cache", True))
-            if self.model.config.is_encoder_decoder and use_cache and "cache" not in overrides:
-                kwargs["cache"] = shared_source_cache(self.model)
-            with output_layer:
+            shared = self.model.config.is_encoder_decoder and use_cache and "cache" not in overrides
+            beams = kwargs.get("num_beams", self.model.generation_config.num_beams or 1)
+            grouping = grouped_cross_attention(self.model) if shared and self.group_beams and beams > 1 \
+                else nullcontext(False)
+            with output_layer, grouping as grouped:
+                if shared:
+                    kwargs["cache"] = shared_source_cache(self.model, beams if grouped else 1)
                 out = self.model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
                                           **kwargs)
             for k, text in zip(idx, self.tokenizer.batch_decode(out, skip_special_tokens=True)):

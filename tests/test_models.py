@@ -108,6 +108,32 @@ def test_shared_source_cache_gives_the_same_beams(tiny_briefer_dir):
                "Talks in Moscow ended without agreement."]
     assert briefer.generate_raw(sources) == briefer.generate_raw(sources, cache=None)
     assert len(briefer.generate_raw(sources, use_cache=False)) == 3  # no cache handed to generate then
+    grouped = briefer.generate_raw(sources)
+    briefer.group_beams = False  # each beam with its own copy of the source's keys and values
+    assert briefer.generate_raw(sources) == grouped
+    assert briefer.model.decoder.config._attn_implementation == "sdpa"  # restored after generation
+
+
+def test_grouped_cross_attention_equals_attention_over_repeated_source_rows():
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from conflictbrief.inference.briefer import grouped_sdpa_attention
+
+    torch.manual_seed(0)
+    articles, beams, heads, length, dim = 3, 4, 2, 7, 8
+    query = torch.randn(articles * beams, heads, 1, dim)
+    key, value = torch.randn(articles, heads, length, dim), torch.randn(articles, heads, length, dim)
+    mask = torch.ones(articles, 1, 1, length, dtype=torch.bool)
+    mask[0, ..., 5:] = False  # the first article is padded
+    module = torch.nn.Module()
+    module.is_causal = False
+    rep = lambda t: t.repeat_interleave(beams, dim=0)  # noqa: E731 - how transformers expands for beams
+    want, _ = sdpa_attention_forward(module, query, rep(key), rep(value), rep(mask), scaling=0.3)
+    got, _ = grouped_sdpa_attention(module, query, key, value, rep(mask), scaling=0.3)
+    assert got.shape == want.shape == (articles * beams, 1, heads, dim)
+    assert torch.allclose(got, want, atol=1e-6)
+    same, _ = grouped_sdpa_attention(module, query, rep(key), rep(value), rep(mask), scaling=0.3)
+    assert torch.equal(same, want)  # one row per beam: plain SDPA
 
 
 def test_repair_bio_makes_valid_iob2_and_moves_a_preposition_out_of_an_entity():
