@@ -306,8 +306,9 @@ def grouped_sdpa_attention(module, query, key, value, attention_mask, dropout: f
     row per beam (the cross-attention of ``shared_source_cache(model, group)``).
 
     The beams of an article then attend to its source in one call ([articles, heads, beams, d] queries)
-    instead of each beam against its own copy of the source: 4x less cross-attention work and memory with 4
-    beams. Same result as plain SDPA (tested); any other attention call goes to transformers' SDPA unchanged.
+    instead of each beam against its own copy of the source: the same multiply-adds, but each source's keys
+    and values are stored and read once instead of once per beam (README: generation 30-35% faster). Same
+    result as plain SDPA (tested); any other attention call goes to transformers' SDPA unchanged.
     """
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
