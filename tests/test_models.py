@@ -326,8 +326,15 @@ def test_augmentation_and_case_dropout_settings_out_of_range_stop_before_trainin
 def test_bf16_mixed_precision_trains_both_models_and_a_bad_value_stops_first(data_dir, tmp_path):
     from conflictbrief.training.briefer import train_briefer
     from conflictbrief.training.config import BrieferConfig, ConfigError, DataFile, TaggerConfig, TinyModel
-    from conflictbrief.training.tagger import train_tagger
+    from conflictbrief.training.tagger import forward_precision, train_tagger
 
+    layer, x = torch.nn.Linear(2, 2), torch.ones(1, 2)
+    precision = forward_precision("bf16", torch.device("cpu"))
+    for _ in range(2):  # built once per training run, entered at every step
+        with precision:
+            assert layer(x).dtype == torch.bfloat16
+    with forward_precision("no", torch.device("cpu")):
+        assert layer(x).dtype == torch.float32
     spans, pairs = DataFile(str(data_dir / "spans.jsonl")), DataFile(str(data_dir / "pairs.jsonl"))
     quiet = lambda m: None  # noqa: E731
     tagger = train_tagger(TaggerConfig(tiny_model=TinyModel(), train=[spans], output_dir=str(tmp_path / "t"),

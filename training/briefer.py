@@ -20,8 +20,8 @@ from conflictbrief.inference.clean import clean
 from conflictbrief.training.config import BrieferConfig, dump_config
 from conflictbrief.training.metrics import rouge_scores
 from conflictbrief.training.readers import DataError, read_brief_file
-from conflictbrief.training.tagger import forward_precision, length_grouped_batches, optimizer_step, \
-    progress_line
+from conflictbrief.training.tagger import check_mixed_precision, forward_precision, length_grouped_batches, \
+    optimizer_step, progress_line
 
 
 def load_pairs(files) -> list[dict]:
@@ -145,7 +145,7 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
         torch.set_num_threads(config.threads)
     if not config.train:
         raise DataError("no training data: give --train FILE or 'train:' in the config")
-    forward_precision(config.mixed_precision, torch.device("cpu"))  # a bad value stops before any work
+    check_mixed_precision(config.mixed_precision)
     set_seed(config.seed)
     train_pairs = load_pairs(config.train)  # validates every file before training starts
     eval_pairs = load_pairs([f if f.limit else type(f)(**{**vars(f), "limit": config.eval_limit})
@@ -200,6 +200,7 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
 
     model.train()
     stopped_early = False
+    precision = forward_precision(config.mixed_precision, device)
     while step < total and not stopped_early:
         epoch, offset = divmod(step, steps_per_epoch)
         batches = length_grouped_batches(lengths, config.batch_size, random.Random(config.seed + epoch))
@@ -207,7 +208,7 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
             batch = {k: v.to(device) for k, v in collate([features[i] for i in batch_idx],
                                                          tokenizer.pad_token_id).items()}
             labels = batch.pop("labels")
-            with forward_precision(config.mixed_precision, device):
+            with precision:
                 logits = model(**batch).logits
             loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(),
                                                      ignore_index=-100, label_smoothing=config.label_smoothing)

@@ -143,6 +143,11 @@ def optimizer_step(params, optimizer, scheduler):
 MIXED_PRECISION = ("no", "bf16")
 
 
+def check_mixed_precision(mixed_precision: str) -> None:
+    if mixed_precision not in MIXED_PRECISION:
+        raise ConfigError(f"mixed_precision: must be one of {', '.join(MIXED_PRECISION)}, got {mixed_precision!r}")
+
+
 def forward_precision(mixed_precision: str, device: torch.device):
     """The context for training forward passes: bfloat16 autocast for 'bf16', none for 'no'.
 
@@ -150,8 +155,7 @@ def forward_precision(mixed_precision: str, device: torch.device):
     with AMX, a MiniLM tagger step (batch 16 x 128 tokens) took 0.46 s in bf16 and 0.71-0.79 s in float32
     (runs/trainspeed.py of 2026-12-03, not kept); on a CPU without bfloat16 units it is slower instead.
     """
-    if mixed_precision not in MIXED_PRECISION:
-        raise ConfigError(f"mixed_precision: must be one of {', '.join(MIXED_PRECISION)}, got {mixed_precision!r}")
+    check_mixed_precision(mixed_precision)
     if mixed_precision == "no":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
@@ -237,7 +241,7 @@ def train_tagger(config: TaggerConfig, log=print) -> dict:
             raise ConfigError(f"train.{i}.augment ({df.path}): must be 0 or more, got {df.augment}")
     if not 0 <= config.case_dropout <= 1:
         raise ConfigError(f"case_dropout: must be between 0 and 1, got {config.case_dropout}")
-    forward_precision(config.mixed_precision, torch.device("cpu"))  # a bad value stops before any work
+    check_mixed_precision(config.mixed_precision)
     set_seed(config.seed)
     schema = LabelSchema.from_yaml(config.labels)
     train_examples = load_examples(config.train, schema, config.seed)  # validates every file before training
@@ -289,6 +293,7 @@ def train_tagger(config: TaggerConfig, log=print) -> dict:
 
     model.train()
     running = 0.0
+    precision = forward_precision(config.mixed_precision, accelerator.device)
     while step < total:
         for batch_idx in length_grouped_batches(lengths, config.batch_size, rng):
             batch = collate([features[i] for i in batch_idx], tokenizer.pad_token_id, n_tags)
@@ -296,7 +301,7 @@ def train_tagger(config: TaggerConfig, log=print) -> dict:
             inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
             if case:
                 inputs["token_type_ids"] = batch["token_type_ids"]
-            with forward_precision(config.mixed_precision, accelerator.device):
+            with precision:
                 logits = model(**inputs).logits
             loss = partial_label_loss(logits.float(), batch["allowed"])
             accelerator.backward(loss)
