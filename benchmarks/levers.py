@@ -2,6 +2,7 @@
 
     python benchmarks/levers.py generate --briefer runs/briefer [--dtype int8] [--batch-sizes 1,4,16,32]
     python benchmarks/levers.py cache --briefer runs/briefer          # shared cross-attention cache on/off
+    python benchmarks/levers.py group --briefer runs/briefer [--dtype bfloat16]  # grouped cross-attention on/off
     python benchmarks/levers.py tag [--dtype int8]                   # our tagger vs the HF pipeline, windows
     python benchmarks/levers.py restrict --briefer runs/briefer [--dtype int8] [--limit 40]
                                              # output layer over the allowed tokens only: greedy and beam speed,
@@ -57,6 +58,22 @@ def cache(args, articles):
     print(json.dumps({"lever": "shared cross-attention cache", "articles": len(sources),
                       "seconds_shared": t_shared, "seconds_transformers_default": t_default,
                       "identical_outputs": shared == default}))
+
+
+def group(args, articles):
+    """Beam search with an article's beams sharing one cross-attention row of its source, and without."""
+    b, sources = _briefer_and_sources(args, articles)
+    b.batch_size = 16
+    b.generate_raw(sources[:2])  # the first call of a process pays warm-up
+    runs = {False: [], True: []}
+    for flag in (False, True, False, True):  # twice each, interleaved: this machine's speed drifts
+        b.group_beams = flag
+        runs[flag].append(_timed(lambda: b.generate_raw(sources)))
+    rate = lambda flag: [round(len(sources) / seconds, 2) for _, seconds in runs[flag]]  # noqa: E731
+    print(json.dumps({"lever": "grouped cross-attention", "dtype": args.dtype, "articles": len(sources),
+                      "batch_size": b.batch_size, "articles_per_s_plain": rate(False),
+                      "articles_per_s_grouped": rate(True),
+                      "identical_outputs": sum(x == y for x, y in zip(runs[False][0][0], runs[True][0][0]))}))
 
 
 def restrict(args, articles):
@@ -118,16 +135,16 @@ def tag(args, articles):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["generate", "cache", "tag", "restrict"])
+    parser.add_argument("what", choices=["generate", "cache", "group", "tag", "restrict"])
     parser.add_argument("--n", type=int, help="articles (default: 32; 16 for cache)")
     parser.add_argument("--briefer", default="default")
     parser.add_argument("--tagger", default="default")
-    parser.add_argument("--dtype", default=None, help="int8 for dynamic quantisation")
+    parser.add_argument("--dtype", default=None, help="bfloat16 (CPU with AMX) or int8 (dynamic quantisation)")
     parser.add_argument("--batch-sizes", default="1,4,16,32")
     parser.add_argument("--limit", type=int, default=40, help="restrict: validation pairs per set")
     args = parser.parse_args()
     articles = load_articles(args.n or (16 if args.what == "cache" else 32), None)
-    {"generate": generate, "cache": cache, "tag": tag, "restrict": restrict}[args.what](args, articles)
+    {"generate": generate, "cache": cache, "group": group, "tag": tag, "restrict": restrict}[args.what](args, articles)
 
 
 if __name__ == "__main__":
