@@ -335,6 +335,10 @@ def test_bf16_mixed_precision_trains_both_models_and_a_bad_value_stops_first(dat
             assert layer(x).dtype == torch.bfloat16
     with forward_precision("no", torch.device("cpu")):
         assert layer(x).dtype == torch.float32
+    with pytest.MonkeyPatch.context() as mp:  # a CPU without bfloat16 units: still runs, with a warning
+        mp.setattr("conflictbrief.model.loading.cpu_has_fast_bf16", lambda: False)
+        with pytest.warns(RuntimeWarning, match="runs emulated, slower than float32"):
+            forward_precision("bf16", torch.device("cpu"))
     spans, pairs = DataFile(str(data_dir / "spans.jsonl")), DataFile(str(data_dir / "pairs.jsonl"))
     quiet = lambda m: None  # noqa: E731
     tagger = train_tagger(TaggerConfig(tiny_model=TinyModel(), train=[spans], output_dir=str(tmp_path / "t"),

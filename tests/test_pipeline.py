@@ -89,6 +89,10 @@ def test_bfloat16_pipeline_on_cpu_and_float16_refused_there(tiny_tagger_dir, tin
     assert isinstance(cpu_has_fast_bf16(), bool)
     with pytest.raises(ModelLoadError, match="float16 is for GPU; on CPU use bfloat16"):
         Pipeline.load(tagger=str(tiny_tagger_dir), briefer=None, device="cpu", dtype="float16")
+    with pytest.MonkeyPatch.context() as mp:  # a CPU without bfloat16 units: it loads, and says it is slow
+        mp.setattr("conflictbrief.model.loading.cpu_has_fast_bf16", lambda: False)
+        with pytest.warns(RuntimeWarning, match="no AMX or AVX512-BF16 units: bfloat16 runs emulated"):
+            Pipeline.load(tagger=str(tiny_tagger_dir), briefer=None, device="cpu", dtype="bfloat16")
 
 
 def test_headline_is_split_guarded_and_reported(tiny_pipeline, monkeypatch):

@@ -11,6 +11,7 @@ import json
 import math
 import random
 import time
+import warnings
 import zlib
 from pathlib import Path
 
@@ -158,6 +159,12 @@ def forward_precision(mixed_precision: str, device: torch.device):
     check_mixed_precision(mixed_precision)
     if mixed_precision == "no":
         return contextlib.nullcontext()
+    if device.type == "cpu":
+        from conflictbrief.model.loading import cpu_has_fast_bf16
+
+        if not cpu_has_fast_bf16():
+            warnings.warn("mixed_precision: bf16 on a CPU without AMX or AVX512-BF16 units runs emulated, slower "
+                          "than float32; use mixed_precision: no here", RuntimeWarning, stacklevel=2)
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
