@@ -310,7 +310,7 @@ def train_tagger(config: TaggerConfig, log=print) -> dict:
                 inputs["token_type_ids"] = batch["token_type_ids"]
             with precision:
                 logits = model(**inputs).logits
-            loss = partial_label_loss(logits.float(), batch["allowed"])
+            loss = partial_label_loss(logits, batch["allowed"])  # it casts the logits it uses to float32
             accelerator.backward(loss)
             optimizer_step(params, optimizer, scheduler)
             step += 1
