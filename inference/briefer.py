@@ -15,6 +15,7 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 
+from conflictbrief.inference.beam import beam_search, lean_settings
 from conflictbrief.inference.clean import PREAMBLE_END, CleanText, split_sentences
 from conflictbrief.training.readers import WORD_RE
 
@@ -363,11 +364,11 @@ class Briefer:
 
     def __init__(self, model, tokenizer, max_source_length: int = 256, batch_size: int = 8,
                  constrain_to_source: bool = True, restrict_output: bool = True, group_beams: bool = True,
-                 **generate_kwargs):
+                 lean_beams: bool = True, **generate_kwargs):
         self.model, self.tokenizer = model, tokenizer
         self.max_source_length, self.batch_size = max_source_length, batch_size
         self.constrain_to_source, self.restrict_output = constrain_to_source, restrict_output
-        self.group_beams = group_beams
+        self.group_beams, self.lean_beams = group_beams, lean_beams
         self._common: set[int] | None = None  # common_token_ids, computed on first constrained use
         self.generate_kwargs = generate_kwargs
 
@@ -408,11 +409,20 @@ class Briefer:
             beams = kwargs.get("num_beams", self.model.generation_config.num_beams or 1)
             grouping = grouped_cross_attention(self.model) if shared and self.group_beams and beams > 1 \
                 else nullcontext(False)
+            lean = lean_settings(self.model, {k: v for k, v in kwargs.items()
+                                              if k not in ("logits_processor", "cache")}) \
+                if self.lean_beams and "logits_processor" not in overrides else None
             with output_layer, grouping as grouped:
                 if shared:
                     kwargs["cache"] = shared_source_cache(self.model, beams if grouped else 1)
-                out = self.model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                                          **kwargs)
+                if lean is not None:
+                    allowed = vocabulary.allowed(self.model.get_output_embeddings().out_features) \
+                        if self.constrain_to_source else None
+                    out = beam_search(self.model, enc["input_ids"], enc["attention_mask"], lean, allowed=allowed,
+                                      cache=kwargs.get("cache"))
+                else:
+                    out = self.model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                                              **kwargs)
             for k, text in zip(idx, self.tokenizer.batch_decode(out, skip_special_tokens=True)):
                 results[k] = text
         return results

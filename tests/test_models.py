@@ -114,6 +114,47 @@ def test_shared_source_cache_gives_the_same_beams(tiny_briefer_dir):
     assert briefer.model.decoder.config._attn_implementation == "sdpa"  # restored after generation
 
 
+def test_lean_beam_search_writes_what_transformers_generate_writes(tiny_briefer_dir):
+    # The lean search (article columns only, finished articles leave the batch) against model.generate, with the
+    # article-vocabulary constraint on and off and several stopping and n-gram settings.
+    from conflictbrief.inference import beam
+
+    briefer = Briefer.load(str(tiny_briefer_dir), device="cpu", batch_size=4)
+    sources = ["Syrian forces shelled Idlib on Monday.", "Turkey hosts 3.5 million Syrian refugees, officials said.",
+               "Talks in Moscow ended without agreement.", "Mosul", "Rebels said 12 fighters died near Aleppo and "
+               "Hama after a week of shelling by government forces and their allies."]
+    runs = 0
+    for settings in ({"num_beams": 2, "max_new_tokens": 24, "no_repeat_ngram_size": 3},
+                     {"num_beams": 3, "max_new_tokens": 16, "no_repeat_ngram_size": 2, "early_stopping": False},
+                     {"num_beams": 4, "max_new_tokens": 12, "no_repeat_ngram_size": 0, "length_penalty": 0.5,
+                      "early_stopping": "never"}):
+        for constrained in (True, False):
+            briefer.constrain_to_source = constrained
+            briefer.lean_beams = False
+            expected = briefer.generate_raw(sources, **settings)
+            briefer.lean_beams = True
+            assert beam.lean_settings(briefer.model, settings) is not None
+            assert briefer.generate_raw(sources, **settings) == expected, (settings, constrained)
+            runs += 1
+    assert runs == 6
+    enc = briefer.tokenizer(sources, padding=True, return_tensors="pt")
+    config = beam.lean_settings(briefer.model, {"num_beams": 3, "max_new_tokens": 20})
+    pruned = beam.beam_search(briefer.model, enc["input_ids"], enc["attention_mask"], config)
+    assert torch.equal(pruned, beam.beam_search(briefer.model, enc["input_ids"], enc["attention_mask"], config,
+                                                prune=False))
+
+
+def test_lean_beam_search_leaves_other_settings_to_transformers(tiny_briefer_dir):
+    from conflictbrief.inference.beam import lean_settings
+
+    model = Briefer.load(str(tiny_briefer_dir), device="cpu").model
+    assert lean_settings(model, {"num_beams": 4}) is not None
+    for other in ({"num_beams": 1}, {"num_beams": 4, "do_sample": True}, {"num_beams": 4, "repetition_penalty": 1.2},
+                  {"num_beams": 4, "num_return_sequences": 2}, {"num_beams": 4, "min_new_tokens": 5},
+                  {"num_beams": 4, "use_cache": False}):
+        assert lean_settings(model, other) is None, other
+
+
 def test_grouped_cross_attention_equals_attention_over_repeated_source_rows():
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
