@@ -56,13 +56,17 @@ def _expand_ngram_bans(sequences: torch.Tensor, n: int) -> tuple[torch.Tensor, t
 
 @torch.inference_mode()
 def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, config, *,
-                allowed: torch.Tensor | None = None, cache=None, prune: bool = True) -> torch.Tensor:
+                allowed: torch.Tensor | None = None, cache=None, prune: bool = True,
+                precise_logits: bool = True) -> torch.Tensor:
     """Token ids [articles, length] of the best beam per article, as ``model.generate`` returns them.
 
     ``config``: a generation config accepted by ``lean_settings``. ``allowed``: boolean [articles, vocabulary],
     the tokens each article's output may use (None: all). ``cache``: the key/value cache to fill (default:
     transformers' encoder-decoder cache). ``prune``: articles whose result is final leave the batch (the
-    default; False computes them to the end as transformers does, for comparison).
+    default; False computes them to the end as transformers does, for comparison). ``precise_logits``: with a
+    bfloat16 or float16 output layer, each candidate's score uses its logit computed in float32 from the
+    article's own rows of that layer (the normaliser stays the rounded one): rounded logits have 8 significant
+    bits in bfloat16, so candidates tie and the search picks between them arbitrarily.
     """
     from transformers.modeling_outputs import BaseModelOutput
 
@@ -103,6 +107,7 @@ def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, co
     # Per article (first dimension: the articles still searched); ``alive`` maps them to the input rows.
     s = {
         "encoder": encoder.last_hidden_state, "source_mask": attention_mask, "columns": columns,
+        "head_weight": None, "head_bias": None,
         "invalid": ~valid, "column_of": column_of,
         "running": torch.full((batch, beams, max_length), fill, dtype=torch.long, device=device),
         "running_scores": torch.zeros((batch, beams), device=device),
@@ -112,6 +117,14 @@ def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, co
         "running_indices": torch.full((batch, beams, max_length - prompt_len), -1, dtype=torch.int32, device=device),
     }
     s["running"][:, :, 0] = config.decoder_start_token_id
+    head = model.get_output_embeddings()
+    captured: dict = {}
+    hook = None
+    if precise_logits and isinstance(head, torch.nn.Linear) and head.weight.dtype in (torch.bfloat16, torch.float16):
+        # Scores of the article's own columns in float32 (see ``precise_logits``): its rows of the output layer.
+        s["head_weight"] = head.weight[columns].float()
+        s["head_bias"] = head.bias[columns].float() if head.bias is not None else None
+        hook = head.register_forward_hook(lambda module, inputs, output: captured.__setitem__("x", inputs[0]))
     s["finished"], s["finished_indices"] = s["running"].clone(), s["running_indices"].clone()
     s["running_scores"][:, 1:] = -1e9
     alive = torch.arange(batch, device=device)
@@ -132,84 +145,97 @@ def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, co
         return r
 
     r = rows_changed()
-    cur_len = prompt_len
-    while True:
-        n = len(alive)
-        flat = s["running"][:, :, :cur_len].reshape(n * beams, cur_len)
-        out = model(encoder_outputs=r["encoder_outputs"], attention_mask=r["source_mask"],
-                    decoder_input_ids=flat[:, -1:], cache=cache, use_cache=True, return_dict=True)
-        log_probs = torch.nn.functional.log_softmax(out.logits[:, -1, :].float(), dim=-1)
-        del out
-        scores = log_probs.gather(1, r["columns"]).masked_fill_(r["invalid"], float("-inf"))
-        if ngram and cur_len >= ngram:
-            matches, banned = _expand_ngram_bans(flat, ngram)
-            ban = torch.zeros((n * beams, width + 1), dtype=torch.bool, device=device)
-            ban.scatter_(1, torch.where(matches, r["column_of"].gather(1, banned), width), True)
-            scores.masked_fill_(ban[:, :width], float("-inf"))
-        scores = (scores.view(n, beams, width) + s["running_scores"][:, :, None]).view(n, beams * width)
+    try:
+        cur_len = prompt_len
+        while True:
+            n = len(alive)
+            flat = s["running"][:, :, :cur_len].reshape(n * beams, cur_len)
+            out = model(encoder_outputs=r["encoder_outputs"], attention_mask=r["source_mask"],
+                        decoder_input_ids=flat[:, -1:], cache=cache, use_cache=True, return_dict=True)
+            out_logits = out.logits[:, -1, :]
+            log_probs = torch.nn.functional.log_softmax(out_logits.float(), dim=-1)
+            del out
+            scores = log_probs.gather(1, r["columns"])
+            if hook is not None:  # the candidates' float32 logits minus their rounded ones, same normaliser
+                hidden = captured.pop("x")[:, -1, :].float().view(n, beams, -1)
+                precise = torch.bmm(hidden, s["head_weight"].transpose(1, 2))
+                if s["head_bias"] is not None:
+                    precise += s["head_bias"][:, None, :]
+                rounded = out_logits.gather(1, r["columns"]).float()
+                scores += precise.view(n * beams, width) - rounded
+            scores.masked_fill_(r["invalid"], float("-inf"))
+            if ngram and cur_len >= ngram:
+                matches, banned = _expand_ngram_bans(flat, ngram)
+                ban = torch.zeros((n * beams, width + 1), dtype=torch.bool, device=device)
+                ban.scatter_(1, torch.where(matches, r["column_of"].gather(1, banned), width), True)
+                scores.masked_fill_(ban[:, :width], float("-inf"))
+            scores = (scores.view(n, beams, width) + s["running_scores"][:, :, None]).view(n, beams * width)
 
-        # transformers' _get_top_k_continuations
-        topk_scores, topk = torch.topk(scores, k=keep)
-        topk_beam = topk // width
-        topk_ids = torch.take_along_dim(s["columns"], topk % width, dim=1)
-        topk_indices = gather(s["running_indices"], topk_beam)
-        topk_sequences = gather(s["running"], topk_beam)
-        topk_sequences[:, :, cur_len] = topk_ids
-        topk_indices[:, :, cur_len - prompt_len] = (topk_beam + r["offset"]).to(topk_indices.dtype)
-        hits_stop = (topk_ids == eos) | (cur_len + 1 >= max_length)
+            # transformers' _get_top_k_continuations
+            topk_scores, topk = torch.topk(scores, k=keep)
+            topk_beam = topk // width
+            topk_ids = torch.take_along_dim(s["columns"], topk % width, dim=1)
+            topk_indices = gather(s["running_indices"], topk_beam)
+            topk_sequences = gather(s["running"], topk_beam)
+            topk_sequences[:, :, cur_len] = topk_ids
+            topk_indices[:, :, cur_len - prompt_len] = (topk_beam + r["offset"]).to(topk_indices.dtype)
+            hits_stop = (topk_ids == eos) | (cur_len + 1 >= max_length)
 
-        # _get_running_beams_for_next_iteration
-        candidates = topk_scores + hits_stop.to(torch.float32) * -1.0e9
-        next_beams = torch.topk(candidates, k=beams)[1]
-        s["running"] = gather(topk_sequences, next_beams)
-        s["running_scores"] = gather(candidates, next_beams)
-        s["running_indices"] = gather(topk_indices, next_beams)
+            # _get_running_beams_for_next_iteration
+            candidates = topk_scores + hits_stop.to(torch.float32) * -1.0e9
+            next_beams = torch.topk(candidates, k=beams)[1]
+            s["running"] = gather(topk_sequences, next_beams)
+            s["running_scores"] = gather(candidates, next_beams)
+            s["running_indices"] = gather(topk_indices, next_beams)
 
-        # _update_finished_beams
-        just_finished = hits_stop & top_beams[None, :]
-        normalised = topk_scores / ((cur_len + 1 - prompt_len) ** length_penalty)
-        full = torch.all(s["is_finished"], -1, keepdim=True) & (early_stopping is True)
-        normalised = normalised + full.float() * -1.0e9 + (~s["improvable"]).float() * -1.0e9
-        normalised = normalised + (~just_finished) * -1.0e9
-        merged_scores = torch.cat((s["finished_scores"], normalised), dim=1)
-        best = torch.topk(merged_scores, k=beams)[1]
-        s["finished"] = gather(torch.cat((s["finished"], topk_sequences), dim=1), best)
-        s["finished_scores"] = gather(merged_scores, best)
-        s["finished_indices"] = gather(torch.cat((s["finished_indices"], topk_indices), dim=1), best)
-        s["is_finished"] = gather(torch.cat((s["is_finished"], just_finished), dim=1), best)
+            # _update_finished_beams
+            just_finished = hits_stop & top_beams[None, :]
+            normalised = topk_scores / ((cur_len + 1 - prompt_len) ** length_penalty)
+            full = torch.all(s["is_finished"], -1, keepdim=True) & (early_stopping is True)
+            normalised = normalised + full.float() * -1.0e9 + (~s["improvable"]).float() * -1.0e9
+            normalised = normalised + (~just_finished) * -1.0e9
+            merged_scores = torch.cat((s["finished_scores"], normalised), dim=1)
+            best = torch.topk(merged_scores, k=beams)[1]
+            s["finished"] = gather(torch.cat((s["finished"], topk_sequences), dim=1), best)
+            s["finished_scores"] = gather(merged_scores, best)
+            s["finished_indices"] = gather(torch.cat((s["finished_indices"], topk_indices), dim=1), best)
+            s["is_finished"] = gather(torch.cat((s["is_finished"], just_finished), dim=1), best)
 
-        cache.reorder_cache(s["running_indices"][..., cur_len - prompt_len].reshape(-1).long())
-        cur_len += 1
+            cache.reorder_cache(s["running_indices"][..., cur_len - prompt_len].reshape(-1).long())
+            cur_len += 1
 
-        # _check_early_stop_heuristic
-        if early_stopping == "never" and length_penalty > 0.0:
-            best_length = max_length - prompt_len
-        else:
-            best_length = cur_len - prompt_len
-        best_running = s["running_scores"][:, :1] / (best_length ** length_penalty)
-        worst = torch.where(s["is_finished"], torch.min(s["finished_scores"], dim=1, keepdim=True)[0], -1.0e9)
-        s["improvable"] = s["improvable"] & torch.any(best_running > worst, dim=-1, keepdim=True)
+            # _check_early_stop_heuristic
+            if early_stopping == "never" and length_penalty > 0.0:
+                best_length = max_length - prompt_len
+            else:
+                best_length = cur_len - prompt_len
+            best_running = s["running_scores"][:, :1] / (best_length ** length_penalty)
+            worst = torch.where(s["is_finished"], torch.min(s["finished_scores"], dim=1, keepdim=True)[0], -1.0e9)
+            s["improvable"] = s["improvable"] & torch.any(best_running > worst, dim=-1, keepdim=True)
 
-        # An article whose best beams can no longer change (no improvement possible, or all its beams finished
-        # with early stopping) is final: transformers keeps computing it until the whole batch is done; here it
-        # leaves the batch, with its rows of the key/value caches.
-        done = ~s["improvable"][:, 0]
-        if early_stopping is True:
-            done |= s["is_finished"].all(1)
-        last = bool(hits_stop.all()) or bool(done.all())
-        if last or prune and bool(done.any()):
-            ended = torch.ones_like(done) if last else done
-            result[alive[ended]] = s["finished"][ended, 0]
-            result_len[alive[ended]] = (s["finished_indices"][ended, 0] + 1).bool().sum(1)
-            if last:
-                break
-            stay = (~done).nonzero().squeeze(1)
-            stay_rows = (stay[:, None] * beams + torch.arange(beams, device=device)).reshape(-1)
-            alive = alive[stay]
-            s = {k: v[stay] if v is not None else None for k, v in s.items()}
-            _select_cache_rows(cache, stay, stay_rows)
-            r = rows_changed()
+            # An article whose best beams can no longer change (no improvement possible, or all its beams finished
+            # with early stopping) is final: transformers keeps computing it until the whole batch is done; here it
+            # leaves the batch, with its rows of the key/value caches.
+            done = ~s["improvable"][:, 0]
+            if early_stopping is True:
+                done |= s["is_finished"].all(1)
+            last = bool(hits_stop.all()) or bool(done.all())
+            if last or prune and bool(done.any()):
+                ended = torch.ones_like(done) if last else done
+                result[alive[ended]] = s["finished"][ended, 0]
+                result_len[alive[ended]] = (s["finished_indices"][ended, 0] + 1).bool().sum(1)
+                if last:
+                    break
+                stay = (~done).nonzero().squeeze(1)
+                stay_rows = (stay[:, None] * beams + torch.arange(beams, device=device)).reshape(-1)
+                alive = alive[stay]
+                s = {k: v[stay] if v is not None else None for k, v in s.items()}
+                _select_cache_rows(cache, stay, stay_rows)
+                r = rows_changed()
 
+    finally:
+        if hook is not None:
+            hook.remove()
     return result[:, :prompt_len + int(result_len.max())]
 
 
