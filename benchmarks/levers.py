@@ -3,6 +3,7 @@
     python benchmarks/levers.py generate --briefer runs/briefer [--dtype int8] [--batch-sizes 1,4,16,32]
     python benchmarks/levers.py cache --briefer runs/briefer          # shared cross-attention cache on/off
     python benchmarks/levers.py group --briefer runs/briefer [--dtype bfloat16]  # grouped cross-attention on/off
+    python benchmarks/levers.py lean --briefer runs/briefer [--dtype bfloat16]   # lean beam search vs generate
     python benchmarks/levers.py tag [--dtype int8]                   # our tagger vs the HF pipeline, windows
     python benchmarks/levers.py restrict --briefer runs/briefer [--dtype int8] [--limit 40]
                                              # output layer over the allowed tokens only: greedy and beam speed,
@@ -76,6 +77,34 @@ def group(args, articles):
                       "identical_outputs": sum(x == y for x, y in zip(runs[False][0][0], runs[True][0][0]))}))
 
 
+def lean(args, articles):
+    """transformers' generate against the lean beam search (inference/beam.py), without and with pruning of
+    finished articles; 64 articles at batch 16, twice each, interleaved."""
+    import functools
+
+    from conflictbrief.inference import briefer as briefer_module
+
+    b, sources = _briefer_and_sources(args, articles)
+    b.batch_size = 16
+    b.generate_raw(sources[:2])
+    search = briefer_module.beam_search
+    variants = {"generate": (False, search), "lean_no_pruning": (True, functools.partial(search, prune=False)),
+                "lean": (True, search)}
+    runs = {name: [] for name in variants}
+    try:
+        for name in list(variants) * 2:
+            b.lean_beams, briefer_module.beam_search = variants[name]
+            runs[name].append(_timed(lambda: b.generate_raw(sources)))
+    finally:
+        briefer_module.beam_search = search
+    same = lambda name: sum(x == y for x, y in zip(runs["generate"][0][0], runs[name][0][0]))  # noqa: E731
+    print(json.dumps({"lever": "lean beam search", "dtype": args.dtype, "articles": len(sources),
+                      "batch_size": b.batch_size,
+                      **{f"articles_per_s_{name}": [round(len(sources) / sec, 2) for _, sec in runs[name]]
+                         for name in variants},
+                      "identical_to_generate": {name: same(name) for name in variants if name != "generate"}}))
+
+
 def restrict(args, articles):
     """Greedy: speed with and without the restricted output layer (the outputs must be identical). Beam search,
     where Briefer does not use the layer: speed and full-pipeline ROUGE with it forced on, the measurement
@@ -135,16 +164,17 @@ def tag(args, articles):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["generate", "cache", "group", "tag", "restrict"])
-    parser.add_argument("--n", type=int, help="articles (default: 32; 16 for cache)")
+    parser.add_argument("what", choices=["generate", "cache", "group", "lean", "tag", "restrict"])
+    parser.add_argument("--n", type=int, help="articles (default: 32; 16 for cache, 64 for lean)")
     parser.add_argument("--briefer", default="default")
     parser.add_argument("--tagger", default="default")
     parser.add_argument("--dtype", default=None, help="bfloat16 (CPU with AMX) or int8 (dynamic quantisation)")
     parser.add_argument("--batch-sizes", default="1,4,16,32")
     parser.add_argument("--limit", type=int, default=40, help="restrict: validation pairs per set")
     args = parser.parse_args()
-    articles = load_articles(args.n or (16 if args.what == "cache" else 32), None)
-    {"generate": generate, "cache": cache, "group": group, "tag": tag, "restrict": restrict}[args.what](args, articles)
+    articles = load_articles(args.n or {"cache": 16, "lean": 64}.get(args.what, 32), None)
+    {"generate": generate, "cache": cache, "group": group, "lean": lean, "tag": tag,
+     "restrict": restrict}[args.what](args, articles)
 
 
 if __name__ == "__main__":

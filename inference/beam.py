@@ -12,9 +12,10 @@ are the same token for token in float32 (tested against ``model.generate``). In 
 significant bits, so equal candidate scores are common, and the top-k over fewer columns may pick another of
 two tied candidates (README: 25 of 32 briefs identical, ROUGE-L measured on the whole validation sets).
 
-Second, an article whose result can no longer change (all its beams finished, or transformers' heuristic
-says no running beam can beat the finished ones) leaves the batch with its rows of the key/value cache;
-transformers keeps computing it until the last article of the batch is done.
+Second, articles whose result can no longer change (all their beams finished, or transformers' heuristic
+says no running beam can beat the finished ones) leave the batch with their rows of the key/value cache, once
+they are a quarter of the articles still searched; transformers keeps computing them until the last article
+of the batch is done.
 
 Only the settings below are supported; ``lean_settings`` says whether a generation config stays inside
 them, and ``Briefer`` falls back to ``model.generate`` otherwise (sampling, penalties, forced tokens...).
@@ -220,7 +221,10 @@ def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, co
             if early_stopping is True:
                 done |= s["is_finished"].all(1)
             last = bool(hits_stop.all()) or bool(done.all())
-            if last or prune and bool(done.any()):
+            # Pruning copies every cache row kept; waiting until a quarter of the articles are final bounds the
+            # copies (and the memory they leave fragmented) to a few per batch: pruning at every final article
+            # raised the 1,000-article job's peak RSS from 1.41 to 1.53 GiB (README).
+            if last or prune and 4 * int(done.sum()) >= len(alive):
                 ended = torch.ones_like(done) if last else done
                 result[alive[ended]] = s["finished"][ended, 0]
                 result_len[alive[ended]] = (s["finished_indices"][ended, 0] + 1).bool().sum(1)

@@ -144,6 +144,30 @@ def test_lean_beam_search_writes_what_transformers_generate_writes(tiny_briefer_
                                                 prune=False))
 
 
+def test_lean_beam_search_scores_bfloat16_candidates_in_float32(tiny_briefer_dir):
+    from conflictbrief.inference import beam
+
+    model = Briefer.load(str(tiny_briefer_dir), device="cpu").model.to(torch.bfloat16)
+    head = model.get_output_embeddings()
+    seen = []
+    original_bmm = torch.bmm
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, "bmm", lambda a, b: seen.append(a.dtype) or original_bmm(a, b))
+        tok = Briefer.load(str(tiny_briefer_dir), device="cpu").tokenizer
+        enc = tok(["Syrian forces shelled Idlib on Monday.", "Turkey hosts 3.5 million refugees."], padding=True,
+                  return_tensors="pt")
+        config = beam.lean_settings(model, {"num_beams": 3, "max_new_tokens": 12})
+        allowed = torch.zeros((2, head.out_features), dtype=torch.bool)
+        allowed[:, enc["input_ids"].unique()] = True
+        out = beam.beam_search(model, enc["input_ids"], enc["attention_mask"], config, allowed=allowed)
+    assert seen and set(seen) == {torch.float32}  # candidate logits recomputed in float32, every step
+    assert out.shape[0] == 2 and allowed.gather(1, out).all()  # still confined to the article's tokens
+    assert not head._forward_hooks  # the hook that reads the output layer's input is removed
+    seen.clear()
+    beam.beam_search(model, enc["input_ids"], enc["attention_mask"], config, allowed=allowed, precise_logits=False)
+    assert not seen
+
+
 def test_lean_beam_search_leaves_other_settings_to_transformers(tiny_briefer_dir):
     from conflictbrief.inference.beam import lean_settings
 
