@@ -31,6 +31,17 @@ def _timed(fn):
     return out, round(time.perf_counter() - started, 2)
 
 
+def _interleaved(b, sources, variants: dict) -> dict:
+    """{name: [(outputs, seconds), (outputs, seconds)]}: ``b.generate_raw(sources)`` after each variant's setup,
+    twice each, interleaved (this machine's speed drifts), after one warm-up call."""
+    b.generate_raw(sources[:2])  # the first call of a process pays warm-up
+    runs = {name: [] for name in variants}
+    for name in list(variants) * 2:
+        variants[name]()
+        runs[name].append(_timed(lambda: b.generate_raw(sources)))
+    return runs
+
+
 def _briefer_and_sources(args, articles):
     """The briefer with the benchmark's generation settings, and its model input for each article."""
     from conflictbrief.inference.briefer import Briefer, source_for
@@ -65,11 +76,8 @@ def group(args, articles):
     """Beam search with an article's beams sharing one cross-attention row of its source, and without."""
     b, sources = _briefer_and_sources(args, articles)
     b.batch_size = 16
-    b.generate_raw(sources[:2])  # the first call of a process pays warm-up
-    runs = {False: [], True: []}
-    for flag in (False, True, False, True):  # twice each, interleaved: this machine's speed drifts
-        b.group_beams = flag
-        runs[flag].append(_timed(lambda: b.generate_raw(sources)))
+    runs = _interleaved(b, sources, {flag: lambda flag=flag: setattr(b, "group_beams", flag)
+                                     for flag in (False, True)})
     rate = lambda flag: [round(len(sources) / seconds, 2) for _, seconds in runs[flag]]  # noqa: E731
     print(json.dumps({"lever": "grouped cross-attention", "dtype": args.dtype, "articles": len(sources),
                       "batch_size": b.batch_size, "articles_per_s_plain": rate(False),
@@ -86,15 +94,15 @@ def lean(args, articles):
 
     b, sources = _briefer_and_sources(args, articles)
     b.batch_size = 16
-    b.generate_raw(sources[:2])
     search = briefer_module.beam_search
     variants = {"generate": (False, search), "lean_no_pruning": (True, functools.partial(search, prune=False)),
                 "lean": (True, search)}
-    runs = {name: [] for name in variants}
+
+    def use(name):
+        b.lean_beams, briefer_module.beam_search = variants[name]
+
     try:
-        for name in list(variants) * 2:
-            b.lean_beams, briefer_module.beam_search = variants[name]
-            runs[name].append(_timed(lambda: b.generate_raw(sources)))
+        runs = _interleaved(b, sources, {name: lambda name=name: use(name) for name in variants})
     finally:
         briefer_module.beam_search = search
     same = lambda name: sum(x == y for x, y in zip(runs["generate"][0][0], runs[name][0][0]))  # noqa: E731

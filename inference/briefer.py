@@ -396,6 +396,10 @@ class Briefer:
         results: list[str] = [""] * len(sources)
         order = sorted(range(len(sources)), key=lambda k: len(sources[k]))
         kwargs = {**self.generate_kwargs, **overrides}
+        # The same settings for every batch: decide once whether the lean search can run them (a caller's own
+        # logits processor goes to generate).
+        lean = lean_settings(self.model, {k: v for k, v in kwargs.items() if k != "cache"}) \
+            if self.lean_beams and "logits_processor" not in kwargs else None
         for b in range(0, len(order), self.batch_size):
             idx = order[b: b + self.batch_size]
             enc = self.tokenizer([sources[k] for k in idx], max_length=self.max_source_length, truncation=True,
@@ -415,9 +419,6 @@ class Briefer:
             beams = kwargs.get("num_beams", self.model.generation_config.num_beams or 1)
             grouping = grouped_cross_attention(self.model) if shared and self.group_beams and beams > 1 \
                 else nullcontext(False)
-            lean = lean_settings(self.model, {k: v for k, v in kwargs.items()
-                                              if k not in ("logits_processor", "cache")}) \
-                if self.lean_beams and "logits_processor" not in overrides else None
             with output_layer, grouping as grouped:
                 if shared:
                     kwargs["cache"] = shared_source_cache(self.model, beams if grouped else 1)
