@@ -58,6 +58,7 @@ def ours(articles, args) -> int:
     p = Pipeline.load(tagger=args.tagger, briefer=args.briefer, device="cpu", batch_size=args.batch_size,
                       dtype=args.dtype)
     p.briefer.generate_kwargs.update(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens)
+    args.resolved_dtype = p.models["dtype"]  # what --dtype auto chose on this machine
     return sum(1 for _ in p.analyze_batch(articles, batch_size=args.batch_size))
 
 
@@ -73,7 +74,8 @@ def side(args) -> None:
     print(json.dumps({"outputs": count, "articles": len(articles), "seconds": round(seconds, 2),
                       "articles_per_s": round(len(articles) / seconds, 3),
                       "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                      "threads": torch.get_num_threads()}))
+                      "threads": torch.get_num_threads(),
+                      "dtype": getattr(args, "resolved_dtype", "float32")}))
 
 
 def main() -> None:
@@ -84,7 +86,8 @@ def main() -> None:
     parser.add_argument("--briefer", default="default")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--dtype", default="auto",
-                        help="conflictbrief side only: auto (float32), bfloat16 (CPU with AMX) or int8")
+                        help="conflictbrief side only: auto (the default: bfloat16 on a CPU with AMX, "
+                             "float32 elsewhere), float32, bfloat16 or int8")
     parser.add_argument("--num-beams", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--max-source-length", type=int, default=256)

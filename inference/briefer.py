@@ -18,6 +18,7 @@ import torch
 
 from conflictbrief.inference.beam import beam_search, lean_settings
 from conflictbrief.inference.clean import PREAMBLE_END, CleanText, split_sentences
+from conflictbrief.inference.heap import release_free_memory
 from conflictbrief.training.readers import WORD_RE
 
 _STOP = set("""a an the of to in on at for from by with and or but as is are was were be been has have had
@@ -432,6 +433,7 @@ class Briefer:
                                               **kwargs)
             for k, text in zip(idx, self.tokenizer.batch_decode(out, skip_special_tokens=True)):
                 results[k] = text
+            release_free_memory()  # the batch's caches, freed but fragmented: see inference/heap.py
         return results
 
     def brief(self, articles: list[CleanText], **overrides) -> list[dict]:

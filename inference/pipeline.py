@@ -129,18 +129,19 @@ class Pipeline:
 
     @classmethod
     def load(cls, tagger: str | None = "default", briefer: str | None = "default", device: str = "auto",
-             dtype: torch.dtype | str | None = None, neutrality: str | None = None, threads: int | None = None,
+             dtype: torch.dtype | str | None = "auto", neutrality: str | None = None, threads: int | None = None,
              batch_size: int = 16, mentions: str = "names", min_score: float = 0.0, **kwargs) -> "Pipeline":
         """Load both models once. ``tagger``/``briefer``: 'default', a directory or a Hub name;
-        ``briefer=None`` tags only. ``dtype``: float16/bfloat16 on GPU; bfloat16
-        (on a CPU with AMX) or 'int8' (dynamic quantisation) on CPU.
+        ``briefer=None`` tags only. ``dtype``: 'auto' (the default) is bfloat16 on a CPU with AMX units and
+        float32 elsewhere (``conflictbrief.model.loading.auto_dtype``); None or 'float32' for float32;
+        float16/bfloat16 on GPU; bfloat16 (on a CPU with AMX) or 'int8' (dynamic quantisation) on CPU.
         ``mentions``: 'names' leaves out entities that are only a pronoun or determiner ("he", "we"), 'all'
         keeps every entity the tagger finds (see ``conflictbrief.inference.tagger.MENTIONS``). ``min_score``:
         entities scored lower are left out (README: precision and recall on re3d dev for a few values)."""
         lexicon = Lexicon.load(neutrality)  # a bad lexicon stops before any weights are loaded
         if threads:
             torch.set_num_threads(threads)
-        dtype = parse_dtype(dtype)
+        dtype = parse_dtype(dtype, device)
         t = Tagger.load(tagger, device=device, dtype=dtype, batch_size=batch_size * 2, mentions=mentions,
                         min_score=min_score)
         extractive = briefer == "default" and not default_installed("briefer")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from conflictbrief.inference.heap import release_free_memory
 from conflictbrief.model.labels import OUTSIDE, split_tag
 from conflictbrief.training.readers import words_with_offsets
 
@@ -442,6 +443,7 @@ class Tagger:
         words = [words_with_offsets(t) for t in texts]
         probs = predict_word_probs(self.model, self.tokenizer, [[w for w, _, _ in ws] for ws in words],
                                    self.max_length, self.stride, self.batch_size)
+        release_free_memory()  # the windows' activations, freed: see inference/heap.py
         entities = [decode_entities(t, ws, p, self.id2label, self.masks) for t, ws, p in zip(texts, words, probs)]
         if self.min_score > 0:
             entities = [[e for e in ents if e.score >= self.min_score] for ents in entities]

@@ -187,16 +187,38 @@ def configure_bert2bert(model, tokenizer):
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "int8": "int8"}
 
 
-def parse_dtype(dtype: torch.dtype | str | None):
-    """None, a torch dtype, or one of the names in DTYPES ('int8' = dynamic int8 quantisation on CPU)."""
+def parse_dtype(dtype: torch.dtype | str | None, device: str | torch.device | None = None):
+    """None (float32), a torch dtype, or one of the names in DTYPES ('int8' = dynamic int8 quantisation on
+    CPU). 'auto' is ``auto_dtype(device)``; with no device it stays None."""
     if dtype is None or isinstance(dtype, torch.dtype) or dtype == "int8":
         return dtype
     if dtype == "auto":
-        return None
+        return auto_dtype(device) if device is not None else None
     try:
         return DTYPES[dtype]
     except (KeyError, TypeError):
         raise ModelLoadError(f"unknown dtype {dtype!r}; use one of auto, {', '.join(DTYPES)}") from None
+
+
+def auto_dtype(device: str | torch.device = "auto"):
+    """What ``dtype='auto'`` means on ``device``: bfloat16 on a CPU with AMX units, None (float32) elsewhere.
+
+    On this project's machine (Xeon with AMX) bfloat16 made the whole pipeline about twice as fast, with brief
+    ROUGE-L within 0.2 point of float32 and the tagger's re3d dev F1 0.709 / macro 0.550 instead of 0.710 /
+    0.553 (README, performance). CPUs with only AVX512-BF16 were not measured, and on GPUs float32 stays the
+    default (no GPU was measured); pass dtype='bfloat16' there to choose it.
+    """
+    dev = device_for(device) if isinstance(device, str) else device
+    return torch.bfloat16 if dev.type == "cpu" and cpu_has_amx() else None
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has Intel AMX tiles (Xeon Sapphire Rapids and later)."""
+    probe = getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except RuntimeError:  # pragma: no cover - a torch build without the probe
+        return False
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -229,7 +251,7 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
 
 def _place(model, device: str, dtype: torch.dtype | str | None):
     dev = device_for(device)
-    dtype = parse_dtype(dtype)
+    dtype = parse_dtype(dtype, dev)
     if dtype == "int8":
         if dev.type != "cpu":
             raise ModelLoadError("int8 is dynamic quantisation for CPU; on GPU use float16 or bfloat16")

@@ -184,3 +184,59 @@ def test_wire_notes_before_a_story_are_left_out_of_extracted_sentences(tiny_pipe
         ("British politicians questioned the adoption of a boy on Thursday.", [0]),
         ("Aircraft will again scour a rugged region of Nevada on Thursday.", [2]),
         ("UN OCHA Director Mark Lowcock said aid was blocked at the border.", [3])]
+
+
+def test_auto_dtype_is_bfloat16_only_on_a_cpu_with_amx(tiny_tagger_dir, monkeypatch):
+    from conflictbrief.inference.pipeline import Pipeline
+    from conflictbrief.model import loading
+
+    monkeypatch.setattr(loading, "cpu_has_amx", lambda: True)
+    assert loading.auto_dtype("cpu") == torch.bfloat16
+    assert loading.parse_dtype("auto", "cpu") == torch.bfloat16
+    assert loading.auto_dtype(torch.device("cuda")) is None  # GPUs: float32 unless asked (none was measured)
+    assert loading.parse_dtype("auto") is None and loading.parse_dtype("float32", "cpu") == torch.float32
+    p = Pipeline.load(tagger=str(tiny_tagger_dir), briefer=None, device="cpu")  # the default is auto
+    assert next(p.tagger.model.parameters()).dtype == torch.bfloat16 and p.models["dtype"] == "bfloat16"
+    p = Pipeline.load(tagger=str(tiny_tagger_dir), briefer=None, device="cpu", dtype=None)
+    assert next(p.tagger.model.parameters()).dtype == torch.float32 and p.models["dtype"] == "float32"
+
+    monkeypatch.setattr(loading, "cpu_has_amx", lambda: False)
+    assert loading.auto_dtype("cpu") is None
+    p = Pipeline.load(tagger=str(tiny_tagger_dir), briefer=None, device="cpu")
+    assert next(p.tagger.model.parameters()).dtype == torch.float32 and p.models["dtype"] == "float32"
+
+
+_FRAGMENTED_HEAP = """
+import ctypes
+from conflictbrief.inference.heap import release_free_memory
+def rss_mib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD: 64 KiB blocks come from the heap, as in a long job
+libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: free() alone gives nothing back
+blocks = [libc.malloc(64 << 10) for _ in range(3200)]  # 200 MiB
+for b in blocks:
+    ctypes.memset(b, 1, 64 << 10)
+for b in blocks[:-1]:  # the last one stays live at the top of the heap: the heap cannot simply shrink
+    libc.free(b)
+before = rss_mib()
+print(release_free_memory(), round(before - rss_mib()))
+"""
+
+
+def test_free_heap_memory_goes_back_to_the_system():
+    import subprocess
+    import sys
+
+    from conflictbrief.inference.heap import release_free_memory
+
+    if not sys.platform.startswith("linux"):
+        assert release_free_memory() is False
+        return
+    # In a child process: the allocator settings it needs would stay in this one.
+    done = subprocess.run([sys.executable, "-c", _FRAGMENTED_HEAP], capture_output=True, text=True, check=True)
+    released, mib = done.stdout.split()
+    assert released == "True" and int(mib) > 100, done.stdout
