@@ -135,10 +135,18 @@ def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, co
     gather = lambda t, i: torch.take_along_dim(t, i.view(*i.shape, *([1] * (t.dim() - 2))), dim=1)  # noqa: E731
     per_row = lambda t: t.repeat_interleave(beams, 0)  # noqa: E731
 
+    # A cross-attention cache that holds one row per article (``shared_source_cache`` with grouped attention) is
+    # filled from one encoder row per article: the source keys and values are computed once per article, not once
+    # per beam, and no beam-sized copy of the encoder output is made.
+    per_article = getattr(cache.cross_attention_cache, "beams", 1) == beams
+    if per_article:
+        cache.cross_attention_cache.beams = 1
+    source_rows = (lambda t: t) if per_article else per_row  # noqa: E731
+
     def rows_changed():
         """Tensors of one row per beam, rebuilt when the set of articles changes."""
-        r = {"encoder_outputs": BaseModelOutput(last_hidden_state=per_row(s["encoder"])),
-             "source_mask": per_row(s["source_mask"]), "columns": per_row(s["columns"]),
+        r = {"encoder_outputs": BaseModelOutput(last_hidden_state=source_rows(s["encoder"])),
+             "source_mask": source_rows(s["source_mask"]), "columns": per_row(s["columns"]),
              "invalid": per_row(s["invalid"]),
              "offset": torch.arange(len(alive), device=device).view(-1, 1) * beams}
         if column_of is not None:

@@ -295,10 +295,13 @@ def shared_source_cache(model, group: int = 1):
             self.self_attention_cache.reorder_cache(beam_idx)
 
     class OneRowPerArticle(DynamicCache):
+        beams = group  # the lean beam search (beam.py) passes one encoder row per article and sets this to 1
+
         def update(self, key_states, value_states, layer_idx, *args, **kwargs):
             # transformers expands the batch with repeat_interleave: an article's beams are consecutive rows
-            return super().update(key_states[::group].contiguous(), value_states[::group].contiguous(), layer_idx,
-                                  *args, **kwargs)
+            if self.beams > 1:
+                key_states, value_states = key_states[::self.beams].contiguous(), value_states[::self.beams].contiguous()
+            return super().update(key_states, value_states, layer_idx, *args, **kwargs)
 
     config = model.config.get_text_config(decoder=True)
     cross = OneRowPerArticle(config=config) if group > 1 else DynamicCache(config=config)
