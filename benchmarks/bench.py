@@ -58,7 +58,7 @@ def ours(articles, args) -> int:
     p = Pipeline.load(tagger=args.tagger, briefer=args.briefer, device="cpu", batch_size=args.batch_size,
                       dtype=args.dtype)
     p.briefer.generate_kwargs.update(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens)
-    args.resolved_dtype = p.models["dtype"]  # what --dtype auto chose on this machine
+    args.resolved_dtype, args.resolved_batch_size = p.models["dtype"], p.batch_size  # what the defaults chose
     return sum(1 for _ in p.analyze_batch(articles, batch_size=args.batch_size))
 
 
@@ -75,7 +75,8 @@ def side(args) -> None:
                       "articles_per_s": round(len(articles) / seconds, 3),
                       "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                       "threads": torch.get_num_threads(),
-                      "dtype": getattr(args, "resolved_dtype", "float32")}))
+                      "dtype": getattr(args, "resolved_dtype", "float32"),
+                      "batch_size": getattr(args, "resolved_batch_size", 1)}))
 
 
 def main() -> None:
@@ -84,7 +85,8 @@ def main() -> None:
     parser.add_argument("--file")
     parser.add_argument("--tagger", default="default")
     parser.add_argument("--briefer", default="default")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="conflictbrief side only (default: its own, 32 in bfloat16 and 16 in float32)")
     parser.add_argument("--dtype", default="auto",
                         help="conflictbrief side only: auto (the default: bfloat16 on a CPU with AMX, "
                              "float32 elsewhere), float32, bfloat16 or int8")
@@ -108,7 +110,7 @@ def main() -> None:
         "ratio": round(results["ours"]["articles_per_s"] / results["baseline"]["articles_per_s"], 2),
         "same_number_of_outputs": results["ours"]["outputs"] == results["baseline"]["outputs"],
         "settings": {"n": args.n, "num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens,
-                     "max_source_length": args.max_source_length, "batch_size": args.batch_size,
+                     "max_source_length": args.max_source_length, "batch_size_ours": args.batch_size or "default",
                      "dtype_ours": args.dtype,
                      "tagger_stride": 32, "no_repeat_ngram_size": 3},
     }, indent=2))

@@ -285,12 +285,14 @@ def _prepare_output(out: Path, resume: bool, overwrite: bool, fingerprint: str) 
 
 
 def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None = None, id_field: str | None = None,
-              resume: bool = False, overwrite: bool = False, batch_size: int = 16, max_chars: int | None = None,
-              dedup: bool = False, quiet: bool = False, out_format: str = "jsonl", log=None) -> dict:
+              resume: bool = False, overwrite: bool = False, batch_size: int | None = None,
+              max_chars: int | None = None, dedup: bool = False, quiet: bool = False, out_format: str = "jsonl",
+              log=None) -> dict:
     """Run the batch job; returns the summary (records, ok, failed, seconds, articles_per_s)."""
     from tqdm import tqdm
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    batch_size = batch_size or getattr(pipeline, "batch_size", 16)
     if max_chars:
         pipeline.max_chars = max_chars
     out = Path(output)

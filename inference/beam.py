@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import torch
 
+from conflictbrief.inference.heap import release_free_memory
+
 # Generation-config fields this search implements; any other field set away from its default means fallback.
 _SUPPORTED = {"num_beams", "max_new_tokens", "max_length", "no_repeat_ngram_size", "length_penalty",
               "early_stopping", "bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id",
@@ -154,6 +156,7 @@ def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, co
         return r
 
     r = rows_changed()
+    trim_at = {prompt_len + 1, (prompt_len + max_length) // 2}
     try:
         cur_len = prompt_len
         while True:
@@ -212,6 +215,11 @@ def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, co
 
             cache.reorder_cache(s["running_indices"][..., cur_len - prompt_len].reshape(-1).long())
             cur_len += 1
+            if cur_len in trim_at:
+                # The encoder's and the first step's activations, then half a search of caches grown one position
+                # at a time, are freed but stay in the heap, fragmented: give them back (inference/heap.py).
+                # At batch 32 this lowered the peak by 50-70 MiB; each call takes 4-18 ms (README, performance).
+                release_free_memory()
 
             # _check_early_stop_heuristic
             if early_stopping == "never" and length_penalty > 0.0:

@@ -29,7 +29,7 @@ from conflictbrief.inference.guards import Guard, GuardReport, Lexicon, loaded_t
     unsupported_numbers
 from conflictbrief.inference.recase import bracketed_acronyms, is_upper_cased, name_words, recase
 from conflictbrief.inference.tagger import Tagger
-from conflictbrief.model.loading import default_installed, parse_dtype
+from conflictbrief.model.loading import default_batch_size, default_installed, parse_dtype
 
 
 class InputError(ValueError):
@@ -119,8 +119,9 @@ def _overlap(a: str, b: str) -> float:
 class Pipeline:
     def __init__(self, tagger: Tagger, briefer: Briefer | None, guard: Guard | None = None,
                  max_chars: int = 200_000, min_sentences: int = 2, max_sentences: int = 5,
-                 models: dict | None = None, extractive: bool = False):
+                 models: dict | None = None, extractive: bool = False, batch_size: int = 16):
         self.tagger, self.briefer = tagger, briefer
+        self.batch_size = batch_size  # articles per model batch in analyze_batch unless the call names one
         self.extractive = extractive  # no briefer model: briefs are salient article sentences
         self.guard = guard or Guard(tagger=tagger)
         self.max_chars, self.min_sentences, self.max_sentences = max_chars, min_sentences, max_sentences
@@ -130,7 +131,8 @@ class Pipeline:
     @classmethod
     def load(cls, tagger: str | None = "default", briefer: str | None = "default", device: str = "auto",
              dtype: torch.dtype | str | None = "auto", neutrality: str | None = None, threads: int | None = None,
-             batch_size: int = 16, mentions: str = "names", min_score: float = 0.0, **kwargs) -> "Pipeline":
+             batch_size: int | None = None, mentions: str = "names", min_score: float = 0.0,
+             **kwargs) -> "Pipeline":
         """Load both models once. ``tagger``/``briefer``: 'default', a directory or a Hub name;
         ``briefer=None`` tags only. ``dtype``: 'auto' (the default) is bfloat16 on a CPU with AMX units and
         float32 elsewhere (``conflictbrief.model.loading.auto_dtype``); None or 'float32' for float32;
@@ -142,6 +144,7 @@ class Pipeline:
         if threads:
             torch.set_num_threads(threads)
         dtype = parse_dtype(dtype, device)
+        batch_size = batch_size or default_batch_size(dtype)
         t = Tagger.load(tagger, device=device, dtype=dtype, batch_size=batch_size * 2, mentions=mentions,
                         min_score=min_score)
         extractive = briefer == "default" and not default_installed("briefer")
@@ -155,7 +158,8 @@ class Pipeline:
                   "dtype": str(dtype).replace("torch.", "") if dtype is not None else "float32"}
         if extractive:
             models["briefer"] = {"ref": None, "note": "no default briefer installed: briefs are extracted sentences"}
-        return cls(t, b, Guard(lexicon, tagger=t), models=models, extractive=extractive, **kwargs)
+        return cls(t, b, Guard(lexicon, tagger=t), models=models, extractive=extractive, batch_size=batch_size,
+                   **kwargs)
 
     # ------------------------------------------------------------------------------------------ API
     def analyze(self, text: str, id: str | None = None) -> AnalysisResult:
@@ -163,10 +167,11 @@ class Pipeline:
         article = self._check(text, id)
         return self._run([(id, article)])[0]
 
-    def analyze_batch(self, items: Iterable, batch_size: int = 16, pool: int = 4) -> Iterator[AnalysisResult]:
+    def analyze_batch(self, items: Iterable, batch_size: int | None = None, pool: int = 4) -> Iterator[AnalysisResult]:
         """Stream results in input order. Items are texts or (id, text) pairs. ``batch_size * pool`` articles
         are read at a time and sorted by length into model batches (less padding); memory stays bounded by
         that. A bad item yields a result with ``error`` set instead of stopping the stream."""
+        batch_size = batch_size or self.batch_size
         iterator = iter(items)
         counter = itertools.count()
         while True:
@@ -338,7 +343,7 @@ class Pipeline:
         return [BriefSentence(picked[i], [i], "extracted") for i in sorted(picked)]
 
     # --------------------------------------------------------------------------------- evaluation
-    def evaluate_briefs(self, pairs: list[dict], batch_size: int = 16) -> dict:
+    def evaluate_briefs(self, pairs: list[dict], batch_size: int | None = None) -> dict:
         """ROUGE of the final briefs, lead-3, and the faithfulness/neutrality figures (briefer issue)."""
         from conflictbrief.inference.briefer import lead_sentences
         from conflictbrief.training.metrics import rouge_scores

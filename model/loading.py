@@ -212,6 +212,16 @@ def auto_dtype(device: str | torch.device = "auto"):
     return torch.bfloat16 if dev.type == "cpu" and cpu_has_amx() else None
 
 
+def default_batch_size(dtype) -> int:
+    """Articles per model batch when the caller names none: 32 in bfloat16/float16, 16 in float32 and int8.
+
+    Half-width activations and caches let twice the articles fit the same memory: on this project's machine
+    the 1,000-article job (bfloat16) ran 24% faster at 32 than at 16 and peaked at 1.47 GiB, under the 1.5 GiB
+    goal; float32 at 32 would not fit it (README, performance).
+    """
+    return 32 if dtype in (torch.bfloat16, torch.float16) else 16
+
+
 def cpu_has_amx() -> bool:
     """Whether this CPU has Intel AMX tiles (Xeon Sapphire Rapids and later)."""
     probe = getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", None)

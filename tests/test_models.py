@@ -454,3 +454,16 @@ def test_min_score_leaves_out_low_scored_entities_in_tag_and_tag_words(tiny_tagg
     assert Tagger.load(str(tiny_tagger_dir), device="cpu", min_score=1.0).tag_words([words]) == [["O"] * len(words)]
     with pytest.raises(ValueError, match="min_score"):
         Tagger.load(str(tiny_tagger_dir), device="cpu", min_score=2)
+
+
+def test_lean_beam_search_gives_freed_memory_back_after_the_first_step_and_half_way(tiny_briefer_dir, monkeypatch):
+    from conflictbrief.inference import beam
+
+    calls = []
+    monkeypatch.setattr(beam, "release_free_memory", lambda: calls.append(1) or True)
+    briefer = Briefer.load(str(tiny_briefer_dir), device="cpu")
+    enc = briefer.tokenizer(["Syrian forces shelled Idlib on Monday.", "Talks in Moscow ended."], padding=True,
+                            return_tensors="pt")
+    config = beam.lean_settings(briefer.model, {"num_beams": 2, "max_new_tokens": 12, "early_stopping": "never"})
+    out = beam.beam_search(briefer.model, enc["input_ids"], enc["attention_mask"], config, prune=False)
+    assert out.shape[1] == 13 and len(calls) == 2  # never stops early: steps 1 and 6 of 12

@@ -240,3 +240,17 @@ def test_free_heap_memory_goes_back_to_the_system():
     done = subprocess.run([sys.executable, "-c", _FRAGMENTED_HEAP], capture_output=True, text=True, check=True)
     released, mib = done.stdout.split()
     assert released == "True" and int(mib) > 100, done.stdout
+
+
+def test_default_batch_size_follows_the_dtype(tiny_tagger_dir, tiny_briefer_dir):
+    from conflictbrief.inference.pipeline import Pipeline
+    from conflictbrief.model.loading import default_batch_size
+
+    assert default_batch_size(torch.bfloat16) == 32 and default_batch_size(None) == 16
+    assert default_batch_size("int8") == 16
+    wide = Pipeline.load(tagger=str(tiny_tagger_dir), briefer=str(tiny_briefer_dir), device="cpu", dtype="bfloat16")
+    assert wide.batch_size == 32 and wide.briefer.batch_size == 32 and wide.tagger.batch_size == 64
+    narrow = Pipeline.load(tagger=str(tiny_tagger_dir), briefer=str(tiny_briefer_dir), device="cpu", dtype=None)
+    assert narrow.batch_size == 16 and narrow.briefer.batch_size == 16
+    named = Pipeline.load(tagger=str(tiny_tagger_dir), briefer=None, device="cpu", dtype="bfloat16", batch_size=8)
+    assert named.batch_size == 8 and named.tagger.batch_size == 16
