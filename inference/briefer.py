@@ -300,7 +300,8 @@ def shared_source_cache(model, group: int = 1):
         def update(self, key_states, value_states, layer_idx, *args, **kwargs):
             # transformers expands the batch with repeat_interleave: an article's beams are consecutive rows
             if self.beams > 1:
-                key_states, value_states = key_states[::self.beams].contiguous(), value_states[::self.beams].contiguous()
+                key_states = key_states[::self.beams].contiguous()
+                value_states = value_states[::self.beams].contiguous()
             return super().update(key_states, value_states, layer_idx, *args, **kwargs)
 
     config = model.config.get_text_config(decoder=True)
