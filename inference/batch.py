@@ -292,7 +292,7 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
     from tqdm import tqdm
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
-    batch_size = batch_size or getattr(pipeline, "batch_size", 16)
+    batch_size = batch_size or pipeline.batch_size  # the pipeline holds the default (by dtype)
     if max_chars:
         pipeline.max_chars = max_chars
     out = Path(output)
