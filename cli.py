@@ -14,13 +14,13 @@ def _add_dtype(p):
 
 
 def _add_train(sub):
-    p = sub.add_parser("train", help="fine-tune the tagger or the briefer")
-    p.add_argument("kind", choices=["tagger", "briefer"])
-    p.add_argument("--config", help="YAML config (configs/tagger.yaml, configs/briefer.yaml)")
+    p = sub.add_parser("train", help="fine-tune the tagger or the briefer; mlm: domain pre-training of an encoder")
+    p.add_argument("kind", choices=["tagger", "briefer", "mlm"])
+    p.add_argument("--config", help="YAML config (configs/tagger.yaml, configs/briefer.yaml, configs/mlm.yaml)")
     p.add_argument("--train", nargs="+", metavar="FILE", help="training files (replace the config's)")
     p.add_argument("--eval", metavar="FILE", nargs="+", help="evaluation file(s) (replace the config's)")
     p.add_argument("--output", metavar="DIR", help="output directory")
-    p.add_argument("--resume", action="store_true", help="briefer: continue from the last checkpoint")
+    p.add_argument("--resume", action="store_true", help="briefer, mlm: continue from the last checkpoint")
     p.set_defaults(accepts_overrides=True)  # trailing key=value words override the config (epochs=1)
 
 
@@ -136,7 +136,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from conflictbrief.training.config import BrieferConfig, TaggerConfig, load_config
+    from conflictbrief.training.config import BrieferConfig, ConfigError, MlmConfig, TaggerConfig, load_config
 
     extra = {"output_dir": args.output}
     if args.train:
@@ -148,6 +148,13 @@ def cmd_train(args) -> int:
         from conflictbrief.training.tagger import train_tagger
 
         report = train_tagger(config, log=lambda m: print(m, file=sys.stderr, flush=True))
+    elif args.kind == "mlm":
+        if args.eval:
+            raise ConfigError("train mlm holds out part of its own text (eval_fraction); it takes no --eval")
+        config = load_config(MlmConfig, args.config, args.overrides, extra)
+        from conflictbrief.training.mlm import train_mlm
+
+        report = train_mlm(config, resume=args.resume, log=lambda m: print(m, file=sys.stderr, flush=True))
     else:
         if args.eval:
             extra["eval"] = args.eval

