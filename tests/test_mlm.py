@@ -101,8 +101,17 @@ def test_unusable_text_stops_with_the_file_named(tmp_path):
         read_texts(DataFile(str(tmp_path / "missing.jsonl")))
     empty = tmp_path / "empty.jsonl"
     empty.write_text('{"title": "no text field"}\n')
-    with pytest.raises(DataError, match="empty.jsonl: no text found"):
+    with pytest.raises(DataError, match="empty.jsonl: no text found; first problem: .*no text field"):
         read_texts(DataFile(str(empty)), log=lambda m: None)
+    headerless = tmp_path / "events.tsv"
+    headerless.write_text("Shelling in Idlib killed 12.\t1\n")
+    with pytest.raises(DataError, match="header row.*format: lines"):
+        read_texts(DataFile(str(headerless)), log=lambda m: None)
+    assert read_texts(DataFile(str(headerless), format="lines")) == ["Shelling in Idlib killed 12."]
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n\n")
+    with pytest.raises(DataError, match="blank.txt"):
+        read_texts(DataFile(str(blank)), log=lambda m: None)
     with pytest.raises(DataError, match="unknown format 'xml'"):
         read_texts(DataFile(str(empty), format="xml"))
     conll = tmp_path / "a.conll"

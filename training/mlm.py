@@ -57,19 +57,23 @@ def read_texts(df: DataFile, log=print) -> list[str]:
     else:
         from conflictbrief.inference.batch import RecordReader, expand_inputs
 
-        bad = 0
+        bad, first_error = 0, None
         for record in RecordReader(text_field=df.text_field).read(expand_inputs([str(path)])):
             if record.error:
                 bad += 1
+                first_error = first_error or record.error
                 if bad <= 5:
                     log(f"skipped: {record.error}")
             else:
                 texts.append(record.text)
         if bad:
             log(f"{path}: {bad} record(s) skipped")
+        if not texts and first_error:
+            raise DataError(f"{path}: no text found; first problem: {first_error} (a file without a header "
+                            f"row: format: lines)")
     texts = texts[: df.limit] if df.limit else texts
     if not texts:
-        raise DataError(f"{path}: no text found (empty file, or no text field: set text_field)")
+        raise DataError(f"{path}: no text found (empty file?)")
     return texts * max(1, df.repeat)
 
 
