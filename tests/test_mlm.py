@@ -42,6 +42,8 @@ def test_mlm_lowers_held_out_loss_resumes_and_gives_the_tagger_a_base(tmp_path, 
     assert report["best"]["eval_loss"] < history[0]["eval_loss"] - 1.0  # it learned the text
     assert any("1 record(s) skipped" in m for m in logs) and any("invalid JSON" in m for m in logs)
     assert (out / "model.safetensors").is_file() and not list(out.glob("*.bin"))
+    card = (out / "README.md").read_text()
+    assert "news.jsonl`: 40 documents" in card and f"| 0 | {history[0]['eval_loss']} |" in card
 
     resumed = train_mlm(MlmConfig(**{**vars(config), "max_steps": 40}), resume=True, log=logs.append)
     assert any("resumed" in m and "step 30" in m for m in logs) and resumed["steps"] == 40

@@ -193,9 +193,11 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
     texts_per_file = {df.path: read_texts(df, log) for df in config.train}  # every file checked before training
     model, tokenizer = build_model(config)
     blocks: list[list[int]] = []
+    sizes = []
     for df in config.train:
         found = build_blocks(texts_per_file[df.path], tokenizer, config.max_length)
         log(f"{df.path}: {len(texts_per_file[df.path])} documents, {len(found)} blocks")
+        sizes.append({"path": df.path, "documents": len(texts_per_file[df.path]), "blocks": len(found)})
         blocks.extend(found)
     random.Random(config.seed).shuffle(blocks)
     n_eval = min(len(blocks) // 2, max(1, int(len(blocks) * config.eval_fraction))) if config.eval_fraction else 0
@@ -296,6 +298,32 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
     report = {"best": best, "steps": step, "total_steps": total, "finished": step >= total,
               "train_blocks": len(train_blocks), "eval_blocks": len(eval_blocks),
               "train_seconds_this_run": round(time.time() - started, 1), "train_seconds": round(seconds, 1),
-              "train_files": [vars(f) for f in config.train]}
+              "train_files": sizes}
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2))
+    write_model_card(out_dir, config, report, history_path)
     return report
+
+
+def write_model_card(out_dir: Path, config: MlmConfig, report: dict, history_path: Path):
+    """README.md of a pre-trained encoder: base, text, training time, held-out loss before and after."""
+    history = [json.loads(line) for line in history_path.read_text().splitlines()] if history_path.is_file() else []
+    best = report.get("best") or {}
+    lines = [
+        "# conflictbrief domain-adapted encoder", "",
+        f"`{config.base_model}` with masked-word training continued by `conflictbrief train mlm`. Use it as "
+        f"`base_model` of `train tagger` (or `train briefer`).", "",
+        "## Text", "",
+        *[f"- `{f['path']}`: {f['documents']} documents, {f['blocks']} blocks" for f in report["train_files"]],
+        f"- {report['train_blocks']} training blocks of {config.max_length} tokens; {report['eval_blocks']} held out", "",
+        "## Training", "",
+        f"{report['steps']} of {report['total_steps']} steps (batch {config.batch_size}, lr {config.learning_rate}, "
+        f"{round(config.mask_probability * 100)}% of words masked, word embeddings "
+        f"{'frozen' if config.freeze_word_embeddings else 'trained'}); "
+        f"{round(report['train_seconds'] / 60, 1)} minutes in all runs"
+        f"{'' if report['finished'] else ' (not finished: continue with --resume)'}.", "",
+        "## Held-out masked-word loss", "",
+        "| step | loss | perplexity |", "|---|---|---|",
+        *[f"| {h['step']} | {h['eval_loss']} | {h['eval_perplexity']} |" for h in history], "",
+        f"Kept: step {best.get('step')}. The config used is `training_config.yaml`.",
+    ]
+    (out_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
