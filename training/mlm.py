@@ -188,6 +188,8 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
         raise DataError("no training text: give --train FILE or 'train:' in the config")
     if not 0 < config.mask_probability < 1:
         raise DataError(f"mask_probability must be between 0 and 1, got {config.mask_probability}")
+    if not 0 <= config.eval_fraction < 1:
+        raise DataError(f"eval_fraction must be at least 0 and below 1, got {config.eval_fraction}")
     check_mixed_precision(config.mixed_precision)
     set_seed(config.seed)
     texts_per_file = {df.path: read_texts(df, log) for df in config.train}  # every file checked before training
