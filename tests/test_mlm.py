@@ -124,3 +124,27 @@ def test_unusable_text_stops_with_the_file_named(tmp_path):
     conll = tmp_path / "a.conll"
     conll.write_text("-DOCSTART- O\n\nIdlib B-Location\nwas O\nshelled O\n\nAleppo B-Location\n")
     assert read_texts(DataFile(str(conll), format="conll")) == ["Idlib was shelled", "Aleppo"]
+
+
+def test_blocks_keep_every_token_in_order_framed_by_cls_and_sep():
+    from transformers import AutoTokenizer
+
+    from conflictbrief.inference.clean import clean
+    from conflictbrief.model.loading import base_model_path
+    from conflictbrief.training.mlm import build_blocks
+
+    tok = AutoTokenizer.from_pretrained(base_model_path())
+    texts = [s * (n + 1) for n, s in enumerate(SENTENCES)] + ["Ceasefire talks &amp; shelling in Idlib."]
+    blocks = build_blocks(texts, tok, 24)
+    assert blocks.dtype == torch.int32 and blocks.shape[1] == 24
+    assert (blocks[:, 0] == tok.cls_token_id).all()
+    expected = []
+    for t in texts:
+        expected += tok(clean(t).text, add_special_tokens=False)["input_ids"] + [tok.sep_token_id]
+    got = []
+    for row in blocks.tolist():
+        real = [t for t in row if t != tok.pad_token_id]
+        assert real[-1] == tok.sep_token_id  # every block is closed
+        got += real[1:-1]
+    assert got == expected[: len(got)] and len(expected) - len(got) < 22 // 4 + 1  # only a short tail is dropped
+    assert tok.convert_tokens_to_ids("&") in got and "amp" not in tok.convert_ids_to_tokens(got)  # cleaned

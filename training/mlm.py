@@ -77,25 +77,37 @@ def read_texts(df: DataFile, log=print) -> list[str]:
     return texts * max(1, df.repeat)
 
 
-def build_blocks(texts: list[str], tokenizer, max_length: int) -> list[list[int]]:
-    """Clean, tokenize, join (a [SEP] between documents) and cut into blocks of max_length - 2 subwords."""
+def build_blocks(texts: list[str], tokenizer, max_length: int) -> torch.Tensor:
+    """Clean, tokenize, join (a [SEP] between documents) and cut into blocks of max_length - 2 subwords, each
+    framed by [CLS] ... [SEP]. One int32 row per block (4 bytes a token: a dump of a billion tokens is 4 GB,
+    not the 30+ GB of Python lists); a last partial block is padded."""
+    from array import array
+
     from conflictbrief.inference.clean import clean
 
     width = max_length - 2
+    full = array("i")
     stream: list[int] = []
-    blocks: list[list[int]] = []
     for start in range(0, len(texts), 256):
         chunk = [clean(t).text for t in texts[start: start + 256]]
         for ids in tokenizer(chunk, add_special_tokens=False)["input_ids"]:
-            if not ids:
-                continue
-            stream.extend(ids + [tokenizer.sep_token_id])
-            while len(stream) >= width:
-                blocks.append(stream[:width])
-                stream = stream[width:]
+            if ids:
+                stream.extend(ids + [tokenizer.sep_token_id])
+        cut = len(stream) - len(stream) % width
+        full.extend(stream[:cut])
+        stream = stream[cut:]
+    rows = torch.frombuffer(full, dtype=torch.int32).view(-1, width) if len(full) else \
+        torch.empty(0, width, dtype=torch.int32)
     if len(stream) > width // 4:
-        blocks.append(stream)
-    return [[tokenizer.cls_token_id] + b + [tokenizer.sep_token_id] for b in blocks]
+        last = torch.full((1, width), tokenizer.pad_token_id, dtype=torch.int32)
+        last[0, : len(stream)] = torch.tensor(stream, dtype=torch.int32)
+        rows = torch.cat([rows, last])
+    blocks = torch.full((len(rows), max_length), tokenizer.pad_token_id, dtype=torch.int32)
+    blocks[:, 0] = tokenizer.cls_token_id
+    blocks[:, 1:-1] = rows
+    ends = (blocks != tokenizer.pad_token_id).sum(1)  # [SEP] after the last real token
+    blocks[torch.arange(len(blocks)), ends.clamp(max=max_length - 1)] = tokenizer.sep_token_id
+    return blocks
 
 
 def continuation_table(tokenizer) -> torch.Tensor:
@@ -192,23 +204,25 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
         raise DataError(f"eval_fraction must be at least 0 and below 1, got {config.eval_fraction}")
     check_mixed_precision(config.mixed_precision)
     set_seed(config.seed)
-    texts_per_file = {df.path: read_texts(df, log) for df in config.train}  # every file checked before training
     model, tokenizer = build_model(config)
-    blocks: list[list[int]] = []
-    sizes = []
-    for df in config.train:
-        found = build_blocks(texts_per_file[df.path], tokenizer, config.max_length)
-        log(f"{df.path}: {len(texts_per_file[df.path])} documents, {len(found)} blocks")
-        sizes.append({"path": df.path, "documents": len(texts_per_file[df.path]), "blocks": len(found)})
-        blocks.extend(found)
-    random.Random(config.seed).shuffle(blocks)
+    parts, sizes = [], []
+    for df in config.train:  # every file is read (and checked) before training starts; texts are not kept
+        texts = read_texts(df, log)
+        found = build_blocks(texts, tokenizer, config.max_length)
+        log(f"{df.path}: {len(texts)} documents, {len(found)} blocks")
+        sizes.append({"path": df.path, "documents": len(texts), "blocks": len(found)})
+        parts.append(found)
+        del texts
+    blocks = torch.cat(parts)
+    del parts
+    blocks = blocks[torch.randperm(len(blocks), generator=torch.Generator().manual_seed(config.seed))]
     n_eval = min(len(blocks) // 2, max(1, int(len(blocks) * config.eval_fraction))) if config.eval_fraction else 0
     eval_blocks, train_blocks = blocks[:n_eval], blocks[n_eval:]
-    if not train_blocks:
+    if not len(train_blocks):
         raise DataError("not enough text for one training block")
     continues = continuation_table(tokenizer)
     eval_rng = random.Random(config.seed + 1)
-    eval_rows = [mask_block(b, eval_rng, tokenizer, continues, config.mask_probability) for b in eval_blocks]
+    eval_rows = [mask_block(b.tolist(), eval_rng, tokenizer, continues, config.mask_probability) for b in eval_blocks]
 
     steps_per_epoch = math.ceil(len(train_blocks) / config.batch_size)
     total = config.max_steps or max(1, int(steps_per_epoch * config.epochs))
@@ -270,7 +284,8 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
         for b in range(offset, steps_per_epoch):
             idx = order[b * config.batch_size: (b + 1) * config.batch_size]
             rng = random.Random(f"{config.seed}:{step}")  # masks are a function of the step: resume agrees
-            rows = [mask_block(train_blocks[i], rng, tokenizer, continues, config.mask_probability) for i in idx]
+            rows = [mask_block(train_blocks[i].tolist(), rng, tokenizer, continues, config.mask_probability)
+                    for i in idx]
             batch = {k: v.to(device) for k, v in collate(rows, tokenizer.pad_token_id).items()}
             with precision:
                 loss = masked_loss(model, batch)
