@@ -13,15 +13,15 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from conflictbrief.inference.briefer import HEADLINE_SEP, Briefer, lead_sentences, source_for
 from conflictbrief.inference.clean import clean
 from conflictbrief.training.config import BrieferConfig, dump_config
+from conflictbrief.training.loop import load_checkpoint, run_steps, save_checkpoint
 from conflictbrief.training.metrics import rouge_scores
 from conflictbrief.training.readers import DataError, read_brief_file
 from conflictbrief.training.tagger import check_mixed_precision, forward_precision, length_grouped_batches, \
-    optimizer_step, progress_line
+    optimizer_step
 
 
 def load_pairs(files) -> list[dict]:
@@ -98,44 +98,6 @@ def evaluate_pairs(briefer: Briefer, pairs: list[dict], **generate_overrides) ->
             "n": len(pairs), "seconds_per_article": round(seconds / max(1, len(pairs)), 3)}
 
 
-def _save_checkpoint(path: Path, model, optimizer, scheduler, step: int, best: dict | None, best_score: float,
-                     seconds: float = 0.0):
-    path.mkdir(parents=True, exist_ok=True)
-    # Cloned: tied weights share storage, which safetensors refuses to write twice.
-    tensors = {f"model.{k}": v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    names = {id(p): n for n, p in model.named_parameters()}
-    groups = []
-    for g in optimizer.param_groups:
-        groups.append({k: v for k, v in g.items() if k != "params"} | {"params": [names[id(p)] for p in g["params"]]})
-        for p in g["params"]:
-            for key, value in optimizer.state.get(p, {}).items():
-                tensors[f"optim.{names[id(p)]}.{key}"] = torch.as_tensor(value).detach().cpu().clone()
-    save_file(tensors, str(path / "state.safetensors"))
-    meta = {"step": step, "scheduler": scheduler.state_dict(), "param_groups": groups, "best": best,
-            "best_score": best_score, "train_seconds": round(seconds, 1)}
-    (path / "state.json").write_text(json.dumps(meta))
-
-
-def _load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, dict | None, float, float]:
-    """(step, best metrics, best score, training seconds of all runs so far)."""
-    tensors = load_file(str(path / "state.safetensors"))
-    meta = json.loads((path / "state.json").read_text())
-    model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    model.load_state_dict(model_state, strict=False)
-    params = dict(model.named_parameters())
-    for group, saved in zip(optimizer.param_groups, meta["param_groups"]):
-        for k, v in saved.items():
-            if k != "params":
-                group[k] = v
-        for name in saved["params"]:
-            state = {key.rsplit(".", 1)[1]: t for key, t in tensors.items()
-                     if key.startswith(f"optim.{name}.") and key.count(".") == name.count(".") + 2}
-            if state:
-                optimizer.state[params[name]] = state
-    scheduler.load_state_dict(meta["scheduler"])
-    return meta["step"], meta["best"], meta["best_score"], meta.get("train_seconds", 0.0)
-
-
 def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dict:
     """Train, evaluate, keep the best model in ``config.output_dir``; returns a report with the best metrics."""
     from accelerate.utils import set_seed
@@ -168,17 +130,16 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
     if resume:
         if not (ckpt / "state.json").is_file():
             raise DataError(f"--resume: no checkpoint in {ckpt}")
-        step, best, best_score, earlier_seconds = _load_checkpoint(ckpt, model, optimizer, scheduler)
+        step, best, best_score, earlier_seconds = load_checkpoint(ckpt, model, optimizer, scheduler)
         log(f"resumed from {ckpt} at step {step}")
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, out_dir / "training_config.yaml")
     log(f"train: {len(train_pairs)} pairs, {total} steps ({steps_per_epoch}/epoch); eval: {len(eval_pairs)} "
         f"pairs; device {device}")
     history_path = out_dir / "history.jsonl"
-    started, running, seen_steps = time.time(), 0.0, 0
-    deadline = started + config.time_limit_minutes * 60 if config.time_limit_minutes else None
+    started = time.time()
 
-    def run_eval():
+    def run_eval(step: int):
         nonlocal best, best_score
         model.eval()
         briefer = Briefer(model, tokenizer, config.max_source_length, config.eval_batch_size)
@@ -198,42 +159,26 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
             tokenizer.save_pretrained(out_dir)
         model.train()
 
-    model.train()
-    stopped_early = False
     precision = forward_precision(config.mixed_precision, device)
-    while step < total and not stopped_early:
-        epoch, offset = divmod(step, steps_per_epoch)
-        batches = length_grouped_batches(lengths, config.batch_size, random.Random(config.seed + epoch))
-        for batch_idx in batches[offset:]:
-            batch = {k: v.to(device) for k, v in collate([features[i] for i in batch_idx],
-                                                         tokenizer.pad_token_id).items()}
-            labels = batch.pop("labels")
-            with precision:
-                logits = model(**batch).logits
-            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(),
-                                                     ignore_index=-100, label_smoothing=config.label_smoothing)
-            loss.backward()
-            optimizer_step(params, optimizer, scheduler)
-            step += 1
-            seen_steps += 1
-            running += loss.item()
-            if step % config.log_every == 0:
-                log(progress_line(step, total, running / config.log_every, seen_steps / (time.time() - started)))
-                running = 0.0
-            if step % config.save_every == 0:
-                _save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score,
-                                 earlier_seconds + time.time() - started)
-            if config.eval_every and step % config.eval_every == 0:
-                run_eval()
-            if deadline and time.time() > deadline:
-                log(f"time limit reached at step {step}; resume with --resume")
-                stopped_early = True
-                break
-            if step >= total:
-                break
-    run_eval()
+
+    def loss_of(batch_idx, step):
+        batch = {k: v.to(device) for k, v in collate([features[i] for i in batch_idx], tokenizer.pad_token_id).items()}
+        labels = batch.pop("labels")
+        with precision:
+            logits = model(**batch).logits
+        return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(),
+                                                 ignore_index=-100, label_smoothing=config.label_smoothing)
+
+    def save(step, seconds_this_run):
+        save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, earlier_seconds + seconds_this_run)
+
+    model.train()
+    step, _ = run_steps(
+        step, total, lambda epoch: length_grouped_batches(lengths, config.batch_size, random.Random(config.seed + epoch)),
+        loss_of, lambda: optimizer_step(params, optimizer, scheduler), steps_per_epoch, config, save, run_eval, log)
+    run_eval(step)
     seconds = earlier_seconds + time.time() - started
-    _save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, seconds)
+    save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, seconds)
     report = {"best": best, "steps": step, "total_steps": total, "finished": step >= total,
               "train_seconds_this_run": round(time.time() - started, 1), "train_seconds": round(seconds, 1),
               "train_files": [vars(f) for f in config.train], "eval_files": [vars(f) for f in config.eval]}

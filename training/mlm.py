@@ -190,9 +190,8 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
     from accelerate.utils import set_seed
     from transformers import get_linear_schedule_with_warmup
 
-    from conflictbrief.training.briefer import _load_checkpoint, _save_checkpoint
-    from conflictbrief.training.tagger import check_mixed_precision, forward_precision, optimizer_step, \
-        progress_line
+    from conflictbrief.training.loop import load_checkpoint, run_steps, save_checkpoint
+    from conflictbrief.training.tagger import check_mixed_precision, forward_precision, optimizer_step
 
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -239,7 +238,7 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
     if resume:
         if not (ckpt / "state.json").is_file():
             raise DataError(f"--resume: no checkpoint in {ckpt}")
-        step, best, best_score, earlier_seconds = _load_checkpoint(ckpt, model, optimizer, scheduler)
+        step, best, best_score, earlier_seconds = load_checkpoint(ckpt, model, optimizer, scheduler)
         log(f"resumed from {ckpt} at step {step}")
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, out_dir / "training_config.yaml")
@@ -249,7 +248,7 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
     precision = forward_precision(config.mixed_precision, device)
 
     @torch.no_grad()
-    def run_eval():
+    def run_eval(step: int):
         nonlocal best, best_score
         model.eval()
         losses, weights = [], []
@@ -272,46 +271,31 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
         model.train()
 
     if eval_rows and step == 0:
-        run_eval()  # the base's own held-out loss, the figure to compare with
-    model.train()
-    started, running, seen_steps = time.time(), 0.0, 0
-    deadline = started + config.time_limit_minutes * 60 if config.time_limit_minutes else None
-    stopped_early = False
-    while step < total and not stopped_early:
-        epoch, offset = divmod(step, steps_per_epoch)
+        run_eval(step)  # the base's own held-out loss, the figure to compare with
+    started = time.time()
+
+    def epoch_batches(epoch):
         order = list(range(len(train_blocks)))
         random.Random(config.seed + epoch).shuffle(order)
-        for b in range(offset, steps_per_epoch):
-            idx = order[b * config.batch_size: (b + 1) * config.batch_size]
-            rng = random.Random(f"{config.seed}:{step}")  # masks are a function of the step: resume agrees
-            rows = [mask_block(train_blocks[i].tolist(), rng, tokenizer, continues, config.mask_probability)
-                    for i in idx]
-            batch = {k: v.to(device) for k, v in collate(rows, tokenizer.pad_token_id).items()}
-            with precision:
-                loss = masked_loss(model, batch)
-            loss.backward()
-            optimizer_step(params, optimizer, scheduler)
-            step += 1
-            seen_steps += 1
-            running += loss.item()
-            if step % config.log_every == 0:
-                log(progress_line(step, total, running / config.log_every, seen_steps / (time.time() - started)))
-                running = 0.0
-            if step % config.save_every == 0:
-                _save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score,
-                                 earlier_seconds + time.time() - started)
-            if config.eval_every and step % config.eval_every == 0:
-                run_eval()
-            if deadline and time.time() > deadline:
-                log(f"time limit reached at step {step}; resume with --resume")
-                stopped_early = True
-                break
-            if step >= total:
-                break
+        return [order[b * config.batch_size: (b + 1) * config.batch_size] for b in range(steps_per_epoch)]
+
+    def loss_of(idx, step):
+        rng = random.Random(f"{config.seed}:{step}")  # masks are a function of the step: resume agrees
+        rows = [mask_block(train_blocks[i].tolist(), rng, tokenizer, continues, config.mask_probability) for i in idx]
+        batch = {k: v.to(device) for k, v in collate(rows, tokenizer.pad_token_id).items()}
+        with precision:
+            return masked_loss(model, batch)
+
+    def save(step, seconds_this_run):
+        save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, earlier_seconds + seconds_this_run)
+
+    model.train()
+    step, _ = run_steps(step, total, epoch_batches, loss_of, lambda: optimizer_step(params, optimizer, scheduler),
+                        steps_per_epoch, config, save, run_eval, log)
     if not (config.eval_every and step % config.eval_every == 0):
-        run_eval()
+        run_eval(step)
     seconds = earlier_seconds + time.time() - started
-    _save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, seconds)
+    save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, seconds)
     report = {"best": best, "steps": step, "total_steps": total, "finished": step >= total,
               "train_blocks": len(train_blocks), "eval_blocks": len(eval_blocks),
               "train_seconds_this_run": round(time.time() - started, 1), "train_seconds": round(seconds, 1),

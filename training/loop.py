@@ -1,0 +1,88 @@
+"""The resumable training loop that the briefer and `train mlm` share, and its checkpoints.
+
+Checkpoints hold weights *and* optimizer state as safetensors (no pickle); the data order of an epoch is a
+function of the seed, so ``--resume`` continues with the very batch where a run stopped.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def save_checkpoint(path: Path, model, optimizer, scheduler, step: int, best: dict | None, best_score: float,
+                     seconds: float = 0.0):
+    path.mkdir(parents=True, exist_ok=True)
+    # Cloned: tied weights share storage, which safetensors refuses to write twice.
+    tensors = {f"model.{k}": v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = []
+    for g in optimizer.param_groups:
+        groups.append({k: v for k, v in g.items() if k != "params"} | {"params": [names[id(p)] for p in g["params"]]})
+        for p in g["params"]:
+            for key, value in optimizer.state.get(p, {}).items():
+                tensors[f"optim.{names[id(p)]}.{key}"] = torch.as_tensor(value).detach().cpu().clone()
+    save_file(tensors, str(path / "state.safetensors"))
+    meta = {"step": step, "scheduler": scheduler.state_dict(), "param_groups": groups, "best": best,
+            "best_score": best_score, "train_seconds": round(seconds, 1)}
+    (path / "state.json").write_text(json.dumps(meta))
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, dict | None, float, float]:
+    """(step, best metrics, best score, training seconds of all runs so far)."""
+    tensors = load_file(str(path / "state.safetensors"))
+    meta = json.loads((path / "state.json").read_text())
+    model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    model.load_state_dict(model_state, strict=False)
+    params = dict(model.named_parameters())
+    for group, saved in zip(optimizer.param_groups, meta["param_groups"]):
+        for k, v in saved.items():
+            if k != "params":
+                group[k] = v
+        for name in saved["params"]:
+            state = {key.rsplit(".", 1)[1]: t for key, t in tensors.items()
+                     if key.startswith(f"optim.{name}.") and key.count(".") == name.count(".") + 2}
+            if state:
+                optimizer.state[params[name]] = state
+    scheduler.load_state_dict(meta["scheduler"])
+    return meta["step"], meta["best"], meta["best_score"], meta.get("train_seconds", 0.0)
+
+
+def run_steps(step: int, total: int, epoch_batches: Callable[[int], list], loss_of: Callable[[object, int], torch.Tensor],
+              update: Callable[[], None], steps_per_epoch: int, config, save: Callable[[int, float], None],
+              evaluate: Callable[[int], None], log=print) -> tuple[int, bool]:
+    """Optimiser steps from ``step`` to ``total``: ``epoch_batches(epoch)`` lists the batches of an epoch (a
+    function of the seed), ``loss_of(batch, step)`` computes a loss, ``update()`` applies the gradients.
+    Logs every ``config.log_every`` steps, calls ``save(step, seconds of this run)`` every ``save_every`` and
+    ``evaluate(step)`` every ``eval_every``, and stops cleanly after ``time_limit_minutes``.
+    Returns (last step, whether the time limit stopped it)."""
+    from conflictbrief.training.tagger import progress_line
+
+    started, running, seen_steps = time.time(), 0.0, 0
+    deadline = started + config.time_limit_minutes * 60 if config.time_limit_minutes else None
+    while step < total:
+        epoch, offset = divmod(step, steps_per_epoch)
+        for batch in epoch_batches(epoch)[offset:]:
+            loss = loss_of(batch, step)
+            loss.backward()
+            update()
+            step += 1
+            seen_steps += 1
+            running += loss.item()
+            if step % config.log_every == 0:
+                log(progress_line(step, total, running / config.log_every, seen_steps / (time.time() - started)))
+                running = 0.0
+            if step % config.save_every == 0:
+                save(step, time.time() - started)
+            if config.eval_every and step % config.eval_every == 0:
+                evaluate(step)
+            if deadline and time.time() > deadline:
+                log(f"time limit reached at step {step}; resume with --resume")
+                return step, True
+            if step >= total:
+                break
+    return step, False
