@@ -17,7 +17,7 @@ import torch
 from conflictbrief.inference.briefer import HEADLINE_SEP, Briefer, lead_sentences, source_for
 from conflictbrief.inference.clean import clean
 from conflictbrief.training.config import BrieferConfig, dump_config
-from conflictbrief.training.loop import load_checkpoint, run_steps, save_checkpoint
+from conflictbrief.training.loop import make_optimizer, run_steps, save_checkpoint, start_or_resume
 from conflictbrief.training.metrics import rouge_scores
 from conflictbrief.training.readers import DataError, read_brief_file
 from conflictbrief.training.tagger import check_mixed_precision, forward_precision, length_grouped_batches, \
@@ -101,7 +101,6 @@ def evaluate_pairs(briefer: Briefer, pairs: list[dict], **generate_overrides) ->
 def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dict:
     """Train, evaluate, keep the best model in ``config.output_dir``; returns a report with the best metrics."""
     from accelerate.utils import set_seed
-    from transformers import get_linear_schedule_with_warmup
 
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -119,19 +118,11 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
     total = config.max_steps or max(1, int(steps_per_epoch * config.epochs))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW([{"params": [p for p in params if p.ndim > 1], "weight_decay": config.weight_decay},
-                                   {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}],
-                                  lr=config.learning_rate)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(total * config.warmup_ratio), total)
+    params, optimizer, scheduler = make_optimizer(model, config, total)
     out_dir = Path(config.output_dir)
     ckpt = out_dir / "checkpoint"
-    step, best, best_score, earlier_seconds = 0, None, -1.0, 0.0
-    if resume:
-        if not (ckpt / "state.json").is_file():
-            raise DataError(f"--resume: no checkpoint in {ckpt}")
-        step, best, best_score, earlier_seconds = load_checkpoint(ckpt, model, optimizer, scheduler)
-        log(f"resumed from {ckpt} at step {step}")
+    step, best, best_score, earlier_seconds = start_or_resume(ckpt, model, optimizer, scheduler, resume, -1.0, log,
+                                                              DataError)
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, out_dir / "training_config.yaml")
     log(f"train: {len(train_pairs)} pairs, {total} steps ({steps_per_epoch}/epoch); eval: {len(eval_pairs)} "

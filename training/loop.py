@@ -52,6 +52,32 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, dict 
     return meta["step"], meta["best"], meta["best_score"], meta.get("train_seconds", 0.0)
 
 
+def make_optimizer(model, config, total: int):
+    """(trainable parameters, AdamW without decay on biases and norms, linear warm-up then decay), as every
+    trainer here uses them."""
+    from transformers import get_linear_schedule_with_warmup
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW([{"params": [p for p in params if p.ndim > 1], "weight_decay": config.weight_decay},
+                                   {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}],
+                                  lr=config.learning_rate)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(total * config.warmup_ratio), total)
+    return params, optimizer, scheduler
+
+
+def start_or_resume(ckpt: Path, model, optimizer, scheduler, resume: bool, start_score: float, log=print,
+                    error=ValueError) -> tuple[int, dict | None, float, float]:
+    """(step, best metrics, best score, training seconds so far): a fresh start, or the checkpoint's with
+    ``--resume`` (``error`` when there is none)."""
+    if not resume:
+        return 0, None, start_score, 0.0
+    if not (ckpt / "state.json").is_file():
+        raise error(f"--resume: no checkpoint in {ckpt}")
+    state = load_checkpoint(ckpt, model, optimizer, scheduler)
+    log(f"resumed from {ckpt} at step {state[0]}")
+    return state
+
+
 def run_steps(step: int, total: int, epoch_batches: Callable[[int], list], loss_of: Callable[[object, int], torch.Tensor],
               update: Callable[[], None], steps_per_epoch: int, config, save: Callable[[int, float], None],
               evaluate: Callable[[int], None], log=print) -> tuple[int, bool]:

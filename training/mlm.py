@@ -188,9 +188,8 @@ def masked_loss(model, batch: dict) -> torch.Tensor:
 def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
     """Continue masked-word pre-training; keeps the model with the lowest held-out loss in output_dir."""
     from accelerate.utils import set_seed
-    from transformers import get_linear_schedule_with_warmup
 
-    from conflictbrief.training.loop import load_checkpoint, run_steps, save_checkpoint
+    from conflictbrief.training.loop import make_optimizer, run_steps, save_checkpoint, start_or_resume
     from conflictbrief.training.tagger import check_mixed_precision, forward_precision, optimizer_step
 
     if config.threads:
@@ -227,19 +226,11 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
     total = config.max_steps or max(1, int(steps_per_epoch * config.epochs))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW([{"params": [p for p in params if p.ndim > 1], "weight_decay": config.weight_decay},
-                                   {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}],
-                                  lr=config.learning_rate)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(total * config.warmup_ratio), total)
+    params, optimizer, scheduler = make_optimizer(model, config, total)
     out_dir = Path(config.output_dir)
     ckpt = out_dir / "checkpoint"
-    step, best, best_score, earlier_seconds = 0, None, float("-inf"), 0.0
-    if resume:
-        if not (ckpt / "state.json").is_file():
-            raise DataError(f"--resume: no checkpoint in {ckpt}")
-        step, best, best_score, earlier_seconds = load_checkpoint(ckpt, model, optimizer, scheduler)
-        log(f"resumed from {ckpt} at step {step}")
+    step, best, best_score, earlier_seconds = start_or_resume(ckpt, model, optimizer, scheduler, resume, float("-inf"), log,
+                                                              DataError)
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, out_dir / "training_config.yaml")
     log(f"train: {len(train_blocks)} blocks of {config.max_length} tokens, {total} steps ({steps_per_epoch}/epoch); "

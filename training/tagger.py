@@ -21,6 +21,7 @@ from conflictbrief.inference.tagger import Tagger, drop_bare_tags, encode_words,
     uses_case_feature
 from conflictbrief.model.labels import OUTSIDE, LabelSchema
 from conflictbrief.training.config import ConfigError, TaggerConfig, dump_config
+from conflictbrief.training.loop import make_optimizer
 from conflictbrief.training.metrics import entity_scores, restrict_tags
 from conflictbrief.training.readers import DataError, read_tagger_file, to_dataset
 
@@ -235,7 +236,6 @@ def train_tagger(config: TaggerConfig, log=print) -> dict:
     """Train, evaluate, keep the best model in ``config.output_dir``; returns the best metrics."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from transformers import get_linear_schedule_with_warmup
 
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -264,12 +264,7 @@ def train_tagger(config: TaggerConfig, log=print) -> dict:
     total = config.max_steps or max(1, int(steps_per_epoch * config.epochs))
 
     accelerator = Accelerator()
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(total * config.warmup_ratio), total)
+    params, optimizer, scheduler = make_optimizer(model, config, total)
     model, optimizer = accelerator.prepare(model, optimizer)
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
