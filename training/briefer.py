@@ -163,10 +163,12 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
     def save(step, seconds_this_run):
         save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, earlier_seconds + seconds_this_run)
 
+    def epoch_batches(epoch):
+        return length_grouped_batches(lengths, config.batch_size, random.Random(config.seed + epoch))
+
     model.train()
-    step, _ = run_steps(
-        step, total, lambda epoch: length_grouped_batches(lengths, config.batch_size, random.Random(config.seed + epoch)),
-        loss_of, lambda: optimizer_step(params, optimizer, scheduler), steps_per_epoch, config, save, run_eval, log)
+    step, _ = run_steps(step, total, epoch_batches, loss_of, lambda: optimizer_step(params, optimizer, scheduler),
+                        steps_per_epoch, config, save, run_eval, log)
     run_eval(step)
     seconds = earlier_seconds + time.time() - started
     save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, seconds)

@@ -78,8 +78,8 @@ def start_or_resume(ckpt: Path, model, optimizer, scheduler, resume: bool, start
     return state
 
 
-def run_steps(step: int, total: int, epoch_batches: Callable[[int], list], loss_of: Callable[[object, int], torch.Tensor],
-              update: Callable[[], None], steps_per_epoch: int, config, save: Callable[[int, float], None],
+def run_steps(step: int, total: int, epoch_batches: Callable[[int], list],
+              loss_of: Callable[[object, int], torch.Tensor], update: Callable[[], None], steps_per_epoch: int, config, save: Callable[[int, float], None],
               evaluate: Callable[[int], None], log=print) -> tuple[int, bool]:
     """Optimiser steps from ``step`` to ``total``: ``epoch_batches(epoch)`` lists the batches of an epoch (a
     function of the seed), ``loss_of(batch, step)`` computes a loss, ``update()`` applies the gradients.

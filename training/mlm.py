@@ -229,8 +229,8 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
     params, optimizer, scheduler = make_optimizer(model, config, total)
     out_dir = Path(config.output_dir)
     ckpt = out_dir / "checkpoint"
-    step, best, best_score, earlier_seconds = start_or_resume(ckpt, model, optimizer, scheduler, resume, float("-inf"), log,
-                                                              DataError)
+    step, best, best_score, earlier_seconds = start_or_resume(ckpt, model, optimizer, scheduler, resume,
+                                                              float("-inf"), log, DataError)
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, out_dir / "training_config.yaml")
     log(f"train: {len(train_blocks)} blocks of {config.max_length} tokens, {total} steps ({steps_per_epoch}/epoch); "
@@ -306,7 +306,8 @@ def write_model_card(out_dir: Path, config: MlmConfig, report: dict, history_pat
         f"`base_model` of `train tagger` (or `train briefer`).", "",
         "## Text", "",
         *[f"- `{f['path']}`: {f['documents']} documents, {f['blocks']} blocks" for f in report["train_files"]],
-        f"- {report['train_blocks']} training blocks of {config.max_length} tokens; {report['eval_blocks']} held out", "",
+        f"- {report['train_blocks']} training blocks of {config.max_length} tokens; "
+        f"{report['eval_blocks']} held out", "",
         "## Training", "",
         f"{report['steps']} of {report['total_steps']} steps (batch {config.batch_size}, lr {config.learning_rate}, "
         f"{round(config.mask_probability * 100)}% of words masked, word embeddings "
