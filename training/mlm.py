@@ -201,6 +201,9 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
     if not 0 <= config.eval_fraction < 1:
         raise DataError(f"eval_fraction must be at least 0 and below 1, got {config.eval_fraction}")
     check_mixed_precision(config.mixed_precision)
+    ckpt = Path(config.output_dir) / "checkpoint"
+    if resume and not (ckpt / "state.json").is_file():  # before minutes of reading and tokenizing
+        raise DataError(f"--resume: no checkpoint in {ckpt}")
     set_seed(config.seed)
     model, tokenizer = build_model(config)
     parts, sizes = [], []
@@ -228,7 +231,6 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
     model.to(device)
     params, optimizer, scheduler = make_optimizer(model, config, total)
     out_dir = Path(config.output_dir)
-    ckpt = out_dir / "checkpoint"
     step, best, best_score, earlier_seconds = start_or_resume(ckpt, model, optimizer, scheduler, resume,
                                                               float("-inf"), log, DataError)
     out_dir.mkdir(parents=True, exist_ok=True)
