@@ -36,3 +36,26 @@ def test_missing_file_and_bad_override_syntax(tmp_path):
         load_config(TaggerConfig, tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="key=value"):
         load_config(TaggerConfig, None, ["epochs"])
+
+
+def test_teachers_take_one_name_or_a_list_and_nothing_else(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text("teachers: runs/big\ntrain:\n  - {path: news.txt, format: lines, unlabelled: true}\n")
+    config = load_config(TaggerConfig, path)
+    assert config.teachers == ["runs/big"] and config.train[0].unlabelled
+    assert load_config(TaggerConfig, path, ["teachers=[default, runs/b]"]).teachers == ["default", "runs/b"]
+    with pytest.raises(ConfigError, match=r"teachers: expected a list of names or paths, got \[1, 2\]"):
+        load_config(TaggerConfig, path, ["teachers=[1, 2]"])
+
+
+def test_every_shipped_training_config_loads():
+    from pathlib import Path
+
+    from conflictbrief.training.config import MlmConfig
+
+    configs = Path(__file__).resolve().parent.parent / "configs"
+    kinds = {"tagger": TaggerConfig, "briefer": BrieferConfig, "mlm": MlmConfig}
+    loaded = [load_config(kinds[p.stem.split("-")[0]], p) for p in sorted(configs.glob("*.yaml"))
+              if p.stem.split("-")[0] in kinds]
+    assert len(loaded) == 5
+    assert [c.teachers for c in loaded if isinstance(c, TaggerConfig) and c.teachers][0][0] == "default"

@@ -385,6 +385,8 @@ def test_augmentation_and_case_dropout_settings_out_of_range_stop_before_trainin
                      log=lambda m: None)
     with pytest.raises(ConfigError, match="case_dropout: must be between 0 and 1"):
         train_tagger(TaggerConfig(train=[DataFile(spans)], case_dropout=1.5, **base), log=lambda m: None)
+    with pytest.raises(ConfigError, match="label_weight_power: must be 0 or more, got -1"):
+        train_tagger(TaggerConfig(train=[DataFile(spans)], label_weight_power=-1, **base), log=lambda m: None)
     assert not (tmp_path / "t").exists()
 
 
@@ -467,3 +469,87 @@ def test_lean_beam_search_gives_freed_memory_back_after_the_first_step_and_half_
     config = beam.lean_settings(briefer.model, {"num_beams": 2, "max_new_tokens": 12, "early_stopping": "never"})
     out = beam.beam_search(briefer.model, enc["input_ids"], enc["attention_mask"], config, prune=False)
     assert out.shape[1] == 13 and len(calls) == 2  # never stops early: steps 1 and 6 of 12
+
+
+def test_distillation_teaches_the_teachers_tags_and_checks_teachers_first(_tiny_tagger_dir, data_dir, tmp_path):
+    from conflictbrief.model.labels import LabelSchema
+    from conflictbrief.training.config import ConfigError, DataFile, TaggerConfig, TinyModel
+    from conflictbrief.training.tagger import teacher_probs, train_tagger
+    from conflictbrief.training.readers import read_tagger_file
+
+    teacher = str(_tiny_tagger_dir[0])
+    schema = LabelSchema.from_yaml()
+    spans = read_tagger_file(data_dir / "spans.jsonl", schema)
+    model, tok = load_tagger(teacher, device="cpu")
+    alone = predict_word_probs(model, tok, [e["tokens"] for e in spans])
+    averaged = teacher_probs([teacher, teacher], spans, schema, 128, 32, 8, log=lambda m: None)
+    assert [torch.tensor(a) for a in averaged][0].shape == alone[0].shape
+    assert all(torch.allclose(torch.tensor(a), b, atol=1e-5) for a, b in zip(averaged, alone))
+
+    # Gold that says "no entities": only the teacher's soft targets can teach the student any entity.
+    blank = tmp_path / "blank.jsonl"
+    blank.write_text("".join(json.dumps({"text": json.loads(line)["text"], "entities": []}) + "\n"
+                             for line in (data_dir / "spans.jsonl").read_text().splitlines()))
+    base = dict(tiny_model=TinyModel(), train=[DataFile(str(blank), repeat=4)],
+                eval=DataFile(str(data_dir / "spans.jsonl")), batch_size=8, learning_rate=3e-3, warmup_ratio=0.0,
+                max_steps=120, log_every=1000, select_metric="f1", teachers=[teacher])
+    quiet = lambda m: None  # noqa: E731
+    taught = train_tagger(TaggerConfig(output_dir=str(tmp_path / "kd"), distill_weight=1.0, **base), log=quiet)
+    gold_only = train_tagger(TaggerConfig(output_dir=str(tmp_path / "gold"), distill_weight=0.0, **base), log=quiet)
+    assert taught["best"]["f1"] >= 0.8, taught["best"]
+    assert gold_only["best"]["f1"] == 0.0
+    # Unlabelled text carries no gold loss at all, so half weight on the teachers is enough there.
+    lines = tmp_path / "sentences.txt"
+    lines.write_text("".join(json.loads(line)["text"] + "\n"
+                             for line in (data_dir / "spans.jsonl").read_text().splitlines()))
+    unlabelled = DataFile(str(lines), format="lines", unlabelled=True, repeat=4)
+    from_text = train_tagger(TaggerConfig(output_dir=str(tmp_path / "text"), distill_weight=0.5,
+                                          **{**base, "train": [unlabelled]}), log=quiet)
+    assert from_text["best"]["f1"] >= 0.8, from_text["best"]
+    card = (tmp_path / "text" / "README.md").read_text()
+    assert f"distilled from: `{teacher}` (distill_weight 0.5)" in card and "unlabelled: taught by the teachers" in card
+    with pytest.raises(ConfigError, match=r"train\.0\.unlabelled \(.*sentences\.txt\): .* name them in 'teachers:'"):
+        train_tagger(TaggerConfig(output_dir=str(tmp_path / "x"), **{**base, "train": [unlabelled], "teachers": []}),
+                     log=quiet)
+
+    with pytest.raises(ConfigError, match="distill_weight: must be between 0 and 1, got 1.5"):
+        train_tagger(TaggerConfig(output_dir=str(tmp_path / "x"), **{**base, "teachers": [teacher]},
+                                  distill_weight=1.5), log=quiet)
+    labels = tmp_path / "labels.yaml"
+    labels.write_text("labels:\n  Location: a place\n")
+    places = tmp_path / "places.jsonl"
+    places.write_text(json.dumps({"text": "They fled Idlib.", "entities": [{"start": 10, "end": 15,
+                                                                           "label": "Location"}]}) + "\n")
+    with pytest.raises(ConfigError, match=r"teachers: .* predicts the tags .* same label schema"):
+        train_tagger(TaggerConfig(tiny_model=TinyModel(), labels=str(labels), train=[DataFile(str(places))],
+                                  output_dir=str(tmp_path / "y"), max_steps=1, teachers=[teacher]), log=quiet)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_rare_labels_weigh_more_and_positions_that_may_be_o_weigh_one(data_dir, tmp_path):
+    from conflictbrief.model.labels import LabelSchema
+    from conflictbrief.training.config import DataFile, TaggerConfig, TinyModel
+    from conflictbrief.training.tagger import label_weights, partial_label_loss, train_tagger
+
+    schema = LabelSchema(("Location", "Money", "Weapon"))
+    examples = [{"tags": ["B-Location", "I-Location", "O"], "mapping": None}] * 8 + \
+               [{"tags": ["B-Weapon", "O"], "mapping": None}] * 2 + [{"tags": ["B-Money"], "mapping": None}] + \
+               [{"tags": ["B-Money"] * 50, "mapping": "conll"}]  # mapped data does not count
+    weights = label_weights(examples, schema, 1.0)  # counts 8 / 1 / 2, median 2
+    assert weights[schema.tag2id["O"]] == 1 and weights[schema.tag2id["B-Location"]] == 1  # never below 1
+    assert weights[schema.tag2id["I-Money"]] == 2 and weights[schema.tag2id["B-Weapon"]] == 1
+    assert torch.equal(label_weights(examples, schema, 0.0), torch.ones(len(schema.tags)))
+
+    logits = torch.randn(1, 3, len(schema.tags))
+    allowed = torch.zeros(1, 3, len(schema.tags), dtype=torch.bool)
+    allowed[0, 0, schema.tag2id["B-Money"]] = True
+    allowed[0, 1, schema.tag2id["B-Location"]] = True
+    allowed[0, 2, [schema.tag2id["O"], schema.tag2id["B-Money"]]] = True  # may be O: weighs 1
+    each = torch.stack([partial_label_loss(logits[:, k:k + 1], allowed[:, k:k + 1]) for k in range(3)])
+    assert torch.allclose(partial_label_loss(logits, allowed, weights), (2 * each[0] + each[1] + each[2]) / 4)
+    assert torch.allclose(partial_label_loss(logits, allowed, torch.ones(len(schema.tags))),
+                          partial_label_loss(logits, allowed))
+    logs = []  # in training: every label of the two sentences occurs once, so all weigh 1
+    train_tagger(TaggerConfig(tiny_model=TinyModel(), train=[DataFile(str(data_dir / "spans.jsonl"))], max_steps=2,
+                              output_dir=str(tmp_path / "t"), label_weight_power=0.5), log=logs.append)
+    assert "label weights: Organisation 1.00, Location 1.00" in "\n".join(logs)

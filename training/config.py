@@ -30,6 +30,9 @@ class DataFile:
     augment: int = 0
     """Tagger: add this many copies of the file's examples with entity mentions swapped for other mentions of
     the same label from the file (mention replacement; fully annotated examples only)."""
+    unlabelled: bool = False
+    """Tagger, with teachers: text without entity labels (read as ``train mlm`` reads text: any input the batch
+    job reads, or ``format: lines`` / ``conll``), one example per sentence, taught only by the teachers."""
     text_field: str | None = None
     """Domain pre-training (``train mlm``): the field or column that holds the text in JSONL/JSON/CSV/Parquet
     (the batch job's text fields when empty)."""
@@ -80,6 +83,13 @@ class TaggerConfig:
     mixed_precision: str = "no"
     """'bf16': forward passes in bfloat16 autocast (weights and optimiser stay float32); for GPUs and CPUs with
     AMX (README, performance). 'no': float32 throughout."""
+    label_weight_power: float = 0.0
+    """Rare labels weigh more in the loss: (median label count / label count) ** power, at least 1 (0: off)."""
+    teachers: list[str] = field(default_factory=list)
+    """Knowledge distillation: trained taggers (directories, Hub names, 'default') with this label set. Their
+    averaged word-level tag probabilities on every training example become soft targets."""
+    distill_weight: float = 0.5
+    """With teachers: loss = (1 - w) * loss on the gold tags + w * cross-entropy with the teachers' tags."""
 
 
 @dataclass
@@ -182,6 +192,11 @@ def _build(cls, data: Any, where: str, errors: list[str]):
             kwargs[name] = None if value is None else _build(DataFile, value, f"{where}.{name}", errors)
         elif "TinyModel" in ftype:
             kwargs[name] = None if value is None else _build(TinyModel, value, f"{where}.{name}", errors)
+        elif ftype == "list[str]":
+            items = [] if value is None else value if isinstance(value, list) else [value]
+            if not all(isinstance(v, str) and v for v in items):
+                errors.append(f"{where}.{name}: expected a list of names or paths, got {value!r}")
+            kwargs[name] = items
         else:
             kwargs[name] = _scalar(value, ftype, f"{where}.{name}", errors)
     try:

@@ -20,15 +20,40 @@ import torch
 from conflictbrief.inference.tagger import Tagger, drop_bare_tags, encode_words, mention_spans, subwords_per_word, \
     uses_case_feature
 from conflictbrief.model.labels import OUTSIDE, LabelSchema
-from conflictbrief.training.config import ConfigError, TaggerConfig, dump_config
+from conflictbrief.training.config import ConfigError, DataFile, TaggerConfig, dump_config
 from conflictbrief.training.loop import make_optimizer
 from conflictbrief.training.metrics import entity_scores, restrict_tags
 from conflictbrief.training.readers import DataError, read_tagger_file, to_dataset
 
 
-def load_examples(files, schema: LabelSchema, seed: int = 0) -> list[dict]:
+UNLABELLED = "<unlabelled>"
+"""The ``mapping`` of examples read from an ``unlabelled: true`` file: no gold tag, no loss but the teachers'."""
+
+
+def read_unlabelled(df, log=print) -> list[dict]:
+    """Sentences of an unlabelled text file as word-level examples without tags (cleaned as at inference)."""
+    from conflictbrief.inference.clean import clean, split_sentences
+    from conflictbrief.training.mlm import read_texts
+    from conflictbrief.training.readers import words_with_offsets
+
+    rows = []
+    for d, text in enumerate(read_texts(DataFile(df.path, df.format, text_field=df.text_field), log)):
+        cleaned = clean(text).text
+        for s, (start, end) in enumerate(split_sentences(cleaned)):
+            words = [w for w, _, _ in words_with_offsets(cleaned[start:end])]
+            if words:
+                rows.append({"id": f"{df.path}:{d + 1}:{s + 1}", "tokens": words, "tags": [None] * len(words),
+                             "mapping": UNLABELLED})
+    return rows
+
+
+def load_examples(files, schema: LabelSchema, seed: int = 0, log=print) -> list[dict]:
     examples = []
     for df in files:
+        if df.unlabelled:
+            rows = read_unlabelled(df, log)
+            examples.extend((rows[: df.limit] if df.limit else rows) * max(1, df.repeat))
+            continue
         rows = read_tagger_file(df.path, schema, df.format, df.mapping)
         rows = rows[: df.limit] if df.limit else rows
         extra = replace_mentions(rows, df.augment, random.Random(f"{seed}:{df.path}")) if df.augment else []
@@ -73,14 +98,19 @@ def featurize(dataset, tokenizer, schema: LabelSchema, max_length: int, stride: 
     schema_by_mapping: dict[str, dict] = {}
 
     def allowed(tag: str, mapping: str) -> list[int]:
+        if mapping == UNLABELLED:
+            return []
         cache = schema_by_mapping.setdefault(mapping, {})
         if tag not in cache:
             cache[tag] = schema.allowed_tags(tag or None, mapping or None)
         return cache[tag]
 
+    soft = "soft" in dataset.column_names
+
     def fn(batch, indices):
-        out = {"input_ids": [], "allowed": [], "positions": [], "token_types": []}
-        for index, tokens, tags, mapping in zip(indices, batch["tokens"], batch["tags"], batch["mapping"]):
+        out = {"input_ids": [], "allowed": [], "positions": [], "token_types": [], **({"soft": []} if soft else {})}
+        for n, (index, tokens, tags, mapping) in enumerate(zip(indices, batch["tokens"], batch["tags"],
+                                                                batch["mapping"])):
             drop = case_dropout > 0 and zlib.crc32(f"{seed}:{index}".encode()) / 2**32 < case_dropout
             for w in encode_words(tokenizer, tokens, max_length, stride, pieces=subwords_per_word(tokenizer, tokens),
                                   case=case, drop_case=drop):
@@ -90,12 +120,17 @@ def featurize(dataset, tokenizer, schema: LabelSchema, max_length: int, stride: 
                 out["token_types"].append(w.token_types or [])
                 out["positions"].append([p for p, _ in keep])
                 out["allowed"].append([a for _, a in keep])
+                if soft:
+                    out["soft"].append([batch["soft"][n][w.start + k] for k, p in enumerate(w.first_subword)
+                                        if p < len(w.input_ids) - 1])
         return out
 
     return dataset.map(fn, batched=True, with_indices=True, remove_columns=dataset.column_names, desc="tokenizing")
 
 
 def collate(rows: list[dict], pad_id: int, n_tags: int) -> dict:
+    """Padded tensors of a batch of windows; ``soft`` (teacher tag probabilities, zero rows where there are
+    none) when the windows carry them."""
     width = max(len(r["input_ids"]) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -108,17 +143,83 @@ def collate(rows: list[dict], pad_id: int, n_tags: int) -> dict:
             types[i, : len(r["token_types"])] = torch.tensor(r["token_types"])
         for pos, tags in zip(r["positions"], r["allowed"]):
             allowed[i, pos, tags] = True
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "allowed": allowed}
+    batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "allowed": allowed}
+    if "soft" in rows[0]:
+        soft = torch.zeros((len(rows), width, n_tags))
+        for i, r in enumerate(rows):
+            if r["positions"]:
+                soft[i, r["positions"]] = torch.tensor(r["soft"], dtype=torch.float32)
+        batch["soft"] = soft
+    return batch
 
 
-def partial_label_loss(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    """-log P(tag in allowed set), averaged over positions that have an allowed set."""
+def partial_label_loss(logits: torch.Tensor, allowed: torch.Tensor, tag_weights: torch.Tensor | None = None
+                       ) -> torch.Tensor:
+    """-log P(tag in allowed set), averaged over positions that have an allowed set; with ``tag_weights`` (one
+    per tag, O = 1, none below 1) a weighted average, each position weighted by its least-weighted allowed tag
+    (so a position that may be O weighs 1)."""
     active = allowed.any(-1)
     logits = logits[active].float()
     allowed = allowed[active]
     if logits.numel() == 0:
         return logits.sum()
-    return (torch.logsumexp(logits, -1) - torch.logsumexp(logits.masked_fill(~allowed, -1e4), -1)).mean()
+    losses = torch.logsumexp(logits, -1) - torch.logsumexp(logits.masked_fill(~allowed, -1e4), -1)
+    if tag_weights is None:
+        return losses.mean()
+    weights = tag_weights.to(logits.device).expand_as(allowed).masked_fill(~allowed, float("inf")).amin(-1)
+    return (weights * losses).sum() / weights.sum()
+
+
+def label_weights(examples: list[dict], schema: LabelSchema, power: float) -> torch.Tensor:
+    """Per tag, (median entity count / this label's count) ** power, at least 1, from the fully annotated
+    training examples: rare labels weigh more in the loss (``label_weight_power``); O weighs 1."""
+    counts = {label: 0 for label in schema.labels}
+    for e in examples:
+        if e.get("mapping") is None:
+            for tag in e["tags"]:
+                if tag and tag.startswith("B-") and tag[2:] in counts:
+                    counts[tag[2:]] += 1
+    seen = sorted(c for c in counts.values() if c)
+    weights = torch.ones(len(schema.tags))
+    if not seen or power == 0:
+        return weights
+    median = seen[len(seen) // 2]
+    for i, tag in enumerate(schema.tags):
+        if tag != OUTSIDE and counts[tag[2:]]:
+            weights[i] = max(1.0, (median / counts[tag[2:]]) ** power)
+    return weights
+
+
+def soft_target_loss(logits: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the model's tags against teacher probabilities, averaged over positions that have them."""
+    active = soft.sum(-1) > 0
+    if not active.any():
+        return logits.sum() * 0.0
+    return -(soft[active] * logits[active].float().log_softmax(-1)).sum(-1).mean()
+
+
+def teacher_probs(teachers: list[str], examples: list[dict], schema: LabelSchema, max_length: int, stride: int,
+                  batch_size: int, log=print) -> list[list[list[float]]]:
+    """Per example, per word, the teachers' averaged tag probabilities (word level, so a teacher may use
+    another tokenizer, cased or not). Every teacher must have this schema's tags in this order."""
+    from conflictbrief.model.loading import load_tagger
+    from conflictbrief.inference.tagger import predict_word_probs
+
+    words = [e["tokens"] for e in examples]
+    total = None
+    for ref in teachers:
+        started = time.time()
+        model, tokenizer = load_tagger(ref, dtype=torch.float32)
+        tags = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        if tags != schema.tags:
+            raise ConfigError(f"teachers: {ref} predicts the tags {tags}, not this training's {schema.tags}; "
+                              "a teacher must be trained with the same label schema")
+        model.eval()
+        probs = predict_word_probs(model, tokenizer, words, max_length, stride, batch_size)
+        total = probs if total is None else [a + b for a, b in zip(total, probs)]
+        log(f"teacher {ref}: {len(words)} examples in {time.time() - started:.0f} s")
+        del model
+    return [(p / len(teachers)).tolist() for p in total]
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -243,21 +344,43 @@ def train_tagger(config: TaggerConfig, log=print) -> dict:
         raise DataError("no training data: give --train FILE or 'train:' in the config")
     if config.eval and config.eval.augment:
         raise ConfigError("eval.augment: mention replacement is for training files; evaluate on the data as it is")
+    if config.eval and config.eval.unlabelled:
+        raise ConfigError("eval.unlabelled: evaluation needs labelled data")
     for i, df in enumerate(config.train):
         if df.augment < 0:
             raise ConfigError(f"train.{i}.augment ({df.path}): must be 0 or more, got {df.augment}")
+        if df.unlabelled and not config.teachers:
+            raise ConfigError(f"train.{i}.unlabelled ({df.path}): unlabelled text teaches only through teachers; "
+                              "name them in 'teachers:'")
+        if df.unlabelled and (df.augment or df.mapping):
+            raise ConfigError(f"train.{i} ({df.path}): augment and mapping are for labelled files, "
+                              "not unlabelled text")
     if not 0 <= config.case_dropout <= 1:
         raise ConfigError(f"case_dropout: must be between 0 and 1, got {config.case_dropout}")
+    if not 0 <= config.distill_weight <= 1:
+        raise ConfigError(f"distill_weight: must be between 0 and 1, got {config.distill_weight}")
+    if config.label_weight_power < 0:
+        raise ConfigError(f"label_weight_power: must be 0 or more, got {config.label_weight_power}")
     check_mixed_precision(config.mixed_precision)
     set_seed(config.seed)
     schema = LabelSchema.from_yaml(config.labels)
-    train_examples = load_examples(config.train, schema, config.seed)  # validates every file before training
+    train_examples = load_examples(config.train, schema, config.seed, log)  # validates every file before training
     eval_examples = load_examples([config.eval], schema) if config.eval else []
+    dataset = to_dataset(train_examples)
+    if config.teachers:
+        soft = teacher_probs(config.teachers, train_examples, schema, config.max_length, config.stride,
+                             config.eval_batch_size, log)
+        dataset = dataset.add_column("soft", soft)
     model, tokenizer = build_model(config, schema)
     case = uses_case_feature(model)  # also when the base model was trained with it
-    features = featurize(to_dataset(train_examples), tokenizer, schema, config.max_length, config.stride, case,
+    features = featurize(dataset, tokenizer, schema, config.max_length, config.stride, case,
                          config.case_dropout, config.seed)
     n_tags = len(schema.tags)
+    tag_weights = None
+    if config.label_weight_power:
+        tag_weights = label_weights(train_examples, schema, config.label_weight_power)
+        log("label weights: " + ", ".join(f"{label} {tag_weights[schema.tag2id['B-' + label]]:.2f}"
+                                          for label in schema.labels))
     rng = random.Random(config.seed)
     lengths = [len(x) for x in features["input_ids"]]
     steps_per_epoch = math.ceil(len(features) / config.batch_size)
@@ -305,7 +428,10 @@ def train_tagger(config: TaggerConfig, log=print) -> dict:
                 inputs["token_type_ids"] = batch["token_type_ids"]
             with precision:
                 logits = model(**inputs).logits
-            loss = partial_label_loss(logits, batch["allowed"])  # it casts the logits it uses to float32
+            loss = partial_label_loss(logits, batch["allowed"], tag_weights)  # it casts the logits it uses to float32
+            if config.teachers:
+                loss = (1 - config.distill_weight) * loss + config.distill_weight * soft_target_loss(logits,
+                                                                                                   batch["soft"])
             accelerator.backward(loss)
             optimizer_step(params, optimizer, scheduler)
             step += 1
@@ -336,7 +462,10 @@ def write_model_card(out_dir: Path, config: TaggerConfig, report: dict, case: bo
         "## Data", "",
         *[f"- train: `{f.path}` (format {f.format or 'auto'}, mapping {f.mapping or 'none'}, x{f.repeat}"
           + (f", first {f.limit}" if f.limit else "") + (f", {f.augment} mention-replaced copies" if f.augment else "")
-          + ")" for f in config.train],
+          + (", unlabelled: taught by the teachers only" if f.unlabelled else "") + ")" for f in config.train],
+        *([f"- distilled from: {', '.join(f'`{t}`' for t in config.teachers)} (distill_weight "
+           f"{config.distill_weight})"] if config.teachers else []),
+        *([f"- label_weight_power: {config.label_weight_power}"] if config.label_weight_power else []),
         *(["- case feature: on (capitalisation through token types; case dropout "
            f"{config.case_dropout})"] if case else []),
         f"- eval: `{config.eval.path}`" if config.eval else "- eval: none", "",
