@@ -553,3 +553,16 @@ def test_rare_labels_weigh_more_and_positions_that_may_be_o_weigh_one(data_dir, 
     train_tagger(TaggerConfig(tiny_model=TinyModel(), train=[DataFile(str(data_dir / "spans.jsonl"))], max_steps=2,
                               output_dir=str(tmp_path / "t"), label_weight_power=0.5), log=logs.append)
     assert "label weights: Organisation 1.00, Location 1.00" in "\n".join(logs)
+
+
+def test_briefer_resume_without_a_checkpoint_stops_before_reading_data(tmp_path):
+    from conflictbrief.training.briefer import train_briefer
+    from conflictbrief.training.config import BrieferConfig, DataFile, TinyModel
+    from conflictbrief.training.readers import DataError
+
+    config = BrieferConfig(tiny_model=TinyModel(), train=[DataFile(str(tmp_path / "missing.jsonl"))],
+                           output_dir=str(tmp_path / "b"))
+    with pytest.raises(DataError, match="--resume: no checkpoint in .*checkpoint"):
+        train_briefer(config, resume=True, log=lambda m: None)
+    with pytest.raises(DataError, match="missing.jsonl"):  # without --resume the data is read and checked
+        train_briefer(config, log=lambda m: None)

@@ -17,7 +17,7 @@ import torch
 from conflictbrief.inference.briefer import HEADLINE_SEP, Briefer, lead_sentences, source_for
 from conflictbrief.inference.clean import clean
 from conflictbrief.training.config import BrieferConfig, dump_config
-from conflictbrief.training.loop import make_optimizer, run_steps, save_checkpoint, start_or_resume
+from conflictbrief.training.loop import check_resume, make_optimizer, run_steps, save_checkpoint, start_or_resume
 from conflictbrief.training.metrics import rouge_scores
 from conflictbrief.training.readers import DataError, read_brief_file
 from conflictbrief.training.tagger import check_mixed_precision, forward_precision, length_grouped_batches, \
@@ -107,6 +107,8 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
     if not config.train:
         raise DataError("no training data: give --train FILE or 'train:' in the config")
     check_mixed_precision(config.mixed_precision)
+    ckpt = Path(config.output_dir) / "checkpoint"
+    check_resume(ckpt, resume, DataError)
     set_seed(config.seed)
     train_pairs = load_pairs(config.train)  # validates every file before training starts
     eval_pairs = load_pairs([f if f.limit else type(f)(**{**vars(f), "limit": config.eval_limit})
@@ -120,7 +122,6 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
     model.to(device)
     params, optimizer, scheduler = make_optimizer(model, config, total)
     out_dir = Path(config.output_dir)
-    ckpt = out_dir / "checkpoint"
     step, best, best_score, earlier_seconds = start_or_resume(ckpt, model, optimizer, scheduler, resume, -1.0, log,
                                                               DataError)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -65,14 +65,19 @@ def make_optimizer(model, config, total: int):
     return params, optimizer, scheduler
 
 
+def check_resume(ckpt: Path, resume: bool, error=ValueError) -> None:
+    """With ``--resume``, stop at once (before data is read) when ``ckpt`` holds no checkpoint."""
+    if resume and not (ckpt / "state.json").is_file():
+        raise error(f"--resume: no checkpoint in {ckpt}")
+
+
 def start_or_resume(ckpt: Path, model, optimizer, scheduler, resume: bool, start_score: float, log=print,
                     error=ValueError) -> tuple[int, dict | None, float, float]:
     """(step, best metrics, best score, training seconds so far): a fresh start, or the checkpoint's with
     ``--resume`` (``error`` when there is none)."""
     if not resume:
         return 0, None, start_score, 0.0
-    if not (ckpt / "state.json").is_file():
-        raise error(f"--resume: no checkpoint in {ckpt}")
+    check_resume(ckpt, resume, error)
     state = load_checkpoint(ckpt, model, optimizer, scheduler)
     log(f"resumed from {ckpt} at step {state[0]}")
     return state

@@ -189,7 +189,8 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
     """Continue masked-word pre-training; keeps the model with the lowest held-out loss in output_dir."""
     from accelerate.utils import set_seed
 
-    from conflictbrief.training.loop import make_optimizer, run_steps, save_checkpoint, start_or_resume
+    from conflictbrief.training.loop import check_resume, make_optimizer, run_steps, save_checkpoint, \
+        start_or_resume
     from conflictbrief.training.tagger import check_mixed_precision, forward_precision, optimizer_step
 
     if config.threads:
@@ -202,8 +203,7 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
         raise DataError(f"eval_fraction must be at least 0 and below 1, got {config.eval_fraction}")
     check_mixed_precision(config.mixed_precision)
     ckpt = Path(config.output_dir) / "checkpoint"
-    if resume and not (ckpt / "state.json").is_file():  # before minutes of reading and tokenizing
-        raise DataError(f"--resume: no checkpoint in {ckpt}")
+    check_resume(ckpt, resume, DataError)  # before minutes of reading and tokenizing
     set_seed(config.seed)
     model, tokenizer = build_model(config)
     parts, sizes = [], []
