@@ -485,6 +485,9 @@ def test_distillation_teaches_the_teachers_tags_and_checks_teachers_first(_tiny_
     averaged = teacher_probs([teacher, teacher], spans, schema, 128, 32, 8, log=lambda m: None)
     assert [torch.tensor(a) for a in averaged][0].shape == alone[0].shape
     assert all(torch.allclose(torch.tensor(a), b, atol=1e-5) for a, b in zip(averaged, alone))
+    repeated = teacher_probs([teacher], spans * 3, schema, 128, 32, 8, log=lambda m: None)  # predicted once each
+    assert len(repeated) == 6 and all(torch.allclose(torch.tensor(a), b, atol=1e-5)
+                                      for a, b in zip(repeated, alone * 3))
 
     # Gold that says "no entities": only the teacher's soft targets can teach the student any entity.
     blank = tmp_path / "blank.jsonl"
@@ -503,6 +506,9 @@ def test_distillation_teaches_the_teachers_tags_and_checks_teachers_first(_tiny_
     lines.write_text("".join(json.loads(line)["text"] + "\n"
                              for line in (data_dir / "spans.jsonl").read_text().splitlines()))
     unlabelled = DataFile(str(lines), format="lines", unlabelled=True, repeat=4)
+    from conflictbrief.training.tagger import read_unlabelled
+    first = read_unlabelled(DataFile(str(lines), format="lines", limit=1), log=quiet)  # limit counts sentences
+    assert [r["tokens"][:2] for r in first] == [["Syrian", "forces"]]
     from_text = train_tagger(TaggerConfig(output_dir=str(tmp_path / "text"), distill_weight=0.5,
                                           **{**base, "train": [unlabelled]}), log=quiet)
     assert from_text["best"]["f1"] >= 0.8, from_text["best"]

@@ -31,7 +31,8 @@ UNLABELLED = "<unlabelled>"
 
 
 def read_unlabelled(df, log=print) -> list[dict]:
-    """Sentences of an unlabelled text file as word-level examples without tags (cleaned as at inference)."""
+    """Sentences of an unlabelled text file as word-level examples without tags (cleaned as at inference);
+    ``df.limit`` counts sentences, so documents are read whole and cleaning stops once it is reached."""
     from conflictbrief.inference.clean import clean, split_sentences
     from conflictbrief.training.mlm import read_texts
     from conflictbrief.training.readers import words_with_offsets
@@ -44,6 +45,8 @@ def read_unlabelled(df, log=print) -> list[dict]:
             if words:
                 rows.append({"id": f"{df.path}:{d + 1}:{s + 1}", "tokens": words, "tags": [None] * len(words),
                              "mapping": UNLABELLED})
+        if df.limit and len(rows) >= df.limit:
+            return rows[: df.limit]
     return rows
 
 
@@ -51,8 +54,7 @@ def load_examples(files, schema: LabelSchema, seed: int = 0, log=print) -> list[
     examples = []
     for df in files:
         if df.unlabelled:
-            rows = read_unlabelled(df, log)
-            examples.extend((rows[: df.limit] if df.limit else rows) * max(1, df.repeat))
+            examples.extend(read_unlabelled(df, log) * max(1, df.repeat))
             continue
         rows = read_tagger_file(df.path, schema, df.format, df.mapping)
         rows = rows[: df.limit] if df.limit else rows
@@ -205,7 +207,9 @@ def teacher_probs(teachers: list[str], examples: list[dict], schema: LabelSchema
     from conflictbrief.model.loading import load_tagger
     from conflictbrief.inference.tagger import predict_word_probs
 
-    words = [e["tokens"] for e in examples]
+    index: dict[tuple[str, ...], int] = {}  # repeated examples (repeat: N, duplicates) are predicted once
+    slots = [index.setdefault(tuple(e["tokens"]), len(index)) for e in examples]
+    words = [list(k) for k in index]
     total = None
     for ref in teachers:
         started = time.time()
@@ -217,9 +221,10 @@ def teacher_probs(teachers: list[str], examples: list[dict], schema: LabelSchema
         model.eval()
         probs = predict_word_probs(model, tokenizer, words, max_length, stride, batch_size)
         total = probs if total is None else [a + b for a, b in zip(total, probs)]
-        log(f"teacher {ref}: {len(words)} examples in {time.time() - started:.0f} s")
+        log(f"teacher {ref}: {len(words)} distinct examples in {time.time() - started:.0f} s")
         del model
-    return [(p / len(teachers)).tolist() for p in total]
+    unique = [(p / len(teachers)).tolist() for p in total]
+    return [unique[k] for k in slots]
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
