@@ -166,10 +166,12 @@ class RecordReader:
     def _jsonl(self, path: Path) -> Iterator[Record]:
         with _open_binary(path) as f:
             for lineno, raw in enumerate(f, 1):
+                if lineno == 1:
+                    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark (Windows exports)
                 if not raw.strip():
                     continue
                 source = f"{path}:{lineno}"
-                line = raw.decode("utf-8", errors="surrogateescape")
+                line = raw.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
                 bad = _has_undecodable(line)
                 if bad >= 0:
                     yield Record(source, source, error=f"{source}: line has bytes that are not UTF-8 (column {bad})")
@@ -177,7 +179,8 @@ class RecordReader:
                 try:
                     data = json.loads(line)
                 except json.JSONDecodeError as e:
-                    yield Record(source, source, error=f"{source}: invalid JSON ({e.msg} at column {e.colno})")
+                    yield Record(source, source, error=f"{source}: invalid JSON ({e.msg.removesuffix(' at')} at "
+                                                      f"column {e.colno})")
                     continue
                 yield self._record(data, source, source)
 
@@ -188,7 +191,7 @@ class RecordReader:
         with _open_binary(path) as f:
             raw = f.read()
         try:
-            data = json.loads(raw.decode("utf-8"))
+            data = json.loads(raw.decode("utf-8-sig"))  # -sig: a byte-order mark is not data
         except json.JSONDecodeError as e:
             if e.msg == "Extra data" and raw.lstrip()[:1] in (b"{", b"["):
                 yield from self._jsonl(path)
@@ -229,7 +232,8 @@ class RecordReader:
         file is one error record, not one per row."""
         csv.field_size_limit(sys.maxsize)
         with _open_binary(path) as f:
-            reader = csv.DictReader(io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape", newline=""),
+            # utf-8-sig: Excel writes a byte-order mark before the header, which would hide its first column
+            reader = csv.DictReader(io.TextIOWrapper(f, encoding="utf-8-sig", errors="surrogateescape", newline=""),
                                     delimiter=delimiter)
             header = reader.fieldnames or []
             if header and self._text_key(dict.fromkeys(header)) is None:
@@ -320,7 +324,9 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
                 failed += 1
             else:
                 ok += 1
-            sink.write((json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8"))
+            # backslashreplace: a lone surrogate in an input id (a JSON "\\ud800" escape) is written back as
+            # the same JSON escape instead of stopping the job
+            sink.write((json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace"))
             sink.flush()
             bar.update(1)
 

@@ -126,7 +126,9 @@ _STEPS: list[tuple[re.Pattern, Callable[[re.Match], str]]] = [
     (re.compile(r"\{dollar\}"), lambda m: "$"),  # a news archive's escape: "US{dollar}431.30"
     (_MOJIBAKE, _unmojibake),
     (_FOLDED_MOJIBAKE, lambda m: _FOLDED[m.group(1)]),
-    (re.compile(f"[{re.escape(_CONTROL)}]"), lambda m: ""),
+    # Control characters, and lone UTF-16 surrogates (half an emoji, from a JSON "\ud83d" escape): the
+    # tokenizers cannot encode them.
+    (re.compile(f"[{re.escape(_CONTROL)}\ud800-\udfff]"), lambda m: ""),
     (re.compile(r"[^\x00-\x7f]"), _nfkc),
     (re.compile(r"‘‘|’’|``|''"), _doubled_quote),
     (re.compile(r"[ \t\u00a0]+"), lambda m: " "),

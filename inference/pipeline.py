@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -30,6 +31,8 @@ from conflictbrief.inference.guards import Guard, GuardReport, Lexicon, loaded_t
 from conflictbrief.inference.recase import bracketed_acronyms, is_upper_cased, name_words, recase
 from conflictbrief.inference.tagger import Tagger
 from conflictbrief.model.loading import default_batch_size, default_installed, parse_dtype
+
+logger = logging.getLogger(__name__)
 
 
 class InputError(ValueError):
@@ -186,9 +189,23 @@ class Pipeline:
                     prepared.append((n, rid, self._check(text, rid)))
                 except InputError as e:
                     results[n] = self.error_result(rid, str(e))
-            for (n, _, _), result in zip(prepared, self._run([(rid, a) for _, rid, a in prepared])):
+            for (n, _, _), result in zip(prepared, self._run_isolated([(rid, a) for _, rid, a in prepared])):
                 results[n] = result
             yield from (results[k] for k in sorted(results))
+
+    def _run_isolated(self, batch: list[tuple[str | None, CleanText]]) -> list[AnalysisResult]:
+        """``_run``; where it fails on a batch, each article alone, so that an article the models cannot take
+        (a bug of ours, or memory) becomes one error result naming it, and the others are analysed as usual."""
+        try:
+            return self._run(batch)
+        except Exception as e:  # noqa: BLE001 - reported per record below; KeyboardInterrupt still stops
+            if len(batch) > 1:
+                return [r for item in batch for r in self._run_isolated([item])]
+            rid = batch[0][0]
+            logger.exception("analysis failed for record %r", rid)
+            where = f"record {rid!r}: " if rid is not None else ""
+            return [self.error_result(rid, f"{where}analysis failed ({type(e).__name__}: {str(e)[:200]}); "
+                                           "please report it with the record")]
 
     def error_result(self, rid: str | None, message: str) -> AnalysisResult:
         return AnalysisResult(rid, "", None, [], [], [], None, {}, [], self.models, {}, message)

@@ -140,3 +140,44 @@ def test_nested_text_and_id_fields(tmp_path):
     assert [(r.id.rsplit("/", 1)[-1], r.error is None) for r in records] == [
         ("N1", True), ("n.jsonl:2", False), ("n.jsonl:3", False), ("N1", True)]
     assert records[0].text == GOOD and "'content.body'" in records[1].error
+
+
+def test_a_record_the_models_fail_on_is_one_error_and_the_others_go_on(tiny_pipeline, tmp_path, monkeypatch):
+    # A lone surrogate (half an emoji, a JSON "\\ud83d" escape) used to stop the whole job in the tokenizer;
+    # cleaning drops it now. Any other failure inside the models stays with its record: the batch it was
+    # in is rerun one article at a time.
+    dump = tmp_path / "d.jsonl"
+    dump.write_text("\n".join(json.dumps(r) for r in [{"id": "emoji", "text": "\ud83d " + GOOD},
+                                                        {"id": "boom", "text": "BOOM. " + GOOD},
+                                                        {"id": "ok", "text": GOOD}]) + "\n")
+    tag = tiny_pipeline.tagger.tag
+
+    def failing(texts, *args, **kwargs):
+        if any("BOOM" in t for t in texts):
+            raise RuntimeError("simulated failure")
+        return tag(texts, *args, **kwargs)
+
+    monkeypatch.setattr(tiny_pipeline.tagger, "tag", failing)
+    out = tmp_path / "out.jsonl"
+    summary = run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True)
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in rows] == ["emoji", "boom", "ok"]
+    assert rows[0].get("error") is None and rows[0]["text"] == GOOD and rows[0]["brief"]
+    assert rows[1]["error"].startswith("record 'boom': analysis failed (RuntimeError: simulated failure)")
+    assert rows[2].get("error") is None and rows[2]["brief"]
+    assert summary["failed_total"] == 1
+
+
+def test_a_byte_order_mark_hides_no_column_and_breaks_no_line(tiny_pipeline, tmp_path):
+    # Excel writes CSV with a byte-order mark: before, the header's first column ('text' here) was not found
+    # and the whole file was one error; a JSONL or JSON file starting with one was invalid JSON.
+    bom = "\ufeff"
+    (tmp_path / "a.csv").write_text(bom + 'text,id\n"' + GOOD + '",c1\n', encoding="utf-8")
+    (tmp_path / "b.jsonl").write_text(bom + json.dumps({"id": "j1", "text": GOOD}) + "\n", encoding="utf-8")
+    (tmp_path / "c.json").write_text(bom + json.dumps([{"id": "d1", "text": GOOD}]), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    summary = run_batch(tiny_pipeline, [str(tmp_path / n) for n in ("a.csv", "b.jsonl", "c.json")], str(out),
+                        quiet=True)
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [(r["id"], r.get("error")) for r in rows] == [("c1", None), ("j1", None), ("d1", None)]
+    assert summary["failed_total"] == 0

@@ -147,6 +147,15 @@ def test_dollar_escape_is_repaired():
     assert raw_of(c, "$") == "{dollar}"
 
 
+def test_lone_surrogates_are_dropped_with_offsets_kept():
+    # Half an emoji from a JSON "\\ud83d" escape: the tokenizers cannot encode it (it stopped a batch job).
+    raw = "\ud83d Shelling in Gaza \U0001F4A5 killed 2.\udca5"
+    c = clean(raw)
+    assert c.text == "Shelling in Gaza \U0001F4A5 killed 2."
+    assert raw_of(c, "Gaza") == "Gaza" and raw_of(c, "\U0001F4A5") == "\U0001F4A5"
+    c.text.encode("utf-8")  # no surrogate left
+
+
 def test_text_without_punctuation_is_cut_before_sentence_starters():
     # ConfliBERT's SATP documents lost their punctuation; one 90-word "sentence" gave no brief at all.
     text = ("Two militants were killed in two separate encounters between militants and Security Forces in "

@@ -88,3 +88,19 @@ def test_brief_pairs_jsonl_csv_and_neus(tmp_path):
     bad.write_text('{"text": "x"}\n')
     with pytest.raises(DataError, match="bad.jsonl:1: no brief"):
         read_brief_file(bad)
+
+
+def test_a_byte_order_mark_is_not_data(tmp_path):
+    # Excel and other Windows tools start UTF-8 files with a byte-order mark: it must not become part of
+    # the first column's name or the first token, or make the first JSON line invalid.
+    bom = "\ufeff"
+    c = tmp_path / "p.csv"
+    c.write_text(bom + 'text,brief\n"Long article.","Short."\n', encoding="utf-8")
+    assert read_brief_file(c)[0]["text"] == "Long article."
+    j = tmp_path / "s.jsonl"
+    j.write_text(bom + json.dumps({"text": "Idlib", "entities": [{"start": 0, "end": 5, "label": "Location"}]})
+                 + "\n", encoding="utf-8")
+    assert read_tagger_file(j, SCHEMA)[0]["tags"] == ["B-Location"]
+    f = tmp_path / "a.txt"
+    f.write_text(bom + "Idlib\tB-Location\n", encoding="utf-8")
+    assert read_tagger_file(f, SCHEMA, "conll")[0]["tokens"] == ["Idlib"]

@@ -33,13 +33,13 @@ def read_texts(df: DataFile, log=print) -> list[str]:
         raise DataError(f"{path}: no such file or directory")
     texts: list[str] = []
     if df.format == "lines":
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines():
             text = line.split("\t", 1)[0].strip()
             if text:
                 texts.append(text)
     elif df.format == "conll":
         words: list[str] = []
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines() + [""]:
+        for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines() + [""]:
             parts = line.split()
             if not parts:
                 if words:

@@ -37,7 +37,7 @@ def detect_tagger_format(path: Path) -> str:
     if suffix == ".json":
         return "labelstudio"
     if suffix == ".jsonl":
-        with path.open(encoding="utf-8") as f:
+        with path.open(encoding="utf-8-sig") as f:
             for line in f:
                 if line.strip():
                     first = json.loads(line)
@@ -86,7 +86,7 @@ def _read_conll(path: Path, schema: LabelSchema, mapping: str | None) -> Iterato
     tokens: list[str] = []
     tags: list[str | None] = []
     start_line = 1
-    with path.open(encoding="utf-8", errors="strict") as f:
+    with path.open(encoding="utf-8-sig", errors="strict") as f:
         for lineno, raw in enumerate(f, 1):
             line = raw.rstrip("\r\n")
             if not line.strip() or line.startswith("-DOCSTART-"):
@@ -137,7 +137,7 @@ def spans_to_example(
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -182,7 +182,7 @@ def _read_doccano(path: Path, schema: LabelSchema, mapping: str | None) -> Itera
 
 def _read_labelstudio(path: Path, schema: LabelSchema, mapping: str | None) -> Iterator[dict]:
     try:
-        tasks = json.loads(path.read_text(encoding="utf-8"))
+        tasks = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from None
     if not isinstance(tasks, list):
@@ -252,7 +252,7 @@ def read_brief_file(path: str | Path) -> list[dict]:
     if path.suffix == ".jsonl":
         records = ((f"{path}:{n}", r) for n, r in _jsonl_records(path))
     elif path.suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as f:
+        with path.open(encoding="utf-8-sig", newline="") as f:
             records = [(f"{path}:{n}", r) for n, r in enumerate(csv.DictReader(f), 2)]
     else:
         raise DataError(f"{path}: brief pairs must be .jsonl, .csv or a NeuS .source/.target pair")
@@ -275,8 +275,8 @@ def _read_neus(path: Path) -> list[dict]:
     target = path.with_suffix(".target")
     if not target.is_file():
         raise DataError(f"{path}: a NeuS source file needs {target.name} beside it")
-    sources = path.read_text(encoding="utf-8").splitlines()
-    targets = target.read_text(encoding="utf-8").splitlines()
+    sources = path.read_text(encoding="utf-8-sig").splitlines()
+    targets = target.read_text(encoding="utf-8-sig").splitlines()
     if len(sources) != len(targets):
         raise DataError(f"{path}: {len(sources)} sources but {len(targets)} targets in {target.name}")
     pairs = []
