@@ -156,6 +156,13 @@ def test_lone_surrogates_are_dropped_with_offsets_kept():
     c.text.encode("utf-8")  # no surrogate left
 
 
+def test_invisible_format_characters_are_dropped():
+    # A soft hyphen splits a name for the tagger; a direction override shows a brief reversed.
+    c = clean("Mos\u00adul fell. \u202eShelling hit Homs.\u202c Zero\u200bwidth \u2066isolate\u2069.")
+    assert c.text == "Mosul fell. Shelling hit Homs. Zerowidth isolate."
+    assert raw_of(c, "Mosul") == "Mos\u00adul"
+
+
 def test_text_without_punctuation_is_cut_before_sentence_starters():
     # ConfliBERT's SATP documents lost their punctuation; one 90-word "sentence" gave no brief at all.
     text = ("Two militants were killed in two separate encounters between militants and Security Forces in "
