@@ -1,16 +1,23 @@
 """The HTTP service: POST /v1/analyze, GET /healthz, GET /v1/models (FastAPI; OpenAPI at /docs).
 
 Load degrades into queueing, then 503: at most ``max_concurrency`` requests run the models at once, at most
-``max_queue`` wait, and any more are refused at once. Bodies above ``max_body_bytes`` get 413.
+``max_queue`` wait, and any more are refused at once. Bodies above ``max_body_bytes`` get 413. One ``text``
+that cannot be analysed (empty after cleaning, too long) gets 422 naming the problem; in an ``articles`` list
+each such article gets a result with ``error`` set, and the others are analysed.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+
+from conflictbrief.inference.pipeline import InputError
 
 
 class Article(BaseModel):
@@ -38,6 +45,14 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
                                            f"{max_body_bytes}"}, status_code=413)
         return await call_next(request)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        # FastAPI's own handler echoes the input, and a lone surrogate in it (a JSON "\ud800" escape, half an
+        # emoji, which the validation refuses) cannot be encoded as UTF-8: the client got a bare 500.
+        # ASCII-escaped JSON carries it.
+        return Response(json.dumps({"detail": jsonable_encoder(exc.errors())}), status_code=422,
+                        media_type="application/json")
+
     @app.get("/healthz")
     def healthz():
         return {"status": "ok"}
@@ -50,7 +65,6 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
     async def analyze(body: AnalyzeRequest):
         if (body.text is None) == (body.articles is None):
             raise HTTPException(422, "give exactly one of 'text' (one article) or 'articles' (a list)")
-        items = [(body.id, body.text)] if body.text is not None else [(a.id, a.text) for a in body.articles]
         if running.locked() and state["waiting"] >= max_queue:  # every slot busy and the queue full
             raise HTTPException(503, "busy: too many requests waiting; retry later",
                                 headers={"Retry-After": "5"})
@@ -59,11 +73,18 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
             await running.acquire()
         finally:
             state["waiting"] -= 1
+
+        def run():
+            if body.text is None:
+                return {"results": [r.to_dict() for r in pipeline.analyze_batch((a.id, a.text) for a in body.articles)]}
+            try:
+                return pipeline.analyze(body.text, body.id).to_dict()
+            except InputError as e:  # a failure of ours is not the request's fault: that stays a 500
+                raise HTTPException(422, str(e)) from None
+
         try:
-            results = await run_in_threadpool(lambda: list(pipeline.analyze_batch(items)))
+            return await run_in_threadpool(run)
         finally:
             running.release()
-        out = [r.to_dict() for r in results]
-        return out[0] if body.text is not None else {"results": out}
 
     return app

@@ -37,6 +37,23 @@ def test_errors_413_422_and_health(client):
     assert "openapi" in client.get("/openapi.json").json()
 
 
+def test_an_article_that_cannot_be_analysed_is_a_422_alone_and_an_error_result_in_a_list(client):
+    r = client.post("/v1/analyze", json={"text": "<p></p>", "id": "e1"})
+    assert r.status_code == 422 and r.json()["detail"] == "record 'e1': text is empty after cleaning"
+    r = client.post("/v1/analyze", json={"articles": [{"text": "<p></p>", "id": "e1"}, {"text": GOOD, "id": "g"}]})
+    assert r.status_code == 200
+    assert [(x["id"], bool(x.get("error"))) for x in r.json()["results"]] == [("e1", True), ("g", False)]
+
+
+def test_a_lone_surrogate_in_the_body_is_a_422_not_a_bare_500(client):
+    # Half an emoji as a JSON escape: the validation refuses it, and FastAPI's own error handler could not
+    # encode the input it echoes.
+    r = client.post("/v1/analyze", content=b'{"text": "\\ud83d Shelling hit Idlib.", "id": "s1"}',
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "text"]
+
+
 class SlowPipeline:
     models = {"conflictbrief": "test"}
 
