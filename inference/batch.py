@@ -116,16 +116,19 @@ class RecordReader:
         total = 0
         for path in files:
             kind = _kind(path)
-            if kind == ".txt":
-                total += 1
-            elif kind == ".jsonl":
-                with _open_binary(path) as f:
-                    total += sum(1 for line in f if line.strip())
-            elif kind == ".parquet":
-                import pyarrow.parquet as pq
+            try:
+                if kind == ".txt":
+                    total += 1
+                elif kind == ".jsonl":
+                    with _open_binary(path) as f:
+                        total += sum(1 for line in f if line.strip())
+                elif kind == ".parquet":
+                    import pyarrow.parquet as pq
 
-                total += pq.ParquetFile(path).metadata.num_rows
-            else:
+                    total += pq.ParquetFile(path).metadata.num_rows
+                else:
+                    return None
+            except (OSError, EOFError, ValueError):  # a truncated .gz, a corrupt parquet: read() reports it
                 return None
         return total
 
@@ -142,6 +145,8 @@ class RecordReader:
                                              f"{sorted(data)[:10]} - name it with --text-field (a.b for a nested "
                                              f"field)")
         value = _field(data, key)
+        if value is None:
+            return Record(rid, source, error=f"{source}: field {key!r} is null")
         if not isinstance(value, str):
             return Record(rid, source, error=f"{source}: field {key!r} is {type(value).__name__}, not text")
         bad = _has_undecodable(value)

@@ -181,3 +181,24 @@ def test_a_byte_order_mark_hides_no_column_and_breaks_no_line(tiny_pipeline, tmp
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [(r["id"], r.get("error")) for r in rows] == [("c1", None), ("j1", None), ("d1", None)]
     assert summary["failed_total"] == 0
+
+
+def test_a_corrupt_parquet_or_truncated_gz_is_one_error_record(tiny_pipeline, tmp_path):
+    # Counting records for the progress bar opened them outside the reader's error handling: the job
+    # stopped before its first record.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not a parquet file")
+    (tmp_path / "cut.jsonl.gz").write_bytes(gzip.compress((json.dumps({"id": "g1", "text": GOOD}) + "\n"
+                                                            + json.dumps({"text": GOOD})).encode())[:-12])
+    pq.write_table(pa.table({"id": ["p1", "p2"], "text": [GOOD, None]}), tmp_path / "ok.parquet")
+    out = tmp_path / "out.jsonl"
+    run_batch(tiny_pipeline, [str(tmp_path / n) for n in ("broken.parquet", "cut.jsonl.gz", "ok.parquet")],
+              str(out), quiet=True)
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"].rsplit("/", 1)[-1] for r in rows] == ["broken.parquet:unreadable", "g1",
+                                                          "cut.jsonl.gz:unreadable", "p1", "p2"]
+    assert "cannot read further" in rows[0]["error"] and "cannot read further" in rows[2]["error"]
+    assert rows[1].get("error") is None and rows[3].get("error") is None
+    assert rows[4]["error"].endswith("field 'text' is null")
