@@ -104,3 +104,15 @@ def test_a_byte_order_mark_is_not_data(tmp_path):
     f = tmp_path / "a.txt"
     f.write_text(bom + "Idlib\tB-Location\n", encoding="utf-8")
     assert read_tagger_file(f, SCHEMA, "conll")[0]["tokens"] == ["Idlib"]
+
+
+def test_iob1_bioes_and_stray_inside_tags_read_as_iob2(tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_text("Barcelona I-ORG\nbeat O\nReal I-ORG\nMadrid I-ORG\nand O\nAjax I-ORG\nPSV B-ORG\n\n"  # IOB1
+                 "Maarat B-LOC\nal E-LOC\nIdlib S-LOC\nAleppo S-LOC\n\n"                              # BIOES
+                 "fellow O\nQueenslander I-MISC\nDaniel I-PER\n")                                   # stray I-
+    rows = read_tagger_file(f, SCHEMA, "conll", "conll")
+    assert rows[0]["tags"] == ["B-Organisation", "O", "B-Organisation", "I-Organisation", "O", "B-Organisation",
+                               "B-Organisation"]
+    assert rows[1]["tags"] == ["B-Location", "I-Location", "B-Location", "B-Location"]
+    assert rows[2]["tags"] == ["O", None, "B-Person"]  # MISC is not learned from CoNLL; Daniel starts a Person

@@ -82,24 +82,37 @@ def _map_tag(tag: str, schema: LabelSchema, mapping: str | None, where: str) -> 
     return f"{'I' if prefix == 'I' else 'B'}-{ours}"
 
 
+def iob2(tag: str, previous: str) -> str:
+    """``tag`` as IOB2, given the file's tag before it (O at a sentence start): a tag continues an entity only
+    when it is I- (or BIOES's E-) after B-/I- of the same label; any other entity tag starts one. So IOB1
+    files (the original CoNLL-2003: I- starts an entity, B- only between two of the same label), BIOES
+    files (S-, E-) and stray I- tags (CoNLL-2003's "Barcelona I-ORG" after O) read as the entities meant."""
+    if len(tag) > 2 and tag[0] in "BIES" and tag[1] in "-_":
+        inside = len(previous) > 2 and previous[0] in "BI" and previous[1] in "-_" and previous[2:] == tag[2:]
+        return ("I-" if tag[0] in "IE" and inside else "B-") + tag[2:]
+    return tag
+
+
 def _read_conll(path: Path, schema: LabelSchema, mapping: str | None) -> Iterator[dict]:
     tokens: list[str] = []
     tags: list[str | None] = []
-    start_line = 1
+    start_line, previous = 1, OUTSIDE
     with path.open(encoding="utf-8-sig", errors="strict") as f:
         for lineno, raw in enumerate(f, 1):
             line = raw.rstrip("\r\n")
             if not line.strip() or line.startswith("-DOCSTART-"):
                 if tokens:
                     yield {"id": f"{path.name}:{start_line}", "tokens": tokens, "tags": tags, "mapping": mapping}
-                tokens, tags = [], []
+                tokens, tags, previous = [], [], OUTSIDE
                 start_line = lineno + 1
                 continue
             cols = line.split("\t") if "\t" in line else line.split()
             if len(cols) < 2 or not cols[0].strip():
                 raise DataError(f"{path}:{lineno}: expected 'token<TAB or space>tag', got {line!r}")
             tokens.append(cols[0].strip())
-            tags.append(_map_tag(cols[-1].strip(), schema, mapping, f"{path}:{lineno}"))
+            tag = cols[-1].strip()
+            tags.append(_map_tag(iob2(tag, previous), schema, mapping, f"{path}:{lineno}"))
+            previous = tag
     if tokens:
         yield {"id": f"{path.name}:{start_line}", "tokens": tokens, "tags": tags, "mapping": mapping}
 
