@@ -39,6 +39,9 @@ def test_spans_to_bio(tmp_path):
     ({"text": "Idlib city", "entities": [{"start": 0, "end": 5, "label": "Location"},
                                      {"start": 3, "end": 10, "label": "Location"}]}, "overlapping spans"),
     ({"text": "", "entities": []}, "non-empty string"),
+    ({"text": "Idlib", "entities": [{"start": "0", "end": 5, "label": "Location"}]}, "must be whole numbers"),
+    ({"text": "Idlib", "entities": [{"start": True, "end": 5, "label": "Location"}]}, "must be whole numbers"),
+    ({"text": "Idlib", "entities": {"start": 0, "end": 5, "label": "Location"}}, "'entities' must be a list"),
 ])
 def test_bad_span_data_names_file_record_and_problem(tmp_path, record, message):
     f = tmp_path / "bad.jsonl"
@@ -52,6 +55,17 @@ def test_empty_file_and_bad_conll_tag(tmp_path):
     empty.write_text("\n\n")
     with pytest.raises(DataError, match="empty.txt: no examples"):
         read_tagger_file(empty, SCHEMA, "conll")
+    # A .jsonl's format is told from its first record: an empty file or a broken first line is named as such
+    # (was: "cannot tell the format from the name", and a bare JSONDecodeError).
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(DataError, match="empty.jsonl: no records"):
+        read_tagger_file(tmp_path / "empty.jsonl", SCHEMA)
+    (tmp_path / "broken.jsonl").write_text("{broken\n")
+    with pytest.raises(DataError, match="broken.jsonl:1: invalid JSON"):
+        read_tagger_file(tmp_path / "broken.jsonl", SCHEMA)
+    (tmp_path / "dict.jsonl").write_text(json.dumps({"text": "Idlib", "entities": {"start": 0}}) + "\n")
+    with pytest.raises(DataError, match="dict.jsonl:1: 'entities' must be a list"):  # was a bare KeyError
+        read_tagger_file(tmp_path / "dict.jsonl", SCHEMA)
     bad = tmp_path / "bad.txt"
     bad.write_text("Idlib B-Town\n")
     with pytest.raises(DataError, match=r"bad.txt:1: unknown label 'Town'"):

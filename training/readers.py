@@ -37,18 +37,15 @@ def detect_tagger_format(path: Path) -> str:
     if suffix == ".json":
         return "labelstudio"
     if suffix == ".jsonl":
-        with path.open(encoding="utf-8-sig") as f:
-            for line in f:
-                if line.strip():
-                    first = json.loads(line)
-                    if isinstance(first, dict) and "entities" in first and not _is_doccano(first["entities"]):
-                        return "spans"
-                    return "doccano"
+        for _, first in _jsonl_records(path):  # a first line that is not a JSON object is reported here
+            return "spans" if "entities" in first and not _is_doccano(first["entities"]) else "doccano"
+        raise DataError(f"{path}: no records (empty file?)")
     raise DataError(f"{path}: cannot tell the format from the name; pass one of {TAGGER_FORMATS}")
 
 
 def _is_doccano(entities) -> bool:
-    return bool(entities) and isinstance(entities[0], dict) and "start_offset" in entities[0]
+    return isinstance(entities, list) and bool(entities) and isinstance(entities[0], dict) \
+        and "start_offset" in entities[0]
 
 
 def read_tagger_file(
@@ -125,7 +122,10 @@ def spans_to_example(
         raise DataError(f"{where}: 'text' must be a non-empty string")
     checked = []
     for start, end, label in spans:
-        if not isinstance(start, int) or not isinstance(end, int) or not 0 <= start < end <= len(text):
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
+            raise DataError(f"{where}: span ({start!r}, {end!r}, {label!r}): start and end must be whole numbers "
+                            "(character offsets into the text)")
+        if not 0 <= start < end <= len(text):
             raise DataError(
                 f"{where}: span ({start}, {end}, {label!r}) is outside the text (length {len(text)}) or empty"
             )
