@@ -1,7 +1,8 @@
 """Training configs: YAML plus key=value overrides, with every problem reported before training starts."""
 import pytest
 
-from conflictbrief.training.config import BrieferConfig, ConfigError, TaggerConfig, load_config
+from conflictbrief.training.config import BrieferConfig, ConfigError, DataFile, TaggerConfig, check_bounds, \
+    load_config
 
 
 def test_overrides_reach_nested_fields_and_list_items(tmp_path):
@@ -58,4 +59,29 @@ def test_every_shipped_training_config_loads():
     loaded = [load_config(kinds[p.stem.split("-")[0]], p) for p in sorted(configs.glob("*.yaml"))
               if p.stem.split("-")[0] in kinds]
     assert len(loaded) == 5
+    for config in loaded:
+        check_bounds(config)  # every shipped config is within bounds
     assert [c.teachers for c in loaded if isinstance(c, TaggerConfig) and c.teachers][0][0] == "default"
+
+
+def test_numbers_out_of_bounds_stop_training_before_anything_is_read(tmp_path):
+    # batch_size 0 was a ZeroDivisionError after the model had loaded; epochs -1 and learning_rate 0 trained
+    # nothing and wrote a model.
+    config = TaggerConfig(train=[DataFile("a.jsonl", augment=-1)], batch_size=0, epochs=-1, learning_rate=0)
+    with pytest.raises(ConfigError) as e:
+        check_bounds(config)
+    assert str(e.value).splitlines()[1:] == ["  train.0.augment (a.jsonl): must be 0 or more, got -1",
+                                             "  batch_size: must be 1 or more, got 0",
+                                             "  learning_rate: must be above 0, got 0",
+                                             "  epochs: must be above 0, got -1"]
+    from conflictbrief.training.briefer import train_briefer
+    from conflictbrief.training.tagger import train_tagger
+
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match="^batch_size: must be 1 or more, got 0$"):
+        train_briefer(BrieferConfig(train=[DataFile("missing.jsonl")], batch_size=0, output_dir=str(out)))
+    with pytest.raises(ConfigError, match="^warmup_ratio: must be between 0 and 1, got 2"):
+        train_tagger(TaggerConfig(train=[DataFile("missing.jsonl")], warmup_ratio=2, output_dir=str(out)))
+    assert not out.exists()
+    load = load_config(TaggerConfig, None, ["epochs=0.5", "eval_every=10"])  # fractional epochs are fine
+    check_bounds(load)

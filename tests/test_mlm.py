@@ -5,7 +5,7 @@ import random
 import pytest
 import torch
 
-from conflictbrief.training.config import DataFile, MlmConfig, TaggerConfig, TinyModel
+from conflictbrief.training.config import ConfigError, DataFile, MlmConfig, TaggerConfig, TinyModel
 from conflictbrief.training.readers import DataError
 
 SENTENCES = [
@@ -119,7 +119,7 @@ def test_unusable_text_stops_with_the_file_named(tmp_path):
     from conflictbrief.training.mlm import train_mlm
 
     for bad in ({"mask_probability": 1.5}, {"eval_fraction": 1.0}):
-        with pytest.raises(DataError, match=next(iter(bad))):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
             train_mlm(MlmConfig(train=[DataFile(str(empty))], **bad), log=lambda m: None)
     with pytest.raises(DataError, match="--resume: no checkpoint in"):  # said before any text is read
         train_mlm(MlmConfig(train=[DataFile(str(empty))], output_dir=str(tmp_path / "none")), resume=True,

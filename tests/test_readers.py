@@ -130,3 +130,12 @@ def test_iob1_bioes_and_stray_inside_tags_read_as_iob2(tmp_path):
                                "B-Organisation"]
     assert rows[1]["tags"] == ["B-Location", "I-Location", "B-Location", "B-Location"]
     assert rows[2]["tags"] == ["O", None, "B-Person"]  # MISC is not learned from CoNLL; Daniel starts a Person
+
+
+def test_a_folder_given_as_a_data_file_is_named_as_one(tmp_path):
+    with pytest.raises(DataError, match="is a folder"):
+        read_tagger_file(tmp_path, SCHEMA)
+    with pytest.raises(DataError, match="is a folder"):
+        read_brief_file(tmp_path)
+    with pytest.raises(DataError, match="missing.jsonl: no such file"):
+        read_brief_file(tmp_path / "missing.jsonl")

@@ -16,7 +16,7 @@ import torch
 
 from conflictbrief.inference.briefer import HEADLINE_SEP, Briefer, lead_sentences, source_for
 from conflictbrief.inference.clean import clean
-from conflictbrief.training.config import BrieferConfig, dump_config
+from conflictbrief.training.config import BrieferConfig, check_bounds, dump_config
 from conflictbrief.training.loop import check_resume, make_optimizer, run_steps, save_checkpoint, start_or_resume
 from conflictbrief.training.metrics import rouge_scores
 from conflictbrief.training.readers import DataError, read_brief_file
@@ -102,6 +102,7 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
     """Train, evaluate, keep the best model in ``config.output_dir``; returns a report with the best metrics."""
     from accelerate.utils import set_seed
 
+    check_bounds(config)
     if config.threads:
         torch.set_num_threads(config.threads)
     if not config.train:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -166,6 +166,46 @@ class MlmConfig:
     threads: int | None = None
     time_limit_minutes: float | None = None
     mixed_precision: str = "no"
+
+
+# Bounds of numeric fields, by name, for every config class and its data files: checked by ``check_bounds``
+# when training starts, before data or weights are read. Unchecked, a batch size of 0 was a ZeroDivisionError
+# after the model had loaded, and epochs=-1 or learning_rate=0 trained nothing and wrote a model all the same.
+_AT_LEAST = {"batch_size": 1, "eval_batch_size": 1, "max_steps": 1, "eval_every": 1, "save_every": 1,
+             "log_every": 1, "threads": 1, "repeat": 1, "limit": 1, "eval_limit": 1, "num_beams": 1,
+             "max_new_tokens": 1, "max_target_length": 2, "max_length": 3, "max_source_length": 3, "stride": 0,
+             "augment": 0, "weight_decay": 0, "label_weight_power": 0, "no_repeat_ngram_size": 0}
+_BOUNDS: dict[str, tuple[Callable[[float], bool], str]] = {
+    **{name: (lambda v, least=least: v >= least, f"{least} or more") for name, least in _AT_LEAST.items()},
+    **{name: (lambda v: v > 0, "above 0") for name in ("epochs", "learning_rate", "time_limit_minutes")},
+    **{name: (lambda v: 0 <= v <= 1, "between 0 and 1")
+       for name in ("warmup_ratio", "case_dropout", "distill_weight", "label_smoothing")},
+    "mask_probability": (lambda v: 0 < v < 1, "above 0 and below 1"),
+    "eval_fraction": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
+}
+
+
+def check_bounds(config) -> None:
+    """Raise ConfigError naming every numeric field of ``config``, or of one of its data files, that is out of
+    bounds (``train.0.augment (FILE): must be 0 or more, got -1``)."""
+    errors = []
+
+    def check(obj, prefix: str, suffix: str = ""):
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            items = value if isinstance(value, list) else [value]
+            if items and all(dataclasses.is_dataclass(v) for v in items):
+                for i, item in enumerate(items):
+                    at = f".{i}" if isinstance(value, list) else ""
+                    check(item, f"{prefix}{f.name}{at}.", f" ({item.path})" if hasattr(item, "path") else "")
+                continue
+            bound = _BOUNDS.get(f.name)
+            if bound and isinstance(value, (int, float)) and not isinstance(value, bool) and not bound[0](value):
+                errors.append(f"{prefix}{f.name}{suffix}: must be {bound[1]}, got {value}")
+
+    check(config, "")
+    if errors:
+        raise ConfigError(errors[0] if len(errors) == 1 else "invalid config:\n  " + "\n  ".join(errors))
 
 
 def _build(cls, data: Any, where: str, errors: list[str]):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from conflictbrief.training.config import DataFile, MlmConfig, dump_config
+from conflictbrief.training.config import DataFile, MlmConfig, check_bounds, dump_config
 from conflictbrief.training.readers import DataError
 
 LINE_FORMATS = ("lines", "conll")
@@ -193,14 +193,11 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
         start_or_resume
     from conflictbrief.training.tagger import check_mixed_precision, forward_precision, optimizer_step
 
+    check_bounds(config)
     if config.threads:
         torch.set_num_threads(config.threads)
     if not config.train:
         raise DataError("no training text: give --train FILE or 'train:' in the config")
-    if not 0 < config.mask_probability < 1:
-        raise DataError(f"mask_probability must be between 0 and 1, got {config.mask_probability}")
-    if not 0 <= config.eval_fraction < 1:
-        raise DataError(f"eval_fraction must be at least 0 and below 1, got {config.eval_fraction}")
     check_mixed_precision(config.mixed_precision)
     ckpt = Path(config.output_dir) / "checkpoint"
     check_resume(ckpt, resume, DataError)  # before minutes of reading and tokenizing

@@ -29,6 +29,13 @@ def words_with_offsets(text: str) -> list[tuple[str, int, int]]:
     return [(m.group(), m.start(), m.end()) for m in WORD_RE.finditer(text)]
 
 
+def check_file(path: Path) -> None:
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; a training or evaluation file is one file (give each with --train)")
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+
+
 def detect_tagger_format(path: Path) -> str:
     """Guess the format from the file name and first record; ambiguous cases must be named explicitly."""
     suffix = path.suffix.lower()
@@ -53,8 +60,7 @@ def read_tagger_file(
 ) -> list[dict]:
     """Read one labeled file into word-level examples in our schema; raises DataError on any bad record."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    check_file(path)
     fmt = fmt or detect_tagger_format(path)
     readers = {"conll": _read_conll, "spans": _read_spans, "labelstudio": _read_labelstudio,
                "doccano": _read_doccano}
@@ -258,8 +264,7 @@ def read_brief_file(path: str | Path) -> list[dict]:
     """Pairs ``{"id", "text", "brief", "headline"}`` from JSONL/CSV (text+brief columns, or SumLLM's
     article+abstract) or from a NeuS ``X.source`` file with its ``X.target`` beside it."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    check_file(path)
     if path.suffix == ".source":
         return _read_neus(path)
     if path.suffix == ".jsonl":

@@ -20,7 +20,7 @@ import torch
 from conflictbrief.inference.tagger import Tagger, drop_bare_tags, encode_words, mention_spans, subwords_per_word, \
     uses_case_feature
 from conflictbrief.model.labels import OUTSIDE, LabelSchema
-from conflictbrief.training.config import ConfigError, DataFile, TaggerConfig, dump_config
+from conflictbrief.training.config import ConfigError, DataFile, TaggerConfig, check_bounds, dump_config
 from conflictbrief.training.loop import make_optimizer
 from conflictbrief.training.metrics import entity_scores, restrict_tags
 from conflictbrief.training.readers import DataError, read_tagger_file, to_dataset
@@ -343,6 +343,7 @@ def train_tagger(config: TaggerConfig, log=print) -> dict:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    check_bounds(config)
     if config.threads:
         torch.set_num_threads(config.threads)
     if not config.train:
@@ -352,20 +353,12 @@ def train_tagger(config: TaggerConfig, log=print) -> dict:
     if config.eval and config.eval.unlabelled:
         raise ConfigError("eval.unlabelled: evaluation needs labelled data")
     for i, df in enumerate(config.train):
-        if df.augment < 0:
-            raise ConfigError(f"train.{i}.augment ({df.path}): must be 0 or more, got {df.augment}")
         if df.unlabelled and not config.teachers:
             raise ConfigError(f"train.{i}.unlabelled ({df.path}): unlabelled text teaches only through teachers; "
                               "name them in 'teachers:'")
         if df.unlabelled and (df.augment or df.mapping):
             raise ConfigError(f"train.{i} ({df.path}): augment and mapping are for labelled files, "
                               "not unlabelled text")
-    if not 0 <= config.case_dropout <= 1:
-        raise ConfigError(f"case_dropout: must be between 0 and 1, got {config.case_dropout}")
-    if not 0 <= config.distill_weight <= 1:
-        raise ConfigError(f"distill_weight: must be between 0 and 1, got {config.distill_weight}")
-    if config.label_weight_power < 0:
-        raise ConfigError(f"label_weight_power: must be 0 or more, got {config.label_weight_power}")
     check_mixed_precision(config.mixed_precision)
     set_seed(config.seed)
     schema = LabelSchema.from_yaml(config.labels)
