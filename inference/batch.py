@@ -54,6 +54,8 @@ def expand_inputs(inputs: list[str], exclude: tuple[Path, ...] = ()) -> list[Pat
                 raise BatchError(f"{path}: directory holds no {'/'.join(SUFFIXES)} files (or .gz of them)")
             files.extend(found)
         elif path.is_file():
+            if path.resolve() in skip:  # with --overwrite it would be emptied before it was read
+                raise BatchError(f"{path} is both an input and the job's output: give another -o")
             if not _kind(path):
                 raise BatchError(f"{path}: unsupported input type; use {', '.join(SUFFIXES)} or .gz of them")
             files.append(path)

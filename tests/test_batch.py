@@ -51,6 +51,21 @@ def test_bad_records_become_error_records_and_nothing_is_lost(tiny_pipeline, tmp
     assert summary["failed_total"] == 10
 
 
+def test_an_input_named_as_the_output_is_refused_before_it_is_touched(tiny_pipeline, tmp_path):
+    # With --overwrite the dump was emptied, then read: every record lost.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    dump, table = tmp_path / "dump.jsonl", tmp_path / "dump.parquet"
+    dump.write_text(json.dumps({"text": GOOD}) + "\n")
+    pq.write_table(pa.table({"text": [GOOD]}), table)
+    before = dump.read_bytes(), table.read_bytes()
+    for path, fmt in ((dump, "jsonl"), (table, "parquet")):
+        with pytest.raises(BatchError, match="both an input and the job's output"):
+            run_batch(tiny_pipeline, [str(path)], str(path), overwrite=True, quiet=True, out_format=fmt)
+    assert (dump.read_bytes(), table.read_bytes()) == before
+
+
 def test_output_exists_needs_resume_or_overwrite(tiny_pipeline, tmp_path):
     (tmp_path / "a.txt").write_text(GOOD)
     out = tmp_path / "o.jsonl"
