@@ -52,7 +52,10 @@ class LabelSchema:
         """Our label for a dataset label, None for an unannotated one; raises for an unknown one."""
         if mapping is None:
             if label not in self.labels:
-                raise SchemaError(f"unknown label {label!r}; the schema has {list(self.labels)}")
+                hint = [m for m, table in self.mappings.items() if label in table]
+                raise SchemaError(f"unknown label {label!r}; the schema has {list(self.labels)}"
+                                  + (f" (mapping {hint[0]!r} maps it: --mapping {hint[0]}, or 'mapping: "
+                                     f"{hint[0]}' on the data file)" if hint else ""))
             return label
         table = self.mappings.get(mapping)
         if table is None:

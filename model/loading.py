@@ -52,7 +52,10 @@ def resolve_ref(ref: str | None, kind: str) -> str:
         return str(default_model_dir(kind))
     if ref in BASE_ALIASES:
         return base_model_path()
-    return ref
+    if not Path(ref).expanduser().exists() and (ref.startswith(("/", ".", "~")) or ref.count("/") > 1):
+        # a path, not a Hub name ('name' or 'namespace/name'): say so instead of the Hub's "Repo id must be ..."
+        raise ModelLoadError(f"{ref}: no such model directory")
+    return str(Path(ref).expanduser()) if ref.startswith("~") else ref
 
 
 def device_for(device: str = "auto") -> torch.device:

@@ -572,3 +572,17 @@ def test_briefer_resume_without_a_checkpoint_stops_before_reading_data(tmp_path)
         train_briefer(config, resume=True, log=lambda m: None)
     with pytest.raises(DataError, match="missing.jsonl"):  # without --resume the data is read and checked
         train_briefer(config, log=lambda m: None)
+
+
+def test_a_missing_model_directory_is_named_as_one(tmp_path):
+    # It was handed to the Hub client, whose answer was "Repo id must be in the form 'repo_name' or ...".
+    from conflictbrief.model.loading import ModelLoadError, load_briefer, load_tagger, resolve_ref
+
+    for ref in (str(tmp_path / "nothing"), "./runs/nothing", "runs/a/b"):
+        with pytest.raises(ModelLoadError, match=f"^{ref}: no such model directory$"):
+            load_tagger(ref)
+    with pytest.raises(ModelLoadError, match="no such model directory"):
+        load_briefer(str(tmp_path / "nothing"))
+    assert resolve_ref("facebook/bart-base", "briefer") == "facebook/bart-base"  # Hub names pass through
+    assert resolve_ref("bert-base-uncased", "tagger") == "bert-base-uncased"
+    assert resolve_ref(str(tmp_path), "tagger") == str(tmp_path)

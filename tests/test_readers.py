@@ -68,7 +68,10 @@ def test_empty_file_and_bad_conll_tag(tmp_path):
         read_tagger_file(tmp_path / "dict.jsonl", SCHEMA)
     bad = tmp_path / "bad.txt"
     bad.write_text("Idlib B-Town\n")
-    with pytest.raises(DataError, match=r"bad.txt:1: unknown label 'Town'"):
+    with pytest.raises(DataError, match=r"bad.txt:1: unknown label 'Town'; the schema has \[[^]]*\]$"):
+        read_tagger_file(bad, SCHEMA, "conll")
+    bad.write_text("Idlib B-LOC\n")  # CoNLL data read without its mapping: the error says which one maps it
+    with pytest.raises(DataError, match=r"unknown label 'LOC'; .* \(mapping 'conll' maps it: --mapping conll"):
         read_tagger_file(bad, SCHEMA, "conll")
 
 
