@@ -274,8 +274,15 @@ def _inputs_fingerprint(files: list[Path], options: dict) -> str:
     return h.hexdigest()[:16]
 
 
-def _prepare_output(out: Path, resume: bool, overwrite: bool, fingerprint: str) -> int:
-    """Return how many records the output already holds (after dropping a torn last line)."""
+def _name(source: str) -> str:
+    """A record's source without its folder (a job resumed from another working directory names its
+    inputs by other relative paths)."""
+    return source.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def _prepare_output(out: Path, resume: bool, overwrite: bool, fingerprint: str) -> tuple[int, str | None]:
+    """How many records the output already holds (after dropping a torn last line), and the last one's
+    ``source``."""
     state = out.with_name(out.name + ".state.json")
     if out.exists() and not (resume or overwrite):
         raise BatchError(f"{out} exists: pass --resume to continue that job or --overwrite to start again")
@@ -283,7 +290,7 @@ def _prepare_output(out: Path, resume: bool, overwrite: bool, fingerprint: str) 
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(b"")
         state.write_text(json.dumps({"inputs": fingerprint}))
-        return 0
+        return 0, None
     if state.is_file() and json.loads(state.read_text()).get("inputs") != fingerprint:
         raise BatchError(f"{out} was written for other inputs or options; use --overwrite or another -o")
     with out.open("rb+") as f:
@@ -292,7 +299,12 @@ def _prepare_output(out: Path, resume: bool, overwrite: bool, fingerprint: str) 
         if cut < len(data):
             f.truncate(cut)  # a record cut short by the crash: it is written again
     state.write_text(json.dumps({"inputs": fingerprint}))
-    return data[:cut].count(b"\n")
+    lines = data[:cut].splitlines()
+    try:
+        last = json.loads(lines[-1]).get("source") if lines else None
+    except (ValueError, AttributeError):
+        last = None
+    return len(lines), last
 
 
 def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None = None, id_field: str | None = None,
@@ -313,7 +325,7 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
     options = {"text_field": text_field, "id_field": id_field, "max_chars": pipeline.max_chars, "dedup": dedup,
                "mentions": getattr(getattr(pipeline, "tagger", None), "mentions", "all"),
                "min_score": getattr(getattr(pipeline, "tagger", None), "min_score", 0.0)}
-    done = _prepare_output(out, resume, overwrite, _inputs_fingerprint(files, options))
+    done, last_source = _prepare_output(out, resume, overwrite, _inputs_fingerprint(files, options))
     reader = RecordReader(text_field, id_field, log)
     total = reader.count(files)
     show = not quiet and sys.stderr.isatty()
@@ -321,8 +333,14 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
     started, ok, failed = time.time(), 0, 0
     seen: dict[str, dict] = {}
     records = reader.read(files)
-    for _ in range(done):  # resume: these are in the output already
-        next(records, None)
+    for n in range(done):  # resume: these are in the output already
+        record = next(records, None)
+        if record is None:
+            raise BatchError(f"{out} holds {done} records, more than its inputs have ({n}): not this job's "
+                             "output; use --overwrite or another -o")
+    if done and last_source is not None and _name(record.source) != _name(last_source):
+        raise BatchError(f"{out}: its record {done} came from {last_source}, but input record {done} is "
+                         f"{record.source}: not this job's output; use --overwrite or another -o")
 
     with out.open("ab") as sink:
         def write(line: dict):

@@ -74,6 +74,28 @@ def test_output_exists_needs_resume_or_overwrite(tiny_pipeline, tmp_path):
         run_batch(tiny_pipeline, [str(tmp_path / "a.txt")], str(out), quiet=True)
 
 
+def test_resume_refuses_an_output_that_is_not_this_jobs(tiny_pipeline, tmp_path):
+    # The fingerprint file may be gone (or the output copied in): the records themselves must still match.
+    dump, out = tmp_path / "d.jsonl", tmp_path / "o.jsonl"
+    dump.write_text("".join(json.dumps({"id": f"r{i}", "text": GOOD}) + "\n" for i in range(4)))
+    run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True)
+    lines = out.read_text(encoding="utf-8").splitlines()
+    state = tmp_path / "o.jsonl.state.json"
+    state.unlink()
+    out.write_text("\n".join(lines * 2) + "\n", encoding="utf-8")  # more records than the inputs have
+    with pytest.raises(BatchError, match="holds 8 records, more than its inputs have \\(4\\)"):
+        run_batch(tiny_pipeline, [str(dump)], str(out), resume=True, quiet=True)
+    state.unlink()
+    out.write_text("\n".join([lines[0], lines[2]]) + "\n", encoding="utf-8")  # record 2 is not input record 2
+    with pytest.raises(BatchError, match="its record 2 came from .*d.jsonl:3, but input record 2 is .*d.jsonl:2"):
+        run_batch(tiny_pipeline, [str(dump)], str(out), resume=True, quiet=True)
+    state.unlink()
+    out.write_text("\n".join(lines[:2]) + "\n", encoding="utf-8")  # a true prefix resumes
+    run_batch(tiny_pipeline, [str(dump)], str(out), resume=True, quiet=True)
+    assert [json.loads(line)["id"] for line in out.read_text(encoding="utf-8").splitlines()] == [
+        "r0", "r1", "r2", "r3"]
+
+
 def test_dedup_and_parquet(tiny_pipeline, tmp_path):
     (tmp_path / "d.jsonl").write_text("\n".join(json.dumps({"text": GOOD, "id": i}) for i in range(3)) + "\n")
     summary = run_batch(tiny_pipeline, [str(tmp_path / "d.jsonl")], str(tmp_path / "o.parquet"),
