@@ -119,6 +119,18 @@ def _overlap(a: str, b: str) -> float:
     return len(wa & wb) / min(len(wa), len(wb)) if wa and wb else 0.0
 
 
+def _item(item) -> tuple:
+    """(id, text) of an ``analyze_batch`` item."""
+    if isinstance(item, dict):
+        return item.get("id"), item.get("text")
+    if isinstance(item, (tuple, list)):
+        if len(item) != 2:
+            raise InputError(f"an item is a text, an (id, text) pair or a dict with 'text' (and 'id'); got a "
+                             f"{type(item).__name__} of {len(item)}")
+        return item[0], item[1]
+    return None, item
+
+
 class Pipeline:
     def __init__(self, tagger: Tagger, briefer: Briefer | None, guard: Guard | None = None,
                  max_chars: int = 200_000, min_sentences: int = 2, max_sentences: int = 5,
@@ -171,7 +183,8 @@ class Pipeline:
         return self._run([(id, article)])[0]
 
     def analyze_batch(self, items: Iterable, batch_size: int | None = None, pool: int = 4) -> Iterator[AnalysisResult]:
-        """Stream results in input order. Items are texts or (id, text) pairs. ``batch_size * pool`` articles
+        """Stream results in input order. Items are texts, (id, text) pairs or {"id", "text"} dicts (another
+        item is an error result, as a bad text is). ``batch_size * pool`` articles
         are read at a time and sorted by length into model batches (less padding); memory stays bounded by
         that. A bad item yields a result with ``error`` set instead of stopping the stream."""
         batch_size = batch_size or self.batch_size
@@ -184,8 +197,9 @@ class Pipeline:
             prepared, results = [], {}
             for item in chunk:
                 n = next(counter)
-                rid, text = item if isinstance(item, tuple) else (None, item)
+                rid = None
                 try:
+                    rid, text = _item(item)
                     prepared.append((n, rid, self._check(text, rid)))
                 except InputError as e:
                     results[n] = self.error_result(rid, str(e))

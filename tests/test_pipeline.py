@@ -30,6 +30,13 @@ def test_batch_keeps_order_and_reports_bad_items(tiny_pipeline):
     assert out[1].error and "empty" in out[1].error and "int" in out[2].error and out[3].error is None
     with pytest.raises(InputError, match="record 'x': text must be a string"):
         tiny_pipeline.analyze(None, id="x")
+    # dicts as services hold them; a malformed item is one error result and the stream goes on (a 3-tuple
+    # stopped it with a ValueError)
+    out = list(tiny_pipeline.analyze_batch([{"id": "e", "text": RAW}, ("f", RAW, "extra"), {"id": "g"}, RAW]))
+    assert [r.id for r in out] == ["e", None, "g", None]
+    assert out[0].error is None and out[3].error is None
+    assert "an (id, text) pair" in out[1].error and "got a tuple of 3" in out[1].error
+    assert out[2].error == "record 'g': text must be a string, got NoneType"
 
 
 def test_concurrent_callers_get_their_own_results(tiny_pipeline):
