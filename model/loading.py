@@ -127,6 +127,9 @@ def load_tagger(ref: str | None = "default", device: str = "auto", dtype: torch.
             tokenizer = AutoTokenizer.from_pretrained(path)
     except OSError as e:
         raise ModelLoadError(f"cannot load tagger {ref!r} (resolved to {path}): {e}") from e
+    except ValueError as e:  # transformers: a config of another kind ("Unrecognized configuration class ...")
+        raise ModelLoadError(f"cannot load tagger {ref!r} (resolved to {path}): {str(e).splitlines()[0]} "
+                             "(a tagger is a token classifier; a briefer directory is a seq2seq model)") from e
     return _place(model, device, dtype), tokenizer
 
 
@@ -151,6 +154,9 @@ def load_briefer(ref: str | None = "default", device: str = "auto", dtype: torch
             tokenizer = AutoTokenizer.from_pretrained(path)
     except OSError as e:
         raise ModelLoadError(f"cannot load briefer {ref!r} (resolved to {path}): {e}") from e
+    except ValueError as e:
+        raise ModelLoadError(f"cannot load briefer {ref!r} (resolved to {path}): {str(e).splitlines()[0]} "
+                             "(a briefer is a seq2seq model; a tagger directory is a token classifier)") from e
     return _place(model, device, dtype), tokenizer
 
 
@@ -295,6 +301,8 @@ def export_compact(model_dir: str | Path, kind: str, out_dir: str | Path) -> dic
 
     _quiet_transformers()
     model_dir, out_dir = Path(model_dir), Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ModelLoadError(f"{out_dir}: exists and is not a folder; --to names the folder to write")
     if kind == "tagger":
         trained, _ = load_tagger(str(model_dir), device="cpu")
         fresh = AutoModelForTokenClassification.from_pretrained(base_model_path(),

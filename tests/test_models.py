@@ -574,6 +574,20 @@ def test_briefer_resume_without_a_checkpoint_stops_before_reading_data(tmp_path)
         train_briefer(config, log=lambda m: None)
 
 
+def test_a_model_of_the_other_kind_or_a_file_as_export_target_is_a_clear_error(tiny_tagger_dir, tiny_briefer_dir,
+                                                                              tmp_path):
+    # They were tracebacks: transformers' ValueError "Unrecognized configuration class", a FileExistsError.
+    from conflictbrief.model.loading import ModelLoadError, export_compact, load_briefer, load_tagger
+
+    with pytest.raises(ModelLoadError, match="a tagger is a token classifier; a briefer directory is a seq2seq"):
+        load_tagger(str(tiny_briefer_dir))
+    with pytest.raises(ModelLoadError, match="a briefer is a seq2seq model; a tagger directory is a token"):
+        load_briefer(str(tiny_tagger_dir))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ModelLoadError, match="exists and is not a folder"):
+        export_compact(tiny_tagger_dir, "tagger", tmp_path / "file")
+
+
 def test_a_missing_model_directory_is_named_as_one(tmp_path):
     # It was handed to the Hub client, whose answer was "Repo id must be in the form 'repo_name' or ...".
     from conflictbrief.model.loading import ModelLoadError, load_briefer, load_tagger, resolve_ref
