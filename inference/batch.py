@@ -299,12 +299,12 @@ def _prepare_output(out: Path, resume: bool, overwrite: bool, fingerprint: str) 
         if cut < len(data):
             f.truncate(cut)  # a record cut short by the crash: it is written again
     state.write_text(json.dumps({"inputs": fingerprint}))
-    lines = data[:cut].splitlines()
+    done = data[:cut].count(b"\n")
     try:
-        last = json.loads(lines[-1]).get("source") if lines else None
+        last = json.loads(data[data.rfind(b"\n", 0, cut - 1) + 1: cut]).get("source") if done else None
     except (ValueError, AttributeError):
         last = None
-    return len(lines), last
+    return done, last
 
 
 def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None = None, id_field: str | None = None,

@@ -183,10 +183,10 @@ class Pipeline:
         return self._run([(id, article)])[0]
 
     def analyze_batch(self, items: Iterable, batch_size: int | None = None, pool: int = 4) -> Iterator[AnalysisResult]:
-        """Stream results in input order. Items are texts, (id, text) pairs or {"id", "text"} dicts (another
-        item is an error result, as a bad text is). ``batch_size * pool`` articles
-        are read at a time and sorted by length into model batches (less padding); memory stays bounded by
-        that. A bad item yields a result with ``error`` set instead of stopping the stream."""
+        """Stream results in input order. Items are texts, (id, text) pairs or {"id", "text"} dicts.
+        ``batch_size * pool`` articles are read at a time and sorted by length into model batches (less
+        padding); memory stays bounded by that. A bad item (not one of those, or a text that cannot be
+        analysed) yields a result with ``error`` set instead of stopping the stream."""
         batch_size = batch_size or self.batch_size
         iterator = iter(items)
         counter = itertools.count()
