@@ -142,3 +142,23 @@ def test_a_folder_given_as_a_data_file_is_named_as_one(tmp_path):
         read_brief_file(tmp_path)
     with pytest.raises(DataError, match="missing.jsonl: no such file"):
         read_brief_file(tmp_path / "missing.jsonl")
+
+
+def test_a_pair_that_is_empty_once_cleaned_is_named_and_targets_are_cleaned(tmp_path):
+    from transformers import AutoTokenizer
+
+    from conflictbrief.model.loading import base_model_path
+    from conflictbrief.training.briefer import featurize
+    from conflictbrief.training.config import BrieferConfig
+
+    for record, name in (({"text": "<div></div>", "brief": "A brief."}, "article"),
+                         ({"text": "An article.", "brief": "<p> </p>"}, "brief")):
+        f = tmp_path / "p.jsonl"
+        f.write_text(json.dumps({"text": "An article.", "brief": "A brief."}) + "\n" + json.dumps(record) + "\n")
+        with pytest.raises(DataError, match=f"p.jsonl:2: the {name} is empty once cleaned"):
+            read_brief_file(f)
+    # A lone surrogate in a brief (half an emoji) stopped training in the tokenizer; HTML debris was taught.
+    tok = AutoTokenizer.from_pretrained(base_model_path())
+    [row] = featurize([{"text": "Shelling hit Idlib.", "brief": "Shelling hit Idlib & # 39;s centre \ud83d.",
+                        "headline": None}], tok, BrieferConfig())
+    assert tok.decode(row["labels"], skip_special_tokens=True) == "shelling hit idlib ' s centre."  # wordpieces

@@ -65,8 +65,10 @@ def build_model(config: BrieferConfig):
 def featurize(pairs: list[dict], tokenizer, config: BrieferConfig) -> list[dict]:
     sources = [source_for(clean(p["text"]), tokenizer, config.max_source_length)[0] for p in pairs]
     enc = tokenizer(sources, max_length=config.max_source_length, truncation=True)["input_ids"]
-    targets = [f"{p['headline']} {HEADLINE_SEP} {p['brief']}" if config.headline and p.get("headline")
-               else p["brief"] for p in pairs]
+    # Targets are cleaned as articles are: the model learns to write clean text, and the tokenizer gets no
+    # lone surrogate (half an emoji from a JSON escape), which it cannot encode.
+    targets = [clean(f"{p['headline']} {HEADLINE_SEP} {p['brief']}" if config.headline and p.get("headline")
+                     else p["brief"]).text for p in pairs]
     dec = tokenizer(targets, max_length=config.max_target_length, truncation=True)["input_ids"]
     return [{"input_ids": e, "labels": d} for e, d in zip(enc, dec)]
 

@@ -283,10 +283,20 @@ def read_brief_file(path: str | Path) -> list[dict]:
         if not isinstance(brief, str) or not brief.strip():
             raise DataError(f"{where}: no brief (looked for {BRIEF_TARGET_KEYS})")
         headline, brief = parse_neus_target(brief)
+        check_pair(text, brief, where)
         pairs.append({"id": where, "text": text, "brief": brief, "headline": record.get("headline", headline)})
     if not pairs:
         raise DataError(f"{path}: no pairs found (empty file?)")
     return pairs
+
+
+def check_pair(text: str, brief: str, where: str) -> None:
+    """A pair whose article or brief is nothing once cleaned (markup, control characters) teaches nothing."""
+    from conflictbrief.inference.clean import clean
+
+    for name, value in (("article", text), ("brief", brief)):
+        if not clean(value).text:
+            raise DataError(f"{where}: the {name} is empty once cleaned (markup or control characters only)")
 
 
 def _read_neus(path: Path) -> list[dict]:
@@ -303,5 +313,6 @@ def _read_neus(path: Path) -> list[dict]:
         text = parse_neus_source(src)
         if not text or not brief:
             raise DataError(f"{path}:{n}: empty source or target")
+        check_pair(text, brief, f"{path}:{n}")
         pairs.append({"id": f"{path.name}:{n}", "text": text, "brief": brief, "headline": headline})
     return pairs
