@@ -114,6 +114,10 @@ _CONTROL = "".join(chr(c) for c in range(32) if chr(c) not in "\n\t") + "\x7f"
 # ("Mos\u00adul" is Mosul), zero-width spaces and joiners, direction marks and overrides (an override left in
 # a brief shows it reversed), word joiners, the byte-order mark, tag characters. As a character class.
 _INVISIBLE = "\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\U000e0001\U000e0020-\U000e007f"
+# What cleaning drops, as a character class: control and invisible characters, and lone UTF-16 surrogates (half
+# an emoji, from a JSON "\ud83d" escape), which the tokenizers cannot encode. Training data read with its own
+# offsets (span JSONL) is not cleaned; its word splitter skips these too.
+DROPPED = f"{re.escape(_CONTROL)}{_INVISIBLE}\ud800-\udfff"
 
 # (pattern, replacement) in order; each keeps the offset map.
 _STEPS: list[tuple[re.Pattern, Callable[[re.Match], str]]] = [
@@ -130,9 +134,7 @@ _STEPS: list[tuple[re.Pattern, Callable[[re.Match], str]]] = [
     (re.compile(r"\{dollar\}"), lambda m: "$"),  # a news archive's escape: "US{dollar}431.30"
     (_MOJIBAKE, _unmojibake),
     (_FOLDED_MOJIBAKE, lambda m: _FOLDED[m.group(1)]),
-    # Control and invisible characters, and lone UTF-16 surrogates (half an emoji, from a JSON "\ud83d"
-    # escape), which the tokenizers cannot encode.
-    (re.compile(f"[{re.escape(_CONTROL)}{_INVISIBLE}\ud800-\udfff]"), lambda m: ""),
+    (re.compile(f"[{DROPPED}]"), lambda m: ""),
     (re.compile(r"[^\x00-\x7f]"), _nfkc),
     (re.compile(r"‘‘|’’|``|''"), _doubled_quote),
     (re.compile(r"[ \t\u00a0]+"), lambda m: " "),

@@ -162,3 +162,13 @@ def test_a_pair_that_is_empty_once_cleaned_is_named_and_targets_are_cleaned(tmp_
     [row] = featurize([{"text": "Shelling hit Idlib.", "brief": "Shelling hit Idlib & # 39;s centre \ud83d.",
                         "headline": None}], tok, BrieferConfig())
     assert tok.decode(row["labels"], skip_special_tokens=True) == "shelling hit idlib ' s centre."  # wordpieces
+
+
+def test_span_text_is_split_into_words_without_the_characters_cleaning_drops(tmp_path):
+    # Span JSONL keeps its own offsets, so it is not cleaned; a lone surrogate became a "word" that stopped
+    # training (UnicodeEncodeError), and a zero-width space one the tokenizer has no piece for.
+    f = tmp_path / "s.jsonl"
+    f.write_text(json.dumps({"text": "Idlib \ud83d fell\u200b today", "entities": [
+        {"start": 0, "end": 5, "label": "Location"}]}) + "\n")
+    [row] = read_tagger_file(f, SCHEMA)
+    assert row["tokens"] == ["Idlib", "fell", "today"] and row["tags"] == ["B-Location", "O", "O"]

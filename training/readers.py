@@ -13,10 +13,11 @@ import re
 from pathlib import Path
 from typing import Iterator
 
+from conflictbrief.inference.clean import DROPPED
 from conflictbrief.model.labels import OUTSIDE, LabelSchema, SchemaError, split_tag
 
 # Words as BERT's basic tokenizer sees them: runs of word characters, or single punctuation marks.
-WORD_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+WORD_RE = re.compile(rf"\w+|[^\w\s{DROPPED}]", re.UNICODE)
 
 TAGGER_FORMATS = ("conll", "spans", "labelstudio", "doccano")
 
