@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -274,6 +275,26 @@ def _inputs_fingerprint(files: list[Path], options: dict) -> str:
     return h.hexdigest()[:16]
 
 
+@contextmanager
+def _exclusive(out: Path):
+    """Hold ``OUT.lock`` for the whole job, so that a second job on the same output (a cron run that overlaps
+    the last one) stops at once instead of interleaving its records with this one's or emptying the file.
+    The operating system releases the lock when the job ends in any way, kill -9 included. POSIX only."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(out.name + ".lock"), "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BatchError(f"{out} is being written by another job; wait for it to end or give another -o") \
+                from None
+        yield
+
+
 def _name(source: str) -> str:
     """A record's source without its folder (a job resumed from another working directory names its
     inputs by other relative paths)."""
@@ -322,58 +343,59 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
     if out_format == "parquet":
         out = out.with_suffix(".jsonl") if out.suffix == ".parquet" else out.with_name(out.name + ".jsonl")
     files = expand_inputs(inputs, (out, out.with_name(out.name + ".state.json"), Path(output)))
-    options = {"text_field": text_field, "id_field": id_field, "max_chars": pipeline.max_chars, "dedup": dedup,
-               "mentions": getattr(getattr(pipeline, "tagger", None), "mentions", "all"),
-               "min_score": getattr(getattr(pipeline, "tagger", None), "min_score", 0.0)}
-    done, last_source = _prepare_output(out, resume, overwrite, _inputs_fingerprint(files, options))
-    reader = RecordReader(text_field, id_field, log)
-    total = reader.count(files)
-    show = not quiet and sys.stderr.isatty()
-    bar = tqdm(total=total, initial=done, unit="art", disable=not show, dynamic_ncols=True, desc="briefing")
-    started, ok, failed = time.time(), 0, 0
-    seen: dict[str, dict] = {}
-    records = reader.read(files)
-    for n in range(done):  # resume: these are in the output already
-        record = next(records, None)
-        if record is None:
-            raise BatchError(f"{out} holds {done} records, more than its inputs have ({n}): not this job's "
-                             "output; use --overwrite or another -o")
-    if done and last_source is not None and _name(record.source) != _name(last_source):
-        raise BatchError(f"{out}: its record {done} came from {last_source}, but input record {done} is "
-                         f"{record.source}: not this job's output; use --overwrite or another -o")
+    with _exclusive(out):  # before _prepare_output, which empties OUT on --overwrite
+        options = {"text_field": text_field, "id_field": id_field, "max_chars": pipeline.max_chars, "dedup": dedup,
+                   "mentions": getattr(getattr(pipeline, "tagger", None), "mentions", "all"),
+                   "min_score": getattr(getattr(pipeline, "tagger", None), "min_score", 0.0)}
+        done, last_source = _prepare_output(out, resume, overwrite, _inputs_fingerprint(files, options))
+        reader = RecordReader(text_field, id_field, log)
+        total = reader.count(files)
+        show = not quiet and sys.stderr.isatty()
+        bar = tqdm(total=total, initial=done, unit="art", disable=not show, dynamic_ncols=True, desc="briefing")
+        started, ok, failed = time.time(), 0, 0
+        seen: dict[str, dict] = {}
+        records = reader.read(files)
+        for n in range(done):  # resume: these are in the output already
+            record = next(records, None)
+            if record is None:
+                raise BatchError(f"{out} holds {done} records, more than its inputs have ({n}): not this job's "
+                                 "output; use --overwrite or another -o")
+        if done and last_source is not None and _name(record.source) != _name(last_source):
+            raise BatchError(f"{out}: its record {done} came from {last_source}, but input record {done} is "
+                             f"{record.source}: not this job's output; use --overwrite or another -o")
 
-    with out.open("ab") as sink:
-        def write(line: dict):
-            nonlocal ok, failed
-            if line.get("error"):
-                failed += 1
-            else:
-                ok += 1
-            # backslashreplace: a lone surrogate in an input id (a JSON "\\ud800" escape) is written back as
-            # the same JSON escape instead of stopping the job
-            sink.write((json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace"))
-            sink.flush()
-            bar.update(1)
+        with out.open("ab") as sink:
+            def write(line: dict):
+                nonlocal ok, failed
+                if line.get("error"):
+                    failed += 1
+                else:
+                    ok += 1
+                # backslashreplace: a lone surrogate in an input id (a JSON "\\ud800" escape) is written back as
+                # the same JSON escape instead of stopping the job
+                sink.write((json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace"))
+                sink.flush()
+                bar.update(1)
 
-        chunk: list[Record] = []
-        for record in records:
-            chunk.append(record)
-            if len(chunk) >= batch_size * 4:
-                _process(pipeline, chunk, write, batch_size, dedup, seen)
-                chunk = []
-        _process(pipeline, chunk, write, batch_size, dedup, seen)
-        os.fsync(sink.fileno())
-    bar.close()
-    seconds = time.time() - started
-    summary = {"output": str(out), "records": done + ok + failed, "written_this_run": ok + failed,
-               "resumed_after": done, "ok_this_run": ok, "failed_this_run": failed,
-               "failed_total": sum(1 for line in out.open("rb") if b'"error": "' in line or b'"error":"' in line),
-               "seconds": round(seconds, 1), "articles_per_s": round((ok + failed) / seconds, 2) if seconds else None}
-    if out_format == "parquet":
-        summary["output"] = str(_to_parquet(out, Path(output)))
-    if not quiet:
-        log(json.dumps(summary))
-    return summary
+            chunk: list[Record] = []
+            for record in records:
+                chunk.append(record)
+                if len(chunk) >= batch_size * 4:
+                    _process(pipeline, chunk, write, batch_size, dedup, seen)
+                    chunk = []
+            _process(pipeline, chunk, write, batch_size, dedup, seen)
+            os.fsync(sink.fileno())
+        bar.close()
+        seconds = time.time() - started
+        summary = {"output": str(out), "records": done + ok + failed, "written_this_run": ok + failed,
+                   "resumed_after": done, "ok_this_run": ok, "failed_this_run": failed,
+                   "failed_total": sum(1 for line in out.open("rb") if b'"error": "' in line or b'"error":"' in line),
+                   "seconds": round(seconds, 1), "articles_per_s": round((ok + failed) / seconds, 2) if seconds else None}
+        if out_format == "parquet":
+            summary["output"] = str(_to_parquet(out, Path(output)))
+        if not quiet:
+            log(json.dumps(summary))
+        return summary
 
 
 def _process(pipeline, chunk: list[Record], write, batch_size: int, dedup: bool, seen: dict):

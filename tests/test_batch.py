@@ -66,6 +66,18 @@ def test_an_input_named_as_the_output_is_refused_before_it_is_touched(tiny_pipel
     assert (dump.read_bytes(), table.read_bytes()) == before
 
 
+def test_a_second_job_on_the_same_output_stops_at_once(tiny_pipeline, tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    dump, out = tmp_path / "d.jsonl", tmp_path / "o.jsonl"
+    dump.write_text(json.dumps({"text": GOOD}) + "\n")
+    with open(tmp_path / "o.jsonl.lock", "w") as held:  # as the first job holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(BatchError, match="being written by another job"):
+            run_batch(tiny_pipeline, [str(dump)], str(out), overwrite=True, quiet=True)
+    assert not out.exists()  # --overwrite did not empty anything
+    assert run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True)["records"] == 1  # released: it runs
+
+
 def test_output_exists_needs_resume_or_overwrite(tiny_pipeline, tmp_path):
     (tmp_path / "a.txt").write_text(GOOD)
     out = tmp_path / "o.jsonl"
