@@ -422,17 +422,26 @@ def _process(pipeline, chunk: list[Record], write, batch_size: int, dedup: bool,
               {"id": r.id, "source": r.source, "error": res["error"]})
 
 
-def _to_parquet(jsonl: Path, target: Path) -> Path:
+def _to_parquet(jsonl: Path, target: Path, rows_per_group: int = 2000) -> Path:
+    """The JSONL output as Parquet, written a row group at a time (a whole dump's results never sit in
+    memory at once)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    def text(value):  # a lone surrogate (an id from a JSON "\ud800" escape) as that escape: Arrow needs UTF-8
+        return value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else value
+
     target = target if target.suffix == ".parquet" else target.with_suffix(".parquet")
-    rows = []
-    with jsonl.open(encoding="utf-8") as f:
+    schema = pa.schema([(name, pa.string()) for name in ("id", "source", "error", "brief", "result_json")])
+    with jsonl.open(encoding="utf-8") as f, pq.ParquetWriter(target, schema) as writer:
+        rows = []
         for line in f:
             r = json.loads(line)
-            rows.append({"id": r.get("id"), "source": r.get("source"), "error": r.get("error"),
-                         "brief": " ".join(s["text"] for s in r.get("brief") or []),
+            rows.append({"id": text(r.get("id")), "source": text(r.get("source")), "error": text(r.get("error")),
+                         "brief": text(" ".join(s["text"] for s in r.get("brief") or [])),
                          "result_json": line.rstrip("\n")})
-    pq.write_table(pa.Table.from_pylist(rows), target)
+            if len(rows) == rows_per_group:
+                writer.write_table(pa.Table.from_pylist(rows, schema))
+                rows = []
+        writer.write_table(pa.Table.from_pylist(rows, schema))
     return target

@@ -118,6 +118,16 @@ def test_dedup_and_parquet(tiny_pipeline, tmp_path):
     assert [r["id"] for r in table] == ["0", "1", "2"]  # the "id" field, found without --id-field
     assert [r["source"] for r in table] == [f"{tmp_path / 'd.jsonl'}:{i}" for i in (1, 2, 3)]
     assert len({r["brief"] for r in table}) == 1
+    # Written a row group at a time; an id with a lone surrogate (a JSON "\\ud800" escape) is kept as that escape
+    from conflictbrief.inference.batch import _to_parquet
+
+    lines = [json.dumps({"id": f"r{i}", "source": "s", "brief": [{"text": "B."}]}) for i in range(4)]
+    lines.append(json.dumps({"id": "\ud800x", "source": "s", "error": "bad"}))
+    (tmp_path / "r.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    target = _to_parquet(tmp_path / "r.jsonl", tmp_path / "r.parquet", rows_per_group=2)
+    assert pq.ParquetFile(target).metadata.num_row_groups == 3
+    rows = pq.read_table(target).to_pylist()
+    assert [r["id"] for r in rows] == ["r0", "r1", "r2", "r3", "\\ud800x"] and rows[0]["brief"] == "B."
 
 
 def test_sigkill_then_resume_is_exactly_once(tiny_tagger_dir, tiny_briefer_dir, tmp_path):
