@@ -315,17 +315,40 @@ def _prepare_output(out: Path, resume: bool, overwrite: bool, fingerprint: str) 
     if state.is_file() and json.loads(state.read_text()).get("inputs") != fingerprint:
         raise BatchError(f"{out} was written for other inputs or options; use --overwrite or another -o")
     with out.open("rb+") as f:
-        data = f.read()
-        cut = data.rfind(b"\n") + 1
-        if cut < len(data):
+        done, cut, last_line = _complete_lines(f)
+        if cut < f.seek(0, os.SEEK_END):
             f.truncate(cut)  # a record cut short by the crash: it is written again
     state.write_text(json.dumps({"inputs": fingerprint}))
-    done = data[:cut].count(b"\n")
     try:
-        last = json.loads(data[data.rfind(b"\n", 0, cut - 1) + 1: cut]).get("source") if done else None
+        last = json.loads(last_line).get("source") if done else None
     except (ValueError, AttributeError):
         last = None
     return done, last
+
+
+def _complete_lines(f, block: int = 1 << 20) -> tuple[int, int, bytes]:
+    """(complete lines, the offset just after the last one, the last one) of a binary file, read a block at
+    a time: an output of millions of results is never held in memory whole."""
+    f.seek(0)
+    count, cut, at = 0, 0, 0
+    while chunk := f.read(block):
+        count += chunk.count(b"\n")
+        end = chunk.rfind(b"\n")
+        if end >= 0:
+            cut = at + end + 1
+        at += len(chunk)
+    start = cut - 1  # back from the last newline to the one before it
+    while start > 0:
+        low = max(0, start - block)
+        f.seek(low)
+        found = f.read(start - low).rfind(b"\n")
+        if found >= 0:
+            start = low + found + 1
+            break
+        start = low
+    start = max(start, 0)
+    f.seek(start)
+    return count, cut, f.read(cut - start)
 
 
 def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None = None, id_field: str | None = None,

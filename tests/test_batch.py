@@ -261,3 +261,20 @@ def test_a_corrupt_parquet_or_truncated_gz_is_one_error_record(tiny_pipeline, tm
     assert "cannot read further" in rows[0]["error"] and "cannot read further" in rows[2]["error"]
     assert rows[1].get("error") is None and rows[3].get("error") is None
     assert rows[4]["error"].endswith("field 'text' is null")
+
+
+def test_resume_reads_the_output_a_block_at_a_time():
+    # --resume used to read the whole output into memory to count its records and find the torn tail.
+    import io
+    import random
+
+    from conflictbrief.inference.batch import _complete_lines
+
+    rng = random.Random(0)
+    cases = [b"", b"torn", b"\n\n", b'{"a": 1}\n{"b": 2}\n{"c"'] + [
+        bytes(rng.choice(b"ab\n") for _ in range(rng.randint(0, 30))) for _ in range(200)]
+    for data in cases:
+        cut = data.rfind(b"\n") + 1
+        last = data[data.rfind(b"\n", 0, cut - 1) + 1 if cut else 0: cut]
+        for block in (1, 3, 1 << 20):
+            assert _complete_lines(io.BytesIO(data), block) == (data[:cut].count(b"\n"), cut, last)
