@@ -376,7 +376,7 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
         show = not quiet and sys.stderr.isatty()
         bar = tqdm(total=total, initial=done, unit="art", disable=not show, dynamic_ncols=True, desc="briefing")
         started, ok, failed = time.time(), 0, 0
-        seen: dict[str, dict] = {}
+        seen: dict[bytes, int] = {}  # --dedup: text digest -> where its result starts in the output
         records = reader.read(files)
         for n in range(done):  # resume: these are in the output already
             record = next(records, None)
@@ -388,7 +388,8 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
                              f"{record.source}: not this job's output; use --overwrite or another -o")
 
         with out.open("ab") as sink:
-            def write(line: dict):
+            def write(line: dict) -> int:
+                """Append one result line; returns its offset in the output."""
                 nonlocal ok, failed
                 if line.get("error"):
                     failed += 1
@@ -396,17 +397,20 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
                     ok += 1
                 # backslashreplace: a lone surrogate in an input id (a JSON "\\ud800" escape) is written back as
                 # the same JSON escape instead of stopping the job
+                offset = sink.tell()
                 sink.write((json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace"))
                 sink.flush()
                 bar.update(1)
+                return offset
 
             chunk: list[Record] = []
-            for record in records:
-                chunk.append(record)
-                if len(chunk) >= batch_size * 4:
-                    _process(pipeline, chunk, write, batch_size, dedup, seen)
-                    chunk = []
-            _process(pipeline, chunk, write, batch_size, dedup, seen)
+            with out.open("rb") as written:  # --dedup reads a duplicate's result back from here
+                for record in records:
+                    chunk.append(record)
+                    if len(chunk) >= batch_size * 4:
+                        _process(pipeline, chunk, write, batch_size, dedup, seen, written)
+                        chunk = []
+                _process(pipeline, chunk, write, batch_size, dedup, seen, written)
             os.fsync(sink.fileno())
         bar.close()
         seconds = time.time() - started
@@ -421,28 +425,37 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
         return summary
 
 
-def _process(pipeline, chunk: list[Record], write, batch_size: int, dedup: bool, seen: dict):
+def _process(pipeline, chunk: list[Record], write, batch_size: int, dedup: bool, seen: dict, written):
+    """Analyse and write one chunk. With ``dedup``, an article seen before is not analysed again: its first
+    result is read back from the output (``written``, at the offset ``seen`` keeps), so memory holds one
+    digest and one offset per distinct article, not every result."""
     if not chunk:
         return
-    todo, keys = [], {}
+    todo, keys, first = [], {}, set()
     for i, r in enumerate(chunk):
         if r.error is None:
-            key = hashlib.sha256(r.text.encode("utf-8", "surrogatepass")).hexdigest() if dedup else None
+            key = hashlib.sha256(r.text.encode("utf-8", "surrogatepass")).digest() if dedup else None
             keys[i] = key
-            if key is None or key not in seen:
-                todo.append((i, r))
-    results = {}
-    for (i, r), res in zip(todo, pipeline.analyze_batch(((r.id, r.text) for _, r in todo), batch_size=batch_size)):
-        results[i] = res.to_dict()
-        if keys.get(i):
-            seen.setdefault(keys[i], {**results[i], "duplicate_of": r.id})
+            if key is None or key not in seen and key not in first:  # a later copy in this chunk is written
+                todo.append((i, r))                                   # after its first, so seen has it then
+                first.add(key)
+    results = {i: res.to_dict() for (i, _), res in
+               zip(todo, pipeline.analyze_batch(((r.id, r.text) for _, r in todo), batch_size=batch_size))}
     for i, r in enumerate(chunk):
         if r.error is not None:
             write({"id": r.id, "source": r.source, "error": r.error})
             continue
-        res = results.get(i) or {**seen[keys[i]], "id": r.id}  # a duplicate: the first one's result
-        write({"source": r.source, **res} if not res.get("error") else
-              {"id": r.id, "source": r.source, "error": res["error"]})
+        if i in results:
+            res = results[i]
+            offset = write({"source": r.source, **res} if not res.get("error") else
+                           {"id": r.id, "source": r.source, "error": res["error"]})
+            if keys[i] is not None:
+                seen.setdefault(keys[i], offset)
+            continue
+        written.seek(seen[keys[i]])  # a duplicate: the first one's result
+        original = json.loads(written.readline())
+        write({**original, "source": r.source, "id": r.id, "duplicate_of": original["id"]}
+              if not original.get("error") else {"id": r.id, "source": r.source, "error": original["error"]})
 
 
 def _to_parquet(jsonl: Path, target: Path, rows_per_group: int = 2000) -> Path:

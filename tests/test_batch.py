@@ -118,6 +118,9 @@ def test_dedup_and_parquet(tiny_pipeline, tmp_path):
     assert [r["id"] for r in table] == ["0", "1", "2"]  # the "id" field, found without --id-field
     assert [r["source"] for r in table] == [f"{tmp_path / 'd.jsonl'}:{i}" for i in (1, 2, 3)]
     assert len({r["brief"] for r in table}) == 1
+    # analysed once; the copies are read back from the output (memory keeps an offset, not the result)
+    assert [json.loads(r["result_json"]).get("duplicate_of") for r in table] == [None, "0", "0"]
+    assert [json.loads(r["result_json"])["source"] for r in table] == [r["source"] for r in table]
     # Written a row group at a time; an id with a lone surrogate (a JSON "\\ud800" escape) is kept as that escape
     from conflictbrief.inference.batch import _to_parquet
 
