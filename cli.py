@@ -34,6 +34,21 @@ def _unit_interval(value: str) -> float:
     return number
 
 
+def _at_least(least: int, most: int | None = None):
+    """An argparse type: a whole number from ``least`` (to ``most``); --limit -1 took all but the last record,
+    --batch-size 0 and --threads 0 were quietly ignored, --port 99999 was a traceback."""
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = least - 1
+        if number < least or most is not None and number > most:
+            span = f"from {least} to {most}" if most is not None else f"of {least} or more"
+            raise argparse.ArgumentTypeError(f"expected a whole number {span}, got {value!r}")
+        return number
+    return parse
+
+
 def _add_evaluate(sub):
     p = sub.add_parser("evaluate", help="score a model on labeled data; prints one JSON object")
     p.add_argument("kind", choices=["tagger", "briefer"])
@@ -41,7 +56,7 @@ def _add_evaluate(sub):
     p.add_argument("--data", required=True, metavar="FILE")
     p.add_argument("--format", help="tagger data format (conll, spans, labelstudio, doccano); guessed if omitted")
     p.add_argument("--mapping", help="label mapping for data in another schema (e.g. conll)")
-    p.add_argument("--limit", type=int, help="only the first N records")
+    p.add_argument("--limit", type=_at_least(1), help="only the first N records")
     p.add_argument("--mentions", choices=["all", "names"], default="all",
                    help="tagger: 'names' scores names only (pronoun/determiner mentions left out of gold and "
                         "predictions); default all")
@@ -63,8 +78,8 @@ def _add_run(sub):
         p.add_argument("--id-field", help="field holding the record id, a.b for a nested one (default: file:line)")
         p.add_argument("--resume", action="store_true", help="continue a killed job; nothing lost or repeated")
         p.add_argument("--overwrite", action="store_true", help="start again, replacing OUT")
-        p.add_argument("--max-chars", type=int, default=200_000, help="longer texts become error records")
-        p.add_argument("--batch-size", type=int, default=None,
+        p.add_argument("--max-chars", type=_at_least(1), default=200_000, help="longer texts become error records")
+        p.add_argument("--batch-size", type=_at_least(1), default=None,
                        help="articles per model batch (default: 32 in bfloat16, 16 in float32 or int8)")
         p.add_argument("--dedup", action="store_true", help="analyse identical articles once")
         p.add_argument("--quiet", action="store_true")
@@ -79,21 +94,21 @@ def _add_run(sub):
             p.add_argument("--neutrality", help="loaded-term lexicon YAML (default: packaged)")
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
         _add_dtype(p)
-        p.add_argument("--threads", type=int, help="CPU threads for torch")
+        p.add_argument("--threads", type=_at_least(1), help="CPU threads for torch")
 
 
 def _add_serve(sub):
     p = sub.add_parser("serve", help="HTTP service (POST /v1/analyze, GET /healthz, GET /v1/models)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_at_least(1, 65535), default=8000)
     p.add_argument("--tagger", default="default")
     p.add_argument("--briefer", default="default")
     p.add_argument("--mentions", choices=["names", "all"], default="names", help="as for brief")
     p.add_argument("--min-score", type=_unit_interval, default=0.0, help="as for brief")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     _add_dtype(p)
-    p.add_argument("--max-concurrency", type=int, default=2, help="requests analysed at once")
-    p.add_argument("--max-queue", type=int, default=32, help="requests waiting beyond that get 503")
+    p.add_argument("--max-concurrency", type=_at_least(1), default=2, help="requests analysed at once")
+    p.add_argument("--max-queue", type=_at_least(0), default=32, help="requests waiting beyond that get 503")
 
 
 def cmd_run(args) -> int:

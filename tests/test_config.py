@@ -85,3 +85,19 @@ def test_numbers_out_of_bounds_stop_training_before_anything_is_read(tmp_path):
     assert not out.exists()
     load = load_config(TaggerConfig, None, ["epochs=0.5", "eval_every=10"])  # fractional epochs are fine
     check_bounds(load)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "briefer", "--data", "x.jsonl", "--limit", "-1"], "--limit: expected a whole number of 1 or more"),
+    (["brief", "x.jsonl", "-o", "y.jsonl", "--batch-size", "0"], "--batch-size: expected a whole number of 1"),
+    (["brief", "x.jsonl", "-o", "y.jsonl", "--threads", "abc"], "--threads: expected a whole number of 1"),
+    (["serve", "--port", "99999"], "--port: expected a whole number from 1 to 65535"),
+])
+def test_cli_numbers_out_of_range_are_refused(argv, message, capsys):
+    # --limit -1 took all records but the last, --batch-size 0 and --threads 0 were ignored, a bad port was
+    # a traceback.
+    from conflictbrief.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and message in capsys.readouterr().err
