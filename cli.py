@@ -56,6 +56,9 @@ def _add_evaluate(sub):
     p.add_argument("--data", required=True, metavar="FILE")
     p.add_argument("--format", help="tagger data format (conll, spans, labelstudio, doccano); guessed if omitted")
     p.add_argument("--mapping", help="label mapping for data in another schema (e.g. conll)")
+    p.add_argument("--labels", metavar="YAML", help="tagger: the label schema (and its mappings) of a model "
+                                                   "trained with its own; default: the packaged one, or the "
+                                                   "model's own labels where they differ")
     p.add_argument("--limit", type=_at_least(1), help="only the first N records")
     p.add_argument("--mentions", choices=["all", "names"], default="all",
                    help="tagger: 'names' scores names only (pronoun/determiner mentions left out of gold and "
@@ -184,14 +187,19 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     if args.kind == "tagger":
         from conflictbrief.inference.tagger import Tagger
-        from conflictbrief.model.labels import LabelSchema
+        from conflictbrief.model.labels import LabelSchema, SchemaError
         from conflictbrief.training.readers import read_tagger_file
         from conflictbrief.training.tagger import evaluate_tagger
 
-        schema = LabelSchema.from_yaml()
-        examples = read_tagger_file(args.data, schema, args.format, args.mapping)[: args.limit]
         tagger = Tagger.load(args.model, device=args.device, dtype=args.dtype, mentions=args.mentions,
                              min_score=args.min_score)
+        schema = LabelSchema.from_yaml(args.labels)
+        if set(schema.labels) != set(tagger.labels):
+            if args.labels:
+                raise SchemaError(f"{args.labels}: its labels {sorted(schema.labels)} are not the model's "
+                                  f"{tagger.labels}")
+            schema = LabelSchema.from_tags(list(tagger.id2label.values()))  # a model trained on its own labels
+        examples = read_tagger_file(args.data, schema, args.format, args.mapping)[: args.limit]
         result = evaluate_tagger(tagger, examples, schema)
     else:
         from conflictbrief.training.briefer import evaluate_briefer_file

@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -600,3 +601,28 @@ def test_a_missing_model_directory_is_named_as_one(tmp_path):
     assert resolve_ref("facebook/bart-base", "briefer") == "facebook/bart-base"  # Hub names pass through
     assert resolve_ref("bert-base-uncased", "tagger") == "bert-base-uncased"
     assert resolve_ref(str(tmp_path), "tagger") == str(tmp_path)
+
+
+def test_cli_evaluates_a_tagger_trained_on_its_own_labels(tmp_path, capsys):
+    # The data was read with the packaged schema whatever the model's labels: "unknown label 'Actor'".
+    from conflictbrief.cli import main
+    from conflictbrief.training.config import DataFile, TaggerConfig, TinyModel
+    from conflictbrief.training.tagger import train_tagger
+
+    labels = tmp_path / "labels.yaml"
+    labels.write_text("labels:\n  Actor: an armed group\n  Place: a place\n")
+    data = tmp_path / "mine.jsonl"
+    data.write_text(json.dumps({"text": "The Taliban attacked Kabul.", "entities": [
+        {"start": 4, "end": 11, "label": "Actor"}, {"start": 21, "end": 26, "label": "Place"}]}) + "\n")
+    train_tagger(TaggerConfig(tiny_model=TinyModel(), labels=str(labels), train=[DataFile(str(data))],
+                              output_dir=str(tmp_path / "model"), max_steps=2), log=lambda m: None)
+    assert main(["evaluate", "tagger", "--model", str(tmp_path / "model"), "--data", str(data),
+                 "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {label: v["support"] for label, v in report["per_label"].items()} == {"Actor": 1, "Place": 1}
+    assert main(["evaluate", "tagger", "--model", str(tmp_path / "model"), "--data", str(data), "--device", "cpu",
+                 "--labels", str(labels)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "tagger", "--model", str(tmp_path / "model"), "--data", str(data), "--device", "cpu",
+                 "--labels", str(Path(__file__).resolve().parent.parent / "configs" / "labels.yaml")]) == 2
+    assert "are not the model's ['Actor', 'Place']" in capsys.readouterr().err
