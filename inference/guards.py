@@ -234,6 +234,9 @@ class GuardReport:
     loaded_terms_brief: list[str] = field(default_factory=list)
 
 
+NUMERIC_LABELS = {"Temporal", "Quantity", "Money"}
+
+
 class Guard:
     """Checks brief sentences against the article. ``tagger`` (optional) finds names in the brief."""
 
@@ -246,8 +249,11 @@ class Guard:
         self.max_repetition = max_repetition
         self._pattern = self.lexicon.pattern()
         self.tagger = tagger
-        self.name_labels = set(name_labels or ("Person", "Location", "Organisation", "Nationality",
-                                               "MilitaryPlatform", "Weapon", "DocumentReference"))
+        # Names are the tagger's labels but the numeric ones (the number check covers those): re3d's seven, or
+        # every label of a tagger trained on its own (whose names would otherwise go unchecked).
+        labels = getattr(tagger, "labels", None) or ("Person", "Location", "Organisation", "Nationality",
+                                                     "MilitaryPlatform", "Weapon", "DocumentReference")
+        self.name_labels = set(name_labels or set(labels) - NUMERIC_LABELS)
 
     def names(self, sentences: list[str]) -> list[list[str]]:
         if self.tagger is not None:

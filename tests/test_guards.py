@@ -132,3 +132,22 @@ def test_bare_mentions_are_dropped_from_tag_sequences_but_names_stay():
             "B-Organisation", "I-Organisation", "O", "B-Location", "I-Location"]
     assert drop_bare_tags(tags, words) == ["O", "O", "O", "O", "O", "O", "O", "B-Person", "O",
                                            "B-Organisation", "I-Organisation", "O", "B-Location", "I-Location"]
+
+
+def test_names_of_a_tagger_trained_on_its_own_labels_are_checked():
+    # The guard kept only re3d's name labels, so a tagger with its own ("Actor") had every name go unchecked.
+    from conflictbrief.inference.tagger import Entity
+
+    class OwnLabels:
+        labels = ["Actor", "Casualties"]
+
+        def tag(self, texts):
+            return [[Entity("Actor", "Wagner", t.index("Wagner"), t.index("Wagner") + 6, 0.9)] if "Wagner" in t
+                     else [] for t in texts]
+
+    guard = Guard(tagger=OwnLabels())
+    assert guard.name_labels == {"Actor", "Casualties"}
+    kept, report = guard.check(["Wagner fighters surrounded Idlib.", "The army surrounded Idlib."], ARTICLE)
+    assert kept == ["The army surrounded Idlib."]
+    assert report.removed[0]["reason"] == "unsupported_name" and report.removed[0]["items"] == ["Wagner"]
+    assert Guard(tagger=type("Re3d", (), {"labels": ["Person", "Quantity"]})()).name_labels == {"Person"}
