@@ -112,6 +112,9 @@ def _add_serve(sub):
     _add_dtype(p)
     p.add_argument("--max-concurrency", type=_at_least(1), default=2, help="requests analysed at once")
     p.add_argument("--max-queue", type=_at_least(0), default=32, help="requests waiting beyond that get 503")
+    p.add_argument("--neutrality", help="loaded-term lexicon YAML (default: packaged)")
+    p.add_argument("--max-chars", type=_at_least(1), default=200_000, help="longer texts get 422")
+    p.add_argument("--threads", type=_at_least(1), help="CPU threads for torch")
 
 
 def cmd_run(args) -> int:
@@ -134,7 +137,8 @@ def cmd_serve(args) -> int:
     from conflictbrief.inference.service import create_app
 
     pipeline = Pipeline.load(tagger=args.tagger, briefer=args.briefer, device=args.device, dtype=args.dtype,
-                             mentions=args.mentions, min_score=args.min_score)
+                             mentions=args.mentions, min_score=args.min_score, neutrality=args.neutrality,
+                             threads=args.threads, max_chars=args.max_chars)
     uvicorn.run(create_app(pipeline, args.max_concurrency, args.max_queue), host=args.host, port=args.port)
     return 0
 

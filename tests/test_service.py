@@ -114,3 +114,17 @@ def test_real_server_on_loopback(tiny_pipeline):
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_serve_takes_the_lexicon_threads_and_length_limit_the_batch_job_takes(monkeypatch):
+    # An operator could not give the service a lexicon of their own, nor its thread count or text limit.
+    import uvicorn
+
+    from conflictbrief.cli import main
+    from conflictbrief.inference.pipeline import Pipeline
+
+    seen = {}
+    monkeypatch.setattr(Pipeline, "load", classmethod(lambda cls, **kwargs: seen.update(kwargs) or SlowPipeline()))
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: seen.update(host=host, port=port))
+    assert main(["serve", "--neutrality", "mine.yaml", "--threads", "3", "--max-chars", "5000", "--port", "8001"]) == 0
+    assert (seen["neutrality"], seen["threads"], seen["max_chars"], seen["port"]) == ("mine.yaml", 3, 5000, 8001)
