@@ -387,7 +387,8 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
             raise BatchError(f"{out}: its record {done} came from {last_source}, but input record {done} is "
                              f"{record.source}: not this job's output; use --overwrite or another -o")
 
-        with out.open("ab") as sink:
+        # written: --dedup reads a duplicate's result back from the output
+        with out.open("ab") as sink, out.open("rb") as written:
             def write(line: dict) -> int:
                 """Append one result line; returns its offset in the output."""
                 nonlocal ok, failed
@@ -404,19 +405,19 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
                 return offset
 
             chunk: list[Record] = []
-            with out.open("rb") as written:  # --dedup reads a duplicate's result back from here
-                for record in records:
-                    chunk.append(record)
-                    if len(chunk) >= batch_size * 4:
-                        _process(pipeline, chunk, write, batch_size, dedup, seen, written)
-                        chunk = []
-                _process(pipeline, chunk, write, batch_size, dedup, seen, written)
+            for record in records:
+                chunk.append(record)
+                if len(chunk) >= batch_size * 4:
+                    _process(pipeline, chunk, write, batch_size, dedup, seen, written)
+                    chunk = []
+            _process(pipeline, chunk, write, batch_size, dedup, seen, written)
             os.fsync(sink.fileno())
         bar.close()
         seconds = time.time() - started
+        with out.open("rb") as f:
+            failed_total = sum(1 for line in f if b'"error": "' in line or b'"error":"' in line)
         summary = {"output": str(out), "records": done + ok + failed, "written_this_run": ok + failed,
-                   "resumed_after": done, "ok_this_run": ok, "failed_this_run": failed,
-                   "failed_total": sum(1 for line in out.open("rb") if b'"error": "' in line or b'"error":"' in line),
+                   "resumed_after": done, "ok_this_run": ok, "failed_this_run": failed, "failed_total": failed_total,
                    "seconds": round(seconds, 1), "articles_per_s": round((ok + failed) / seconds, 2) if seconds else None}
         if out_format == "parquet":
             summary["output"] = str(_to_parquet(out, Path(output)))
