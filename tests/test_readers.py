@@ -82,6 +82,17 @@ def test_labelstudio_and_doccano(tmp_path):
                     {"type": "labels", "value": {"start": 20, "end": 26, "labels": ["Location"]}}]}]}]))
     [row] = read_tagger_file(ls, SCHEMA)
     assert row["tags"] == ["B-Nationality", "O", "O", "B-Location", "O"]
+    # A task nobody annotated, or whose only annotation was cancelled (skipped), is left out: it was taught as
+    # "no entities". A cancelled annotation before a real one is passed over.
+    real = {"result": [{"type": "labels", "value": {"start": 20, "end": 26, "labels": ["Location"]}}]}
+    ls.write_text(json.dumps([
+        {"id": 1, "data": {"text": "Russian jets struck Aleppo."}, "annotations": []},
+        {"id": 2, "data": {"text": "Russian jets struck Aleppo."}, "annotations": [{"was_cancelled": True,
+                                                                                      "result": []}]},
+        {"id": 3, "data": {"text": "Russian jets struck Aleppo."}, "annotations": [
+            {"was_cancelled": True, "result": []}, real]}]))
+    [row] = read_tagger_file(ls, SCHEMA)
+    assert row["id"].endswith("[task 3]") and row["tags"] == ["O", "O", "O", "B-Location", "O"]
     dc = tmp_path / "d.jsonl"
     dc.write_text(json.dumps({"text": "Russian jets struck Aleppo.", "label": [[20, 26, "Location"]]}) + "\n")
     [row] = read_tagger_file(dc, SCHEMA, "doccano")

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Iterator
 
 from conflictbrief.inference.clean import DROPPED
 from conflictbrief.model.labels import OUTSIDE, LabelSchema, SchemaError, split_tag
+
+logger = logging.getLogger(__name__)
 
 # Words as BERT's basic tokenizer sees them: runs of word characters, or single punctuation marks.
 WORD_RE = re.compile(rf"\w+|[^\w\s{DROPPED}]", re.UNICODE)
@@ -207,13 +210,18 @@ def _read_labelstudio(path: Path, schema: LabelSchema, mapping: str | None) -> I
         raise DataError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from None
     if not isinstance(tasks, list):
         raise DataError(f"{path}: a Label Studio export is a JSON list of tasks")
+    unannotated = 0
     for n, task in enumerate(tasks):
         where = f"{path}[task {task.get('id', n) if isinstance(task, dict) else n}]"
         if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
             raise DataError(f"{where}: a task needs a 'data' object with the text")
         text = task["data"].get("text")
-        annotations = task.get("annotations") or task.get("completions") or []
-        results = annotations[0].get("result", []) if annotations else []
+        annotations = [a for a in task.get("annotations") or task.get("completions") or []
+                       if isinstance(a, dict) and not a.get("was_cancelled")]
+        if not annotations:  # not annotated yet, or skipped by the annotator: nothing to learn, not "no entities"
+            unannotated += 1
+            continue
+        results = annotations[0].get("result") or []
         spans = []
         for r in results:
             value = r.get("value", {}) if isinstance(r, dict) else {}
@@ -224,6 +232,8 @@ def _read_labelstudio(path: Path, schema: LabelSchema, mapping: str | None) -> I
                 raise DataError(f"{where}: a label result has no start/end: {r!r}")
             spans.append((value["start"], value["end"], labels[0]))
         yield spans_to_example(text, spans, schema, mapping, where)
+    if unannotated:
+        logger.warning("%s: %d task(s) without an annotation (or only a cancelled one) left out", path, unannotated)
 
 
 def to_dataset(examples: list[dict]):
