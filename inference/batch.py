@@ -378,11 +378,19 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
         started, ok, failed = time.time(), 0, 0
         seen: dict[bytes, int] = {}  # --dedup: text digest -> where its result starts in the output
         records = reader.read(files)
-        for n in range(done):  # resume: these are in the output already
+        # resume: these are in the output already; with --dedup their results are where later copies are read
+        offsets = _line_offsets(out) if dedup and done else None
+        for n in range(done):
             record = next(records, None)
             if record is None:
                 raise BatchError(f"{out} holds {done} records, more than its inputs have ({n}): not this job's "
                                  "output; use --overwrite or another -o")
+            if offsets is not None:
+                offset = next(offsets)
+                if record.error is None:
+                    seen.setdefault(_digest(record.text), offset)
+        if offsets is not None:
+            offsets.close()
         if done and last_source is not None and _name(record.source) != _name(last_source):
             raise BatchError(f"{out}: its record {done} came from {last_source}, but input record {done} is "
                              f"{record.source}: not this job's output; use --overwrite or another -o")
@@ -426,6 +434,20 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
         return summary
 
 
+def _digest(text: str) -> bytes:
+    """--dedup's key: the record's text as read (copies are byte-for-byte the same article)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+def _line_offsets(path: Path):
+    """The byte offset of each line of ``path``, one at a time."""
+    with path.open("rb") as f:
+        offset = 0
+        for line in f:
+            yield offset
+            offset += len(line)
+
+
 def _process(pipeline, chunk: list[Record], write, batch_size: int, dedup: bool, seen: dict, written):
     """Analyse and write one chunk. With ``dedup``, an article seen before is not analysed again: its first
     result is read back from the output (``written``, at the offset ``seen`` keeps), so memory holds one
@@ -435,7 +457,7 @@ def _process(pipeline, chunk: list[Record], write, batch_size: int, dedup: bool,
     todo, keys, first = [], {}, set()
     for i, r in enumerate(chunk):
         if r.error is None:
-            key = hashlib.sha256(r.text.encode("utf-8", "surrogatepass")).digest() if dedup else None
+            key = _digest(r.text) if dedup else None
             keys[i] = key
             if key is None or key not in seen and key not in first:  # a later copy in this chunk is written
                 todo.append((i, r))                                   # after its first, so seen has it then
