@@ -43,16 +43,28 @@ def _kind(path: Path) -> str | None:
     return next((s for s in SUFFIXES if name.endswith(s)), None)
 
 
-def expand_inputs(inputs: list[str], exclude: tuple[Path, ...] = ()) -> list[Path]:
-    """Input files in a stable order; ``exclude`` (the job's own output files) is never read as input."""
+def expand_inputs(inputs: list[str], exclude: tuple[Path, ...] = (), log=None) -> list[Path]:
+    """Input files in a stable order; ``exclude`` (the job's own output files) is never read as input. Files
+    of a folder that are not of a type read here (.html, .xml, .pdf ...) are named through ``log``: their
+    articles are not in the output, and the user should know."""
     skip = {p.resolve() for p in exclude}
     files = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and _kind(p) and p.resolve() not in skip)
+            found, other = [], []
+            for p in sorted(p for p in path.rglob("*") if p.is_file() and p.resolve() not in skip):
+                if _kind(p):
+                    found.append(p)
+                elif not any(part.startswith(".") for part in p.relative_to(path).parts):  # .DS_Store, .git/
+                    other.append(p)
             if not found:
-                raise BatchError(f"{path}: directory holds no {'/'.join(SUFFIXES)} files (or .gz of them)")
+                raise BatchError(f"{path}: directory holds no {'/'.join(SUFFIXES)} files (or .gz of them)"
+                                 + (f"; it has {len(other)} other file(s), e.g. {other[0].name}" if other else ""))
+            if other and log:
+                names = ", ".join(str(p.relative_to(path)) for p in other[:3]) + (", ..." if len(other) > 3 else "")
+                log(f"warning: {path}: {len(other)} file(s) not read, not of a type read here "
+                    f"({'/'.join(SUFFIXES)}, or .gz of them): {names}")
             files.extend(found)
         elif path.is_file():
             if path.resolve() in skip:  # with --overwrite it would be emptied before it was read
@@ -365,7 +377,8 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
     out = Path(output)
     if out_format == "parquet":
         out = out.with_suffix(".jsonl") if out.suffix == ".parquet" else out.with_name(out.name + ".jsonl")
-    files = expand_inputs(inputs, (out, out.with_name(out.name + ".state.json"), Path(output)))
+    own = (out, out.with_name(out.name + ".state.json"), out.with_name(out.name + ".lock"), Path(output))
+    files = expand_inputs(inputs, own, log)
     with _exclusive(out):  # before _prepare_output, which empties OUT on --overwrite
         options = {"text_field": text_field, "id_field": id_field, "max_chars": pipeline.max_chars, "dedup": dedup,
                    "mentions": getattr(getattr(pipeline, "tagger", None), "mentions", "all"),

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conflictbrief.inference.batch import BatchError, run_batch
+from conflictbrief.inference.batch import BatchError, expand_inputs, run_batch
 
 GOOD = "Syrian forces shelled Idlib on Monday. About 120,000 people fled toward Turkey."
 
@@ -49,6 +49,24 @@ def test_bad_records_become_error_records_and_nothing_is_lost(tiny_pipeline, tmp
     assert "is empty" in by_source["more.csv:3"]["error"] and by_source["more.csv:2"].get("error") is None
     assert "not UTF-8" in by_source["latin.txt"]["error"]
     assert summary["failed_total"] == 10
+
+
+def test_files_of_a_folder_that_are_not_read_are_named(tiny_pipeline, tmp_path):
+    # a scrape folder with .html pages beside the .txt ones: those articles are not in the output, say so
+    d = tmp_path / "scrape"
+    (d / "sub").mkdir(parents=True)
+    (d / "a.txt").write_text(GOOD)
+    (d / "sub" / "b.html").write_text("<p>" + GOOD + "</p>")
+    (d / ".DS_Store").write_bytes(b"\0")
+    messages = []
+    out = d / "out.jsonl"  # the job's own output, state and lock files in the folder are not named
+    run_batch(tiny_pipeline, [str(d)], str(out), quiet=True, log=messages.append)
+    run_batch(tiny_pipeline, [str(d)], str(out), resume=True, quiet=True, log=messages.append)
+    warnings = [m for m in messages if "not read" in m]
+    assert len(warnings) == 2 and all("1 file(s) not read" in m and "sub/b.html" in m for m in warnings)
+    (d / "a.txt").unlink()
+    with pytest.raises(BatchError, match=r"holds no .* files .*; it has 1 other file\(s\), e.g. b.html"):
+        expand_inputs([str(d)], (out, d / "out.jsonl.state.json", d / "out.jsonl.lock"))
 
 
 def test_an_input_named_as_the_output_is_refused_before_it_is_touched(tiny_pipeline, tmp_path):

@@ -58,7 +58,7 @@ def read_texts(df: DataFile, log=print) -> list[str]:
         from conflictbrief.inference.batch import RecordReader, expand_inputs
 
         bad, first_error = 0, None
-        for record in RecordReader(text_field=df.text_field).read(expand_inputs([str(path)])):
+        for record in RecordReader(text_field=df.text_field).read(expand_inputs([str(path)], log=log)):
             if record.error:
                 bad += 1
                 first_error = first_error or record.error
