@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from conflictbrief.inference.briefer import content_words, fold
+from conflictbrief.model.labels import label_role
 
 _UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve "
                                      "thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split())}
@@ -249,11 +250,12 @@ class Guard:
         self.max_repetition = max_repetition
         self._pattern = self.lexicon.pattern()
         self.tagger = tagger
-        # Names are the tagger's labels but the numeric ones (the number check covers those): re3d's seven, or
-        # every label of a tagger trained on its own (whose names would otherwise go unchecked).
+        # Names are the tagger's labels but the numeric ones (the number check covers those; "DATE" and
+        # "CARDINAL" count as such, see label_role): re3d's seven, or the labels of a tagger trained on its own
+        # (whose names would otherwise go unchecked).
         labels = getattr(tagger, "labels", None) or ("Person", "Location", "Organisation", "Nationality",
                                                      "MilitaryPlatform", "Weapon", "DocumentReference")
-        self.name_labels = set(name_labels or set(labels) - NUMERIC_LABELS)
+        self.name_labels = set(name_labels or {label for label in labels if label_role(label) not in NUMERIC_LABELS})
 
     def names(self, sentences: list[str]) -> list[list[str]]:
         if self.tagger is not None:

@@ -2,7 +2,8 @@
 PEOPLE...", as in wire archives such as MUC-4) are put in sentence case, with capitals kept on names.
 
 The capitals of such an article carry no information, so the names come from the tagger: a Person,
-Location or Nationality mention is capitalised word by word, an Organisation mention too unless its last
+Location or Nationality mention (or PER, GPE, NORP ... of a tagger with its own labels: ``label_role``) is
+capitalised word by word, an Organisation mention too unless its last
 word is a generic group noun ("the authorities", "the armed forces", "journalists"; ``GENERIC``). Acronyms
 stay in capitals: a word without a vowel ("FMLN", "DPRK") or in brackets ("(DIJIN)"). Months, weekdays and
 "I" are capitalised, and so is each sentence start. What this cannot know, it leaves in lower case: a name
@@ -13,6 +14,7 @@ from __future__ import annotations
 import re
 
 from conflictbrief.inference.tagger import BARE_WORDS
+from conflictbrief.model.labels import label_role
 
 NAME_LABELS = ("Person", "Location", "Nationality", "Organisation")
 GENERIC = set("""people authorities members journalists nation country forces force troops soldiers residents
@@ -70,7 +72,7 @@ def name_words(entities, text: str) -> set[str]:
     "NICARAGUAN" is capitalised in a sentence where the tagger did not find it when it found it elsewhere in
     the article."""
     words = set()
-    for start, end in _names([e for e in entities if e.label != "Organisation"], text):
+    for start, end in _names([e for e in entities if label_role(e.label) != "Organisation"], text):
         words |= {w.lower() for w in _WORD.findall(text[start:end]) if len(w) >= 3}
     return words - _SMALL - BARE_WORDS - GENERIC - PLACE_NOUNS
 
@@ -78,10 +80,11 @@ def name_words(entities, text: str) -> set[str]:
 def _names(entities, text: str) -> list[tuple[int, int]]:
     names = []
     for e in entities:
-        if e.label not in NAME_LABELS:
+        role = label_role(e.label)
+        if role not in NAME_LABELS:
             continue
         words = _WORD.findall(text[e.start: e.end])
-        if e.label == "Organisation" and words and words[-1].lower() in GENERIC \
+        if role == "Organisation" and words and words[-1].lower() in GENERIC \
                 and not any(_acronym(w) for w in words):
             continue
         names.append((e.start, e.end))
@@ -98,7 +101,7 @@ def recase(text: str, entities, acronyms: set[str] = frozenset(), known: set[str
     ("border", "outskirts") is capitalised only after a capitalised word ("Lima Residential District", but
     "the outskirts of Bogota"). The result has ``text``'s length."""
     names = _names(entities, text)
-    organisations = [(e.start, e.end) for e in entities if e.label == "Organisation"]
+    organisations = [(e.start, e.end) for e in entities if label_role(e.label) == "Organisation"]
     out = list(_lower(text))
     previous_capital = False
     for m in _WORD.finditer(text):

@@ -9,6 +9,26 @@ import yaml
 
 OUTSIDE = "O"
 
+# What a label of a tagger trained on another schema stands for, read from its name: CoNLL's PER/LOC/ORG,
+# OntoNotes' GPE/NORP/DATE/CARDINAL, and this schema's own names. Recasing capitalises the names of the first
+# four kinds; the guards leave the last three to the number check. A label none of these names (re3d's Weapon,
+# a user's "Actor") has no role: it is checked as a name and never recased.
+ROLES = {
+    "Person": {"person", "per", "persons"},
+    "Location": {"location", "loc", "gpe", "geo", "place", "fac", "facility"},
+    "Nationality": {"nationality", "norp", "nat"},
+    "Organisation": {"organisation", "organization", "org"},
+    "Temporal": {"temporal", "date", "time", "tim"},
+    "Quantity": {"quantity", "cardinal", "percent", "ordinal", "qty", "number"},
+    "Money": {"money"},
+}
+
+
+def label_role(label: str) -> str | None:
+    """The role of ``label`` among ``ROLES`` by its name, case and punctuation aside ("GPE" -> "Location")."""
+    key = "".join(c for c in label.lower() if c.isalpha())
+    return next((role for role, names in ROLES.items() if key in names), None)
+
 
 class SchemaError(ValueError):
     """A label schema or mapping that cannot be used."""

@@ -151,3 +151,6 @@ def test_names_of_a_tagger_trained_on_its_own_labels_are_checked():
     assert kept == ["The army surrounded Idlib."]
     assert report.removed[0]["reason"] == "unsupported_name" and report.removed[0]["items"] == ["Wagner"]
     assert Guard(tagger=type("Re3d", (), {"labels": ["Person", "Quantity"]})()).name_labels == {"Person"}
+    # OntoNotes-style numeric labels are left to the number check as re3d's are
+    onto = type("Onto", (), {"labels": ["PER", "GPE", "DATE", "CARDINAL", "MONEY", "PERCENT", "Weapon"]})()
+    assert Guard(tagger=onto).name_labels == {"PER", "GPE", "Weapon"}

@@ -21,6 +21,20 @@ def test_names_acronyms_months_and_sentence_starts_keep_capitals():
     assert len(out) == len(text) and out.lower() == text.lower()
 
 
+def test_a_tagger_with_its_own_label_names_recases_the_same():
+    # CoNLL / OntoNotes label names (a user's own tagger) stand for the same kinds of name
+    text = "THE NATIONAL POLICE ARRESTED 15 PEOPLE IN LIMA AND THE FMLN SAID SO. PERUVIAN OFFICER JUAN DIAZ WAS HELD."
+    spans = (("THE NATIONAL POLICE", "ORG"), ("LIMA", "GPE"), ("FMLN", "org"), ("PERUVIAN", "NORP"),
+             ("JUAN DIAZ", "PER"), ("15", "CARDINAL"))
+    ours = {"ORG": "Organisation", "GPE": "Location", "NORP": "Nationality", "org": "Organisation",
+            "PER": "Person", "CARDINAL": "Quantity"}
+    theirs = recase(text, ents(text, *[(label, s) for s, label in spans]))
+    assert theirs == recase(text, ents(text, *[(ours[label], s) for s, label in spans]))
+    assert theirs == ("The national police arrested 15 people in Lima and the FMLN said so. Peruvian officer Juan "
+                      "Diaz was held.")
+    assert name_words(ents(text, ("PER", "JUAN DIAZ"), ("ORG", "THE NATIONAL POLICE")), text) == {"juan", "diaz"}
+
+
 def test_article_level_names_vocabulary_and_bracketed_acronyms():
     article = "THE NICARAGUAN EMBASSY (NEB) SAID SO. A NICARAGUAN OFFICER (MEMBRENO) WAS HELD."
     found = ents(article, ("Nationality", "NICARAGUAN"), ("Organisation", "THE NICARAGUAN EMBASSY"))
