@@ -81,20 +81,80 @@ def numbers_in(text: str) -> list[NumberMention]:
     return mentions
 
 
+# Quantities without digits ("hundreds of people were killed"): as much a casualty figure as "500", so a
+# brief may state one only when the article states the same ("hundreds"), one whose range overlaps it
+# ("tens of thousands" supports "thousands"), or a number inside its range ("2,500" supports "thousands";
+# "five" does not support "hundreds", nor "hundreds of thousands" "hundreds"). Ranges are [low, high).
+VAGUE_RANGES = {
+    "half a dozen": (5, 8), "a dozen": (10, 15), "dozens": (20, 200), "scores": (40, 200),
+    "a hundred": (90, 150), "hundreds": (200, 1_000), "a thousand": (900, 1_500), "thousands": (2_000, 20_000),
+    "tens of thousands": (10_000, 100_000), "hundreds of thousands": (100_000, 1_000_000),
+    "a million": (900_000, 1_500_000), "millions": (2_000_000, 1e12), "tens of millions": (1e7, 1e8),
+    "hundreds of millions": (1e8, 1e9), "a billion": (9e8, 1.5e9), "billions": (2e9, 1e15),
+}
+VAGUE_RE = re.compile(
+    r"\b(?:(?P<multi>tens|hundreds)\s+of\s+(?P<of>thousands|millions)"
+    r"|(?P<half>half\s+a\s+dozen)"
+    r"|(?:an?|one)\s+(?P<single>dozen|hundred|thousand|million|billion)(?!\s*(?:and\s+)?\d)"
+    r"|(?:several|a\s+few|some|many)\s+(?P<several>dozen|hundred|thousand|million|billion)"
+    r"|(?P<plural>dozens|hundreds|thousands|millions|billions)"
+    r"|(?P<scores>scores)(?=\s+of\s+(?!the\b|its\b|their\b|his\b|her\b)))\b",  # not "the scores of the match"
+    re.I,
+)
+_PLURAL = {"dozen": "dozens", "hundred": "hundreds", "thousand": "thousands", "million": "millions",
+           "billion": "billions"}
+
+
+def vague_quantities(text: str) -> list[tuple[str, str]]:
+    """(the words, their key in ``VAGUE_RANGES``) of each quantity stated without digits in ``text``."""
+    found = []
+    for m in VAGUE_RE.finditer(text):
+        g = {k: (v.lower() if v else v) for k, v in m.groupdict().items()}
+        if g["multi"]:
+            key = f"{g['multi']} of {g['of']}"
+        elif g["half"]:
+            key = "half a dozen"
+        elif g["single"]:
+            if m.group().lower().startswith("one") and g["single"] != "dozen":
+                continue  # "one hundred" is a number: numbers_in reads it
+            key = f"a {g['single']}"
+        elif g["several"]:
+            key = _PLURAL[g["several"]]
+        else:
+            key = g["plural"] or g["scores"]
+        found.append((m.group(), key))
+    return found
+
+
 def supported_values(article: str) -> set:
-    """Every value the article states, plus ``("%", value)`` for each value it states as a percentage."""
+    """Every value the article states, plus ``("%", value)`` for each value it states as a percentage and
+    ``("~", key)`` for each quantity it states without digits (``vague_quantities``)."""
     mentions = numbers_in(article)
-    return {v for m in mentions for v in m.values} | {("%", v) for m in mentions if m.percent for v in m.values}
+    return ({v for m in mentions for v in m.values} | {("%", v) for m in mentions if m.percent for v in m.values}
+            | {("~", key) for _, key in vague_quantities(article)})
+
+
+def _vague_supported(key: str, article_values: set) -> bool:
+    low, high = VAGUE_RANGES[key]
+    for v in article_values:
+        if isinstance(v, tuple):
+            if v[0] == "~" and (v[1] == key or VAGUE_RANGES[v[1]][0] < high and low < VAGUE_RANGES[v[1]][1]):
+                return True
+        elif low <= v < high:
+            return True
+    return False
 
 
 def unsupported_numbers(sentence: str, article_values: set) -> list[str]:
     """Numbers in ``sentence`` that denote no value the article states ("120 000" = "120,000"); a percentage
-    needs the same percentage in the article ("nine%" is not supported by "nine-year")."""
+    needs the same percentage in the article ("nine%" is not supported by "nine-year"); a quantity without
+    digits ("hundreds", "dozens of") needs the same one, an overlapping one or a number in its range."""
     bad = []
     for m in numbers_in(sentence):
         ok = any(("%", v) in article_values for v in m.values) if m.percent else bool(m.values & article_values)
         if not ok:
             bad.append(m.text + ("%" if m.percent and not m.text.endswith("%") else ""))
+    bad += [words for words, key in vague_quantities(sentence) if not _vague_supported(key, article_values)]
     return bad
 
 

@@ -20,6 +20,27 @@ def test_spelled_out_and_scaled_variants_are_accepted():
     assert unsupported_numbers("Six hospitals were hit.", values) == ["Six"]
 
 
+def test_quantities_without_digits_need_support_too():
+    # "Hundreds were killed" in a brief of an article that counts five dead invents a casualty figure
+    values = supported_values(ARTICLE + " Tens of thousands fled, and dozens of homes burned.")
+    supported = ["Thousands fled.", "Tens of thousands fled.", "Dozens of homes burned.",  # the same or overlapping
+                 "Hundreds of thousands were displaced.",  # 120,000 is in its range
+                 "Millions of Syrians live in Turkey.",  # 3.5 million
+                 "Scores of homes burned.",  # dozens: the ranges overlap
+                 "Half a dozen hospitals were hit.",  # five
+                 "The scores of the match were close."]  # no quantity
+    assert [unsupported_numbers(s, values) for s in supported] == [[]] * len(supported)
+    invented = ["Hundreds of people were killed.", "A dozen hospitals were hit.", "Several hundred died.",
+                "A million people fled.", "Billions were pledged.", "A hundred died."]
+    invented.append("Scores of fighters were killed.")
+    assert [unsupported_numbers(s, supported_values(ARTICLE)) for s in invented] == [
+        ["Hundreds"], ["A dozen"], ["Several hundred"], ["A million"], ["Billions"], ["A hundred"], ["Scores"]]
+    assert unsupported_numbers("A dozen people were wounded.", supported_values("Twelve people were wounded.")) == []
+    kept, report = Guard().check(["Hundreds of people were killed.", "Five hospitals were hit."], ARTICLE)
+    assert kept == ["Five hospitals were hit."]
+    assert report.removed[0]["reason"] == "unsupported_number" and report.removed[0]["items"] == ["Hundreds"]
+
+
 def test_transliterated_names_are_accepted_invented_ones_are_not():
     import re
 
