@@ -158,6 +158,43 @@ def unsupported_numbers(sentence: str, article_values: set) -> list[str]:
     return bad
 
 
+_MONTHS = "january february march april may june july august september october november december".split()
+_WEEKDAYS = "monday tuesday wednesday thursday friday saturday sunday".split()
+_CALENDAR_RE = re.compile(r"\b(" + "|".join(_MONTHS + _WEEKDAYS) + r")\b", re.I)
+# Abbreviations an article may date with ("Jan. 15", "Sept 3", "Tue."), read only before a dot or a number.
+_ABBREVIATED = re.compile(r"\b(Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|Mon|Tue|Tues|Wed|Thu|Thur|Thurs|Fri|Sat"
+                          r"|Sun)(?:\.|\s*\d)")
+# "may" and "march" are verbs too: a month only next to a number or after a preposition ("in May", "May 5").
+_MONTH_CONTEXT = re.compile(r"(?:\b(?:in|since|until|till|by|from|to|through|last|next|early|late|mid|of|and)"
+                            r"[\s-]+$|\d[\s,.]*$)", re.I)
+
+
+def calendar_words(text: str) -> list[tuple[str, str]]:
+    """(the word, the month or weekday it names, lower case) of each month and weekday name in ``text``."""
+    found = []
+    for m in _CALENDAR_RE.finditer(text):
+        name = m.group().lower()
+        if name in ("may", "march") and not (_MONTH_CONTEXT.search(text[max(0, m.start() - 12): m.start()])
+                                             or re.match(r"[\s,]*\d", text[m.end(): m.end() + 4])):
+            continue
+        found.append((m.group(), name))
+    return found
+
+
+def article_calendar(article: str) -> set[str]:
+    """The months and weekdays an article names, written out or abbreviated ("Jan. 15", "Tue.")."""
+    names = {name for _, name in calendar_words(article)}
+    for abbreviation in _ABBREVIATED.findall(article):
+        names |= {full for full in _MONTHS + _WEEKDAYS if full.startswith(abbreviation.lower())}
+    return names
+
+
+def unsupported_dates(sentence: str, article_names: set[str]) -> list[str]:
+    """Month and weekday names in ``sentence`` that the article does not name (see ``article_calendar``): an
+    attack moved to another day is as false as a changed casualty figure."""
+    return [word for word, name in calendar_words(sentence) if name not in article_names]
+
+
 _ALNUM = re.compile(r"[^0-9a-z]+")
 
 
@@ -366,7 +403,7 @@ class Guard:
         ``names``: the names in each sentence when the caller already tagged them (one batched tagger pass
         for many briefs); found with the tagger here otherwise."""
         report = GuardReport(loaded_terms_source=[t for t, _, _ in loaded_terms(article, self.lexicon)])
-        values = supported_values(article)
+        values, calendar = supported_values(article), article_calendar(article)
         folded = _ALNUM.sub("", fold(article))
         words = set(re.findall(r"\w+", fold(article)))
         kept = []
@@ -376,6 +413,10 @@ class Guard:
             bad_numbers = unsupported_numbers(sentence, values)
             if bad_numbers:
                 report.removed.append({"sentence": sentence, "reason": "unsupported_number", "items": bad_numbers})
+                continue
+            bad_dates = unsupported_dates(sentence, calendar)
+            if bad_dates:
+                report.removed.append({"sentence": sentence, "reason": "unsupported_date", "items": bad_dates})
                 continue
             bad_names = [n for n in found if not name_supported(n, folded, words)]
             if bad_names:

@@ -1,6 +1,6 @@
 from conflictbrief.inference.briefer import resurface
-from conflictbrief.inference.guards import Guard, loaded_terms, Lexicon, name_supported, supported_values, \
-    unsupported_numbers
+from conflictbrief.inference.guards import Guard, article_calendar, loaded_terms, Lexicon, name_supported, \
+    supported_values, unsupported_dates, unsupported_numbers
 
 ARTICLE = ("The Syrian Observatory has put the number of displaced people since January 15 at 120,000. "
            "Turkey already hosts more than 3.5 million Syrian refugees. The army surrounded Maaret al-Nouman, "
@@ -39,6 +39,21 @@ def test_quantities_without_digits_need_support_too():
     kept, report = Guard().check(["Hundreds of people were killed.", "Five hospitals were hit."], ARTICLE)
     assert kept == ["Five hospitals were hit."]
     assert report.removed[0]["reason"] == "unsupported_number" and report.removed[0]["items"] == ["Hundreds"]
+
+
+def test_a_day_or_month_the_article_does_not_name_is_removed():
+    article = ("Syrian forces shelled Idlib on Monday, Jan. 15, and on Sept 3. Prime Minister Theresa May said the "
+               "army may march on. Five hospitals were hit.")
+    names = article_calendar(article)
+    assert names == {"monday", "january", "september"}  # abbreviated dates count; the verb and the name do not
+    assert unsupported_dates("Idlib was shelled on Monday, January 15, and in September.", names) == []
+    assert unsupported_dates("Theresa May said the army may march.", names) == []  # no month here either
+    assert unsupported_dates("Five hospitals were hit on tuesday.", names) == ["tuesday"]  # uncased model output
+    assert unsupported_dates("It began in mid-March and ended on 5 May.", names) == ["March", "May"]
+    kept, report = Guard().check(["Five hospitals were hit on Tuesday.", "Five hospitals were hit."], ARTICLE)
+    assert kept == ["Five hospitals were hit."]
+    assert report.removed == [{"sentence": "Five hospitals were hit on Tuesday.", "reason": "unsupported_date",
+                               "items": ["Tuesday"]}]
 
 
 def test_transliterated_names_are_accepted_invented_ones_are_not():
