@@ -118,6 +118,8 @@ _INVISIBLE = "\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\U
 # an emoji, from a JSON "\ud83d" escape), which the tokenizers cannot encode. Training data read with its own
 # offsets (span JSONL) is not cleaned; its word splitter skips these too.
 DROPPED = f"{re.escape(_CONTROL)}{_INVISIBLE}\ud800-\udfff"
+# What cleaning drops that may sit inside a word ("Mos\u00adul"): invisible characters and lone surrogates.
+IN_WORD_DROPPED = f"{_INVISIBLE}\ud800-\udfff"
 
 # (pattern, replacement) in order; each keeps the offset map.
 _STEPS: list[tuple[re.Pattern, Callable[[re.Match], str]]] = [

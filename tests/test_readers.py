@@ -183,3 +183,14 @@ def test_span_text_is_split_into_words_without_the_characters_cleaning_drops(tmp
         {"start": 0, "end": 5, "label": "Location"}]}) + "\n")
     [row] = read_tagger_file(f, SCHEMA)
     assert row["tokens"] == ["Idlib", "fell", "today"] and row["tags"] == ["B-Location", "O", "O"]
+
+
+def test_a_soft_hyphen_inside_a_name_does_not_split_it(tmp_path):
+    # Cleaning drops the soft hyphen at inference ("Mos\u00adul" is tagged as "Mosul"); span JSONL, not cleaned,
+    # taught "Mos" + "ul" (B-, I-Location) instead, words the tagger never sees.
+    f = tmp_path / "s.jsonl"
+    f.write_text(json.dumps({"text": "Mos\u00adul fell to Zero\u200bwidth forces.", "entities": [
+        {"start": 0, "end": 6, "label": "Location"}]}) + "\n")
+    [row] = read_tagger_file(f, SCHEMA)
+    assert row["tokens"] == ["Mosul", "fell", "to", "Zerowidth", "forces", "."]
+    assert row["tags"] == ["B-Location", "O", "O", "O", "O", "O"]

@@ -14,13 +14,16 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from conflictbrief.inference.clean import DROPPED
+from conflictbrief.inference.clean import DROPPED, IN_WORD_DROPPED
 from conflictbrief.model.labels import OUTSIDE, LabelSchema, SchemaError, split_tag
 
 logger = logging.getLogger(__name__)
 
-# Words as BERT's basic tokenizer sees them: runs of word characters, or single punctuation marks.
-WORD_RE = re.compile(rf"\w+|[^\w\s{DROPPED}]", re.UNICODE)
+# Words as BERT's basic tokenizer sees them: runs of word characters, or single punctuation marks. A soft
+# hyphen or another invisible character inside a word ("Mos\u00adul") does not split it: cleaning drops them, so
+# the tagger sees "Mosul" at inference, and span JSONL (not cleaned, its offsets are its own) must train on the same.
+WORD_RE = re.compile(rf"\w+(?:[{IN_WORD_DROPPED}]+\w+)*|[^\w\s{DROPPED}]", re.UNICODE)
+_IN_WORD = re.compile(f"[{IN_WORD_DROPPED}]+")
 
 TAGGER_FORMATS = ("conll", "spans", "labelstudio", "doccano")
 
@@ -30,7 +33,8 @@ class DataError(ValueError):
 
 
 def words_with_offsets(text: str) -> list[tuple[str, int, int]]:
-    return [(m.group(), m.start(), m.end()) for m in WORD_RE.finditer(text)]
+    """(word, start, end): the word without the invisible characters inside it, its span in ``text`` with them."""
+    return [(_IN_WORD.sub("", m.group()), m.start(), m.end()) for m in WORD_RE.finditer(text)]
 
 
 def check_file(path: Path) -> None:
