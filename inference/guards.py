@@ -69,6 +69,8 @@ def numbers_in(text: str) -> list[NumberMention]:
         else:
             if m.group("word").lower() in _IDIOMATIC and not m.group("wscale"):
                 continue
+            if not m.group("wscale") and _FRACTION_AFTER.match(text, m.end()):
+                continue  # "two-thirds": a share, read by fractions_in
             base = _word_value(m.group("word"))
             scale = m.group("wscale")
             if base is None:
@@ -126,12 +128,46 @@ def vague_quantities(text: str) -> list[tuple[str, str]]:
     return found
 
 
+# Shares ("half of the residents fled", "two-thirds of the city"): a brief may state one only when the article
+# states the same share, in words or as a percentage within 5 points ("48%" supports "half"). Only a share of
+# something counts ("half of", "a third of the", "half the"), not "the second half of 2019" or "half an hour".
+_FRACTIONS = {"half": 2, "halves": 2, "third": 3, "thirds": 3, "quarter": 4, "quarters": 4, "fifth": 5,
+              "fifths": 5}
+FRACTION_RE = re.compile(
+    r"(?<!first )(?<!second )(?<!third )(?<!fourth )(?<!last )(?<!final )(?<!other )(?<!latter )"
+    r"\b(?:(?P<numerator>an?|one|two|three|four)[\s-]+)?(?P<fraction>half|thirds?|quarters?|fifths?)"
+    r"(?=\s+(?:of\b|the\b|its\b|their\b|all\b))",
+    re.I,
+)
+_FRACTION_AFTER = re.compile(r"[\s-]+(?:half|halves|thirds?|quarters?|fifths?)\b", re.I)
+
+
+def fractions_in(text: str) -> list[tuple[str, float]]:
+    """(the words, the share they state, 0-1) of each share of something stated in ``text``."""
+    found = []
+    for m in FRACTION_RE.finditer(text):
+        numerator, fraction = (m.group("numerator") or "").lower(), m.group("fraction").lower()
+        if fraction == "half" and numerator not in ("", "a", "one") or fraction != "half" and not numerator:
+            continue  # "two half ..." is no share; "the third of the attacks" is an ordinal, "quarters" districts
+        count = 1 if numerator in ("", "a", "an", "one") else _UNITS[numerator]
+        found.append((m.group(), count / _FRACTIONS[fraction]))
+    return found
+
+
 def supported_values(article: str) -> set:
-    """Every value the article states, plus ``("%", value)`` for each value it states as a percentage and
-    ``("~", key)`` for each quantity it states without digits (``vague_quantities``)."""
+    """Every value the article states, plus ``("%", value)`` for each value it states as a percentage,
+    ``("~", key)`` for each quantity it states without digits (``vague_quantities``) and ``("/", share)`` for
+    each share it states (``fractions_in``)."""
     mentions = numbers_in(article)
     return ({v for m in mentions for v in m.values} | {("%", v) for m in mentions if m.percent for v in m.values}
-            | {("~", key) for _, key in vague_quantities(article)})
+            | {("~", key) for _, key in vague_quantities(article)}
+            | {("/", round(share, 4)) for _, share in fractions_in(article)})
+
+
+def _share_supported(share: float, article_values: set) -> bool:
+    return any(isinstance(v, tuple) and (v[0] == "/" and abs(v[1] - share) < 0.005
+                                         or v[0] == "%" and abs(v[1] - 100 * share) <= 5)
+               for v in article_values)
 
 
 def _vague_supported(key: str, article_values: set) -> bool:
@@ -148,13 +184,15 @@ def _vague_supported(key: str, article_values: set) -> bool:
 def unsupported_numbers(sentence: str, article_values: set) -> list[str]:
     """Numbers in ``sentence`` that denote no value the article states ("120 000" = "120,000"); a percentage
     needs the same percentage in the article ("nine%" is not supported by "nine-year"); a quantity without
-    digits ("hundreds", "dozens of") needs the same one, an overlapping one or a number in its range."""
+    digits ("hundreds", "dozens of") needs the same one, an overlapping one or a number in its range; a share
+    ("half of", "two-thirds of") needs the same share or a percentage within 5 points."""
     bad = []
     for m in numbers_in(sentence):
         ok = any(("%", v) in article_values for v in m.values) if m.percent else bool(m.values & article_values)
         if not ok:
             bad.append(m.text + ("%" if m.percent and not m.text.endswith("%") else ""))
     bad += [words for words, key in vague_quantities(sentence) if not _vague_supported(key, article_values)]
+    bad += [words for words, share in fractions_in(sentence) if not _share_supported(share, article_values)]
     return bad
 
 

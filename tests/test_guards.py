@@ -41,6 +41,20 @@ def test_quantities_without_digits_need_support_too():
     assert report.removed[0]["reason"] == "unsupported_number" and report.removed[0]["items"] == ["Hundreds"]
 
 
+def test_a_share_needs_the_same_share_or_a_close_percentage():
+    values = supported_values("About 48% of residents fled. Two-thirds of the houses were hit in the second half "
+                              "of 2019.")
+    assert [unsupported_numbers(s, values) for s in [
+        "Half of the residents fled.",  # 48%: within 5 points
+        "Two thirds of the houses were hit.",  # the same share; "two" is not the number 2
+        "Fighting went on for half an hour.", "The third of the attacks came in 2019."]] == [[]] * 4  # no share
+    assert unsupported_numbers("A quarter of the houses were hit and a third of the residents fled.", values) == [
+        "A quarter", "a third"]
+    assert unsupported_numbers("Half the city was shelled.", supported_values(ARTICLE)) == ["Half"]
+    kept, report = Guard().check(["Half of the hospitals were hit.", "Five hospitals were hit."], ARTICLE)
+    assert kept == ["Five hospitals were hit."] and report.removed[0]["items"] == ["Half"]
+
+
 def test_a_day_or_month_the_article_does_not_name_is_removed():
     article = ("Syrian forces shelled Idlib on Monday, Jan. 15, and on Sept 3. Prime Minister Theresa May said the "
                "army may march on. Five hospitals were hit.")
