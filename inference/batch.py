@@ -393,11 +393,13 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
         records = reader.read(files)
         # resume: these are in the output already; with --dedup their results are where later copies are read
         offsets = _line_offsets(out) if dedup and done else None
+        ids = _IdCheck(log)
         for n in range(done):
             record = next(records, None)
             if record is None:
                 raise BatchError(f"{out} holds {done} records, more than its inputs have ({n}): not this job's "
                                  "output; use --overwrite or another -o")
+            ids(record)
             if offsets is not None:
                 offset = next(offsets)
                 if record.error is None:
@@ -427,6 +429,7 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
 
             chunk: list[Record] = []
             for record in records:
+                ids(record)
                 chunk.append(record)
                 if len(chunk) >= batch_size * 4:
                     _process(pipeline, chunk, write, batch_size, dedup, seen, written)
@@ -439,12 +442,36 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
             failed_total = sum(1 for line in f if b'"error": "' in line or b'"error":"' in line)
         summary = {"output": str(out), "records": done + ok + failed, "written_this_run": ok + failed,
                    "resumed_after": done, "ok_this_run": ok, "failed_this_run": failed, "failed_total": failed_total,
-                   "seconds": round(seconds, 1), "articles_per_s": round((ok + failed) / seconds, 2) if seconds else None}
+                   "seconds": round(seconds, 1), "articles_per_s": round((ok + failed) / seconds, 2) if seconds else None,
+                   "duplicate_ids": ids.count}
+        if ids.count:
+            log(f"warning: {ids.count} record(s) repeat the id of an earlier record; their 'source' field (file and "
+                "line) tells them apart")
         if out_format == "parquet":
             summary["output"] = str(_to_parquet(out, Path(output)))
         if not quiet:
             log(json.dumps(summary))
         return summary
+
+
+class _IdCheck:
+    """Counts the records whose id repeats an earlier record's id (two files numbered from 1, a scraper's
+    re-crawl) and names the first few: results are joined back by id, so a repeated one is worth knowing about.
+    Each id is kept as a 64-bit digest: about 80 MB for a million records."""
+
+    def __init__(self, log, named: int = 3):
+        self.log, self.named, self.count, self.seen = log, named, 0, set()
+
+    def __call__(self, record) -> None:
+        key = int.from_bytes(hashlib.blake2b(str(record.id).encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+                             "little")
+        if key not in self.seen:
+            self.seen.add(key)
+            return
+        self.count += 1
+        if self.count <= self.named:
+            self.log(f"warning: {record.source}: id {record.id!r} repeats the id of an earlier record"
+                     + (" (further repeats are counted in the summary)" if self.count == self.named else ""))
 
 
 def _digest(text: str) -> bytes:

@@ -175,6 +175,26 @@ def test_dedup_survives_a_resume(tiny_pipeline, tmp_path, monkeypatch):
     assert again[:4] == [json.loads(line) for line in lines[:4]]
 
 
+def test_repeated_ids_are_named_and_counted_also_after_a_resume(tiny_pipeline, tmp_path):
+    # two files numbered from 1: results are joined back by id, so a repeat is reported, and nothing is lost
+    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps({"id": i, "text": GOOD}) for i in (1, 2)) + "\n")
+    (tmp_path / "b.csv").write_text(f'id,text\n1,"{GOOD}"\n3,"{GOOD}"\n2,"{GOOD}"\n')
+    out, messages = tmp_path / "o.jsonl", []
+    summary = run_batch(tiny_pipeline, [str(tmp_path / "a.jsonl"), str(tmp_path / "b.csv")], str(out), quiet=True,
+                        id_field="id", log=messages.append)
+    assert summary["records"] == 5 and summary["duplicate_ids"] == 2
+    assert [m for m in messages if "repeats" in m] == [
+        f"warning: {tmp_path / 'b.csv'}:2: id '1' repeats the id of an earlier record",
+        f"warning: {tmp_path / 'b.csv'}:4: id '2' repeats the id of an earlier record"]
+    lines = out.read_text(encoding="utf-8").splitlines()
+    out.write_text("\n".join(lines[:3]) + "\n", encoding="utf-8")  # stopped after the first repeat
+    summary = run_batch(tiny_pipeline, [str(tmp_path / "a.jsonl"), str(tmp_path / "b.csv")], str(out), quiet=True,
+                        id_field="id", resume=True, log=messages.append)
+    assert summary["resumed_after"] == 3 and summary["duplicate_ids"] == 2  # the ids written before count too
+    clean = run_batch(tiny_pipeline, [str(tmp_path / "a.jsonl")], str(tmp_path / "c.jsonl"), quiet=True, id_field="id")
+    assert clean["duplicate_ids"] == 0
+
+
 def test_sigkill_then_resume_is_exactly_once(tiny_tagger_dir, tiny_briefer_dir, tmp_path):
     n = 60
     (tmp_path / "dump.jsonl").write_text(
