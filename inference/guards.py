@@ -64,13 +64,16 @@ def numbers_in(text: str) -> list[NumberMention]:
     mentions = []
     for m in NUMBER_RE.finditer(text):
         if m.group("digits"):
+            if not m.group("scale") and _ORDINAL_DIGITS.match(text, m.end()):
+                continue  # "3rd": an ordinal, read by ordinals_in
             base = float(re.sub(r"[,\u202f\u00a0 ]", "", m.group("digits")))
             scale = m.group("scale")
         else:
             if m.group("word").lower() in _IDIOMATIC and not m.group("wscale"):
                 continue
-            if not m.group("wscale") and _FRACTION_AFTER.match(text, m.end()):
-                continue  # "two-thirds": a share, read by fractions_in
+            if not m.group("wscale") and (_FRACTION_AFTER.match(text, m.end()) or
+                                          _ORDINAL_AFTER.match(text, m.end())):
+                continue  # "two-thirds": a share, read by fractions_in; "twenty-first": an ordinal
             base = _word_value(m.group("word"))
             scale = m.group("wscale")
             if base is None:
@@ -144,13 +147,55 @@ _FRACTION_AFTER = re.compile(r"[\s-]+(?:half|halves|thirds?|quarters?|fifths?)\b
 
 def fractions_in(text: str) -> list[tuple[str, float]]:
     """(the words, the share they state, 0-1) of each share of something stated in ``text``."""
+    return [(m.group(), share) for m, share in _fraction_matches(text)]
+
+
+def _fraction_matches(text: str) -> list[tuple[re.Match, float]]:
     found = []
     for m in FRACTION_RE.finditer(text):
         numerator, fraction = (m.group("numerator") or "").lower(), m.group("fraction").lower()
         if fraction == "half" and numerator not in ("", "a", "one") or fraction != "half" and not numerator:
             continue  # "two half ..." is no share; "the third of the attacks" is an ordinal, "quarters" districts
         count = 1 if numerator in ("", "a", "an", "one") else _UNITS[numerator]
-        found.append((m.group(), count / _FRACTIONS[fraction]))
+        found.append((m, count / _FRACTIONS[fraction]))
+    return found
+
+
+# Ordinals ("the third day of fighting", "the 2nd Armoured Division"): a brief may state one only when the
+# article states the same ordinal, as a word or in digits ("third" = "3rd"); digits may also stand for a date
+# the article writes without a suffix ("March 3rd" = "March 3"). Plain "first" is idiom more often than a count
+# ("at first", "the first time") and is not read; "twenty-first" is.
+_ORDINAL_UNITS = {w: i + 1 for i, w in enumerate("first second third fourth fifth sixth seventh eighth ninth tenth "
+                                                 "eleventh twelfth thirteenth fourteenth fifteenth sixteenth "
+                                                 "seventeenth eighteenth nineteenth".split())}
+_ORDINAL_TENS = {"twentieth": 20, "thirtieth": 30, "fortieth": 40, "fiftieth": 50, "sixtieth": 60,
+                 "seventieth": 70, "eightieth": 80, "ninetieth": 90, "hundredth": 100}
+ORDINAL_RE = re.compile(
+    r"\b(?:(?P<digits>\d+)(?:st|nd|rd|th)"
+    r"|(?:(?P<tens>twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)[- ])?"
+    rf"(?P<word>{'|'.join(sorted([*_ORDINAL_UNITS, *_ORDINAL_TENS], key=len, reverse=True))}))\b",
+    re.I,
+)
+_ORDINAL_DIGITS = re.compile(r"(?:st|nd|rd|th)\b", re.I)
+_ORDINAL_AFTER = re.compile(r"[- ](?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth)\b", re.I)
+
+
+def ordinals_in(text: str) -> list[tuple[str, int, bool]]:
+    """(the words, the ordinal, whether written in digits) of each ordinal in ``text``; the shares of
+    ``fractions_in`` ("a third of") are not ordinals."""
+    shares = [m.span() for m, _ in _fraction_matches(text)]
+    found = []
+    for m in ORDINAL_RE.finditer(text):
+        if any(s < m.end() and m.start() < e for s, e in shares):
+            continue
+        if m.group("digits"):
+            found.append((m.group(), int(m.group("digits")), True))
+            continue
+        word, tens = m.group("word").lower(), m.group("tens")
+        if word == "first" and not tens:
+            continue
+        value = _ORDINAL_UNITS.get(word) or _ORDINAL_TENS[word]
+        found.append((m.group(), value + (_TENS[tens.lower()] if tens and value < 10 else 0), False))
     return found
 
 
@@ -161,7 +206,8 @@ def supported_values(article: str) -> set:
     mentions = numbers_in(article)
     return ({v for m in mentions for v in m.values} | {("%", v) for m in mentions if m.percent for v in m.values}
             | {("~", key) for _, key in vague_quantities(article)}
-            | {("/", round(share, 4)) for _, share in fractions_in(article)})
+            | {("/", round(share, 4)) for _, share in fractions_in(article)}
+            | {("#", value) for _, value, _ in ordinals_in(article)})
 
 
 def _share_supported(share: float, article_values: set) -> bool:
@@ -185,7 +231,8 @@ def unsupported_numbers(sentence: str, article_values: set) -> list[str]:
     """Numbers in ``sentence`` that denote no value the article states ("120 000" = "120,000"); a percentage
     needs the same percentage in the article ("nine%" is not supported by "nine-year"); a quantity without
     digits ("hundreds", "dozens of") needs the same one, an overlapping one or a number in its range; a share
-    ("half of", "two-thirds of") needs the same share or a percentage within 5 points."""
+    ("half of", "two-thirds of") needs the same share or a percentage within 5 points; an ordinal ("third",
+    "3rd") the same ordinal (``ordinals_in``)."""
     bad = []
     for m in numbers_in(sentence):
         ok = any(("%", v) in article_values for v in m.values) if m.percent else bool(m.values & article_values)
@@ -193,6 +240,8 @@ def unsupported_numbers(sentence: str, article_values: set) -> list[str]:
             bad.append(m.text + ("%" if m.percent and not m.text.endswith("%") else ""))
     bad += [words for words, key in vague_quantities(sentence) if not _vague_supported(key, article_values)]
     bad += [words for words, share in fractions_in(sentence) if not _share_supported(share, article_values)]
+    bad += [words for words, value, digits in ordinals_in(sentence)
+            if ("#", value) not in article_values and not (digits and value in article_values)]
     return bad
 
 

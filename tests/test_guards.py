@@ -47,12 +47,26 @@ def test_a_share_needs_the_same_share_or_a_close_percentage():
     assert [unsupported_numbers(s, values) for s in [
         "Half of the residents fled.",  # 48%: within 5 points
         "Two thirds of the houses were hit.",  # the same share; "two" is not the number 2
-        "Fighting went on for half an hour.", "The third of the attacks came in 2019."]] == [[]] * 4  # no share
+        "Fighting went on for half an hour.",  # no share
+        "The third of the attacks came in 2019."]] == [[], [], [], ["third"]]  # an ordinal (the article has none)
     assert unsupported_numbers("A quarter of the houses were hit and a third of the residents fled.", values) == [
         "A quarter", "a third"]
     assert unsupported_numbers("Half the city was shelled.", supported_values(ARTICLE)) == ["Half"]
     kept, report = Guard().check(["Half of the hospitals were hit.", "Five hospitals were hit."], ARTICLE)
     assert kept == ["Five hospitals were hit."] and report.removed[0]["items"] == ["Half"]
+
+
+def test_an_ordinal_needs_the_same_ordinal():
+    values = supported_values("On March 3, the Third Brigade entered the town on the twenty-first day of the siege.")
+    assert [unsupported_numbers(s, values) for s in [
+        "The 3rd Brigade entered the town on March 3rd.",  # "third" = "3rd"; a date's digits may take a suffix
+        "It was the 21st day of the siege.", "At first the town held."]] == [[]] * 3  # plain "first" is idiom
+    assert unsupported_numbers("The Fourth Brigade entered on the twentieth day, the 2nd time.", values) == [
+        "Fourth", "twentieth", "2nd"]
+    assert unsupported_numbers("Twenty-one soldiers died.", values) == ["Twenty-one"]  # the ordinal is no count
+    kept, report = Guard().check(["Five hospitals were hit for the second time.", "Five hospitals were hit."],
+                                 ARTICLE)
+    assert kept == ["Five hospitals were hit."] and report.removed[0]["items"] == ["second"]
 
 
 def test_a_day_or_month_the_article_does_not_name_is_removed():
