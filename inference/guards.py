@@ -256,9 +256,16 @@ _MONTH_CONTEXT = re.compile(r"(?:\b(?:in|since|until|till|by|from|to|through|las
                             r"[\s-]+$|\d[\s,.]*$)", re.I)
 
 
+# Days and periods named relative to the report ("yesterday", "last week"): as much a date as "Monday".
+_RELATIVE_RE = re.compile(r"\b(?:yesterday|today|tonight|tomorrow"
+                          r"|(?:last|next|this)\s+(?:week|weekend|month|year|night|morning|afternoon|evening))\b",
+                          re.I)
+
+
 def calendar_words(text: str) -> list[tuple[str, str]]:
-    """(the word, the month or weekday it names, lower case) of each month and weekday name in ``text``."""
-    found = []
+    """(the words, the month, weekday or relative day they name, lower case) of each month and weekday name and
+    each day or period named relative to the report ("yesterday", "last week") in ``text``."""
+    found = [(m.group(), re.sub(r"\s+", " ", m.group().lower())) for m in _RELATIVE_RE.finditer(text)]
     for m in _CALENDAR_RE.finditer(text):
         name = m.group().lower()
         if name in ("may", "march") and not (_MONTH_CONTEXT.search(text[max(0, m.start() - 12): m.start()])
@@ -269,7 +276,8 @@ def calendar_words(text: str) -> list[tuple[str, str]]:
 
 
 def article_calendar(article: str) -> set[str]:
-    """The months and weekdays an article names, written out or abbreviated ("Jan. 15", "Tue.")."""
+    """The months and weekdays an article names, written out or abbreviated ("Jan. 15", "Tue."), and the days
+    and periods it names relative to the report ("yesterday", "last week")."""
     names = {name for _, name in calendar_words(article)}
     for abbreviation in _ABBREVIATED.findall(article):
         names |= {full for full in _MONTHS + _WEEKDAYS if full.startswith(abbreviation.lower())}
@@ -277,8 +285,9 @@ def article_calendar(article: str) -> set[str]:
 
 
 def unsupported_dates(sentence: str, article_names: set[str]) -> list[str]:
-    """Month and weekday names in ``sentence`` that the article does not name (see ``article_calendar``): an
-    attack moved to another day is as false as a changed casualty figure."""
+    """Month and weekday names and relative days ("yesterday", "last week") in ``sentence`` that the article does
+    not name (see ``article_calendar``): an attack moved to another day is as false as a changed casualty
+    figure."""
     return [word for word, name in calendar_words(sentence) if name not in article_names]
 
 

@@ -78,6 +78,11 @@ def test_a_day_or_month_the_article_does_not_name_is_removed():
     assert unsupported_dates("Theresa May said the army may march.", names) == []  # no month here either
     assert unsupported_dates("Five hospitals were hit on tuesday.", names) == ["tuesday"]  # uncased model output
     assert unsupported_dates("It began in mid-March and ended on 5 May.", names) == ["March", "May"]
+    # a day or period named relative to the report is a date too
+    relative = article_calendar("Rebels attacked the town yesterday; last  week the army shelled it.")
+    assert relative == {"yesterday", "last week"}
+    assert unsupported_dates("Yesterday rebels attacked; last week the army shelled it.", relative) == []
+    assert unsupported_dates("Today rebels attacked, as they did last year.", relative) == ["Today", "last year"]
     kept, report = Guard().check(["Five hospitals were hit on Tuesday.", "Five hospitals were hit."], ARTICLE)
     assert kept == ["Five hospitals were hit."]
     assert report.removed == [{"sentence": "Five hospitals were hit on Tuesday.", "reason": "unsupported_date",
