@@ -201,13 +201,14 @@ def ordinals_in(text: str) -> list[tuple[str, int, bool]]:
 
 def supported_values(article: str) -> set:
     """Every value the article states, plus ``("%", value)`` for each value it states as a percentage,
-    ``("~", key)`` for each quantity it states without digits (``vague_quantities``) and ``("/", share)`` for
-    each share it states (``fractions_in``)."""
-    mentions = numbers_in(article)
+    ``("~", key)`` for each quantity it states without digits (``vague_quantities``), ``("/", share)`` for
+    each share it states (``fractions_in``) and ``("#", n)`` for each ordinal (``ordinals_in``)."""
+    mentions, ordinals = numbers_in(article), ordinals_in(article)
     return ({v for m in mentions for v in m.values} | {("%", v) for m in mentions if m.percent for v in m.values}
             | {("~", key) for _, key in vague_quantities(article)}
             | {("/", round(share, 4)) for _, share in fractions_in(article)}
-            | {("#", value) for _, value, _ in ordinals_in(article)})
+            | {("#", value) for _, value, _ in ordinals}
+            | {float(value) for _, value, digits in ordinals if digits})  # "March 25th" supports "March 25"
 
 
 def _share_supported(share: float, article_values: set) -> bool:

@@ -64,6 +64,7 @@ def test_an_ordinal_needs_the_same_ordinal():
     assert unsupported_numbers("The Fourth Brigade entered on the twentieth day, the 2nd time.", values) == [
         "Fourth", "twentieth", "2nd"]
     assert unsupported_numbers("Twenty-one soldiers died.", values) == ["Twenty-one"]  # the ordinal is no count
+    assert unsupported_numbers("It began on March 25.", supported_values("It began on March 25th.")) == []
     kept, report = Guard().check(["Five hospitals were hit for the second time.", "Five hospitals were hit."],
                                  ARTICLE)
     assert kept == ["Five hospitals were hit."] and report.removed[0]["items"] == ["second"]
