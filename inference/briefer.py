@@ -17,7 +17,7 @@ from functools import lru_cache
 import torch
 
 from conflictbrief.inference.beam import beam_search, lean_settings
-from conflictbrief.inference.clean import PREAMBLE_END, CleanText, split_sentences
+from conflictbrief.inference.clean import ABBREVIATIONS, PREAMBLE_END, CleanText, split_sentences
 from conflictbrief.inference.heap import release_free_memory
 from conflictbrief.training.readers import WORD_RE
 
@@ -125,6 +125,7 @@ def source_for(clean_text: CleanText, tokenizer, max_source_length: int) -> tupl
 
 _NO_SPACE_BEFORE = set(",.;:!?)]%'’”") | {"'s", "n't"}
 _NO_SPACE_AFTER = set("([$£€‘“")
+_CONTRACTION_ENDS = {"s", "t", "re", "ve", "ll", "d", "m"}  # "he' s" -> "he's", "don' t" -> "don't"
 
 
 def resurface(generated: str, article: str) -> str:
@@ -148,13 +149,29 @@ def resurface(generated: str, article: str) -> str:
             if n > best_len:
                 best_len, best_pos = n, pos
         if best_len >= 2:
-            pieces.append(article[art[best_pos][1]: art[best_pos + best_len - 1][2]])
+            span = article[art[best_pos][1]: art[best_pos + best_len - 1][2]]
+            # A run copied from a sentence start keeps its capital only where the word has it inside
+            # sentences too ("In the room" -> "in the room", "Trump said" stays); sentence starts are set below.
+            first = casing.get(key, gen[i])
+            if span[:len(first)] != first and span[:len(first)].lower() == first.lower():
+                span = first + span[len(first):]
+            pieces.append(span)
             i += best_len
         else:
             pieces.append(casing.get(key, gen[i]))
             i += 1
     text = _join(pieces)
-    return re.sub(r"(^|[.!?][\"'”’]?\s+)([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)
+    return re.sub(r"(^|[.!?][\"'”’]?\s+)([a-z])",
+                  lambda m: m.group() if _after_abbreviation(text, m.start()) else m.group(1) + m.group(2).upper(),
+                  text)
+
+
+def _after_abbreviation(text: str, stop: int) -> bool:
+    """Whether the full stop at ``stop`` ends an abbreviation ("U.S.", "Sen.", "Gen."), after which a word
+    is not a sentence start ("the U.S. economy", not "the U.S. Economy")."""
+    word = re.search(r"([\w.]+)$", text[:stop])
+    return bool(text[stop: stop + 1] == "." and word and (word.group(1).lower().rstrip(".") in ABBREVIATIONS
+                                                          or re.fullmatch(r"(?:[A-Za-z]\.)*[A-Za-z]", word.group(1))))
 
 
 def _case_map(article: str) -> dict[str, str]:
@@ -163,7 +180,8 @@ def _case_map(article: str) -> dict[str, str]:
     for m in re.finditer(r"(^|[.!?\"'\n]\s*)?(\w+)", article):
         word, initial = m.group(2), m.group(1) is not None
         counts.setdefault(fold(word), Counter())[word] += 0.1 if initial else 1.0
-    return {k: c.most_common(1)[0][0] for k, c in counts.items()}
+    # A function word seen only at sentence starts ("In", "He") is lower case inside a sentence; "I" is not.
+    return {k: k if k in _STOP and k != "i" else c.most_common(1)[0][0] for k, c in counts.items()}
 
 
 def _join(pieces: list[str]) -> str:
@@ -176,7 +194,9 @@ def _join(pieces: list[str]) -> str:
         if p == '"':
             out += p if quote_open else " " + p
             quote_open = not quote_open
-        elif p in _NO_SPACE_BEFORE or p.startswith("'") or p == "-" or out.endswith("-") \
+        elif p in _NO_SPACE_BEFORE or p[0] in _NO_SPACE_BEFORE or p.startswith("'") or p == "-" \
+                or out.endswith("-") \
+                or out[-1] in "'’" and out[-2:-1].isalnum() and p.lower() in _CONTRACTION_ENDS \
                 or out[-1] in _NO_SPACE_AFTER or (out.endswith('"') and quote_open):
             out += p
         else:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from conflictbrief.inference.briefer import content_words, fold
+from conflictbrief.inference.briefer import _STOP, content_words, fold
 from conflictbrief.model.labels import label_role
 
 _UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve "
@@ -421,6 +421,58 @@ def provenance(sentence: str, sources: list[str], most: int = 3) -> list[int]:
     return chosen
 
 
+# "the daughter of the daughter", "the disease of the disease": a noun "of" itself, an undertrained briefer's
+# filler that no written summary has (README: measured on reference summaries).
+_SELF_OF = re.compile(r"\b(\w+) of (?:the |a |an |its |his |her |their )?\1\b")
+_STOP_WORDS = set("the a an of to in on".split())
+# A sentence that ends on an initial ("reported by the U.") was cut off where the model stopped ("World War I."
+# was not).
+_CUT_OFF = re.compile(r"(?:^|\s)(?!I\.)[A-Za-z]\.\W*$")
+# Quotation marks: a quotation in a brief must be the article's words, as a number must be its number.
+_QUOTE_MARKS = re.compile(r"[\"“”]")
+
+
+def spaced_words(text: str) -> str:
+    """The folded words of ``text`` joined by single spaces, with a space at each end: a phrase is in a text
+    when its ``spaced_words`` are in the text's (whole words, whatever the punctuation and spacing)."""
+    return " " + " ".join(re.findall(r"\w+", fold(text))) + " "
+
+
+def quotation_problems(sentence: str, article_spaced: str) -> tuple[str, list[str]] | None:
+    """(reason, items) when a brief sentence quotes words that are not words of the article in that order
+    (``article_spaced``: its ``spaced_words``), or its quotation marks enclose nothing or only function words
+    ('he said "no-" "' from an undertrained briefer); None when it has no such problem.
+
+    A quotation may run over sentences, so an unpaired mark is read both ways, as closing a quotation that
+    began before the sentence or as opening one that ends after it, and the reading that finds more of the
+    quoted words in the article is judged."""
+    pieces = _QUOTE_MARKS.split(sentence)
+    if len(pieces) == 1:
+        return None
+    readings = [range(1, len(pieces), 2)] if len(pieces) % 2 else [range(0, len(pieces), 2), range(1, len(pieces), 2)]
+    best = None
+    for reading in readings:
+        quoted = [(i, pieces[i]) for i in reading]
+        if any(not q.strip() and i in (0, len(pieces) - 1) for i, q in quoted):
+            continue  # a mark at the very start cannot close a quotation, nor one at the very end open one
+        empty = [q for i, q in quoted if not _said(q) and 0 < i < len(pieces) - 1]
+        if empty:
+            found = ("broken_quote", [f'"{q}"' for q in empty])
+        else:
+            invented = [q.strip() for i, q in quoted if _said(q) and spaced_words(q) not in article_spaced]
+            found = ("unsupported_quote", invented) if invented else None
+        if found is None:
+            return None
+        if best is None or sum(map(len, found[1])) < sum(map(len, best[1])):
+            best = found
+    return best or ("broken_quote", [sentence.strip()[:80]])
+
+
+def _said(quoted: str) -> list[str]:
+    """The words of a quotation that are not function words ("no", "not" and "the" alone say nothing)."""
+    return [w for w in re.findall(r"\w+", fold(quoted)) if w not in _STOP]
+
+
 @dataclass
 class GuardReport:
     removed: list[dict] = field(default_factory=list)
@@ -458,11 +510,15 @@ class Guard:
         return [re.findall(r"(?<=\s)[A-Z][\w'-]+(?:\s+[A-Z][\w'-]+)*", s) for s in sentences]
 
     def repetition(self, sentence: str, content: list[str]) -> list[str]:
-        """The words that make a sentence degenerate, or []: a stutter ("the united united kingdom"), or more
-        repeated content words than ``max_repetition`` allows ("the child is the child, who had been treated
-        in the girl's years" from an undertrained briefer; "the army said the army said")."""
+        """The words that make a sentence degenerate, or []: a stutter ("the united united kingdom", "in prison
+        in prison", "the daughter of the daughter"), or more repeated content words than ``max_repetition``
+        allows ("the child is the child, who had been treated in the girl's years" from an undertrained briefer;
+        "the army said the army said")."""
         own = re.findall(r"\w+", fold(sentence))
         stutter = [a for a, b in zip(own, own[1:]) if a == b and not a.isdigit()]
+        stutter += [" ".join(own[i: i + n]) for n in (2, 3) for i in range(len(own) - 2 * n + 1)
+                    if own[i: i + n] == own[i + n: i + 2 * n] and not all(w.isdigit() for w in own[i: i + n])]
+        stutter += [m.group(1) for m in _SELF_OF.finditer(fold(sentence)) if m.group(1) not in _STOP_WORDS]
         counts = Counter(content)
         if stutter or sum(c - 1 for c in counts.values()) > self.max_repetition * len(content):
             return stutter or [w for w, c in counts.items() if c > 1]
@@ -502,7 +558,7 @@ class Guard:
         report = GuardReport(loaded_terms_source=[t for t, _, _ in loaded_terms(article, self.lexicon)])
         values, calendar = supported_values(article), article_calendar(article)
         folded = _ALNUM.sub("", fold(article))
-        words = set(re.findall(r"\w+", fold(article)))
+        words, spaced = set(re.findall(r"\w+", fold(article))), spaced_words(article)
         kept = []
         if names is None:
             names = self.names(brief_sentences)
@@ -514,6 +570,13 @@ class Guard:
             bad_dates = unsupported_dates(sentence, calendar)
             if bad_dates:
                 report.removed.append({"sentence": sentence, "reason": "unsupported_date", "items": bad_dates})
+                continue
+            if _CUT_OFF.search(sentence):
+                report.removed.append({"sentence": sentence, "reason": "cut_off", "items": [sentence.split()[-1]]})
+                continue
+            quote = quotation_problems(sentence, spaced)
+            if quote:
+                report.removed.append({"sentence": sentence, "reason": quote[0], "items": quote[1]})
                 continue
             bad_names = [n for n in found if not name_supported(n, folded, words)]
             if bad_names:

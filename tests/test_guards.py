@@ -1,4 +1,5 @@
 from conflictbrief.inference.briefer import resurface
+from conflictbrief.inference.clean import split_sentences
 from conflictbrief.inference.guards import Guard, article_calendar, loaded_terms, Lexicon, name_supported, \
     supported_values, unsupported_dates, unsupported_numbers
 
@@ -166,6 +167,42 @@ def test_word_salad_from_article_words_is_removed():
     assert kept == ["The girl was treated in hospital after the attack, officials said."]
     assert [(r["reason"], r["items"]) for r in report.removed] == [("repetitive", ["child"]),
                                                                   ("repetitive", ["last", "year"])]
+
+
+def test_repeated_phrases_and_a_noun_of_itself_are_degenerate():
+    g = Guard()
+    assert g.repetition("The husband was convicted in prison in prison.", []) == ["in prison"]
+    assert g.repetition("The daughter of the daughter was seen by the Queen.", []) == ["daughter"]
+    assert g.repetition("Day after day, shelling hit the end of the road in 2020, 2021.", []) == []
+
+
+def test_quotations_must_be_the_article_words():
+    article = ('Trump said: "We will win. They will lose." Officials met, and no one knew why. A man called '
+               'the plan "a disaster".')
+    quoted = ["“We will win,” Trump said.",  # curly marks, other punctuation: the same words
+              'Trump said: "We will win.', 'They will lose."',  # a quotation running over two brief sentences
+              'A man called the plan "a disaster".']
+    assert Guard().check(quoted, article)[0] == quoted
+    bad = ["“We will lose,” Trump said.", 'Trump says he\'s "not".', 'He said "no-" "and the plan was a disaster.',
+           'Officials called it "a disaster" and "a plan".']
+    kept, report = Guard().check(bad, article)
+    assert kept == []
+    assert [(r["reason"], r["items"]) for r in report.removed] == [
+        ("unsupported_quote", ["We will lose,"]), ("broken_quote", ['"not"']), ("broken_quote", ['" "']),
+        ("unsupported_quote", ["a plan"])]
+    # cut off where the model stopped; "Roe v. Wade" is one sentence
+    kept, report = Guard().check(["Officials met, the U.", "Officials met in the U.S."], article + " In the U.S. too.")
+    assert kept == ["Officials met in the U.S."] and report.removed[0]["reason"] == "cut_off"
+    text = "Roe v. Wade fell. It did."
+    assert [text[s:e] for s, e in split_sentences(text)] == ["Roe v. Wade fell.", "It did."]
+
+
+def test_resurface_keeps_sentence_case_right():
+    article = ("In the room, officials met. The U.S. economy shrank, Trump said in a speech. Sen. Sanders spoke. "
+               "He's tired, he said in the evening.")
+    assert resurface("the u.s. will be in the room, and sen. sanders said he' s tired. trump said so. the u.s. "
+                     "economy shrank.", article) == ("The U.S. will be in the room, and Sen. Sanders said he's "
+                                                     "tired. Trump said so. The U.S. economy shrank.")
 
 
 def test_percentages_need_an_article_percentage_and_stutters_are_dropped():
