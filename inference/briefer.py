@@ -17,7 +17,7 @@ from functools import lru_cache
 import torch
 
 from conflictbrief.inference.beam import beam_search, lean_settings
-from conflictbrief.inference.clean import ABBREVIATIONS, PREAMBLE_END, CleanText, split_sentences
+from conflictbrief.inference.clean import PREAMBLE_END, CleanText, is_abbreviation, split_sentences
 from conflictbrief.inference.heap import release_free_memory
 from conflictbrief.training.readers import WORD_RE
 
@@ -167,11 +167,10 @@ def resurface(generated: str, article: str) -> str:
 
 
 def _after_abbreviation(text: str, stop: int) -> bool:
-    """Whether the full stop at ``stop`` ends an abbreviation ("U.S.", "Sen.", "Gen."), after which a word
-    is not a sentence start ("the U.S. economy", not "the U.S. Economy")."""
+    """Whether the full stop at ``stop`` ends an abbreviation ("U.S.", "Sen."), after which a word is not a
+    sentence start ("the U.S. economy", not "the U.S. Economy"), as ``split_sentences`` reads it."""
     word = re.search(r"([\w.]+)$", text[:stop])
-    return bool(text[stop: stop + 1] == "." and word and (word.group(1).lower().rstrip(".") in ABBREVIATIONS
-                                                          or re.fullmatch(r"(?:[A-Za-z]\.)*[A-Za-z]", word.group(1))))
+    return bool(text[stop: stop + 1] == "." and word and is_abbreviation(word.group(1)))
 
 
 def _case_map(article: str) -> dict[str, str]:

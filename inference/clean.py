@@ -244,7 +244,13 @@ def clean(raw: str) -> CleanText:
 _ABBREV = {"mr", "mrs", "ms", "dr", "prof", "gen", "col", "lt", "sgt", "capt", "maj", "gov", "sen", "rep",
            "st", "jr", "sr", "inc", "co", "corp", "ltd", "vs", "no", "jan", "feb", "mar", "apr", "jun", "jul",
            "aug", "sep", "sept", "oct", "nov", "dec", "u.s", "u.n", "u.k", "e.g", "i.e", "etc", "approx", "v"}
-ABBREVIATIONS = frozenset(_ABBREV)  # words that end in a full stop without ending a sentence ("Sen.", "U.S.")
+
+
+def is_abbreviation(word: str) -> bool:
+    """Whether a full stop after ``word`` (given without it) may end no sentence: "Sen", "U.S", "v", an
+    initial "J"."""
+    return word.lower() in _ABBREV or bool(re.fullmatch(r"[A-Z]", word))
+
 _END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s+|$)|\n+")
 
 
@@ -335,7 +341,7 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
         end = m.end()
         if m.group().startswith("."):
             word = re.search(r"([\w.]+)\.$", text[start: m.start() + 1])
-            if word and (word.group(1).lower() in _ABBREV or re.fullmatch(r"[A-Z]", word.group(1))):
+            if word and is_abbreviation(word.group(1)):
                 continue
             nxt = text[end: end + 3].lstrip()
             if nxt[:1].islower() and not lower_cased:
