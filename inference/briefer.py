@@ -153,7 +153,8 @@ def resurface(generated: str, article: str) -> str:
             # A run copied from a sentence start keeps its capital only where the word has it inside
             # sentences too ("In the room" -> "in the room", "Trump said" stays); sentence starts are set below.
             first = casing.get(key, gen[i])
-            if span[:len(first)] != first and span[:len(first)].lower() == first.lower():
+            head = span[:len(first)]
+            if head != first and head.lower() == first.lower() and head == head.capitalize():  # not "WHO said"
                 span = first + span[len(first):]
             pieces.append(span)
             i += best_len
@@ -179,8 +180,10 @@ def _case_map(article: str) -> dict[str, str]:
     for m in re.finditer(r"(^|[.!?\"'\n]\s*)?(\w+)", article):
         word, initial = m.group(2), m.group(1) is not None
         counts.setdefault(fold(word), Counter())[word] += 0.1 if initial else 1.0
-    # A function word seen only at sentence starts ("In", "He") is lower case inside a sentence; "I" is not.
-    return {k: k if k in _STOP and k != "i" else c.most_common(1)[0][0] for k, c in counts.items()}
+    # A function word seen only at sentence starts ("In", "He") is lower case inside a sentence; "I" and an
+    # acronym ("WHO") are not.
+    spelling = {k: c.most_common(1)[0][0] for k, c in counts.items()}
+    return {k: k if k in _STOP and k != "i" and w == w.capitalize() else w for k, w in spelling.items()}
 
 
 def _join(pieces: list[str]) -> str:

@@ -203,6 +203,10 @@ def test_resurface_keeps_sentence_case_right():
     assert resurface("the u.s. will be in the room, and sen. sanders said he' s tired. trump said so. the u.s. "
                      "economy shrank.", article) == ("The U.S. will be in the room, and Sen. Sanders said he's "
                                                      "tired. Trump said so. The U.S. economy shrank.")
+    # an acronym that is also a function word keeps its capitals where the article gives them
+    who = "Officials who met, residents who fled and those who stayed were tested. WHO said it was alarmed."
+    assert resurface("residents fled, and who said it was alarmed.", who) == (
+        "Residents fled, and WHO said it was alarmed.")
 
 
 def test_percentages_need_an_article_percentage_and_stutters_are_dropped():
