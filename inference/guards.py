@@ -180,10 +180,11 @@ _ORDINAL_DIGITS = re.compile(r"(?:st|nd|rd|th)\b", re.I)
 _ORDINAL_AFTER = re.compile(r"[- ](?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth)\b", re.I)
 
 
-def ordinals_in(text: str) -> list[tuple[str, int, bool]]:
+def ordinals_in(text: str, shares: list[tuple[re.Match, float]] | None = None) -> list[tuple[str, int, bool]]:
     """(the words, the ordinal, whether written in digits) of each ordinal in ``text``; the shares of
-    ``fractions_in`` ("a third of") are not ordinals."""
-    shares = [m.span() for m, _ in _fraction_matches(text)]
+    ``fractions_in`` ("a third of") are not ordinals (``shares``: ``_fraction_matches(text)`` when the caller
+    has them already)."""
+    shares = [m.span() for m, _ in (_fraction_matches(text) if shares is None else shares)]
     found = []
     for m in ORDINAL_RE.finditer(text):
         if any(s < m.end() and m.start() < e for s, e in shares):
@@ -203,10 +204,11 @@ def supported_values(article: str) -> set:
     """Every value the article states, plus ``("%", value)`` for each value it states as a percentage,
     ``("~", key)`` for each quantity it states without digits (``vague_quantities``), ``("/", share)`` for
     each share it states (``fractions_in``) and ``("#", n)`` for each ordinal (``ordinals_in``)."""
-    mentions, ordinals = numbers_in(article), ordinals_in(article)
+    mentions, shares = numbers_in(article), _fraction_matches(article)
+    ordinals = ordinals_in(article, shares)
     return ({v for m in mentions for v in m.values} | {("%", v) for m in mentions if m.percent for v in m.values}
             | {("~", key) for _, key in vague_quantities(article)}
-            | {("/", round(share, 4)) for _, share in fractions_in(article)}
+            | {("/", round(share, 4)) for _, share in shares}
             | {("#", value) for _, value, _ in ordinals}
             | {float(value) for _, value, digits in ordinals if digits})  # "March 25th" supports "March 25"
 
@@ -240,8 +242,9 @@ def unsupported_numbers(sentence: str, article_values: set) -> list[str]:
         if not ok:
             bad.append(m.text + ("%" if m.percent and not m.text.endswith("%") else ""))
     bad += [words for words, key in vague_quantities(sentence) if not _vague_supported(key, article_values)]
-    bad += [words for words, share in fractions_in(sentence) if not _share_supported(share, article_values)]
-    bad += [words for words, value, digits in ordinals_in(sentence)
+    shares = _fraction_matches(sentence)
+    bad += [m.group() for m, share in shares if not _share_supported(share, article_values)]
+    bad += [words for words, value, digits in ordinals_in(sentence, shares)
             if ("#", value) not in article_values and not (digits and value in article_values)]
     return bad
 
