@@ -237,6 +237,83 @@ def test_viterbi_keeps_one_consistent_entity_where_argmax_would_split_it():
     assert viterbi_tags(torch.tensor([[0.9, 0.1, 0.0, 0.0, 0.0]]), tags) == [0]
 
 
+def test_no_entity_begins_or_ends_on_a_punctuation_mark_and_no_article_is_an_entity_alone():
+    from conflictbrief.inference.tagger import repair_bio
+
+    # what the shipped tagger made on re3d dev: "3rd Battalion ,", ", Mosul district", "," and a lone "a"
+    # Weapon before an untagged "VBIED"
+    assert repair_bio(["B-Organisation", "I-Organisation", "I-Organisation", "B-Organisation"],
+                      ["3rd", "Battalion", ",", "6th"]) == ["B-Organisation", "I-Organisation", "O", "B-Organisation"]
+    assert repair_bio(["O", "B-Location", "I-Location", "I-Location"], ["in", ",", "Mosul", "district"]) == \
+        ["O", "O", "B-Location", "I-Location"]
+    assert repair_bio(["B-Location"], [","]) == ["O"]
+    assert repair_bio(["B-Weapon", "O", "O"], ["a", "VBIED", ","]) == ["O", "O", "O"]
+    assert repair_bio(["B-Weapon", "B-Weapon"], ["The", "VBIED"]) == ["O", "B-Weapon"]
+    # on news: "HSBC’" and "'Elizabeth"
+    assert repair_bio(["B-Organisation", "I-Organisation", "O"], ["HSBC", "’", "s"]) == ["B-Organisation", "O", "O"]
+    assert repair_bio(["B-Person", "I-Person"], ["'", "Elizabeth"]) == ["O", "B-Person"]
+    # a hyphen may end an entity (the text path joins "al -" + "Numan") but never begins one ("-19")
+    assert repair_bio(["B-Quantity", "I-Quantity"], ["-", "19"]) == ["O", "B-Quantity"]
+    assert repair_bio(["B-Location", "I-Location"], ["al", "-"]) == ["B-Location", "I-Location"]
+    # kept: an article inside an entity, punctuation inside one, "%", and "@" of a handle
+    assert repair_bio(["B-Weapon", "I-Weapon"], ["a", "VBIED"]) == ["B-Weapon", "I-Weapon"]
+    assert repair_bio(["B-Location", "I-Location", "I-Location"], ["Karrada", ",", "Baghdad"]) == \
+        ["B-Location", "I-Location", "I-Location"]
+    assert repair_bio(["B-Quantity", "I-Quantity"], ["20", "%"]) == ["B-Quantity", "I-Quantity"]
+    assert repair_bio(["B-Organisation", "I-Organisation"], ["@", "UKinIraq"]) == ["B-Organisation", "I-Organisation"]
+    # one rule may expose another: "'s party" loses the apostrophe, then the possessive's "s"
+    assert repair_bio(["B-Organisation", "I-Organisation", "I-Organisation"], ["'", "s", "party"]) == \
+        ["O", "O", "B-Organisation"]
+    # without words nothing of this applies
+    assert repair_bio(["B-Location"]) == ["B-Location"]
+
+
+def test_money_cut_apart_by_the_word_split_comes_back_as_one_entity():
+    from conflictbrief.inference.tagger import decode_entities
+    from conflictbrief.training.readers import words_with_offsets
+
+    id2label = {0: "O", 1: "B-Money", 2: "I-Money", 3: "B-Quantity", 4: "I-Quantity"}
+    # what the shipped tagger did inside news articles: "£" and "5million" as two entities, "£" alone, and
+    # "£2" then "989" with the comma between left out
+    for text, tags, want in (("It paid £5million for it", "O O B-Money B-Money O O", ["£5million"]),
+                             ("It paid £276million.", "O O B-Money O O", ["£276million"]),
+                             ("his £2,989 in", "O B-Money I-Money O B-Money O", ["£2,989"]),
+                             ("about £2,000 a month", "O B-Money I-Money I-Money I-Money I-Money O", ["£2,000"]),
+                             # a space between: two entities stay two
+                             ("from £5 to £10 a day", "O B-Money I-Money O B-Money I-Money O O",
+                              ["£5", "£10"]),
+                             ("2 000 people", "B-Quantity B-Quantity O", ["2", "000"])):
+        words = words_with_offsets(text)
+        tags = tags.split()
+        assert len(tags) == len(words), [w for w, _, _ in words]
+        probs = torch.full((len(words), 5), 0.01)
+        probs[range(len(words)), [{v: k for k, v in id2label.items()}[t] for t in tags]] = 0.9
+        found = decode_entities(text, words, probs, id2label)
+        assert [e.text for e in found] == want, text
+        assert all(e.label == ("Quantity" if text[0] == "2" else "Money") for e in found)
+    # a joined word scores the probability of the tag it now has (0.01 here), not of the O it had
+    words = words_with_offsets("It paid £276million.")
+    probs = torch.full((len(words), 5), 0.01)
+    probs[range(len(words)), [0, 0, 1, 0, 0]] = 0.9
+    assert decode_entities("It paid £276million.", words, probs, id2label)[0].score == round((0.9 + 0.01) / 2, 4)
+
+
+def test_a_spaced_hyphen_leaves_an_entity_and_a_joining_one_does_not():
+    from conflictbrief.inference.tagger import decode_entities
+    from conflictbrief.training.readers import words_with_offsets
+
+    id2label = {0: "O", 1: "B-Organisation", 2: "I-Organisation"}
+    for text, tags, want in (("The al-Qaeda group", "O B I I I", ["al-Qaeda group"]),
+                             ("Said al - Qaeda group", "O B I I I", ["al - Qaeda group"]),
+                             ("Near 7000 - mostly men", "O B I O O", ["7000"]),
+                             ("Near 7000-odd men", "O B I O O", ["7000-odd"])):
+        words = words_with_offsets(text)
+        assert len(words) == 5, words
+        probs = torch.zeros(len(words), 3)
+        probs[range(len(words)), [{"O": 0, "B": 1, "I": 2}[t] for t in tags.split()]] = 1.0
+        assert [e.text for e in decode_entities(text, words, probs, id2label)] == want, text
+
+
 def test_restricted_output_layer_is_exact_for_greedy_and_left_out_of_beam_search(tiny_briefer_dir):
     from conflictbrief.inference.briefer import RestrictedOutput
 
