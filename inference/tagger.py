@@ -309,7 +309,8 @@ def snap_span(text: str, start: int, end: int, tagged: set[int] = frozenset()) -
     capitalised, a particle such as "al", or itself tagged (``tagged``: start offsets of tagged words), so
     "Maarat al-" + "Numan" -> "Maarat al-Numan" and "Assad" -> "al-Assad", but "Russian" stays out of
     "Russian-backed". It loses an unmatched bracket, double quote or comma at either end ("20 miles)" ->
-    "20 miles"). A possessive "'s" stays outside, as in the training data.
+    "20 miles"), and takes in the partner of a bracket it leaves open inside when that stands right beside it
+    ("Institute (RUSI" -> "Institute (RUSI)"). A possessive "'s" stays outside, as in the training data.
     """
     while True:
         if end < len(text) - 1 and text[end] in _HYPHENS and _word_char(text, end - 1) and _word_char(text, end + 1):
@@ -333,6 +334,12 @@ def snap_span(text: str, start: int, end: int, tagged: set[int] = frozenset()) -
             end -= 1
         else:
             start += 1
+    for opening, closing in (("(", ")"), ("[", "]")):  # a bracket left open inside takes its partner beside it
+        span = text[start:end]
+        if span.count(opening) == span.count(closing) + 1 and text[end: end + 1] == closing:
+            end += 1  # "the Royal United Services Institute (RUSI" + ")"
+        elif span.count(closing) == span.count(opening) + 1 and start > 0 and text[start - 1] == opening:
+            start -= 1  # "(" + "Special Forces) regiments"
     return start, end
 
 

@@ -298,6 +298,19 @@ def test_money_cut_apart_by_the_word_split_comes_back_as_one_entity():
     assert decode_entities("It paid £276million.", words, probs, id2label)[0].score == round((0.9 + 0.01) / 2, 4)
 
 
+def test_an_entity_takes_in_the_partner_of_a_bracket_it_leaves_open():
+    from conflictbrief.inference.tagger import snap_span
+
+    text = "said the Royal United Services Institute (RUSI) on Monday"
+    start, end = text.index("the"), text.index(")")
+    assert text[slice(*snap_span(text, start, end))] == "the Royal United Services Institute (RUSI)"
+    text = "two (Special Forces) regiments"
+    start, end = text.index("Special"), len(text)
+    assert text[slice(*snap_span(text, start, end))] == "(Special Forces) regiments"
+    text = "Tim (Henman said"  # no partner beside it: left as it is
+    assert text[slice(*snap_span(text, 0, len("Tim (Henman")))] == "Tim (Henman"
+
+
 def test_a_spaced_hyphen_leaves_an_entity_and_a_joining_one_does_not():
     from conflictbrief.inference.tagger import decode_entities
     from conflictbrief.training.readers import words_with_offsets
