@@ -204,17 +204,15 @@ def _repair_once(tags: list[str], words: list[str] | None) -> list[str]:
             fixed[-1], tag = tag, f"I-{label}"  # "at least 50,000", never "least 50,000"
         fixed.append(tag)
         prev = tag
-    if words is not None:  # an entity never ends with a preposition, conjunction or "the": those words leave it
-        for i in range(len(fixed) - 1, -1, -1):
-            ends_here = fixed[i] != OUTSIDE and (i + 1 == len(fixed) or not fixed[i + 1].startswith("I-"))
-            if ends_here and fixed[i].startswith("I-") and words[i].lower() in _NO_ENTITY_END:
-                fixed[i] = OUTSIDE
+    if words is not None:
         for start, end, label in mention_spans(fixed):
             first, last = start, end
-            while first < last and (is_punctuation(words[first]) or words[first] in _HYPHENS):  # nor begins or
-                first += 1
-            while last > first and is_punctuation(words[last - 1]):  # ends on a punctuation mark; a hyphen
-                last -= 1  # may end one, "al -" + "Numan" (snap_span joins the pieces of a hyphenated name)
+            while first < last and (is_punctuation(words[first]) or words[first] in _HYPHENS):
+                first += 1  # no entity begins with a punctuation mark or a hyphen
+            while last > first and (is_punctuation(words[last - 1])
+                                    or last - first > 1 and words[last - 1].lower() in _NO_ENTITY_END):
+                last -= 1  # nor ends with one, a preposition, conjunction or article ("the imam of"); a hyphen
+                # may end one, "al -" + "Numan" (snap_span joins the pieces of a hyphenated name)
             if last - first == 1 and words[first].lower() in NOT_ALONE:  # nor is an article on its own one
                 first = last
             fixed[start:end] = [OUTSIDE] * (end - start)
