@@ -275,24 +275,10 @@ def predict_word_probs(model, tokenizer, word_lists: list[list[str]], max_length
 
 
 _HYPHENS = "-\u2010\u2011"
-_CLOSING = {")": "(", "]": "[", "}": "{", "\u201d": "\u201c"}
-_OPENING = {v: k for k, v in _CLOSING.items()}
 
 
 def _word_char(text: str, i: int) -> bool:
     return 0 <= i < len(text) and text[i].isalnum()
-
-
-def _unmatched_end(span: str) -> bool:
-    last = span[-1]
-    return last in ",;:" or last.isspace() or (last == '"' and span.count('"') % 2 == 1) or (
-        last in _CLOSING and span.count(_CLOSING[last]) < span.count(last))
-
-
-def _unmatched_start(span: str) -> bool:
-    first = span[0]
-    return first.isspace() or (first == '"' and span.count('"') % 2 == 1) or (
-        first in _OPENING and span.count(first) > span.count(_OPENING[first]))
 
 
 _PARTICLES = {"al", "el", "ad", "ar", "as", "ash", "at", "az", "an", "ibn", "bin", "abu", "abd", "bani"}
@@ -306,9 +292,9 @@ def snap_span(text: str, start: int, end: int, tagged: set[int] = frozenset()) -
     entity grows across a hyphen that joins letters on both sides when the piece beyond it is a name too:
     capitalised, a particle such as "al", or itself tagged (``tagged``: start offsets of tagged words), so
     "Maarat al-" + "Numan" -> "Maarat al-Numan" and "Assad" -> "al-Assad", but "Russian" stays out of
-    "Russian-backed". It loses an unmatched bracket, double quote or comma at either end ("20 miles)" ->
-    "20 miles"), and takes in the partner of a bracket it leaves open inside when that stands right beside it
-    ("Institute (RUSI" -> "Institute (RUSI)"). A possessive "'s" stays outside, as in the training data.
+    "Russian-backed". Punctuation marks at an entity's ends are gone already (``repair_bio``: "20 miles)" ->
+    "20 miles"); a bracket left open inside takes in its partner when that stands right beside it ("Institute
+    (RUSI" -> "Institute (RUSI)"). A possessive "'s" stays outside, as in the training data.
     """
     while True:
         if end < len(text) - 1 and text[end] in _HYPHENS and _word_char(text, end - 1) and _word_char(text, end + 1):
@@ -327,11 +313,6 @@ def snap_span(text: str, start: int, end: int, tagged: set[int] = frozenset()) -
         if not (prev[0].isupper() or prev.lower() in _PARTICLES or back in tagged):
             break
         start = back
-    while end > start and (_unmatched_end(text[start:end]) or _unmatched_start(text[start:end])):
-        if _unmatched_end(text[start:end]):
-            end -= 1
-        else:
-            start += 1
     for opening, closing in (("(", ")"), ("[", "]")):  # a bracket left open inside takes its partner beside it
         span = text[start:end]
         if span.count(opening) == span.count(closing) + 1 and text[end: end + 1] == closing:
@@ -389,7 +370,8 @@ def join_glued(words: list[tuple[str, int, int]], tags: list[str]) -> list[str]:
                                                                              words[i - 2][0][-1:].isdigit())):
             out[i] = f"I-{label}"
         elif out[i] == OUTSIDE and word in ",." and prev[-1:].isdigit() and i + 1 < len(words) \
-                and words[i][2] == words[i + 1][1] and words[i + 1][0][:1].isdigit():
+                and words[i][2] == words[i + 1][1] and words[i + 1][0][:1].isdigit() \
+                and out[i + 1] in (OUTSIDE, f"B-{label}"):  # the digits after it come in too
             out[i] = f"I-{label}"
     return out
 

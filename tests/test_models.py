@@ -282,7 +282,9 @@ def test_money_cut_apart_by_the_word_split_comes_back_as_one_entity():
                              # a space between: two entities stay two
                              ("from £5 to £10 a day", "O B-Money I-Money O B-Money I-Money O O",
                               ["£5", "£10"]),
-                             ("2 000 people", "B-Quantity B-Quantity O", ["2", "000"])):
+                             ("2 000 people", "B-Quantity B-Quantity O", ["2", "000"]),
+                             # the digits after the comma are another entity: the comma joins neither
+                             ("On 17,2015 cases", "O B-Quantity O B-Money O", ["17", "2015"])):
         words = words_with_offsets(text)
         tags = tags.split()
         assert len(tags) == len(words), [w for w, _, _ in words]
@@ -290,7 +292,9 @@ def test_money_cut_apart_by_the_word_split_comes_back_as_one_entity():
         probs[range(len(words)), [{v: k for k, v in id2label.items()}[t] for t in tags]] = 0.9
         found = decode_entities(text, words, probs, id2label)
         assert [e.text for e in found] == want, text
-        assert all(e.label == ("Quantity" if text[0] == "2" else "Money") for e in found)
+        assert all(e.label == ("Quantity" if text[0] == "2" or e.text == "17" else "Money") for e in found)
+        if text.startswith("On"):  # each scores its own words' tags, not the comma's
+            assert [e.score for e in found] == [0.9, 0.9]
     # a joined word scores the probability of the tag it now has (0.01 here), not of the O it had
     words = words_with_offsets("It paid £276million.")
     probs = torch.full((len(words), 5), 0.01)
