@@ -85,6 +85,10 @@ def _add_run(sub):
         p.add_argument("--batch-size", type=_at_least(1), default=None,
                        help="articles per model batch (default: 32 in bfloat16, 16 in float32 or int8)")
         p.add_argument("--dedup", action="store_true", help="analyse identical articles once")
+        p.add_argument("--encoding", default="auto",
+                       help="of the input files' text. auto (default): UTF-8, UTF-16/32 by a byte-order mark, and "
+                            "bytes that are not UTF-8 read as Windows-1252 with a warning in that record's result; "
+                            "utf-8: such bytes make the record an error; or any Python codec (latin-1, cp1251)")
         p.add_argument("--quiet", action="store_true")
         p.add_argument("--tagger", default="default", help="tagger directory or Hub name")
         p.add_argument("--mentions", choices=["names", "all"], default="names",
@@ -118,15 +122,18 @@ def _add_serve(sub):
 
 
 def cmd_run(args) -> int:
-    from conflictbrief.inference.batch import run_batch
+    from conflictbrief.inference.batch import check_encoding, run_batch
     from conflictbrief.inference.pipeline import Pipeline
+
+    check_encoding(args.encoding)  # before the models load
 
     pipeline = Pipeline.load(tagger=args.tagger, briefer=getattr(args, "briefer", None), device=args.device,
                              dtype=args.dtype,
                              neutrality=getattr(args, "neutrality", None), threads=args.threads,
                              batch_size=args.batch_size, mentions=args.mentions, min_score=args.min_score)
     summary = run_batch(pipeline, args.inputs, args.output, args.text_field, args.id_field, args.resume,
-                        args.overwrite, args.batch_size, args.max_chars, args.dedup, args.quiet, args.out_format)
+                        args.overwrite, args.batch_size, args.max_chars, args.dedup, args.quiet, args.out_format,
+                        encoding=args.encoding)
     return 1 if summary["failed_total"] else 0
 
 

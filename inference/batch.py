@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import hashlib
@@ -24,6 +25,77 @@ from typing import Iterator
 TEXT_FIELDS = ("text", "article", "content", "body", "article_content", "doc", "story")
 ID_FIELDS = ("id", "doc_id", "article_id", "uuid", "url")
 SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
+_WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+              (codecs.BOM_UTF16_BE, "utf-16"))
+# C0 control bytes that plain text does not hold (tab, line feed, form feed and carriage return are text)
+# and the end-of-file mark (0x1A) that old DOS text files carry
+_BINARY = frozenset(range(0x20)) - {0x09, 0x0A, 0x0C, 0x0D, 0x1A}
+
+
+def _cp1252_fallback(error: UnicodeDecodeError):
+    """Decoding error handler: the bytes that are not UTF-8 are read as Windows-1252 (Latin-1 for the five
+    bytes that Windows-1252 leaves undefined). Valid UTF-8 around them stays as it is, so a UTF-8 file with one
+    pasted Windows-1252 quote keeps its other characters."""
+    bad = error.object[error.start:error.end]
+    return "".join(bytes([b]).decode("cp1252", errors="ignore") or chr(b) for b in bad), error.end
+
+
+codecs.register_error("conflictbrief.cp1252", _cp1252_fallback)
+
+
+def check_encoding(encoding: str) -> str:
+    """``encoding`` as given ('auto', 'utf-8' or a Python codec name); BatchError for a name Python lacks."""
+    if encoding == "auto":
+        return encoding
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise BatchError(f"--encoding {encoding!r}: no such codec; use auto, utf-8 or a Python codec name such as "
+                         "latin-1 or cp1252") from None
+    return encoding
+
+
+def _is_utf8(encoding: str) -> bool:
+    return codecs.lookup(encoding).name == "utf-8"
+
+
+def _byte_lines(encoding: str) -> bool:
+    """Whether lines of this encoding end at the byte b'\n' (not so in UTF-16/32)."""
+    return "\n".encode(encoding) == b"\n"
+
+
+def _wide_bom(head: bytes) -> str | None:
+    return next((name for bom, name in _WIDE_BOMS if head.startswith(bom)), None)
+
+
+def decode_text(data: bytes, encoding: str = "auto") -> tuple[str, str | None]:
+    """(text, note) for the bytes of one record (a whole .txt or .json file, or one line of a .jsonl).
+
+    ``note`` is None, or says that bytes which are not UTF-8 were read as Windows-1252 (``auto``). Raises
+    ValueError with the reason when the bytes cannot be text: not in ``encoding``, or (``auto``) not UTF-8 and
+    holding control bytes, which Windows-1252 text does not (a binary file)."""
+    if encoding == "auto":
+        wide = _wide_bom(data[:4])
+        if wide:
+            try:
+                return data.decode(wide), None
+            except UnicodeDecodeError as e:
+                raise ValueError(f"not {wide} after its byte-order mark (byte {e.start})") from None
+        data = data.removeprefix(codecs.BOM_UTF8)
+        try:
+            return data.decode("utf-8"), None
+        except UnicodeDecodeError as e:
+            first = f"byte {e.start}: {data[e.start:e.start + 1]!r}"
+            if any(b in _BINARY for b in data):
+                raise ValueError(f"not UTF-8 ({first}) and holds control bytes: binary data, not text") from None
+            return (data.decode("utf-8", errors="conflictbrief.cp1252"),
+                    f"not UTF-8: bytes read as Windows-1252 (first at {first})")
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as e:
+        name = "UTF-8" if _is_utf8(encoding) else encoding
+        raise ValueError(f"not {name} (byte {e.start}: {data[e.start:e.start + 1]!r})") from None
+    return text.removeprefix("\ufeff"), None
 
 
 class BatchError(RuntimeError):
@@ -36,6 +108,7 @@ class Record:
     source: str  # file:line / file:row / file
     text: object = None
     error: str | None = None
+    notes: tuple[str, ...] = ()  # what the reader did to the text (a fallback decoding); go to the result's warnings
 
 
 def _kind(path: Path) -> str | None:
@@ -89,6 +162,13 @@ def _has_undecodable(text: str) -> int:
 _MISSING = object()
 
 
+def _noted(record: Record, note: str | None) -> Record:
+    """``record`` with ``note`` among its notes (records that could be read only)."""
+    if note is None or record.error is not None:
+        return record
+    return Record(record.id, record.source, record.text, notes=record.notes + (note,))
+
+
 def _field(data: dict, name: str, default=None):
     """``data[name]``; a dotted name ("content.body") that is not itself a key walks nested objects."""
     if name in data:
@@ -104,9 +184,17 @@ def _field(data: dict, name: str, default=None):
 class RecordReader:
     """Yields one Record per input record, with a stable id and the problem if it cannot be read."""
 
-    def __init__(self, text_field: str | None = None, id_field: str | None = None, log=None):
+    def __init__(self, text_field: str | None = None, id_field: str | None = None, log=None, encoding: str = "auto"):
         self.text_field, self.id_field = text_field, id_field
         self.log = log or (lambda m: None)
+        self.encoding = check_encoding(encoding)
+
+    def _stream_encoding(self, f) -> str:
+        """The encoding to read a line-based file (.jsonl, .csv) in: a UTF-16/32 byte-order mark decides under
+        auto; else the one asked for (utf-8 under auto, whose bad bytes are then dealt with line by line)."""
+        if self.encoding != "auto":
+            return self.encoding
+        return _wide_bom(f.peek(4)[:4]) or "utf-8"
 
     def read(self, files: list[Path]) -> Iterator[Record]:
         for path in files:
@@ -136,6 +224,8 @@ class RecordReader:
                     total += 1
                 elif kind == ".jsonl":
                     with _open_binary(path) as f:
+                        if not _byte_lines(self._stream_encoding(f)):
+                            return None
                         total += sum(1 for line in f if line.strip())
                 elif kind == ".parquet":
                     import pyarrow.parquet as pq
@@ -166,7 +256,8 @@ class RecordReader:
             return Record(rid, source, error=f"{source}: field {key!r} is {type(value).__name__}, not text")
         bad = _has_undecodable(value)
         if bad >= 0:
-            return Record(rid, source, error=f"{source}: field {key!r} has bytes that are not UTF-8 "
+            name = "UTF-8" if self.encoding == "auto" or _is_utf8(self.encoding) else self.encoding
+            return Record(rid, source, error=f"{source}: field {key!r} has bytes that are not {name} "
                                              f"(character {bad})")
         if not value.strip():
             return Record(rid, source, error=f"{source}: field {key!r} is empty")
@@ -176,33 +267,41 @@ class RecordReader:
         with _open_binary(path) as f:
             data = f.read()
         try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            return Record(str(path), str(path), error=f"{path}: not UTF-8 (byte {e.start}: {data[e.start:e.start + 1]!r})")
+            text, note = decode_text(data, self.encoding)
+        except ValueError as e:
+            return Record(str(path), str(path), error=f"{path}: {e}")
         if not text.strip():
             return Record(str(path), str(path), error=f"{path}: file is empty")
-        return Record(str(path), str(path), text)
+        return Record(str(path), str(path), text, notes=(note,) if note else ())
 
     def _jsonl(self, path: Path) -> Iterator[Record]:
         with _open_binary(path) as f:
-            for lineno, raw in enumerate(f, 1):
-                if lineno == 1:
-                    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark (Windows exports)
+            encoding = self._stream_encoding(f)
+            if _byte_lines(encoding):
+                lines = ((raw.removeprefix(codecs.BOM_UTF8) if n == 1 else raw) for n, raw in enumerate(f, 1))
+            else:  # UTF-16/32: decoded as a stream (a decoding error there ends the file with an error record)
+                lines = io.TextIOWrapper(f, encoding=encoding, newline="")
+            for lineno, raw in enumerate(lines, 1):
                 if not raw.strip():
                     continue
                 source = f"{path}:{lineno}"
-                line = raw.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
-                bad = _has_undecodable(line)
-                if bad >= 0:
-                    yield Record(source, source, error=f"{source}: line has bytes that are not UTF-8 (column {bad})")
-                    continue
+                note = None
+                if isinstance(raw, bytes):  # a byte-oriented encoding (a byte-order mark is not data)
+                    try:
+                        line, note = decode_text(raw, self.encoding)
+                    except ValueError as e:
+                        yield Record(source, source, error=f"{source}: line is {e}")
+                        continue
+                else:
+                    line = raw.removeprefix("\ufeff")
+                line = line.rstrip("\r\n")
                 try:
                     data = json.loads(line)
                 except json.JSONDecodeError as e:
                     yield Record(source, source, error=f"{source}: invalid JSON ({e.msg.removesuffix(' at')} at "
                                                       f"column {e.colno})")
                     continue
-                yield self._record(data, source, source)
+                yield _noted(self._record(data, source, source), note)
 
     def _json(self, path: Path) -> Iterator[Record]:
         """A JSON document: one article object, a list of them, an object of them keyed by id (MUC-4 style:
@@ -211,16 +310,22 @@ class RecordReader:
         with _open_binary(path) as f:
             raw = f.read()
         try:
-            data = json.loads(raw.decode("utf-8-sig"))  # -sig: a byte-order mark is not data
+            text, note = decode_text(raw, self.encoding)
+        except ValueError as e:
+            yield Record(str(path), str(path), error=f"{path}: {e}")
+            return
+        try:
+            data = json.loads(text.removeprefix("\ufeff"))  # a byte-order mark is not data
         except json.JSONDecodeError as e:
-            if e.msg == "Extra data" and raw.lstrip()[:1] in (b"{", b"["):
+            if e.msg == "Extra data" and text.lstrip("\ufeff \t\r\n")[:1] in ("{", "["):
                 yield from self._jsonl(path)
                 return
             yield Record(str(path), str(path), error=f"{path}: not a valid JSON document ({e})")
             return
-        except UnicodeDecodeError as e:
-            yield Record(str(path), str(path), error=f"{path}: not UTF-8 (byte {e.start})")
-            return
+        for record in self._json_records(path, data):
+            yield _noted(record, note)
+
+    def _json_records(self, path: Path, data) -> Iterator[Record]:
         if isinstance(data, dict) and self._text_key(data) is None:
             lists = [k for k, v in data.items() if isinstance(v, list) and v and isinstance(v[0], dict)]
             if data and all(isinstance(v, dict) for v in data.values()):
@@ -252,9 +357,13 @@ class RecordReader:
         file is one error record, not one per row."""
         csv.field_size_limit(sys.maxsize)
         with _open_binary(path) as f:
-            # utf-8-sig: Excel writes a byte-order mark before the header, which would hide its first column
-            reader = csv.DictReader(io.TextIOWrapper(f, encoding="utf-8-sig", errors="surrogateescape", newline=""),
-                                    delimiter=delimiter)
+            encoding = self._stream_encoding(f)
+            # utf-8-sig: Excel writes a byte-order mark before the header, which would hide its first column.
+            # UTF-16 (Excel's "Unicode text") is decoded strictly: a bad byte there ends the file with an error.
+            wide = not _byte_lines(encoding)
+            stream = io.TextIOWrapper(f, encoding="utf-8-sig" if _is_utf8(encoding) else encoding,
+                                      errors="strict" if wide else "surrogateescape", newline="")
+            reader = csv.DictReader(stream, delimiter=delimiter)
             header = reader.fieldnames or []
             if header and self._text_key(dict.fromkeys(header)) is None:
                 shown = [h[:40] for h in header[:10]]
@@ -264,7 +373,16 @@ class RecordReader:
                 return
             for n, row in enumerate(reader, 2):
                 source = f"{path}:{n}"
-                yield self._record(row, source, source)
+                notes = set()
+                if self.encoding == "auto":  # bytes that are not UTF-8, field by field
+                    for key, value in row.items():
+                        if isinstance(value, str) and _has_undecodable(value) >= 0:
+                            try:
+                                row[key], note = decode_text(value.encode("utf-8", "surrogateescape"))
+                            except ValueError:
+                                continue  # binary: _record names it
+                            notes.add(f"field {key!r}: {note}")
+                yield _noted(self._record(row, source, source), "; ".join(sorted(notes)) or None)
 
     def _parquet(self, path: Path) -> Iterator[Record]:
         import pyarrow.parquet as pq
@@ -366,7 +484,7 @@ def _complete_lines(f, block: int = 1 << 20) -> tuple[int, int, bytes]:
 def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None = None, id_field: str | None = None,
               resume: bool = False, overwrite: bool = False, batch_size: int | None = None,
               max_chars: int | None = None, dedup: bool = False, quiet: bool = False, out_format: str = "jsonl",
-              log=None) -> dict:
+              log=None, encoding: str = "auto") -> dict:
     """Run the batch job; returns the summary (records, ok, failed, seconds, articles_per_s)."""
     from tqdm import tqdm
 
@@ -378,13 +496,16 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
     if out_format == "parquet":
         out = out.with_suffix(".jsonl") if out.suffix == ".parquet" else out.with_name(out.name + ".jsonl")
     own = (out, out.with_name(out.name + ".state.json"), out.with_name(out.name + ".lock"), Path(output))
+    check_encoding(encoding)  # before anything is read or written
     files = expand_inputs(inputs, own, log)
     with _exclusive(out):  # before _prepare_output, which empties OUT on --overwrite
         options = {"text_field": text_field, "id_field": id_field, "max_chars": pipeline.max_chars, "dedup": dedup,
                    "mentions": getattr(getattr(pipeline, "tagger", None), "mentions", "all"),
                    "min_score": getattr(getattr(pipeline, "tagger", None), "min_score", 0.0)}
+        if encoding != "auto":  # (so that outputs of jobs from before --encoding existed still resume)
+            options["encoding"] = encoding
         done, last_source = _prepare_output(out, resume, overwrite, _inputs_fingerprint(files, options))
-        reader = RecordReader(text_field, id_field, log)
+        reader = RecordReader(text_field, id_field, log, encoding)
         total = reader.count(files)
         show = not quiet and sys.stderr.isatty()
         bar = tqdm(total=total, initial=done, unit="art", disable=not show, dynamic_ncols=True, desc="briefing")
@@ -393,13 +514,14 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
         records = reader.read(files)
         # resume: these are in the output already; with --dedup their results are where later copies are read
         offsets = _line_offsets(out) if dedup and done else None
-        ids = _IdCheck(log)
+        ids, recoded = _IdCheck(log), _Recoded(log)
         for n in range(done):
             record = next(records, None)
             if record is None:
                 raise BatchError(f"{out} holds {done} records, more than its inputs have ({n}): not this job's "
                                  "output; use --overwrite or another -o")
             ids(record)
+            recoded(record)
             if offsets is not None:
                 offset = next(offsets)
                 if record.error is None:
@@ -430,6 +552,7 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
             chunk: list[Record] = []
             for record in records:
                 ids(record)
+                recoded(record)
                 chunk.append(record)
                 if len(chunk) >= batch_size * 4:
                     _process(pipeline, chunk, write, batch_size, dedup, seen, written)
@@ -443,7 +566,7 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
         summary = {"output": str(out), "records": done + ok + failed, "written_this_run": ok + failed,
                    "resumed_after": done, "ok_this_run": ok, "failed_this_run": failed, "failed_total": failed_total,
                    "seconds": round(seconds, 1), "articles_per_s": round((ok + failed) / seconds, 2) if seconds else None,
-                   "duplicate_ids": ids.count}
+                   "duplicate_ids": ids.count, "read_as_windows_1252": recoded.count}
         if ids.count:
             log(f"warning: {ids.count} record(s) repeat the id of an earlier record; their 'source' field (file and "
                 "line) tells them apart")
@@ -452,6 +575,27 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
         if not quiet:
             log(json.dumps(summary))
         return summary
+
+
+def _is_reader_note(warning: str) -> bool:
+    """A warning that the reader put on a record (not the pipeline's): the bytes it read as Windows-1252."""
+    return "not UTF-8: bytes read as Windows-1252" in warning
+
+
+class _Recoded:
+    """Counts the records whose bytes were not all UTF-8 and were read as Windows-1252 (--encoding auto; those
+    written before a --resume included), and names the first few on stderr; each result says so in its warnings."""
+
+    def __init__(self, log, named: int = 3):
+        self.log, self.named, self.count = log, named, 0
+
+    def __call__(self, record) -> None:
+        if not any(_is_reader_note(note) for note in record.notes):
+            return
+        self.count += 1
+        if self.count <= self.named:
+            self.log(f"warning: {record.source}: {'; '.join(record.notes)}"
+                     + (" (further ones are counted in the summary)" if self.count == self.named else ""))
 
 
 class _IdCheck:
@@ -510,6 +654,8 @@ def _process(pipeline, chunk: list[Record], write, batch_size: int, dedup: bool,
             continue
         if i in results:
             res = results[i]
+            if r.notes and not res.get("error"):
+                res["warnings"] = list(r.notes) + list(res.get("warnings") or [])
             offset = write({"source": r.source, **res} if not res.get("error") else
                            {"id": r.id, "source": r.source, "error": res["error"]})
             if keys[i] is not None:
@@ -517,6 +663,9 @@ def _process(pipeline, chunk: list[Record], write, batch_size: int, dedup: bool,
             continue
         written.seek(seen[keys[i]])  # a duplicate: the first one's result
         original = json.loads(written.readline())
+        if not original.get("error"):  # the copy's own notes, not the first one's
+            kept = [w for w in original.get("warnings") or [] if not _is_reader_note(w)]
+            original["warnings"] = list(r.notes) + kept
         write({**original, "source": r.source, "id": r.id, "duplicate_of": original["id"]}
               if not original.get("error") else {"id": r.id, "source": r.source, "error": original["error"]})
 

@@ -44,11 +44,74 @@ def test_bad_records_become_error_records_and_nothing_is_lost(tiny_pipeline, tmp
     assert "no text field" in by_source["dump.jsonl:6"]["error"]
     assert "expected an object" in by_source["dump.jsonl:7"]["error"]
     assert "above the limit" in by_source["dump.jsonl:8"]["error"]
-    assert "not UTF-8" in by_source["dump.jsonl:9"]["error"]
-    assert "not UTF-8" in by_source["dump.jsonl:10"]["error"]
+    # bytes that are not UTF-8 are read as Windows-1252 (--encoding auto), and the result says so; binary junk
+    # is no text in any encoding
+    assert by_source["dump.jsonl:9"]["text"] == "café latin-1 bytes"
+    assert any("read as Windows-1252" in w for w in by_source["dump.jsonl:9"]["warnings"])
+    assert "not UTF-8" in by_source["dump.jsonl:10"]["error"] and "binary" in by_source["dump.jsonl:10"]["error"]
     assert "is empty" in by_source["more.csv:3"]["error"] and by_source["more.csv:2"].get("error") is None
-    assert "not UTF-8" in by_source["latin.txt"]["error"]
-    assert summary["failed_total"] == 10
+    assert by_source["latin.txt"]["text"] == "Café"
+    assert summary["failed_total"] == 8 and summary["read_as_windows_1252"] == 2
+
+
+def test_encoding_utf8_makes_bytes_that_are_not_utf8_errors(tiny_pipeline, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    write_bad_corpus(corpus)
+    out = tmp_path / "out.jsonl"
+    summary = run_batch(tiny_pipeline, [str(corpus)], str(out), quiet=True, max_chars=1_000_000, encoding="utf-8")
+    by_source = {r["source"].rsplit("/", 1)[-1]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert by_source["dump.jsonl:9"]["error"].endswith("line is not UTF-8 (byte 13: b'\\xe9')")
+    assert "not UTF-8" in by_source["dump.jsonl:10"]["error"]
+    assert by_source["latin.txt"]["error"].endswith("latin.txt: not UTF-8 (byte 3: b'\\xe9')")
+    assert summary["failed_total"] == 10 and summary["read_as_windows_1252"] == 0
+
+
+def test_windows_1252_utf16_and_binary_inputs(tiny_pipeline, tmp_path):
+    from conflictbrief.inference.batch import RecordReader
+
+    d = tmp_path / "in"
+    d.mkdir()
+    # Windows-1252 curly apostrophe (0x92) in a .txt, a CSV field and a JSONL line; a UTF-8 file with one such
+    # byte pasted in keeps its UTF-8 quotes; Notepad's "Unicode" (UTF-16 with a byte-order mark) .txt and
+    # Excel's "Unicode text" (UTF-16 TSV); a binary file under a .txt name
+    (d / "a.txt").write_bytes(b"The army\x92s statement came on Monday. " + GOOD.encode())
+    (d / "b.csv").write_bytes(b'id,text\nc1,"Rebels\x92 positions near Aleppo were hit."\n')
+    (d / "c.jsonl").write_bytes(b'{"id": "j1", "text": "Caf\xe9 bombed in Kabul."}\n' + json.dumps(
+        {"id": "j2", "text": GOOD}).encode() + b"\n")
+    (d / "d.txt").write_bytes("\u201cIt was huge,\u201d a witness said of the army".encode() + b"\x92s raid.")
+    (d / "e.txt").write_bytes("Forces in Homs said 4 soldiers died.".encode("utf-16"))
+    (d / "f.tsv").write_bytes("id\ttext\nr1\tTroops entered Mosul\u2019s old city.\n".encode("utf-16"))
+    (d / "g.txt").write_bytes(b"%PDF-1.4\x00\x01\xff\xfe stream")
+    records = {r.source.rsplit("/", 1)[-1]: r for r in RecordReader().read(sorted(d.iterdir()))}
+    assert records["a.txt"].text.startswith("The army\u2019s statement")
+    assert records["a.txt"].notes == ("not UTF-8: bytes read as Windows-1252 (first at byte 8: b'\\x92')",)
+    assert records["b.csv:2"].text == "Rebels\u2019 positions near Aleppo were hit."
+    assert records["b.csv:2"].notes[0].startswith("field 'text': not UTF-8")
+    assert records["c.jsonl:1"].text == "Caf\u00e9 bombed in Kabul." and records["c.jsonl:1"].notes
+    assert records["c.jsonl:2"].text == GOOD and not records["c.jsonl:2"].notes
+    assert records["d.txt"].text == "\u201cIt was huge,\u201d a witness said of the army\u2019s raid."
+    assert records["e.txt"].text == "Forces in Homs said 4 soldiers died." and not records["e.txt"].notes
+    assert records["f.tsv:2"].id == "r1" and records["f.tsv:2"].text == "Troops entered Mosul\u2019s old city."
+    assert "binary data, not text" in records["g.txt"].error
+    # a codec named: every file is read in it (Latin-1 reads 0x92 as a control character, as it is there)
+    latin = {r.source.rsplit("/", 1)[-1]: r for r in RecordReader(encoding="latin-1").read([d / "a.txt"])}
+    assert latin["a.txt"].text.startswith("The army\x92s") and not latin["a.txt"].notes
+
+    out = tmp_path / "out.jsonl"
+    summary = run_batch(tiny_pipeline, [str(d)], str(out), quiet=True, dedup=True)
+    rows = {r["source"].rsplit("/", 1)[-1]: r for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    assert summary["read_as_windows_1252"] == 4 and summary["failed_total"] == 1
+    assert rows["a.txt"]["warnings"][0].startswith("not UTF-8: bytes read as Windows-1252")
+    assert not any("Windows-1252" in w for w in rows["c.jsonl:2"]["warnings"])
+
+
+def test_an_unknown_encoding_stops_the_job_before_anything_is_written(tiny_pipeline, tmp_path):
+    (tmp_path / "a.txt").write_text(GOOD)
+    with pytest.raises(BatchError, match="no such codec"):
+        run_batch(tiny_pipeline, [str(tmp_path / "a.txt")], str(tmp_path / "out.jsonl"), quiet=True,
+                  encoding="klingon")
+    assert not (tmp_path / "out.jsonl").exists()
 
 
 def test_files_of_a_folder_that_are_not_read_are_named(tiny_pipeline, tmp_path):
