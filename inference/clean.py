@@ -213,6 +213,37 @@ def _join_line(m: re.Match, joins: set[int]) -> str:
     return "" if len(before) == 2 and before[0].isalpha() and before[1] == "-" else " "  # "CEASE-\nFIRE"
 
 
+class TextFileError(ValueError):
+    """A file that cannot be read as text: ``where`` (the file, or file:line) and ``problem``."""
+
+    def __init__(self, where, problem: str):
+        super().__init__(f"{where}: {problem}")
+        self.where, self.problem = str(where), problem
+
+
+def read_utf8(path) -> str:
+    """The text of a UTF-8 file (configs, lexicons, label schemas, training data), a byte-order mark dropped.
+    TextFileError naming the file, and for bytes that are not UTF-8 the line, the column and the byte."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise TextFileError(path, "no such file") from None
+    except IsADirectoryError:
+        raise TextFileError(path, "is a folder, not a file") from None
+    except OSError as e:
+        raise TextFileError(path, f"cannot be read ({e.strerror or e})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - data.rfind(b"\n", 0, e.start)
+        raise TextFileError(f"{path}:{line}", f"not UTF-8 (column {column}: {data[e.start:e.start + 1]!r}); save "
+                            "the file as UTF-8 (from Windows-1252: iconv -f cp1252 -t utf-8)") from None
+
+
 def clean(raw: str) -> CleanText:
     """Repair ``raw`` and keep the clean->raw offset map (see module doc)."""
     if not isinstance(raw, str):

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from conflictbrief.inference.briefer import _STOP, content_words, fold
+from conflictbrief.inference.clean import TextFileError
 from conflictbrief.model.labels import label_role
 
 _UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve "
@@ -328,9 +329,13 @@ class Lexicon:
             if path is None:
                 text = resources.files("conflictbrief.configs").joinpath("neutrality.yaml").read_text("utf-8")
             else:
-                text = Path(path).read_text("utf-8")
+                from conflictbrief.inference.clean import read_utf8
+
+                text = read_utf8(path)
             data = yaml.safe_load(text) or {}
-        except (OSError, UnicodeError, yaml.YAMLError) as e:
+        except TextFileError as e:  # no such file; not UTF-8, with line and column
+            raise LexiconError(f"{e.where}: cannot read the lexicon: {e.problem}") from None
+        except (OSError, yaml.YAMLError) as e:
             raise LexiconError(f"{name}: cannot read the lexicon: {e}") from None
         terms = data.get("terms") if isinstance(data, dict) else None
         if not isinstance(terms, dict):

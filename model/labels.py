@@ -111,8 +111,16 @@ class LabelSchema:
             text = resources.files("conflictbrief.configs").joinpath("labels.yaml").read_text("utf-8")
             where = "conflictbrief/configs/labels.yaml"
         else:
-            text, where = Path(path).read_text("utf-8"), str(path)
-        data = yaml.safe_load(text) or {}
+            from conflictbrief.inference.clean import read_utf8
+
+            try:
+                text, where = read_utf8(path), str(path)
+            except ValueError as e:  # TextFileError: no such file; not UTF-8 (line and column)
+                raise SchemaError(f"label schema {e}") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise SchemaError(f"{where}: not valid YAML: {e}") from None
         labels = data.get("labels")
         if not isinstance(labels, dict) or not labels:
             raise SchemaError(f"{where}: 'labels' must be a mapping of label name to a one-line definition")

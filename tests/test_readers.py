@@ -194,3 +194,36 @@ def test_a_soft_hyphen_inside_a_name_does_not_split_it(tmp_path):
     [row] = read_tagger_file(f, SCHEMA)
     assert row["tokens"] == ["Mosul", "fell", "to", "Zerowidth", "forces", "."]
     assert row["tags"] == ["B-Location", "O", "O", "O", "O", "O"]
+
+
+def test_files_that_are_not_utf8_are_named_with_line_and_column(tmp_path):
+    # A Windows-1252 file (0x92: a curly apostrophe) used to end in a UnicodeDecodeError traceback
+    from conflictbrief.inference.guards import Lexicon, LexiconError
+    from conflictbrief.model.labels import SchemaError
+    from conflictbrief.training.config import ConfigError, TaggerConfig, load_config
+
+    conll = tmp_path / "a.conll"
+    conll.write_bytes(b"Syrian B-Nationality\nforces O\n\nAleppo\x92s B-Location\n")
+    with pytest.raises(DataError, match=r"a\.conll:4: not UTF-8 \(column 7: b'\\x92'\); save the file as UTF-8"):
+        read_tagger_file(conll, SCHEMA, "conll")
+    pairs = tmp_path / "p.jsonl"
+    pairs.write_bytes(b'{"text": "Caf\xe9 bombed.", "brief": "A caf\xe9 was bombed."}\n')
+    with pytest.raises(DataError, match=r"p\.jsonl:1: not UTF-8 \(column 14: b'\\xe9'\)"):
+        read_brief_file(pairs)
+    (tmp_path / "n.source").write_text("A story.\n")
+    (tmp_path / "n.target").write_bytes(b"Caf\xe9\n")
+    with pytest.raises(DataError, match=r"n\.target:1: not UTF-8"):
+        read_brief_file(tmp_path / "n.source")
+    config = tmp_path / "c.yaml"
+    config.write_bytes(b"epochs: 2\n# caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml:2: not UTF-8 \(column 6"):
+        load_config(TaggerConfig, config)
+    with pytest.raises(SchemaError, match=r"label schema .*c\.yaml:2: not UTF-8"):
+        LabelSchema.from_yaml(config)
+    with pytest.raises(SchemaError, match="no such file"):
+        LabelSchema.from_yaml(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("labels: [\n")
+    with pytest.raises(SchemaError, match="not valid YAML"):
+        LabelSchema.from_yaml(tmp_path / "bad.yaml")
+    with pytest.raises(LexiconError, match=r"c\.yaml:2: cannot read the lexicon: not UTF-8"):
+        Lexicon.load(config)

@@ -285,10 +285,14 @@ def load_config(cls, path: str | Path | None, overrides: list[str] = (), extra: 
     """Config ``cls`` from a YAML file, then ``extra`` (CLI flags), then ``key=value`` overrides."""
     data: dict = {}
     if path is not None:
+        from conflictbrief.inference.clean import TextFileError, read_utf8
+
+        if not Path(path).exists():
+            raise ConfigError(f"config file {path} does not exist")
         try:
-            data = yaml.safe_load(Path(path).read_text("utf-8")) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
+            data = yaml.safe_load(read_utf8(path)) or {}
+        except TextFileError as e:  # a folder; not UTF-8 (line and column)
+            raise ConfigError(f"config file {e}") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML: {e}") from None
     data.update({k: v for k, v in (extra or {}).items() if v is not None})

@@ -38,10 +38,17 @@ def words_with_offsets(text: str) -> list[tuple[str, int, int]]:
 
 
 def check_file(path: Path) -> None:
+    """A readable UTF-8 file, or DataError naming the problem (for bytes that are not UTF-8: line and column)."""
+    from conflictbrief.inference.clean import read_utf8
+
     if path.is_dir():
         raise DataError(f"{path}: is a folder; a training or evaluation file is one file (give each with --train)")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
+    try:
+        read_utf8(path)
+    except ValueError as e:
+        raise DataError(str(e)) from None
 
 
 def detect_tagger_format(path: Path) -> str:
@@ -318,6 +325,7 @@ def _read_neus(path: Path) -> list[dict]:
     target = path.with_suffix(".target")
     if not target.is_file():
         raise DataError(f"{path}: a NeuS source file needs {target.name} beside it")
+    check_file(target)
     sources = path.read_text(encoding="utf-8-sig").splitlines()
     targets = target.read_text(encoding="utf-8-sig").splitlines()
     if len(sources) != len(targets):
