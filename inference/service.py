@@ -1,9 +1,14 @@
 """The HTTP service: POST /v1/analyze, GET /healthz, GET /v1/models (FastAPI; OpenAPI at /docs).
 
 Load degrades into queueing, then 503: at most ``max_concurrency`` requests run the models at once, at most
-``max_queue`` wait, and any more are refused at once. Bodies above ``max_body_bytes`` get 413. One ``text``
-that cannot be analysed (empty after cleaning, too long) gets 422 naming the problem; in an ``articles`` list
-each such article gets a result with ``error`` set, and the others are analysed.
+``max_queue`` wait, and any more are refused at once. Bodies above ``max_body_bytes`` get 413 (a chunked
+body without a length too, once that many bytes have come). One ``text`` that cannot be analysed (empty after
+cleaning, too long) gets 422 naming the problem; in an ``articles`` list each such article gets a result with
+``error`` set, and the others are analysed.
+
+Bodies: JSON (UTF-8, or UTF-16/32 as JSON allows, or the charset that Content-Type names), also when the
+client sent no JSON content type (``curl -d``); or ``text/plain``, the article itself (``?id=`` gives its id).
+A body that is not in its charset gets 400 naming the byte.
 """
 from __future__ import annotations
 
@@ -20,6 +25,99 @@ from starlette.concurrency import run_in_threadpool
 from conflictbrief.inference.pipeline import InputError
 
 
+def _charset(content_type: str) -> tuple[str, str | None]:
+    """(media type, charset or None) of a Content-Type header value."""
+    media, _, params = content_type.partition(";")
+    charset = None
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            charset = value.strip().strip('"') or None
+    return media.strip().lower(), charset
+
+
+class _BodyError(Exception):
+    def __init__(self, status: int, detail: str):
+        self.status, self.detail = status, detail
+
+
+def normalise_body(body: bytes, content_type: str, query_id: str | None = None) -> bytes:
+    """The request body as UTF-8 JSON for /v1/analyze; _BodyError (400) when it is not text in its charset."""
+    import codecs
+
+    media, charset = _charset(content_type)
+    if charset is not None:
+        try:
+            codecs.lookup(charset)
+        except LookupError:
+            raise _BodyError(400, f"Content-Type names charset {charset!r}, which this service does not know") \
+                from None
+    if media == "text/plain":
+        name = charset or "utf-8"
+        try:
+            text = body.decode(name).removeprefix("\ufeff")
+        except UnicodeDecodeError as e:
+            raise _BodyError(400, f"request body is not {charset or 'UTF-8'} (byte {e.start}: "
+                                  f"{body[e.start:e.start + 1]!r}); name its charset in Content-Type "
+                                  "(text/plain; charset=windows-1252)") from None
+        return json.dumps({"text": text, "id": query_id}).encode("utf-8")
+    name = charset or json.detect_encoding(body)  # JSON may be UTF-16 or UTF-32 (RFC 8259 allows reading them)
+    try:
+        text = body.decode(name)
+    except UnicodeDecodeError as e:
+        raise _BodyError(400, f"request body is not {charset or 'UTF-8'} (byte {e.start}: "
+                              f"{body[e.start:e.start + 1]!r}); send JSON as UTF-8, or name the charset in "
+                              "Content-Type (application/json; charset=windows-1252)") from None
+    return text.removeprefix("\ufeff").encode("utf-8")
+
+
+class BodyNormaliser:
+    """ASGI middleware for POST /v1/analyze: reads the body (413 once it passes ``max_body_bytes``, with or
+    without a Content-Length), turns it into UTF-8 JSON (``normalise_body``) and hands that on."""
+
+    def __init__(self, app, max_body_bytes: int):
+        self.app, self.max_body_bytes = app, max_body_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/v1/analyze":
+            return await self.app(scope, receive, send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return await JSONResponse({"detail": f"request body above the limit of {self.max_body_bytes} "
+                                                     "bytes"}, status_code=413)(scope, receive, send)
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        from urllib.parse import parse_qs
+
+        query_id = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("id") or [None])[0]
+        try:
+            body = normalise_body(b"".join(chunks), headers.get("content-type", ""), query_id)
+        except _BodyError as e:
+            return await JSONResponse({"detail": e.detail}, status_code=e.status)(scope, receive, send)
+        scope = dict(scope)
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if k.lower() not in (b"content-type",
+                                                                                     b"content-length")]
+        scope["headers"] += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()  # after the body: the client's disconnect, when it comes
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await self.app(scope, replay, send)
+
+
 class Article(BaseModel):
     text: str = Field(..., min_length=1, description="The article, as scraped (cleaning is done here).")
     id: str | None = Field(None, description="Your id, echoed back.")
@@ -34,6 +132,7 @@ class AnalyzeRequest(BaseModel):
 def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body_bytes: int = 2_000_000) -> FastAPI:
     app = FastAPI(title="conflictbrief", version=pipeline.models.get("conflictbrief", "0"),
                   description="Conflict-entity tagging and faithful, neutral briefs of news articles.")
+    app.add_middleware(BodyNormaliser, max_body_bytes=max_body_bytes)
     running = asyncio.Semaphore(max_concurrency)
     state = {"waiting": 0}
 
@@ -61,7 +160,10 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
     def models():
         return pipeline.models
 
-    @app.post("/v1/analyze")
+    @app.post("/v1/analyze", openapi_extra={
+        "requestBody": {"content": {"text/plain": {"schema": {"type": "string", "description": "one article"}}}},
+        "parameters": [{"name": "id", "in": "query", "required": False, "schema": {"type": "string"},
+                        "description": "the id of a text/plain article (JSON bodies carry theirs)"}]})
     async def analyze(body: AnalyzeRequest):
         if (body.text is None) == (body.articles is None):
             raise HTTPException(422, "give exactly one of 'text' (one article) or 'articles' (a list)")

@@ -54,6 +54,43 @@ def test_a_lone_surrogate_in_the_body_is_a_422_not_a_bare_500(client):
     assert r.json()["detail"][0]["loc"] == ["body", "text"]
 
 
+def test_bodies_in_other_charsets_plain_text_and_no_content_type(client):
+    latin = '{"id": "c1", "text": "Caf\u00e9 bombed in Kabul. 5 people died."}'.encode("cp1252")
+    r = client.post("/v1/analyze", content=latin, headers={"content-type": "application/json"})
+    assert r.status_code == 400  # was "There was an error parsing the body"
+    assert r.json()["detail"].startswith("request body is not UTF-8 (byte 25: b'\\xe9'); send JSON as UTF-8")
+    r = client.post("/v1/analyze", content=latin, headers={"content-type": "application/json; charset=windows-1252"})
+    assert r.status_code == 200 and r.json()["text"].startswith("Caf\u00e9 bombed")
+    r = client.post("/v1/analyze", content=json.dumps({"text": GOOD}).encode("utf-16"),
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 200 and r.json()["text"] == GOOD
+    r = client.post("/v1/analyze", content=json.dumps({"text": GOOD}),  # curl -d: form content type, or none
+                    headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200 and r.json()["text"] == GOOD
+    r = client.post("/v1/analyze?id=p1", content=GOOD.encode(), headers={"content-type": "text/plain"})
+    assert r.status_code == 200 and (r.json()["id"], r.json()["text"]) == ("p1", GOOD)
+    r = client.post("/v1/analyze", content="Caf\u00e9 bombed.".encode("cp1252"), headers={"content-type": "text/plain"})
+    assert r.status_code == 400 and "text/plain; charset=windows-1252" in r.json()["detail"]
+    r = client.post("/v1/analyze", content=b"", headers={"content-type": "text/plain"})
+    assert r.status_code == 422
+    r = client.post("/v1/analyze", content=b"{}", headers={"content-type": "application/json; charset=klingon"})
+    assert r.status_code == 400 and "klingon" in r.json()["detail"]
+    assert {"application/json", "text/plain"} <= client.get("/openapi.json").json()[
+        "paths"]["/v1/analyze"]["post"]["requestBody"]["content"].keys()
+
+
+def test_a_chunked_body_without_a_length_is_stopped_at_the_limit(client):
+    # The 413 used to look at Content-Length only: a chunked body was read whole, however large.
+    def chunks():
+        yield b'{"text": "'
+        for _ in range(10):
+            yield b"a" * 10_000
+        yield b'"}'
+
+    r = client.post("/v1/analyze", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "limit of 50000 bytes" in r.json()["detail"]
+
+
 class SlowPipeline:
     models = {"conflictbrief": "test"}
 
