@@ -29,7 +29,7 @@ _WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), 
               (codecs.BOM_UTF16_BE, "utf-16"))
 # C0 control bytes that plain text does not hold (tab, line feed, form feed and carriage return are text)
 # and the end-of-file mark (0x1A) that old DOS text files carry
-_BINARY = frozenset(range(0x20)) - {0x09, 0x0A, 0x0C, 0x0D, 0x1A}
+_BINARY = bytes(b for b in range(0x20) if b not in (0x09, 0x0A, 0x0C, 0x0D, 0x1A))
 
 
 def _cp1252_fallback(error: UnicodeDecodeError):
@@ -86,7 +86,7 @@ def decode_text(data: bytes, encoding: str = "auto") -> tuple[str, str | None]:
             return data.decode("utf-8"), None
         except UnicodeDecodeError as e:
             first = f"byte {e.start}: {data[e.start:e.start + 1]!r}"
-            if any(b in _BINARY for b in data):
+            if len(data.translate(None, _BINARY)) != len(data):  # (a C loop, not one per byte in Python)
                 raise ValueError(f"not UTF-8 ({first}) and holds control bytes: binary data, not text") from None
             return (data.decode("utf-8", errors="conflictbrief.cp1252"),
                     f"not UTF-8: bytes read as Windows-1252 (first at {first})")
@@ -590,7 +590,7 @@ class _Recoded:
         self.log, self.named, self.count = log, named, 0
 
     def __call__(self, record) -> None:
-        if not any(_is_reader_note(note) for note in record.notes):
+        if not record.notes:  # the reader notes only this
             return
         self.count += 1
         if self.count <= self.named:
