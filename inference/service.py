@@ -52,23 +52,17 @@ def normalise_body(body: bytes, content_type: str, query_id: str | None = None) 
         except LookupError:
             raise _BodyError(400, f"Content-Type names charset {charset!r}, which this service does not know") \
                 from None
-    if media == "text/plain":
-        name = charset or "utf-8"
-        try:
-            text = body.decode(name).removeprefix("\ufeff")
-        except UnicodeDecodeError as e:
-            raise _BodyError(400, f"request body is not {charset or 'UTF-8'} (byte {e.start}: "
-                                  f"{body[e.start:e.start + 1]!r}); name its charset in Content-Type "
-                                  "(text/plain; charset=windows-1252)") from None
-        return json.dumps({"text": text, "id": query_id}).encode("utf-8")
-    name = charset or json.detect_encoding(body)  # JSON may be UTF-16 or UTF-32 (RFC 8259 allows reading them)
+    plain = media == "text/plain"
+    # JSON may be UTF-16 or UTF-32 (RFC 8259 allows reading them); plain text is UTF-8 unless named
+    name = charset or ("utf-8" if plain else json.detect_encoding(body))
     try:
-        text = body.decode(name)
+        text = body.decode(name).removeprefix("\ufeff")
     except UnicodeDecodeError as e:
+        advice = ("name its charset in Content-Type (text/plain; charset=windows-1252)" if plain else
+                  "send JSON as UTF-8, or name the charset in Content-Type (application/json; charset=windows-1252)")
         raise _BodyError(400, f"request body is not {charset or 'UTF-8'} (byte {e.start}: "
-                              f"{body[e.start:e.start + 1]!r}); send JSON as UTF-8, or name the charset in "
-                              "Content-Type (application/json; charset=windows-1252)") from None
-    return text.removeprefix("\ufeff").encode("utf-8")
+                              f"{body[e.start:e.start + 1]!r}); {advice}") from None
+    return json.dumps({"text": text, "id": query_id}).encode("utf-8") if plain else text.encode("utf-8")
 
 
 class BodyNormaliser:
@@ -79,7 +73,14 @@ class BodyNormaliser:
         self.app, self.max_body_bytes = app, max_body_bytes
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/v1/analyze":
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body_bytes:  # refused before a byte of it is read
+            return await JSONResponse({"detail": f"request body of {length} bytes is above the limit of "
+                                                 f"{self.max_body_bytes}"}, status_code=413)(scope, receive, send)
+        if scope["method"] != "POST" or scope["path"] != "/v1/analyze":
             return await self.app(scope, receive, send)
         chunks, size = [], 0
         while True:
@@ -88,13 +89,12 @@ class BodyNormaliser:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
+            if size > self.max_body_bytes:  # a chunked body, sent without a Content-Length
                 return await JSONResponse({"detail": f"request body above the limit of {self.max_body_bytes} "
                                                      "bytes"}, status_code=413)(scope, receive, send)
             chunks.append(chunk)
             if not message.get("more_body"):
                 break
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         from urllib.parse import parse_qs
 
         query_id = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("id") or [None])[0]
@@ -135,14 +135,6 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
     app.add_middleware(BodyNormaliser, max_body_bytes=max_body_bytes)
     running = asyncio.Semaphore(max_concurrency)
     state = {"waiting": 0}
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body_bytes:
-            return JSONResponse({"detail": f"request body of {length} bytes is above the limit of "
-                                           f"{max_body_bytes}"}, status_code=413)
-        return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
