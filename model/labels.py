@@ -111,11 +111,11 @@ class LabelSchema:
             text = resources.files("conflictbrief.configs").joinpath("labels.yaml").read_text("utf-8")
             where = "conflictbrief/configs/labels.yaml"
         else:
-            from conflictbrief.inference.clean import read_utf8
+            from conflictbrief.inference.clean import TextFileError, read_utf8
 
             try:
                 text, where = read_utf8(path), str(path)
-            except ValueError as e:  # TextFileError: no such file; not UTF-8 (line and column)
+            except TextFileError as e:  # no such file; not UTF-8 (line and column)
                 raise SchemaError(f"label schema {e}") from None
         try:
             data = yaml.safe_load(text) or {}

@@ -39,7 +39,7 @@ def words_with_offsets(text: str) -> list[tuple[str, int, int]]:
 
 def check_file(path: Path) -> None:
     """A readable UTF-8 file, or DataError naming the problem (for bytes that are not UTF-8: line and column)."""
-    from conflictbrief.inference.clean import read_utf8
+    from conflictbrief.inference.clean import TextFileError, read_utf8
 
     if path.is_dir():
         raise DataError(f"{path}: is a folder; a training or evaluation file is one file (give each with --train)")
@@ -47,7 +47,7 @@ def check_file(path: Path) -> None:
         raise DataError(f"{path}: no such file")
     try:
         read_utf8(path)
-    except ValueError as e:
+    except TextFileError as e:
         raise DataError(str(e)) from None
 
 
