@@ -452,6 +452,36 @@ def test_mention_replacement_swaps_whole_mentions_within_a_label():
     assert all(r["tokens"][-1] == "Monday" for r in out if r["id"].startswith("b"))  # only one Temporal
 
 
+def test_cropping_cuts_annotated_examples_into_short_pieces_between_entities():
+    import random
+
+    from conflictbrief.training.tagger import crop_examples, mention_spans
+
+    words = ("Russian jets struck Maarat al-Numan and the town of Kafr Nabl in southern Idlib province on "
+             "Monday , killing 12 civilians , the Syrian Observatory for Human Rights said .").split()
+    tags = ["B-MilitaryPlatform", "I-MilitaryPlatform", "O", "B-Location", "I-Location", "O"] + \
+        ["B-Location"] + ["I-Location"] * 8 + ["O", "B-Temporal", "O", "O"] + ["B-Organisation", "I-Organisation"] + \
+        ["O"] + ["B-Organisation"] + ["I-Organisation"] * 5 + ["O", "O"]
+    assert len(words) == len(tags)
+    rows = [{"id": "a", "tokens": words, "tags": tags, "mapping": None},
+            {"id": "c", "tokens": ["Partly", "annotated", "Aleppo", "and", "Homs", "today"], "mapping": "conll",
+             "tags": [None, "O", "B-Location", "O", "B-Location", "O"]}]
+    out = crop_examples(rows, 3, random.Random(0))
+    assert {r["id"].split("#")[0] for r in out} == {"a"}                    # "c" has gaps: left out
+    for k in range(3):
+        pieces = [r for r in out if r["id"].startswith(f"a#crop{k}.")]
+        assert len(pieces) >= 2
+        assert sum((p["tokens"] for p in pieces), []) == words             # consecutive, nothing lost
+        assert sum((p["tags"] for p in pieces), []) == tags                # no entity cut: the tags rejoin
+        for p in pieces:
+            assert not p["tags"][0].startswith("I-")                        # a piece never opens inside one
+            assert len(p["tokens"]) >= 4 or p is pieces[-1]
+            assert len(p["tokens"]) <= 16 or any(t.startswith("I-") for t in p["tags"])
+    spans = {tuple(r["tokens"][s:e]) for r in out for s, e, _ in mention_spans(r["tags"])}
+    assert ("the", "town", "of", "Kafr", "Nabl", "in", "southern", "Idlib", "province") in spans
+    assert crop_examples(rows, 3, random.Random(0)) == out                  # seeded
+
+
 def test_an_entity_never_runs_over_a_blank_line():
     from conflictbrief.inference.tagger import decode_entities
     from conflictbrief.training.readers import words_with_offsets
@@ -478,6 +508,11 @@ def test_augmentation_and_case_dropout_settings_out_of_range_stop_before_trainin
     with pytest.raises(ConfigError, match="eval.augment"):
         train_tagger(TaggerConfig(train=[DataFile(spans)], eval=DataFile(spans, augment=1), **base),
                      log=lambda m: None)
+    with pytest.raises(ConfigError, match="eval.crop: cropping is for training files"):
+        train_tagger(TaggerConfig(train=[DataFile(spans)], eval=DataFile(spans, crop=1), **base),
+                     log=lambda m: None)
+    with pytest.raises(ConfigError, match=r"train\.0\.crop \(.*spans\.jsonl\): must be 0 or more"):
+        train_tagger(TaggerConfig(train=[DataFile(spans, crop=-2)], **base), log=lambda m: None)
     with pytest.raises(ConfigError, match="case_dropout: must be between 0 and 1"):
         train_tagger(TaggerConfig(train=[DataFile(spans)], case_dropout=1.5, **base), log=lambda m: None)
     with pytest.raises(ConfigError, match="label_weight_power: must be 0 or more, got -1"):

@@ -30,6 +30,9 @@ class DataFile:
     augment: int = 0
     """Tagger: add this many copies of the file's examples with entity mentions swapped for other mentions of
     the same label from the file (mention replacement; fully annotated examples only)."""
+    crop: int = 0
+    """Tagger: add this many copies of the file's fully annotated examples cut into pieces of 4 to 16 words
+    (never inside an entity), so the model also learns to tag short texts, where context is scarce."""
     unlabelled: bool = False
     """Tagger, with teachers: text without entity labels (read as ``train mlm`` reads text: any input the batch
     job reads, or ``format: lines`` / ``conll``), one example per sentence, taught only by the teachers."""
@@ -174,7 +177,7 @@ class MlmConfig:
 _AT_LEAST = {"batch_size": 1, "eval_batch_size": 1, "max_steps": 1, "eval_every": 1, "save_every": 1,
              "log_every": 1, "threads": 1, "repeat": 1, "limit": 1, "eval_limit": 1, "num_beams": 1,
              "max_new_tokens": 1, "max_target_length": 2, "max_length": 3, "max_source_length": 3, "stride": 0,
-             "augment": 0, "weight_decay": 0, "label_weight_power": 0, "no_repeat_ngram_size": 0}
+             "augment": 0, "crop": 0, "weight_decay": 0, "label_weight_power": 0, "no_repeat_ngram_size": 0}
 _BOUNDS: dict[str, tuple[Callable[[float], bool], str]] = {
     **{name: (lambda v, least=least: v >= least, f"{least} or more") for name, least in _AT_LEAST.items()},
     **{name: (lambda v: v > 0, "above 0") for name in ("epochs", "learning_rate", "time_limit_minutes")},

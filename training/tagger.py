@@ -59,6 +59,7 @@ def load_examples(files, schema: LabelSchema, seed: int = 0, log=print) -> list[
         rows = read_tagger_file(df.path, schema, df.format, df.mapping)
         rows = rows[: df.limit] if df.limit else rows
         extra = replace_mentions(rows, df.augment, random.Random(f"{seed}:{df.path}")) if df.augment else []
+        extra += crop_examples(rows, df.crop, random.Random(f"{seed}:{df.path}:crop")) if df.crop else []
         examples.extend(rows * max(1, df.repeat) + extra)
     return examples
 
@@ -87,6 +88,30 @@ def replace_mentions(rows: list[dict], copies: int, rng: random.Random, rate: fl
             tokens += r["tokens"][last:]
             tags += r["tags"][last:]
             out.append({**r, "id": f"{r['id']}#mr{k}", "tokens": tokens, "tags": tags})
+    return out
+
+
+def crop_examples(rows: list[dict], copies: int, rng: random.Random, shortest: int = 4,
+                  longest: int = 16) -> list[dict]:
+    """``copies`` versions of every fully annotated example cut into consecutive pieces of ``shortest`` to
+    ``longest`` words (a piece runs on to the end of an entity it would cut), each piece an example of its own.
+
+    A service caller's text is often one sentence ("Syrian forces shelled Idlib on Monday."), where re3d's
+    sentences are long and give the model context that such a text lacks; pieces teach it to tag without."""
+    out = []
+    for k in range(copies):
+        for r in rows:
+            tags = r["tags"]
+            if any(t is None for t in tags) or len(tags) <= shortest:
+                continue
+            start, n = 0, 0
+            while start < len(tags):
+                end = min(len(tags), start + rng.randint(shortest, longest))
+                while end < len(tags) and tags[end].startswith("I-"):
+                    end += 1
+                out.append({**r, "id": f"{r['id']}#crop{k}.{n}", "tokens": r["tokens"][start:end],
+                            "tags": tags[start:end]})
+                start, n = end, n + 1
     return out
 
 
@@ -348,16 +373,18 @@ def train_tagger(config: TaggerConfig, log=print) -> dict:
         torch.set_num_threads(config.threads)
     if not config.train:
         raise DataError("no training data: give --train FILE or 'train:' in the config")
-    if config.eval and config.eval.augment:
-        raise ConfigError("eval.augment: mention replacement is for training files; evaluate on the data as it is")
+    if config.eval and (config.eval.augment or config.eval.crop):
+        key = "augment" if config.eval.augment else "crop"
+        raise ConfigError(f"eval.{key}: {'mention replacement' if key == 'augment' else 'cropping'} is for "
+                          "training files; evaluate on the data as it is")
     if config.eval and config.eval.unlabelled:
         raise ConfigError("eval.unlabelled: evaluation needs labelled data")
     for i, df in enumerate(config.train):
         if df.unlabelled and not config.teachers:
             raise ConfigError(f"train.{i}.unlabelled ({df.path}): unlabelled text teaches only through teachers; "
                               "name them in 'teachers:'")
-        if df.unlabelled and (df.augment or df.mapping):
-            raise ConfigError(f"train.{i} ({df.path}): augment and mapping are for labelled files, "
+        if df.unlabelled and (df.augment or df.crop or df.mapping):
+            raise ConfigError(f"train.{i} ({df.path}): augment, crop and mapping are for labelled files, "
                               "not unlabelled text")
     check_mixed_precision(config.mixed_precision)
     set_seed(config.seed)
@@ -460,6 +487,7 @@ def write_model_card(out_dir: Path, config: TaggerConfig, report: dict, case: bo
         "## Data", "",
         *[f"- train: `{f.path}` (format {f.format or 'auto'}, mapping {f.mapping or 'none'}, x{f.repeat}"
           + (f", first {f.limit}" if f.limit else "") + (f", {f.augment} mention-replaced copies" if f.augment else "")
+          + (f", {f.crop} copies cut into short pieces" if f.crop else "")
           + (", unlabelled: taught by the teachers only" if f.unlabelled else "") + ")" for f in config.train],
         *([f"- distilled from: {', '.join(f'`{t}`' for t in config.teachers)} (distill_weight "
            f"{config.distill_weight})"] if config.teachers else []),
