@@ -94,7 +94,8 @@ def replace_mentions(rows: list[dict], copies: int, rng: random.Random, rate: fl
 def crop_examples(rows: list[dict], copies: int, rng: random.Random, shortest: int = 4,
                   longest: int = 16) -> list[dict]:
     """``copies`` versions of every fully annotated example cut into consecutive pieces of ``shortest`` to
-    ``longest`` words (a piece runs on to the end of an entity it would cut), each piece an example of its own.
+    ``longest`` words (a piece runs on to the end of an entity it would cut; a sentence's last piece may be
+    shorter), each piece an example of its own.
 
     A service caller's text is often one sentence ("Syrian forces shelled Idlib on Monday."), where re3d's
     sentences are long and give the model context that such a text lacks; pieces teach it to tag without."""
