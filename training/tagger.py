@@ -105,15 +105,22 @@ def crop_examples(rows: list[dict], copies: int, rng: random.Random, shortest: i
             tags = r["tags"]
             if any(t is None for t in tags) or len(tags) <= shortest:
                 continue
-            start, n = 0, 0
-            while start < len(tags):
-                end = min(len(tags), start + rng.randint(shortest, longest))
-                while end < len(tags) and tags[end].startswith("I-"):
-                    end += 1
+            for n, (start, end) in enumerate(piece_bounds(tags, shortest, longest, rng)):
                 out.append({**r, "id": f"{r['id']}#crop{k}.{n}", "tokens": r["tokens"][start:end],
                             "tags": tags[start:end]})
-                start, n = end, n + 1
     return out
+
+
+def piece_bounds(tags: list[str], shortest: int, longest: int, rng: random.Random):
+    """``(start, end)`` of consecutive pieces of ``shortest`` to ``longest`` words covering ``tags``, each run on
+    to the end of an entity it would cut (also used by benchmarks/chunk_conll.py)."""
+    start = 0
+    while start < len(tags):
+        end = min(len(tags), start + rng.randint(shortest, longest))
+        while end < len(tags) and tags[end].startswith("I-"):
+            end += 1
+        yield start, end
+        start = end
 
 
 def featurize(dataset, tokenizer, schema: LabelSchema, max_length: int, stride: int, case: bool = False,
