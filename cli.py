@@ -122,10 +122,11 @@ def _add_serve(sub):
 
 
 def cmd_run(args) -> int:
-    from conflictbrief.inference.batch import check_encoding, run_batch
+    from conflictbrief.inference.batch import check_encoding, check_output, output_path, run_batch
     from conflictbrief.inference.pipeline import Pipeline
 
-    check_encoding(args.encoding)  # before the models load
+    check_encoding(args.encoding)  # before the models load, as is the next check
+    check_output(output_path(args.output, args.out_format), args.resume, args.overwrite)
 
     pipeline = Pipeline.load(tagger=args.tagger, briefer=getattr(args, "briefer", None), device=args.device,
                              dtype=args.dtype,

@@ -431,12 +431,25 @@ def _name(source: str) -> str:
     return source.replace("\\", "/").rsplit("/", 1)[-1]
 
 
+def output_path(output: str, out_format: str = "jsonl") -> Path:
+    """The JSON Lines file the job writes (and resumes from) for ``-o output``: for parquet, the .jsonl beside it."""
+    out = Path(output)
+    if out_format == "parquet":
+        out = out.with_suffix(".jsonl") if out.suffix == ".parquet" else out.with_name(out.name + ".jsonl")
+    return out
+
+
+def check_output(out: Path, resume: bool, overwrite: bool) -> None:
+    """An existing output needs --resume or --overwrite (the command line checks it before the models load)."""
+    if out.exists() and not (resume or overwrite):
+        raise BatchError(f"{out} exists: pass --resume to continue that job or --overwrite to start again")
+
+
 def _prepare_output(out: Path, resume: bool, overwrite: bool, fingerprint: str) -> tuple[int, str | None]:
     """How many records the output already holds (after dropping a torn last line), and the last one's
     ``source``."""
     state = out.with_name(out.name + ".state.json")
-    if out.exists() and not (resume or overwrite):
-        raise BatchError(f"{out} exists: pass --resume to continue that job or --overwrite to start again")
+    check_output(out, resume, overwrite)
     if overwrite or not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(b"")
@@ -492,9 +505,7 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
     batch_size = batch_size or pipeline.batch_size  # the pipeline holds the default (by dtype)
     if max_chars:
         pipeline.max_chars = max_chars
-    out = Path(output)
-    if out_format == "parquet":
-        out = out.with_suffix(".jsonl") if out.suffix == ".parquet" else out.with_name(out.name + ".jsonl")
+    out = output_path(output, out_format)
     own = (out, out.with_name(out.name + ".state.json"), out.with_name(out.name + ".lock"), Path(output))
     check_encoding(encoding)  # before anything is read or written
     files = expand_inputs(inputs, own, log)

@@ -167,6 +167,23 @@ def test_output_exists_needs_resume_or_overwrite(tiny_pipeline, tmp_path):
         run_batch(tiny_pipeline, [str(tmp_path / "a.txt")], str(out), quiet=True)
 
 
+def test_cli_refuses_an_existing_output_before_loading_the_models(tmp_path, monkeypatch, capsys):
+    # It used to load the tagger (seconds; a briefer: longer) and only then say that -o exists.
+    from conflictbrief.cli import main
+    from conflictbrief.inference import pipeline
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the models were loaded")
+
+    monkeypatch.setattr(pipeline.Pipeline, "load", no_load)
+    (tmp_path / "a.txt").write_text(GOOD)
+    for argv, existing in ((["-o", str(tmp_path / "o.jsonl")], "o.jsonl"),
+                           (["-o", str(tmp_path / "o.parquet"), "--format", "parquet"], "o.jsonl")):
+        (tmp_path / existing).write_text("")
+        assert main(["brief", str(tmp_path / "a.txt"), *argv]) != 0
+        assert f"{existing} exists: pass --resume" in capsys.readouterr().err
+
+
 def test_resume_refuses_an_output_that_is_not_this_jobs(tiny_pipeline, tmp_path):
     # The fingerprint file may be gone (or the output copied in): the records themselves must still match.
     dump, out = tmp_path / "d.jsonl", tmp_path / "o.jsonl"
