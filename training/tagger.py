@@ -64,11 +64,16 @@ def load_examples(files, schema: LabelSchema, seed: int = 0, log=print) -> list[
     return examples
 
 
+def fully_annotated(row: dict) -> bool:
+    """Every word has a gold tag (a mapped file such as CoNLL leaves words of unannotated labels as None)."""
+    return all(t is not None for t in row["tags"])
+
+
 def replace_mentions(rows: list[dict], copies: int, rng: random.Random, rate: float = 0.5) -> list[dict]:
     """Mention replacement (Dai & Adel, COLING 2020): ``copies`` new versions of every example with entities,
     each entity swapped with probability ``rate`` for a mention of the same label drawn from the same file.
     Only fully annotated examples take part (a mapped file with unannotated labels keeps its gaps)."""
-    annotated = [(r, mention_spans(r["tags"])) for r in rows if all(t is not None for t in r["tags"])]
+    annotated = [(r, mention_spans(r["tags"])) for r in rows if fully_annotated(r)]
     full = [(r, spans) for r, spans in annotated if spans]
     pool: dict[str, list[list[str]]] = {}
     for r, spans in full:
@@ -103,7 +108,7 @@ def crop_examples(rows: list[dict], copies: int, rng: random.Random, shortest: i
     for k in range(copies):
         for r in rows:
             tags = r["tags"]
-            if any(t is None for t in tags) or len(tags) <= shortest:
+            if not fully_annotated(r) or len(tags) <= shortest:
                 continue
             for n, (start, end) in enumerate(piece_bounds(tags, shortest, longest, rng)):
                 out.append({**r, "id": f"{r['id']}#crop{k}.{n}", "tokens": r["tokens"][start:end],
@@ -381,10 +386,9 @@ def train_tagger(config: TaggerConfig, log=print) -> dict:
         torch.set_num_threads(config.threads)
     if not config.train:
         raise DataError("no training data: give --train FILE or 'train:' in the config")
-    if config.eval and (config.eval.augment or config.eval.crop):
-        key = "augment" if config.eval.augment else "crop"
-        raise ConfigError(f"eval.{key}: {'mention replacement' if key == 'augment' else 'cropping'} is for "
-                          "training files; evaluate on the data as it is")
+    for key, what in (("augment", "mention replacement"), ("crop", "cropping")):
+        if config.eval and getattr(config.eval, key):
+            raise ConfigError(f"eval.{key}: {what} is for training files; evaluate on the data as it is")
     if config.eval and config.eval.unlabelled:
         raise ConfigError("eval.unlabelled: evaluation needs labelled data")
     for i, df in enumerate(config.train):
