@@ -65,10 +65,12 @@ def is_title(sentence: str) -> bool:
 # What a wire story puts before its first sentence: an editor's note "(SUBS: REPEATS TO FIX SLUG)", a
 # mixed-case byline with a photo mark "By Rob Woollard (PICTURE)", the end of a headline in capitals
 # "ANTITRUST DISPUTE ENDS" (three words or more, or one of 8+ letters: "NATO Secretary", "UN OCHA Director
-# said" stay), or an agency tag "(AFP)".
+# said" stay), or an agency tag "(AFP)". Each capitals word matches one way only ("[A-Z]{2}[A-Z'&-]*"): with
+# "[A-Z]{2,}[A-Z'&-]*" a headline in capitals that was not followed by a sentence took exponential time
+# (a 14-word GLOCON wire headline: minutes, a hung batch job; 2026-12-05).
 _LEAD_NOTE = re.compile(r"^(?:\((?=[^()]*[A-Z]{3})[^()a-z]{0,20}[^()]{0,60}\)\s+"
                         r"|By (?:[A-Z][a-z]+ ){1,3}\((?:PICTURE|PHOTO|PHOTOS|VIDEO)S?\)\s+"
-                        r"|(?:[A-Z]{2,}[A-Z'&-]* ){3,}(?=[A-Z][a-z]+ [a-z])|[A-Z]{8,} (?=[A-Z][a-z]* [a-z]))")
+                        r"|(?:[A-Z]{2}[A-Z'&-]* ){3,}(?=[A-Z][a-z]+ [a-z])|[A-Z]{8,} (?=[A-Z][a-z]* [a-z]))")
 
 
 def strip_lead_note(sentence: str) -> str:

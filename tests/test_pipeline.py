@@ -193,6 +193,22 @@ def test_wire_notes_before_a_story_are_left_out_of_extracted_sentences(tiny_pipe
         ("UN OCHA Director Mark Lowcock said aid was blocked at the border.", [3])]
 
 
+def test_a_one_line_article_in_capitals_is_briefed_at_once(tiny_pipeline):
+    # GLOCON wire headlines: the headline-tail rule took exponential time on them (minutes: a hung batch job)
+    import time
+
+    from conflictbrief.inference.briefer import strip_lead_note
+
+    line = "EGYPTIAN FOREIGN MINISTRY DENIES REPORTS OF PREPARATIONS FOR EXTENDED SYRIAN OPPOSITION MEETING IN CAIRO"
+    started = time.perf_counter()
+    assert strip_lead_note(line) == line
+    assert strip_lead_note(line + " " + line) == line + " " + line
+    assert strip_lead_note("ANTITRUST DISPUTE ENDS Two companies agreed on Monday to settle the case.") == (
+        "Two companies agreed on Monday to settle the case.")
+    assert [b.sources for b in tiny_pipeline._extract([line], set(), 3)] == [[0]]
+    assert time.perf_counter() - started < 1
+
+
 def test_auto_dtype_is_bfloat16_only_on_a_cpu_with_amx(tiny_tagger_dir, monkeypatch):
     from conflictbrief.inference.pipeline import Pipeline
     from conflictbrief.model import loading
