@@ -73,7 +73,7 @@ def _add_run(sub):
     for name, help_ in (("brief", "the main job: entities and a brief for every article of a dump"),
                         ("tag", "entities only, for every article of a dump")):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("inputs", nargs="+", metavar="INPUT", help=".jsonl/.json/.csv/.tsv/.parquet/.txt, dirs, .gz")
+        p.add_argument("inputs", nargs="+", metavar="INPUT", help=".jsonl/.json/.csv/.tsv/.parquet/.txt/.html, dirs, .gz")
         p.add_argument("-o", "--output", required=True, help="OUT.jsonl (or .parquet with --format parquet)")
         p.add_argument("--format", dest="out_format", choices=["jsonl", "parquet"], default="jsonl")
         p.add_argument("--text-field", help="field holding the article, a.b for a nested one "

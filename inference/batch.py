@@ -1,6 +1,7 @@
 """The batch job over article dumps: `conflictbrief brief INPUT... -o OUT.jsonl`.
 
-* Inputs: .jsonl/.json/.csv/.tsv/.parquet/.txt files, directories of them (recursively, sorted), .gz of any.
+* Inputs: .jsonl/.json/.csv/.tsv/.parquet/.txt/.html files, directories of them (recursively, sorted), .gz of
+  any. A saved web page (.html, .htm) is one article: its menus, footers and boxes are left out (page.py).
 * Exactly one output line per input record, in input order. A bad record becomes ``{"id", "source",
   "error"}`` and the job goes on.
 * Resume: records are appended one whole line at a time and flushed; after a crash (kill -9 included) the
@@ -22,9 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from .page import declared_charset
+
 TEXT_FIELDS = ("text", "article", "content", "body", "article_content", "doc", "story")
 ID_FIELDS = ("id", "doc_id", "article_id", "uuid", "url")
-SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
+SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt", ".html", ".htm")
 _WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
               (codecs.BOM_UTF16_BE, "utf-16"))
 # C0 control bytes that plain text does not hold (tab, line feed, form feed and carriage return are text)
@@ -111,6 +114,24 @@ class Record:
     notes: tuple[str, ...] = ()  # what the reader did to the text (a fallback decoding); go to the result's warnings
 
 
+def _decode_page(data: bytes) -> tuple[str, str | None]:
+    """decode_text for a saved web page under auto. Bytes that are valid UTF-8 are read as UTF-8 whatever the
+    page declares (a page re-saved as UTF-8 may keep its old <meta>; text in another charset is practically
+    never valid UTF-8 once it has bytes above 0x7F); otherwise the charset its <meta> declares (a Windows-1251
+    or KOI8-R page), and failing that the Windows-1252 guess of any text."""
+    if not _wide_bom(data[:4]):
+        try:
+            data.removeprefix(codecs.BOM_UTF8).decode("utf-8")
+        except UnicodeDecodeError:
+            declared = declared_charset(data)
+            if declared and not _is_utf8(declared):
+                try:
+                    return data.decode(declared), None
+                except UnicodeDecodeError:
+                    pass
+    return decode_text(data)
+
+
 def _kind(path: Path) -> str | None:
     name = path.name.lower().removesuffix(".gz")
     return next((s for s in SUFFIXES if name.endswith(s)), None)
@@ -118,7 +139,7 @@ def _kind(path: Path) -> str | None:
 
 def expand_inputs(inputs: list[str], exclude: tuple[Path, ...] = (), log=None) -> list[Path]:
     """Input files in a stable order; ``exclude`` (the job's own output files) is never read as input. Files
-    of a folder that are not of a type read here (.html, .xml, .pdf ...) are named through ``log``: their
+    of a folder that are not of a type read here (.xml, .pdf, .docx ...) are named through ``log``: their
     articles are not in the output, and the user should know."""
     skip = {p.resolve() for p in exclude}
     files = []
@@ -200,8 +221,8 @@ class RecordReader:
         for path in files:
             kind = _kind(path)
             try:
-                if kind == ".txt":
-                    yield self._txt(path)
+                if kind in (".txt", ".html", ".htm"):
+                    yield self._txt(path, page=kind != ".txt")
                 elif kind == ".jsonl":
                     yield from self._jsonl(path)
                 elif kind == ".json":
@@ -220,7 +241,7 @@ class RecordReader:
         for path in files:
             kind = _kind(path)
             try:
-                if kind == ".txt":
+                if kind in (".txt", ".html", ".htm"):
                     total += 1
                 elif kind == ".jsonl":
                     with _open_binary(path) as f:
@@ -263,11 +284,12 @@ class RecordReader:
             return Record(rid, source, error=f"{source}: field {key!r} is empty")
         return Record(rid, source, value)
 
-    def _txt(self, path: Path) -> Record:
+    def _txt(self, path: Path, page: bool = False) -> Record:
+        """A .txt file, or (``page``) a saved web page, read in the charset its <meta> declares under auto."""
         with _open_binary(path) as f:
             data = f.read()
         try:
-            text, note = decode_text(data, self.encoding)
+            text, note = _decode_page(data) if page and self.encoding == "auto" else decode_text(data, self.encoding)
         except ValueError as e:
             return Record(str(path), str(path), error=f"{path}: {e}")
         if not text.strip():

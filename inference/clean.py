@@ -13,6 +13,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Callable
 
+from .page import boilerplate
+
 
 @dataclass(frozen=True)
 class CleanText:
@@ -244,6 +246,24 @@ def read_utf8(path) -> str:
                             "the file as UTF-8 (from Windows-1252: iconv -f cp1252 -t utf-8)") from None
 
 
+def _drop(ranges: list[tuple[int, int]], text: str, starts: list[int],
+          ends: list[int]) -> tuple[str, list[int], list[int]]:
+    """``text`` without the [start, end) ranges (a saved page's menus and footers), each replaced by a line
+    break (mapped to the range's raw span) so that the text on either side does not run together."""
+    if not ranges:
+        return text, starts, ends
+    out, out_s, out_e, pos = [], [], [], 0
+    for s, e in ranges:
+        out.append(text[pos:s] + "\n")
+        out_s.extend(starts[pos:s] + [starts[s]])
+        out_e.extend(ends[pos:s] + [ends[e - 1]])
+        pos = e
+    out.append(text[pos:])
+    out_s.extend(starts[pos:])
+    out_e.extend(ends[pos:])
+    return "".join(out), out_s, out_e
+
+
 def clean(raw: str) -> CleanText:
     """Repair ``raw`` and keep the clean->raw offset map (see module doc)."""
     if not isinstance(raw, str):
@@ -259,6 +279,7 @@ def clean(raw: str) -> CleanText:
         header = header if date else None
     if header:
         text, starts, ends = text[header.end():], starts[header.end():], ends[header.end():]
+    text, starts, ends = _drop(boilerplate(text), text, starts, ends)
     for pattern, repl in _STEPS:
         text, starts, ends = _substitute(pattern, repl, text, starts, ends)
     joins = hard_wrap_breaks(text)

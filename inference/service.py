@@ -7,8 +7,9 @@ cleaning, too long) gets 422 naming the problem; in an ``articles`` list each su
 ``error`` set, and the others are analysed.
 
 Bodies: JSON (UTF-8, or UTF-16/32 as JSON allows, or the charset that Content-Type names), also when the
-client sent no JSON content type (``curl -d``); or ``text/plain``, the article itself (``?id=`` gives its id).
-A body that is not in its charset gets 400 naming the byte.
+client sent no JSON content type (``curl -d``); or ``text/plain``, the article itself (``?id=`` gives its id);
+or ``text/html``, a saved page (in the charset Content-Type or its ``<meta>`` names, else UTF-8), of which
+only the story is read (page.py). A body that is not in its charset gets 400 naming the byte.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from conflictbrief.inference.page import declared_charset
 from conflictbrief.inference.pipeline import InputError
 
 
@@ -52,13 +54,18 @@ def normalise_body(body: bytes, content_type: str, query_id: str | None = None) 
         except LookupError:
             raise _BodyError(400, f"Content-Type names charset {charset!r}, which this service does not know") \
                 from None
-    plain = media == "text/plain"
+    plain = media in ("text/plain", "text/html")
+    if media == "text/html" and charset is None:  # a page not in UTF-8 may declare its charset in a <meta>
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            charset = declared_charset(body)
     # JSON may be UTF-16 or UTF-32 (RFC 8259 allows reading them); plain text is UTF-8 unless named
     name = charset or ("utf-8" if plain else json.detect_encoding(body))
     try:
         text = body.decode(name).removeprefix("\ufeff")
     except UnicodeDecodeError as e:
-        advice = ("name its charset in Content-Type (text/plain; charset=windows-1252)" if plain else
+        advice = (f"name its charset in Content-Type ({media}; charset=windows-1252)" if plain else
                   "send JSON as UTF-8, or name the charset in Content-Type (application/json; charset=windows-1252)")
         raise _BodyError(400, f"request body is not {charset or 'UTF-8'} (byte {e.start}: "
                               f"{body[e.start:e.start + 1]!r}); {advice}") from None
@@ -153,9 +160,10 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
         return pipeline.models
 
     @app.post("/v1/analyze", openapi_extra={
-        "requestBody": {"content": {"text/plain": {"schema": {"type": "string", "description": "one article"}}}},
+        "requestBody": {"content": {"text/plain": {"schema": {"type": "string", "description": "one article"}},
+                                    "text/html": {"schema": {"type": "string", "description": "one saved page"}}}},
         "parameters": [{"name": "id", "in": "query", "required": False, "schema": {"type": "string"},
-                        "description": "the id of a text/plain article (JSON bodies carry theirs)"}]})
+                        "description": "the id of a text/plain or text/html article (JSON bodies carry theirs)"}]})
     async def analyze(body: AnalyzeRequest):
         if (body.text is None) == (body.articles is None):
             raise HTTPException(422, "give exactly one of 'text' (one article) or 'articles' (a list)")

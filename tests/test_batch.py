@@ -115,21 +115,44 @@ def test_an_unknown_encoding_stops_the_job_before_anything_is_written(tiny_pipel
 
 
 def test_files_of_a_folder_that_are_not_read_are_named(tiny_pipeline, tmp_path):
-    # a scrape folder with .html pages beside the .txt ones: those articles are not in the output, say so
+    # a scrape folder with .xml files beside the .txt ones: those articles are not in the output, say so
     d = tmp_path / "scrape"
     (d / "sub").mkdir(parents=True)
     (d / "a.txt").write_text(GOOD)
-    (d / "sub" / "b.html").write_text("<p>" + GOOD + "</p>")
+    (d / "sub" / "b.xml").write_text("<story>" + GOOD + "</story>")
     (d / ".DS_Store").write_bytes(b"\0")
     messages = []
     out = d / "out.jsonl"  # the job's own output, state and lock files in the folder are not named
     run_batch(tiny_pipeline, [str(d)], str(out), quiet=True, log=messages.append)
     run_batch(tiny_pipeline, [str(d)], str(out), resume=True, quiet=True, log=messages.append)
     warnings = [m for m in messages if "not read" in m]
-    assert len(warnings) == 2 and all("1 file(s) not read" in m and "sub/b.html" in m for m in warnings)
+    assert len(warnings) == 2 and all("1 file(s) not read" in m and "sub/b.xml" in m for m in warnings)
     (d / "a.txt").unlink()
-    with pytest.raises(BatchError, match=r"holds no .* files .*; it has 1 other file\(s\), e.g. b.html"):
+    with pytest.raises(BatchError, match=r"holds no .* files .*; it has 1 other file\(s\), e.g. b.xml"):
         expand_inputs([str(d)], (out, d / "out.jsonl.state.json", d / "out.jsonl.lock"))
+
+
+def test_saved_web_pages_in_a_folder_are_read_as_one_article_each(tiny_pipeline, tmp_path):
+    # a scrape folder of saved pages: each is one record, its menu and footer left out, read in its charset
+    d = tmp_path / "pages"
+    d.mkdir()
+    body = "<nav><a>Home</a> <a>World</a></nav><article><h1>Idlib</h1><p>{}</p></article><footer>(c) Site</footer>"
+    (d / "a.html").write_text("<html><head><title>Site</title></head><body>" + body.format(GOOD) + "</body></html>")
+    (d / "b.htm").write_bytes(('<meta charset="windows-1251">' + body.format(GOOD + " Киев.")).encode("cp1251"))
+    (d / "c.html.gz").write_bytes(gzip.compress(body.format(GOOD + " Caf\u00e9.").encode("cp1252")))
+    (d / "d.html").write_text("<html><head><title>Site</title></head><body><script>go()</script></body></html>")
+    out = tmp_path / "out.jsonl"
+    run_batch(tiny_pipeline, [str(d)], str(out), quiet=True)
+    rows = {r["source"].rsplit("/", 1)[-1]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert rows["a.html"]["text"] == "Idlib\n\n" + GOOD
+    assert rows["b.htm"]["text"].endswith("Turkey. Киев.")
+    assert not any(w.startswith("not UTF-8") for w in rows["b.htm"]["warnings"])
+    assert rows["c.html.gz"]["text"].endswith("Caf\u00e9.")
+    assert rows["c.html.gz"]["warnings"][0].startswith("not UTF-8: bytes read as Windows-1252")
+    raw = (d / "a.html").read_text()
+    for e in rows["a.html"]["entities"]:  # raw offsets slice the page file
+        assert raw[e["raw_start"]:e["raw_end"]] == e["text"]
+    assert "d.html" in rows["d.html"]["error"] and "empty" in rows["d.html"]["error"]
 
 
 def test_an_input_named_as_the_output_is_refused_before_it_is_touched(tiny_pipeline, tmp_path):

@@ -75,7 +75,14 @@ def test_bodies_in_other_charsets_plain_text_and_no_content_type(client):
     assert r.status_code == 422
     r = client.post("/v1/analyze", content=b"{}", headers={"content-type": "application/json; charset=klingon"})
     assert r.status_code == 400 and "klingon" in r.json()["detail"]
-    assert {"application/json", "text/plain"} <= client.get("/openapi.json").json()[
+    page = ('<html><head><meta charset="windows-1251"><title>Site</title></head><body><nav>Home | World</nav>'
+            "<article><p>" + GOOD + " Киев.</p></article><footer>(c) Site</footer></body></html>")
+    r = client.post("/v1/analyze?id=h1", content=page.encode("cp1251"), headers={"content-type": "text/html"})
+    assert r.status_code == 200 and (r.json()["id"], r.json()["text"]) == ("h1", GOOD + " Киев.")
+    r = client.post("/v1/analyze", content=page.replace("windows-1251", "utf-8").encode("cp1251"),
+                    headers={"content-type": "text/html"})
+    assert r.status_code == 400 and "text/html; charset=windows-1252" in r.json()["detail"]
+    assert {"application/json", "text/plain", "text/html"} <= client.get("/openapi.json").json()[
         "paths"]["/v1/analyze"]["post"]["requestBody"]["content"].keys()
 
 
