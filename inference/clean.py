@@ -182,8 +182,10 @@ def hard_wrap_breaks(text: str) -> set[int]:
     characters are followed by another line of the same paragraph and at least half of those end
     mid-sentence (a scraped article's lines are whole paragraphs, and they end with a full stop). A break is
     a wrap where the line before fills most of the width, or ends mid-sentence with a comma, a hyphen or a
-    word such as "of" or "that", or ends mid-sentence before a lower-case word or one such as "of"; a short
-    line that ends otherwise is a heading or a paragraph's end."""
+    word such as "of" or "that", or ends mid-sentence before a lower-case word or one such as "of", or opens a
+    paragraph, ends mid-sentence, has 4 words or more and is followed by a full line (MUC-4 documents, whose
+    first line is short where the dateline was cut: "THE NEW SECOND IN COMMAND OF THE 3D" / "INFANTRY
+    REGIMENT BASED AT LA TABLADA, ..."); a short line that ends otherwise is a heading or a paragraph's end."""
     breaks = [m.start() for m in _LINE_BREAK.finditer(text)]
     if len(breaks) < 3:
         return set()
@@ -202,8 +204,13 @@ def hard_wrap_breaks(text: str) -> set[int]:
         following = text[b + 1: b + 40].split()
         first = following[0].strip(",;") if following else ""
         mid_sentence = not line.endswith(_TERMINAL)
+        start = text.rfind("\n", 0, b) + 1
+        opens = start == 0 or text[start - 2: start] == "\n\n"  # the line opens a paragraph
+        end = text.find("\n", b + 1)
+        next_len = len(text[b + 1: end if end >= 0 else len(text)].rstrip())
         if len(line) >= 0.7 * width or line.endswith((",", "-")) or last in _CONTINUES or mid_sentence and (
-                first[:1].islower() or first.lower() in _CONTINUES - {"a", "an", "the", "no"}):
+                first[:1].islower() or first.lower() in _CONTINUES - {"a", "an", "the", "no"}
+                or opens and len(line.split()) >= 4 and next_len >= 0.7 * width):
             joins.add(b)
     return joins
 

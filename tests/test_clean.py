@@ -111,6 +111,20 @@ def test_hard_wrapped_text_is_unwrapped_into_whole_sentences():
     assert raw_of(c, "SAN MIGUEL DEPARTMENT") == "SAN MIGUEL\nDEPARTMENT"
 
 
+def test_a_short_first_line_of_a_hard_wrapped_paragraph_is_joined():
+    # MUC-4: the dateline was cut from the first line, which is short and ends mid-sentence
+    raw = ("THE NEW SECOND IN COMMAND OF THE 3D\n"
+           "INFANTRY REGIMENT BASED AT LA TABLADA, MAJOR HECTOR MUSIO, WILL BE\n"
+           "INSTALLED THIS AFTERNOON.  HE REPLACES MAJOR HORACIO FERNANDEZ CUTIELLO\n"
+           "WHO WAS KILLED DURING THE ATTACK ON THE 3D REGIMENT ON 23 JANUARY.\n\n"
+           "   MUSIO WILL BE THE ACTING COMMANDING OFFICER BECAUSE COMMANDER JORGE\n"
+           "SAMUDIO WAS INJURED ON 23 JANUARY WHILE HEADING A GROUP OF OFFICERS.\n")
+    c = clean(raw)
+    assert [c.text[s:e] for s, e in split_sentences(c.text)][0] == (
+        "THE NEW SECOND IN COMMAND OF THE 3D INFANTRY REGIMENT BASED AT LA TABLADA, MAJOR HECTOR MUSIO, WILL BE "
+        "INSTALLED THIS AFTERNOON.")
+
+
 def test_paragraph_per_line_articles_are_not_unwrapped():
     # Scraped articles put one paragraph per line; the lines end with a full stop and stay apart.
     raw = ("Syria talks collapse\n"

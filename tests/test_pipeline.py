@@ -193,6 +193,15 @@ def test_wire_notes_before_a_story_are_left_out_of_extracted_sentences(tiny_pipe
         ("UN OCHA Director Mark Lowcock said aid was blocked at the border.", [3])]
 
 
+def test_a_short_line_without_end_punctuation_is_no_extracted_sentence(tiny_pipeline):
+    # a page's <h1> or a headline line in sentence case, in an article whose sentences end in punctuation
+    sources = ["Thousands flee as Assad forces push into Idlib",
+               "Syrian forces shelled Idlib on Monday, and thousands of people fled toward Turkey.",
+               "The Syrian Observatory said the army was close to Maarat al-Numan by the evening.",
+               "Rescue workers said dozens of homes were destroyed in the town of Saraqib."]
+    assert [b.sources for b in tiny_pipeline._extract(sources, set(), 3)] == [[1], [2], [3]]
+
+
 def test_a_one_line_article_in_capitals_is_briefed_at_once(tiny_pipeline):
     # GLOCON wire headlines: the headline-tail rule took exponential time on them (minutes: a hung batch job)
     import time
