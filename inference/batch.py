@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .page import declared_charset
+from .page import page_charset
 
 TEXT_FIELDS = ("text", "article", "content", "body", "article_content", "doc", "story")
 ID_FIELDS = ("id", "doc_id", "article_id", "uuid", "url")
 SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt", ".html", ".htm")
+PAGES = (".html", ".htm")  # saved web pages; a .txt file or a page is one article
 _WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
               (codecs.BOM_UTF16_BE, "utf-16"))
 # C0 control bytes that plain text does not hold (tab, line feed, form feed and carriage return are text)
@@ -115,20 +116,15 @@ class Record:
 
 
 def _decode_page(data: bytes) -> tuple[str, str | None]:
-    """decode_text for a saved web page under auto. Bytes that are valid UTF-8 are read as UTF-8 whatever the
-    page declares (a page re-saved as UTF-8 may keep its old <meta>; text in another charset is practically
-    never valid UTF-8 once it has bytes above 0x7F); otherwise the charset its <meta> declares (a Windows-1251
-    or KOI8-R page), and failing that the Windows-1252 guess of any text."""
-    if not _wide_bom(data[:4]):
+    """decode_text for a saved web page under auto: a UTF-16/32 byte-order mark decides; else bytes that are
+    not UTF-8 are read in the charset the page declares (``page.page_charset``), and failing that with the
+    Windows-1252 guess of any text."""
+    declared = None if _wide_bom(data[:4]) else page_charset(data)
+    if declared:
         try:
-            data.removeprefix(codecs.BOM_UTF8).decode("utf-8")
+            return data.decode(declared), None
         except UnicodeDecodeError:
-            declared = declared_charset(data)
-            if declared and not _is_utf8(declared):
-                try:
-                    return data.decode(declared), None
-                except UnicodeDecodeError:
-                    pass
+            pass
     return decode_text(data)
 
 
@@ -221,8 +217,8 @@ class RecordReader:
         for path in files:
             kind = _kind(path)
             try:
-                if kind in (".txt", ".html", ".htm"):
-                    yield self._txt(path, page=kind != ".txt")
+                if kind == ".txt" or kind in PAGES:
+                    yield self._txt(path, page=kind in PAGES)
                 elif kind == ".jsonl":
                     yield from self._jsonl(path)
                 elif kind == ".json":
@@ -241,7 +237,7 @@ class RecordReader:
         for path in files:
             kind = _kind(path)
             try:
-                if kind in (".txt", ".html", ".htm"):
+                if kind == ".txt" or kind in PAGES:
                     total += 1
                 elif kind == ".jsonl":
                     with _open_binary(path) as f:

@@ -17,7 +17,7 @@ from functools import lru_cache
 import torch
 
 from conflictbrief.inference.beam import beam_search, lean_settings
-from conflictbrief.inference.clean import PREAMBLE_END, CleanText, is_abbreviation, split_sentences
+from conflictbrief.inference.clean import PREAMBLE_END, TERMINAL, CleanText, is_abbreviation, split_sentences
 from conflictbrief.inference.heap import release_free_memory
 from conflictbrief.training.readers import WORD_RE
 
@@ -79,19 +79,17 @@ def strip_lead_note(sentence: str) -> str:
     return sentence[m.end():] if m and len(sentence[m.end():].split()) >= 4 else sentence
 
 
-_ENDED = re.compile(r"[.!?…:;\"'”’)\]]\s*$")
-
-
 def salience(sentences: list[str]) -> list[float]:
     """Score sentences by position, density of names/numbers, and centrality to the article."""
     doc = Counter(w for s in sentences for w in set(content_words(s)))
     in_capitals = sum(s.isupper() for s in sentences) > len(sentences) / 2
-    punctuated = sum(bool(_ENDED.search(s)) for s in sentences) > len(sentences) / 2
+    ended = [s.rstrip().endswith(TERMINAL) for s in sentences]
+    punctuated = sum(ended) > len(sentences) / 2
     scores = []
     for i, s in enumerate(sentences):
         words = s.split()
         if len(words) < 4 or _FURNITURE.fullmatch(s.strip()) or PREAMBLE_END.search(s) or is_title(s) \
-                or (s.isupper() and not in_capitals) or (punctuated and len(words) <= 15 and not _ENDED.search(s)):
+                or (s.isupper() and not in_capitals) or (punctuated and len(words) <= 15 and not ended[i]):
             scores.append(-1.0)  # headings, titles, captions, bylines, wire datelines, share buttons
             continue
         names = sum(1 for w in words[1:] if w[:1].isupper()) + len(re.findall(r"\d", s)) / 3

@@ -169,7 +169,8 @@ def _lead_date(m: re.Match) -> str | None:
 
 
 # Hard-wrapped text: wire copy, e-mail and plain-text archives break lines at a fixed width, mid-sentence.
-_TERMINAL = tuple(".!?…:;\"'”’)]")
+# What a sentence or a whole line ends with (a line that ends otherwise ends mid-sentence).
+TERMINAL = tuple(".!?…:;\"'”’)]")
 _CONTINUES = set("""a an the of to in on at for from by with and or but as that which who whom whose than into
 over under after before about against between during near said says is are was were be been has have had
 will would not no its his her their our when where while because although though if since until whether""".split())
@@ -189,22 +190,21 @@ def hard_wrap_breaks(text: str) -> set[int]:
     breaks = [m.start() for m in _LINE_BREAK.finditer(text)]
     if len(breaks) < 3:
         return set()
-    lines = []  # (offset of the break, the line before it)
+    lines = []  # (offset of the break, offset of the line before it, that line)
     for b in breaks:
         start = text.rfind("\n", 0, b) + 1
-        lines.append((b, text[start:b].rstrip()))
-    full = [line for _, line in lines if 40 <= len(line) <= 110]
-    mid = [line for line in full if not line.endswith(_TERMINAL)]
+        lines.append((b, start, text[start:b].rstrip()))
+    full = [line for _, _, line in lines if 40 <= len(line) <= 110]
+    mid = [line for line in full if not line.endswith(TERMINAL)]
     if len(full) < 3 or len(mid) < 0.5 * len(full) or len(full) < 0.5 * len(lines):
         return set()
     width = sorted(len(line) for line in full)[int(0.9 * (len(full) - 1))]
     joins = set()
-    for b, line in lines:
+    for b, start, line in lines:
         last = line.rsplit(None, 1)[-1].lower() if line.split() else ""
         following = text[b + 1: b + 40].split()
         first = following[0].strip(",;") if following else ""
-        mid_sentence = not line.endswith(_TERMINAL)
-        start = text.rfind("\n", 0, b) + 1
+        mid_sentence = not line.endswith(TERMINAL)
         opens = start == 0 or text[start - 2: start] == "\n\n"  # the line opens a paragraph
         end = text.find("\n", b + 1)
         next_len = len(text[b + 1: end if end >= 0 else len(text)].rstrip())

@@ -26,6 +26,7 @@ Elements are matched by name, open and close tags counted per name; one whose en
 from __future__ import annotations
 
 import bisect
+import codecs
 import re
 
 MAIN_SHARE = 0.4
@@ -112,8 +113,8 @@ def boilerplate(text: str) -> list[tuple[int, int]]:
                 open_.setdefault(name, []).append((start, attrs))
         elif open_.get(name):
             s, a = open_[name].pop()
-            elements.append((s, end, name, a))
-    elements.sort()
+            elements.append((s, end, name, _attrs(a)))
+    elements.sort(key=lambda el: el[:2])
     h1_starts = [s for s, _, name, _, _ in tags if name == "h1"]
 
     def contains_h1(s: int, e: int) -> bool:
@@ -121,11 +122,11 @@ def boilerplate(text: str) -> list[tuple[int, int]]:
         return i < len(h1_starts) and h1_starts[i] < e
 
     containers = [(s, e) for s, e, name, a in elements if name in _CONTAINER_TAGS
-                  or _attrs(a).get("itemprop") == "articlebody" or _attrs(a).get("role") in ("main", "article")]
+                  or a.get("itemprop") == "articlebody" or a.get("role") in ("main", "article")]
     large = [(s, e) for s, e in containers if text_in(s, e) >= MAIN_SHARE * total]
     candidates = []
     for s, e, name, a in elements:
-        if name == "head" or (_is_boilerplate(name, _attrs(a), contains_h1(s, e)) and text_in(s, e) <= total / 2
+        if name == "head" or (_is_boilerplate(name, a, contains_h1(s, e)) and text_in(s, e) <= total / 2
                               and not any(s <= cs and ce <= e for cs, ce in large)):
             candidates.append((s, e))
     dropped = _merge(candidates)
@@ -175,8 +176,6 @@ _AS_WINDOWS_1252 = {"latin_1", "iso8859-1", "ascii", "cp1252"}
 def declared_charset(data: bytes) -> str | None:
     """The Python codec for the charset a page's ``<meta charset>`` or ``http-equiv`` Content-Type declares
     in its first 4 KB, or None (none declared, or one Python does not know)."""
-    import codecs
-
     m = _META_CHARSET.search(data[:4096])
     if not m:
         return None
@@ -185,4 +184,17 @@ def declared_charset(data: bytes) -> str | None:
     except (LookupError, UnicodeDecodeError):
         return None
     return "cp1252" if name in _AS_WINDOWS_1252 else name
+
+
+def page_charset(data: bytes) -> str | None:
+    """The charset to read a saved page's bytes in, when it is not UTF-8: the one its ``<meta>`` declares
+    (a Windows-1251 or KOI8-R page), or None. Bytes that are valid UTF-8 are read as UTF-8 whatever the page
+    declares (a page re-saved as UTF-8 may keep its old <meta>; text in another charset is practically never
+    valid UTF-8 once it has bytes above 0x7F)."""
+    try:
+        data.removeprefix(b"\xef\xbb\xbf").decode("utf-8")
+        return None
+    except UnicodeDecodeError:
+        declared = declared_charset(data)
+    return None if declared is None or codecs.lookup(declared).name == "utf-8" else declared
 

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from conflictbrief.inference.page import declared_charset
+from conflictbrief.inference.page import page_charset
 from conflictbrief.inference.pipeline import InputError
 
 
@@ -56,10 +56,7 @@ def normalise_body(body: bytes, content_type: str, query_id: str | None = None) 
                 from None
     plain = media in ("text/plain", "text/html")
     if media == "text/html" and charset is None:  # a page not in UTF-8 may declare its charset in a <meta>
-        try:
-            body.decode("utf-8")
-        except UnicodeDecodeError:
-            charset = declared_charset(body)
+        charset = page_charset(body)
     # JSON may be UTF-16 or UTF-32 (RFC 8259 allows reading them); plain text is UTF-8 unless named
     name = charset or ("utf-8" if plain else json.detect_encoding(body))
     try:
