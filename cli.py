@@ -34,6 +34,17 @@ def _unit_interval(value: str) -> float:
     return number
 
 
+def _non_negative(value: str) -> float:
+    """An argparse type: seconds, 0 or more (a finite number)."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0.0 <= number < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, got {value!r}")
+    return number
+
+
 def _at_least(least: int, most: int | None = None):
     """An argparse type: a whole number from ``least`` (to ``most``); --limit -1 took all but the last record,
     --batch-size 0 and --threads 0 were quietly ignored, --port 99999 was a traceback."""
@@ -85,6 +96,9 @@ def _add_run(sub):
         p.add_argument("--batch-size", type=_at_least(1), default=None,
                        help="articles per model batch (default: 32 in bfloat16, 16 in float32 or int8)")
         p.add_argument("--dedup", action="store_true", help="analyse identical articles once")
+        p.add_argument("--time-limit", type=_non_negative, default=10.0, metavar="SECONDS",
+                       help="an article that takes longer than this per 10,000 characters (this at least) becomes "
+                            "an error record and the job goes on (default 10; 0: no limit; Linux/macOS)")
         p.add_argument("--encoding", default="auto",
                        help="of the input files' text. auto (default): UTF-8, UTF-16/32 by a byte-order mark, and "
                             "bytes that are not UTF-8 read as Windows-1252 with a warning in that record's result; "
@@ -134,7 +148,7 @@ def cmd_run(args) -> int:
                              batch_size=args.batch_size, mentions=args.mentions, min_score=args.min_score)
     summary = run_batch(pipeline, args.inputs, args.output, args.text_field, args.id_field, args.resume,
                         args.overwrite, args.batch_size, args.max_chars, args.dedup, args.quiet, args.out_format,
-                        encoding=args.encoding)
+                        encoding=args.encoding, time_limit=args.time_limit)
     return 1 if summary["failed_total"] else 0
 
 

@@ -515,14 +515,17 @@ def _complete_lines(f, block: int = 1 << 20) -> tuple[int, int, bytes]:
 def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None = None, id_field: str | None = None,
               resume: bool = False, overwrite: bool = False, batch_size: int | None = None,
               max_chars: int | None = None, dedup: bool = False, quiet: bool = False, out_format: str = "jsonl",
-              log=None, encoding: str = "auto") -> dict:
-    """Run the batch job; returns the summary (records, ok, failed, seconds, articles_per_s)."""
+              log=None, encoding: str = "auto", time_limit: float | None = 10.0) -> dict:
+    """Run the batch job; returns the summary (records, ok, failed, seconds, articles_per_s). ``time_limit``:
+    seconds per started 10,000 characters that an article may take before it becomes an error record (None or
+    0: none; it needs the main thread on POSIX, see conflictbrief.inference.deadline)."""
     from tqdm import tqdm
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     batch_size = batch_size or pipeline.batch_size  # the pipeline holds the default (by dtype)
     if max_chars:
         pipeline.max_chars = max_chars
+    pipeline.time_limit = time_limit or None
     out = output_path(output, out_format)
     own = (out, out.with_name(out.name + ".state.json"), out.with_name(out.name + ".lock"), Path(output))
     check_encoding(encoding)  # before anything is read or written

@@ -26,6 +26,7 @@ import torch
 from conflictbrief import __version__
 from conflictbrief.inference.briefer import Briefer, content_words, salience, strip_lead_note
 from conflictbrief.inference.clean import ENGLISH_MIN, CleanText, clean, english_share, split_sentences
+from conflictbrief.inference.deadline import CHARS, TimeLimitExceeded, budget, time_limit
 from conflictbrief.inference.guards import Guard, GuardReport, Lexicon, loaded_terms, provenance, supported_values, \
     unsupported_numbers
 from conflictbrief.inference.recase import bracketed_acronyms, is_upper_cased, name_words, recase
@@ -134,8 +135,12 @@ def _item(item) -> tuple:
 class Pipeline:
     def __init__(self, tagger: Tagger, briefer: Briefer | None, guard: Guard | None = None,
                  max_chars: int = 200_000, min_sentences: int = 2, max_sentences: int = 5,
-                 models: dict | None = None, extractive: bool = False, batch_size: int = 16):
+                 models: dict | None = None, extractive: bool = False, batch_size: int = 16,
+                 time_limit: float | None = None):
         self.tagger, self.briefer = tagger, briefer
+        # seconds per 10,000 characters (that at least) that an article may take before it becomes an error
+        # result; None: no limit. Only in the main thread on POSIX (conflictbrief.inference.deadline.budget)
+        self.time_limit = time_limit
         self.batch_size = batch_size  # articles per model batch in analyze_batch unless the call names one
         self.extractive = extractive  # no briefer model: briefs are salient article sentences
         self.guard = guard or Guard(tagger=tagger)
@@ -178,9 +183,15 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------------ API
     def analyze(self, text: str, id: str | None = None) -> AnalysisResult:
-        """Analyse one article; raises InputError for text that cannot be analysed."""
-        article = self._check(text, id)
-        return self._run([(id, article)])[0]
+        """Analyse one article; raises InputError for text that cannot be analysed (or, with ``time_limit``
+        set, whose analysis runs past it)."""
+        limit = budget(self.time_limit, len(text) if isinstance(text, str) else 0)
+        try:
+            with time_limit(limit):
+                article = self._check(text, id)
+                return self._run([(id, article)])[0]
+        except TimeLimitExceeded:
+            raise InputError(self._overran(id, len(text), limit)) from None
 
     def analyze_batch(self, items: Iterable, batch_size: int | None = None, pool: int = 4) -> Iterator[AnalysisResult]:
         """Stream results in input order. Items are texts, (id, text) pairs or {"id", "text"} dicts.
@@ -200,18 +211,32 @@ class Pipeline:
                 rid = None
                 try:
                     rid, text = _item(item)
-                    prepared.append((n, rid, self._check(text, rid)))
+                    limit = budget(self.time_limit, len(text) if isinstance(text, str) else 0)
+                    with time_limit(limit):
+                        prepared.append((n, rid, self._check(text, rid)))
                 except InputError as e:
                     results[n] = self.error_result(rid, str(e))
+                except TimeLimitExceeded:
+                    results[n] = self.error_result(rid, self._overran(rid, len(text), limit))
             for (n, _, _), result in zip(prepared, self._run_isolated([(rid, a) for _, rid, a in prepared])):
                 results[n] = result
             yield from (results[k] for k in sorted(results))
 
     def _run_isolated(self, batch: list[tuple[str | None, CleanText]]) -> list[AnalysisResult]:
         """``_run``; where it fails on a batch, each article alone, so that an article the models cannot take
-        (a bug of ours, or memory) becomes one error result naming it, and the others are analysed as usual."""
+        (a bug of ours, or memory) becomes one error result naming it, and the others are analysed as usual.
+        With ``time_limit`` set, a batch and an article alone are held to ``deadline.budget``."""
+        limit = budget(self.time_limit, sum(len(a.text) for _, a in batch), len(batch))
         try:
-            return self._run(batch)
+            with time_limit(limit):
+                return self._run(batch)
+        except TimeLimitExceeded:
+            if len(batch) > 1:
+                logger.warning("a batch of %d articles ran past its time limit of %g s: analysing them one at a "
+                               "time", len(batch), limit)
+                return [r for item in batch for r in self._run_isolated([item])]
+            rid, article = batch[0]
+            return [self.error_result(rid, self._overran(rid, len(article.text), limit))]
         except Exception as e:  # noqa: BLE001 - reported per record below; KeyboardInterrupt still stops
             if len(batch) > 1:
                 return [r for item in batch for r in self._run_isolated([item])]
@@ -220,6 +245,12 @@ class Pipeline:
             where = f"record {rid!r}: " if rid is not None else ""
             return [self.error_result(rid, f"{where}analysis failed ({type(e).__name__}: {str(e)[:200]}); "
                                            "please report it with the record")]
+
+    def _overran(self, rid: str | None, chars: int, limit: float) -> str:
+        where = f"record {rid!r}: " if rid is not None else ""
+        return (f"{where}analysis ran past its time limit of {limit:g} s ({self.time_limit:g} s per {CHARS:,} "
+                f"characters, that at least; this text has {chars:,}) and was stopped: please report it with the "
+                "record; --time-limit sets the limit")
 
     def error_result(self, rid: str | None, message: str) -> AnalysisResult:
         return AnalysisResult(rid, "", None, [], [], [], None, {}, [], self.models, {}, message)

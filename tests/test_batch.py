@@ -446,3 +446,59 @@ def test_resume_reads_the_output_a_block_at_a_time():
         last = data[data.rfind(b"\n", 0, cut - 1) + 1 if cut else 0: cut]
         for block in (1, 3, 1 << 20):
             assert _complete_lines(io.BytesIO(data), block) == (data[:cut].count(b"\n"), cut, last)
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="the time limit needs SIGALRM (POSIX)")
+def test_an_article_that_runs_away_is_one_error_and_the_job_goes_on(tiny_pipeline, tmp_path, monkeypatch):
+    # 2026-12-05: one regex backtracked exponentially on one-line articles in capitals and the job sat on one
+    # record for minutes. A record whose analysis runs past --time-limit is stopped and reported; the batch it
+    # was in is rerun one article at a time. Here one article makes the tagger, another cleaning, run away.
+    import re
+
+    from conflictbrief.inference import pipeline as pipeline_module
+
+    runaway = re.compile(r"(a+)+$")
+    tag, clean = tiny_pipeline.tagger.tag, pipeline_module.clean
+
+    def slow_tag(texts, *args, **kwargs):
+        if any("HANG" in t for t in texts):
+            runaway.match("a" * 60 + "b")
+        return tag(texts, *args, **kwargs)
+
+    def slow_clean(text):
+        if "STUCK" in text:
+            runaway.match("a" * 60 + "b")
+        return clean(text)
+
+    monkeypatch.setattr(tiny_pipeline.tagger, "tag", slow_tag)
+    monkeypatch.setattr(pipeline_module, "clean", slow_clean)
+    dump = tmp_path / "d.jsonl"
+    ids = ["a", "hang", "b", "stuck", "c"]
+    dump.write_text("\n".join(json.dumps({"id": i, "text": ("HANG. " if i == "hang" else "STUCK. " if i == "stuck"
+                                                            else "") + GOOD}) for i in ids) + "\n")
+    out = tmp_path / "out.jsonl"
+    started = time.perf_counter()
+    summary = run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, time_limit=2)
+    assert time.perf_counter() - started < 60
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in rows] == ids
+    assert [bool(r.get("error")) for r in rows] == [False, True, False, True, False]
+    for row in (rows[1], rows[3]):
+        assert row["error"].startswith(f"record {row['id']!r}: analysis ran past its time limit of 2 s")
+        assert "--time-limit" in row["error"]
+    assert all(r["brief"] for r in rows if not r.get("error"))
+    assert summary["failed_total"] == 2
+    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0
+
+
+def test_a_python_caller_gets_no_time_limit_unless_it_asks(tiny_pipeline, monkeypatch):
+    from conflictbrief.inference.pipeline import InputError
+
+    assert tiny_pipeline.time_limit is None
+    tag = tiny_pipeline.tagger.tag
+    monkeypatch.setattr(tiny_pipeline.tagger, "tag", lambda texts, *a, **k: (time.sleep(0.3), tag(texts, *a, **k))[1])
+    assert tiny_pipeline.analyze(GOOD, id="x").brief
+    if hasattr(signal, "setitimer"):
+        tiny_pipeline.time_limit = 0.1
+        with pytest.raises(InputError, match=r"record 'x': analysis ran past its time limit of 0.1 s"):
+            tiny_pipeline.analyze(GOOD, id="x")

@@ -92,6 +92,8 @@ def test_numbers_out_of_bounds_stop_training_before_anything_is_read(tmp_path):
     (["brief", "x.jsonl", "-o", "y.jsonl", "--batch-size", "0"], "--batch-size: expected a whole number of 1"),
     (["brief", "x.jsonl", "-o", "y.jsonl", "--threads", "abc"], "--threads: expected a whole number of 1"),
     (["serve", "--port", "99999"], "--port: expected a whole number from 1 to 65535"),
+    (["brief", "x.jsonl", "-o", "y.jsonl", "--time-limit", "-1"], "--time-limit: expected a number of seconds"),
+    (["tag", "x.jsonl", "-o", "y.jsonl", "--time-limit", "nan"], "--time-limit: expected a number of seconds"),
 ])
 def test_cli_numbers_out_of_range_are_refused(argv, message, capsys):
     # --limit -1 took all records but the last, --batch-size 0 and --threads 0 were ignored, a bad port was
