@@ -130,6 +130,9 @@ def _add_serve(sub):
     _add_dtype(p)
     p.add_argument("--max-concurrency", type=_at_least(1), default=2, help="requests analysed at once")
     p.add_argument("--max-queue", type=_at_least(0), default=32, help="requests waiting beyond that get 503")
+    p.add_argument("--time-limit", type=_non_negative, default=10.0, metavar="SECONDS",
+                   help="a request whose analysis takes longer than this per 10,000 characters (this at least) gets "
+                        "504; its analysis runs on, holding its slot, until it ends (default 10; 0: no limit)")
     p.add_argument("--neutrality", help="loaded-term lexicon YAML (default: packaged)")
     p.add_argument("--max-chars", type=_at_least(1), default=200_000, help="longer texts get 422")
     p.add_argument("--threads", type=_at_least(1), help="CPU threads for torch")
@@ -161,7 +164,7 @@ def cmd_serve(args) -> int:
     pipeline = Pipeline.load(tagger=args.tagger, briefer=args.briefer, device=args.device, dtype=args.dtype,
                              mentions=args.mentions, min_score=args.min_score, neutrality=args.neutrality,
                              threads=args.threads, max_chars=args.max_chars)
-    uvicorn.run(create_app(pipeline, args.max_concurrency, args.max_queue), host=args.host, port=args.port)
+    uvicorn.run(create_app(pipeline, args.max_concurrency, args.max_queue, time_limit=args.time_limit), host=args.host, port=args.port)
     return 0
 
 

@@ -5,7 +5,7 @@ The limit is a SIGALRM timer: it interrupts pure-Python work and regular-express
 for signals while matching) and a torch or tokenizer call as soon as that call returns. It only works where
 the timer does: in the main thread, on a system with SIGALRM (Linux, macOS), when nothing else has the timer
 running. Elsewhere (the HTTP service's worker threads, Windows) ``time_limit`` does nothing and says so by
-yielding False.
+yielding False; the service holds a request to the same budget from its event loop (service.py).
 """
 from __future__ import annotations
 

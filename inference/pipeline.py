@@ -40,6 +40,10 @@ class InputError(ValueError):
     """An article that cannot be analysed (names the record and the problem)."""
 
 
+class TimeLimitError(InputError):
+    """An article whose analysis ran past the time limit and was stopped (the HTTP service answers 504)."""
+
+
 @dataclass(frozen=True)
 class EntityResult:
     label: str
@@ -191,7 +195,7 @@ class Pipeline:
                 article = self._check(text, id)
                 return self._run([(id, article)])[0]
         except TimeLimitExceeded:
-            raise InputError(self._overran(id, len(text), limit)) from None
+            raise TimeLimitError(self._overran(id, len(text), limit)) from None
 
     def analyze_batch(self, items: Iterable, batch_size: int | None = None, pool: int = 4) -> Iterator[AnalysisResult]:
         """Stream results in input order. Items are texts, (id, text) pairs or {"id", "text"} dicts.

@@ -4,7 +4,12 @@ Load degrades into queueing, then 503: at most ``max_concurrency`` requests run 
 ``max_queue`` wait, and any more are refused at once. Bodies above ``max_body_bytes`` get 413 (a chunked
 body without a length too, once that many bytes have come). One ``text`` that cannot be analysed (empty after
 cleaning, too long) gets 422 naming the problem; in an ``articles`` list each such article gets a result with
-``error`` set, and the others are analysed.
+``error`` set, and the others are analysed. A request whose analysis runs past ``time_limit``
+(``deadline.budget``: 10 s per 10,000 characters by default) gets 504 naming the record and the limit. Its
+thread cannot be stopped (Python threads cannot be interrupted), so it goes on until it ends and keeps its
+slot until then, logged as a warning; /healthz says how many there are, with 503 once they hold every slot,
+so that a supervisor restarts the service. A runaway inside one C call that keeps the GIL (a regular
+expression) stops the event loop too, until that call returns: see README, HTTP, "Time limit".
 
 Bodies: JSON (UTF-8, or UTF-16/32 as JSON allows, or the charset that Content-Type names), also when the
 client sent no JSON content type (``curl -d``); or ``text/plain``, the article itself (``?id=`` gives its id);
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
@@ -23,8 +29,11 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from conflictbrief.inference.deadline import CHARS, PER_ARTICLE, budget
 from conflictbrief.inference.page import page_charset
 from conflictbrief.inference.pipeline import InputError
+
+log = logging.getLogger("conflictbrief.service")
 
 
 def _charset(content_type: str) -> tuple[str, str | None]:
@@ -133,12 +142,15 @@ class AnalyzeRequest(BaseModel):
     articles: list[Article] | None = Field(None, max_length=64, description="Up to 64 articles.")
 
 
-def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body_bytes: int = 2_000_000) -> FastAPI:
+def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body_bytes: int = 2_000_000,
+               time_limit: float | None = 10.0) -> FastAPI:
+    """The app. ``time_limit``: seconds per 10,000 characters (``deadline.budget``) before a request gets 504;
+    None or 0: none."""
     app = FastAPI(title="conflictbrief", version=pipeline.models.get("conflictbrief", "0"),
                   description="Conflict-entity tagging and faithful, neutral briefs of news articles.")
     app.add_middleware(BodyNormaliser, max_body_bytes=max_body_bytes)
     running = asyncio.Semaphore(max_concurrency)
-    state = {"waiting": 0}
+    state = {"waiting": 0, "overrunning": 0}  # overrunning: analyses past their limit that still hold a slot
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
@@ -150,7 +162,12 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
 
     @app.get("/healthz")
     def healthz():
-        return {"status": "ok"}
+        stuck = state["overrunning"]
+        if stuck >= max_concurrency:  # nothing can be analysed until they end: a supervisor should restart us
+            return JSONResponse({"status": "stuck", "past_time_limit": stuck,
+                                 "detail": f"all {max_concurrency} analysis slots are held by analyses that ran "
+                                           "past their time limit; restart the service"}, status_code=503)
+        return {"status": "ok", "past_time_limit": stuck}
 
     @app.get("/v1/models")
     def models():
@@ -181,9 +198,40 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
             except InputError as e:  # a failure of ours is not the request's fault: that stays a 500
                 raise HTTPException(422, str(e)) from None
 
+        if body.text is None:
+            chars, n = sum(len(a.text) for a in body.articles), len(body.articles)
+        else:
+            chars, n = len(body.text), 1
+        limit = budget(time_limit, chars, n)
+        work, overran = asyncio.ensure_future(run_in_threadpool(run)), False
         try:
-            return await run_in_threadpool(run)
+            # shielded: a timeout or a client that goes away stops the waiting, not the work
+            return await asyncio.wait_for(asyncio.shield(work), limit)
+        except asyncio.TimeoutError:
+            state["overrunning"] += 1
+            overran = True
+            if body.text is None:
+                what = f"a list of {n} article{'s' * (n != 1)}"
+            else:
+                what = f"record {body.id!r}" if body.id is not None else f"an article of {chars:,} characters"
+            log.warning("%s ran past its time limit of %g s and goes on in the background, holding one of the %d "
+                        "analysis slots until it ends", what, limit, max_concurrency)
+            per = f"{time_limit:g} s per {CHARS:,} characters, that at least"
+            raise HTTPException(504, f"{what}: analysis ran past its time limit of {limit:g} s ({per}"
+                                     + (f", plus {PER_ARTICLE * time_limit:g} s per article" if n > 1 else "")
+                                     + "); please report it with the article"
+                                     + ("s, or send them one at a time to find the one" if n > 1 else "")) from None
         finally:
-            running.release()
+            if work.done():
+                running.release()
+            else:  # the thread runs on: its slot is free when it ends, not before
+                def ended(future, overran=overran):
+                    if overran:
+                        state["overrunning"] -= 1
+                    running.release()
+                    if not future.cancelled():
+                        future.exception()  # retrieved, so asyncio does not log it as lost
+
+                work.add_done_callback(ended)
 
     return app

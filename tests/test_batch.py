@@ -492,7 +492,7 @@ def test_an_article_that_runs_away_is_one_error_and_the_job_goes_on(tiny_pipelin
 
 
 def test_a_python_caller_gets_no_time_limit_unless_it_asks(tiny_pipeline, monkeypatch):
-    from conflictbrief.inference.pipeline import InputError
+    from conflictbrief.inference.pipeline import TimeLimitError
 
     assert tiny_pipeline.time_limit is None
     tag = tiny_pipeline.tagger.tag
@@ -500,5 +500,5 @@ def test_a_python_caller_gets_no_time_limit_unless_it_asks(tiny_pipeline, monkey
     assert tiny_pipeline.analyze(GOOD, id="x").brief
     if hasattr(signal, "setitimer"):
         tiny_pipeline.time_limit = 0.1
-        with pytest.raises(InputError, match=r"record 'x': analysis ran past its time limit of 0.1 s"):
+        with pytest.raises(TimeLimitError, match=r"record 'x': analysis ran past its time limit of 0.1 s"):
             tiny_pipeline.analyze(GOOD, id="x")

@@ -28,7 +28,7 @@ def test_analyze_one_and_many(client):
 
 
 def test_errors_413_422_and_health(client):
-    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/healthz").json() == {"status": "ok", "past_time_limit": 0}
     assert "labels" in client.get("/v1/models").json()["tagger"]
     assert client.post("/v1/analyze", json={"text": "x" * 60_000}).status_code == 413
     r = client.post("/v1/analyze", json={"text": 5})
@@ -148,6 +148,74 @@ def test_overload_queues_then_503_and_the_server_stays_up():
         thread.join(10)
 
 
+class StuckPipeline:
+    """Python code that runs until the test lets it go (holding the GIL but for Python's switches)."""
+    models = {"conflictbrief": "test"}
+
+    def __init__(self):
+        self.go = threading.Event()
+
+    def spin(self):
+        end = time.monotonic() + 30
+        while not self.go.is_set() and time.monotonic() < end:
+            sum(range(1000))
+
+    def analyze(self, text, id=None):
+        self.spin()
+        return type("R", (), {"to_dict": lambda self: {"id": id}})()
+
+    def analyze_batch(self, items):
+        self.spin()
+        return []
+
+
+def get(port, path):
+    try:
+        r = urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10)
+        return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_a_request_that_runs_away_gets_504_and_health_says_so_until_it_ends():
+    # A runaway analysis held its worker and its slot for good, and the client waited with it.
+    pipeline = StuckPipeline()
+    server, thread, port = serve(create_app(pipeline, max_concurrency=1, max_queue=0, time_limit=0.5))
+    try:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/analyze", data=json.dumps(
+            {"text": "BREAKING NEWS", "id": "w7"}).encode(), headers={"content-type": "application/json"})
+        start = time.monotonic()
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=20)
+        assert e.value.code == 504 and time.monotonic() - start < 5
+        detail = json.loads(e.value.read())["detail"]
+        assert "record 'w7'" in detail and "time limit of 0.5 s" in detail
+        # its thread runs on and keeps the only slot: health says so, and new work is refused, not queued
+        assert get(port, "/healthz") == (503, {"status": "stuck", "past_time_limit": 1, "detail":
+                                               "all 1 analysis slots are held by analyses that ran past their "
+                                               "time limit; restart the service"})
+        assert post(port, {"text": "more"}) == 503
+        pipeline.go.set()  # it ends: the slot is free again
+        for _ in range(100):
+            if get(port, "/healthz")[0] == 200:
+                break
+            time.sleep(0.05)
+        assert get(port, "/healthz") == (200, {"status": "ok", "past_time_limit": 0})
+        assert post(port, {"text": "more"}) == 200
+        # a list gets its limit from all its text, plus a tenth of the limit per article
+        pipeline.go.clear()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/analyze", data=json.dumps(
+            {"articles": [{"text": "a"}, {"text": "b"}]}).encode(), headers={"content-type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=20)
+        assert e.value.code == 504 and "a list of 2 articles" in json.loads(e.value.read())["detail"]
+        pipeline.go.set()
+    finally:
+        pipeline.go.set()
+        server.should_exit = True
+        thread.join(10)
+
+
 def test_real_server_on_loopback(tiny_pipeline):
     server, thread, port = serve(create_app(tiny_pipeline))
     try:
@@ -172,3 +240,18 @@ def test_serve_takes_the_lexicon_threads_and_length_limit_the_batch_job_takes(mo
     monkeypatch.setattr(uvicorn, "run", lambda app, host, port: seen.update(host=host, port=port))
     assert main(["serve", "--neutrality", "mine.yaml", "--threads", "3", "--max-chars", "5000", "--port", "8001"]) == 0
     assert (seen["neutrality"], seen["threads"], seen["max_chars"], seen["port"]) == ("mine.yaml", 3, 5000, 8001)
+
+
+def test_serve_passes_its_time_limit_to_the_app(monkeypatch):
+    import uvicorn
+
+    from conflictbrief.cli import main
+    from conflictbrief.inference import service
+    from conflictbrief.inference.pipeline import Pipeline
+
+    seen = {}
+    monkeypatch.setattr(Pipeline, "load", classmethod(lambda cls, **kwargs: SlowPipeline()))
+    monkeypatch.setattr(service, "create_app", lambda pipeline, *args, **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: None)
+    assert main(["serve", "--time-limit", "2.5"]) == 0 and seen["time_limit"] == 2.5
+    assert main(["serve"]) == 0 and seen["time_limit"] == 10.0
