@@ -132,7 +132,11 @@ def _add_serve(sub):
     p.add_argument("--max-queue", type=_at_least(0), default=32, help="requests waiting beyond that get 503")
     p.add_argument("--time-limit", type=_non_negative, default=10.0, metavar="SECONDS",
                    help="a request whose analysis takes longer than this per 10,000 characters (this at least) gets "
-                        "504; its analysis runs on, holding its slot, until it ends (default 10; 0: no limit)")
+                        "504 (default 10; 0: no limit)")
+    p.add_argument("--workers", choices=["processes", "threads"], default="processes",
+                   help="processes (default): --max-concurrency worker processes, each loading the models, where "
+                        "a runaway analysis is stopped at its time limit; threads: one copy of the models, less "
+                        "memory, but a runaway thread runs on (README, HTTP)")
     p.add_argument("--neutrality", help="loaded-term lexicon YAML (default: packaged)")
     p.add_argument("--max-chars", type=_at_least(1), default=200_000, help="longer texts get 422")
     p.add_argument("--threads", type=_at_least(1), help="CPU threads for torch")
@@ -161,10 +165,21 @@ def cmd_serve(args) -> int:
     from conflictbrief.inference.pipeline import Pipeline
     from conflictbrief.inference.service import create_app
 
-    pipeline = Pipeline.load(tagger=args.tagger, briefer=args.briefer, device=args.device, dtype=args.dtype,
-                             mentions=args.mentions, min_score=args.min_score, neutrality=args.neutrality,
-                             threads=args.threads, max_chars=args.max_chars)
-    uvicorn.run(create_app(pipeline, args.max_concurrency, args.max_queue, time_limit=args.time_limit), host=args.host, port=args.port)
+    load = dict(tagger=args.tagger, briefer=args.briefer, device=args.device, dtype=args.dtype,
+                mentions=args.mentions, min_score=args.min_score, neutrality=args.neutrality, threads=args.threads,
+                max_chars=args.max_chars)
+    if args.workers == "processes":
+        from conflictbrief.inference.workers import ProcessPipeline
+
+        pipeline = ProcessPipeline(load, size=args.max_concurrency, time_limit=args.time_limit or None)
+    else:
+        pipeline = Pipeline.load(**load)
+    try:
+        uvicorn.run(create_app(pipeline, args.max_concurrency, args.max_queue, time_limit=args.time_limit),
+                    host=args.host, port=args.port)
+    finally:
+        if hasattr(pipeline, "close"):
+            pipeline.close()
     return 0
 
 

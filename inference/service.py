@@ -5,11 +5,12 @@ Load degrades into queueing, then 503: at most ``max_concurrency`` requests run 
 body without a length too, once that many bytes have come). One ``text`` that cannot be analysed (empty after
 cleaning, too long) gets 422 naming the problem; in an ``articles`` list each such article gets a result with
 ``error`` set, and the others are analysed. A request whose analysis runs past ``time_limit``
-(``deadline.budget``: 10 s per 10,000 characters by default) gets 504 naming the record and the limit. Its
-thread cannot be stopped (Python threads cannot be interrupted), so it goes on until it ends and keeps its
-slot until then, logged as a warning; /healthz says how many there are, with 503 once they hold every slot,
-so that a supervisor restarts the service. A runaway inside one C call that keeps the GIL (a regular
-expression) stops the event loop too, until that call returns: see README, HTTP, "Time limit".
+(``deadline.budget``: 10 s per 10,000 characters by default) gets 504 naming the record and the limit. With
+a ``workers.ProcessPipeline`` (``serve``'s default) the worker stops it and goes on. With an in-process
+``Pipeline`` the thread cannot be stopped, so it goes on until it ends and keeps its slot until then, logged
+as a warning; /healthz says how many there are, with 503 once they hold every slot, so that a supervisor
+restarts the service; and a runaway inside one C call that keeps the GIL (a regular expression) stops the
+event loop too, until that call returns (README, HTTP, "Time limit and worker processes").
 
 Bodies: JSON (UTF-8, or UTF-16/32 as JSON allows, or the charset that Content-Type names), also when the
 client sent no JSON content type (``curl -d``); or ``text/plain``, the article itself (``?id=`` gives its id);
@@ -31,7 +32,8 @@ from starlette.concurrency import run_in_threadpool
 
 from conflictbrief.inference.deadline import CHARS, PER_ARTICLE, budget
 from conflictbrief.inference.page import page_charset
-from conflictbrief.inference.pipeline import InputError
+from conflictbrief.inference.pipeline import InputError, TimeLimitError
+from conflictbrief.inference.workers import WorkerError
 
 log = logging.getLogger("conflictbrief.service")
 
@@ -167,7 +169,11 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
             return JSONResponse({"status": "stuck", "past_time_limit": stuck,
                                  "detail": f"all {max_concurrency} analysis slots are held by analyses that ran "
                                            "past their time limit; restart the service"}, status_code=503)
-        return {"status": "ok", "past_time_limit": stuck}
+        workers = pipeline.health() if hasattr(pipeline, "health") else None
+        if workers is not None and workers["workers"] == 0:
+            return JSONResponse({"status": "stuck", "workers": workers, "detail": "no worker process is running; "
+                                 "restart the service"}, status_code=503)
+        return {"status": "ok", "past_time_limit": stuck} | ({"workers": workers} if workers else {})
 
     @app.get("/v1/models")
     def models():
@@ -190,19 +196,28 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
         finally:
             state["waiting"] -= 1
 
+        def as_dict(result):  # a worker process (workers.ProcessPipeline) sends dicts
+            return result if isinstance(result, dict) else result.to_dict()
+
         def run():
-            if body.text is None:
-                return {"results": [r.to_dict() for r in pipeline.analyze_batch((a.id, a.text) for a in body.articles)]}
             try:
-                return pipeline.analyze(body.text, body.id).to_dict()
+                if body.text is None:
+                    return {"results": [as_dict(r) for r in
+                                        pipeline.analyze_batch((a.id, a.text) for a in body.articles)]}
+                return as_dict(pipeline.analyze(body.text, body.id))
+            except TimeLimitError as e:
+                raise HTTPException(504, str(e)) from None
             except InputError as e:  # a failure of ours is not the request's fault: that stays a 500
                 raise HTTPException(422, str(e)) from None
+            except WorkerError as e:  # a worker process died: a 500 that says so
+                raise HTTPException(500, str(e)) from None
 
         if body.text is None:
             chars, n = sum(len(a.text) for a in body.articles), len(body.articles)
         else:
             chars, n = len(body.text), 1
-        limit = budget(time_limit, chars, n)
+        # worker processes stop a runaway themselves (SIGALRM in their main thread; workers.py)
+        limit = None if getattr(pipeline, "isolated", False) else budget(time_limit, chars, n)
         work, overran = asyncio.ensure_future(run_in_threadpool(run)), False
         try:
             # shielded: a timeout or a client that goes away stops the waiting, not the work

@@ -238,7 +238,8 @@ def test_serve_takes_the_lexicon_threads_and_length_limit_the_batch_job_takes(mo
     seen = {}
     monkeypatch.setattr(Pipeline, "load", classmethod(lambda cls, **kwargs: seen.update(kwargs) or SlowPipeline()))
     monkeypatch.setattr(uvicorn, "run", lambda app, host, port: seen.update(host=host, port=port))
-    assert main(["serve", "--neutrality", "mine.yaml", "--threads", "3", "--max-chars", "5000", "--port", "8001"]) == 0
+    assert main(["serve", "--neutrality", "mine.yaml", "--threads", "3", "--max-chars", "5000", "--port", "8001",
+                 "--workers", "threads"]) == 0
     assert (seen["neutrality"], seen["threads"], seen["max_chars"], seen["port"]) == ("mine.yaml", 3, 5000, 8001)
 
 
@@ -253,5 +254,28 @@ def test_serve_passes_its_time_limit_to_the_app(monkeypatch):
     monkeypatch.setattr(Pipeline, "load", classmethod(lambda cls, **kwargs: SlowPipeline()))
     monkeypatch.setattr(service, "create_app", lambda pipeline, *args, **kwargs: seen.update(kwargs))
     monkeypatch.setattr(uvicorn, "run", lambda app, host, port: None)
-    assert main(["serve", "--time-limit", "2.5"]) == 0 and seen["time_limit"] == 2.5
-    assert main(["serve"]) == 0 and seen["time_limit"] == 10.0
+    assert main(["serve", "--time-limit", "2.5", "--workers", "threads"]) == 0 and seen["time_limit"] == 2.5
+    assert main(["serve", "--workers", "threads"]) == 0 and seen["time_limit"] == 10.0
+
+
+def test_serve_runs_worker_processes_by_default(monkeypatch):
+    import uvicorn
+
+    from conflictbrief.cli import main
+    from conflictbrief.inference import workers
+
+    seen = {}
+
+    class Fake:
+        models = {"conflictbrief": "test"}
+
+        def __init__(self, load, size, time_limit):
+            seen.update(load=load, size=size, time_limit=time_limit)
+
+        def close(self):
+            seen["closed"] = True
+
+    monkeypatch.setattr(workers, "ProcessPipeline", Fake)
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: None)
+    assert main(["serve", "--max-concurrency", "3", "--neutrality", "mine.yaml", "--time-limit", "0"]) == 0
+    assert (seen["size"], seen["time_limit"], seen["load"]["neutrality"], seen["closed"]) == (3, None, "mine.yaml", True)

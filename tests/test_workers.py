@@ -1,0 +1,89 @@
+"""The service's worker processes: a runaway analysis is stopped in its worker, regular expressions included,
+and a worker that does not stop is killed and replaced (spawned processes; tiny models)."""
+import re
+import signal
+import time
+
+import pytest
+
+from conflictbrief.inference.pipeline import InputError, TimeLimitError
+from conflictbrief.inference.workers import ProcessPipeline, WorkerError
+
+pytestmark = pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="SIGALRM (Linux, macOS)")
+
+GOOD = "Syrian forces shelled Idlib on Monday. About 120,000 people fled toward Turkey."
+RUNAWAY = "RUNAWAY " + "a" * 40 + "b"
+
+
+def runaway_loader(**kwargs):
+    """The tiny pipeline, with a tagger that backtracks exponentially (in C, keeping the GIL) on RUNAWAY,
+    and that cannot be interrupted at all on 'STUCK'."""
+    from conflictbrief.inference.pipeline import Pipeline
+
+    pipeline = Pipeline.load(**kwargs)
+    tag = pipeline.tagger.tag
+
+    def slow_tag(texts, *args, **kw):
+        for text in texts:
+            if "RUNAWAY" in str(text):
+                re.search(r"(a+)+$", "a" * 40 + "b")
+            if "STUCK" in str(text):
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+                time.sleep(60)
+        return tag(texts, *args, **kw)
+
+    pipeline.tagger.tag = slow_tag
+    return pipeline
+
+
+@pytest.fixture
+def pool(tiny_tagger_dir, tiny_briefer_dir):
+    p = ProcessPipeline({"tagger": str(tiny_tagger_dir), "briefer": str(tiny_briefer_dir), "device": "cpu"}, size=1,
+                        time_limit=1.0, loader=runaway_loader, grace=1.0)
+    yield p
+    p.close()
+
+
+def test_a_runaway_regex_is_stopped_in_its_worker_and_the_worker_goes_on(pool):
+    assert pool.models["tagger"]["labels"] and pool.health() == {"workers": 1, "of": 1, "restarts": 0}
+    start = time.monotonic()
+    with pytest.raises(TimeLimitError, match=r"record 'r1': analysis ran past its time limit of 1 s"):
+        pool.analyze(RUNAWAY, "r1")
+    assert time.monotonic() - start < 10
+    assert pool.analyze(GOOD, "g")["brief"]  # the same worker, not a new one
+    results = pool.analyze_batch([("r2", RUNAWAY), ("g2", GOOD)])
+    assert "time limit" in results[0]["error"] and results[1]["error"] is None and results[1]["brief"]
+    with pytest.raises(InputError, match="empty"):
+        pool.analyze("   ", "e")
+    assert pool.health()["restarts"] == 0
+
+
+def test_a_worker_that_will_not_stop_is_killed_and_replaced(pool):
+    start = time.monotonic()
+    with pytest.raises(TimeLimitError, match="worker process was killed after 3 s"):
+        pool.analyze("STUCK here. " + GOOD, "s")
+    assert time.monotonic() - start < 10
+    assert pool.health()["restarts"] == 1
+    assert pool.analyze(GOOD, "g")["brief"]  # waits for the new worker
+    assert pool.health() == {"workers": 1, "of": 1, "restarts": 1}
+
+
+def test_a_worker_that_cannot_load_stops_the_start_with_the_reason(tiny_tagger_dir):
+    with pytest.raises(WorkerError, match="only 0 of 1 worker processes started: a worker process could not load its models: .*nonexistent"):
+        ProcessPipeline({"tagger": str(tiny_tagger_dir), "briefer": "/nonexistent/briefer", "device": "cpu"}, size=1)
+
+
+def test_the_service_answers_504_from_a_worker_and_health_counts_the_workers(pool):
+    from fastapi.testclient import TestClient
+
+    from conflictbrief.inference.service import create_app
+
+    client = TestClient(create_app(pool, max_concurrency=1))
+    assert client.get("/healthz").json() == {"status": "ok", "past_time_limit": 0,
+                                             "workers": {"workers": 1, "of": 1, "restarts": 0}}
+    r = client.post("/v1/analyze", json={"text": RUNAWAY, "id": "r"})
+    assert r.status_code == 504 and "record 'r': analysis ran past its time limit of 1 s" in r.json()["detail"]
+    r = client.post("/v1/analyze", json={"articles": [{"text": RUNAWAY, "id": "a"}, {"text": GOOD, "id": "b"}]})
+    assert r.status_code == 200 and [bool(x["error"]) for x in r.json()["results"]] == [True, False]
+    assert client.post("/v1/analyze", json={"text": "   "}).status_code == 422
+    assert client.post("/v1/analyze", json={"text": GOOD}).json()["brief"]
