@@ -170,7 +170,7 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
                                  "detail": f"all {max_concurrency} analysis slots are held by analyses that ran "
                                            "past their time limit; restart the service"}, status_code=503)
         workers = pipeline.health() if hasattr(pipeline, "health") else None
-        if workers is not None and workers["workers"] == 0:
+        if workers is not None and workers["workers"] == 0 and workers["starting"] == 0:
             return JSONResponse({"status": "stuck", "workers": workers, "detail": "no worker process is running; "
                                  "restart the service"}, status_code=503)
         return {"status": "ok", "past_time_limit": stuck} | ({"workers": workers} if workers else {})

@@ -107,6 +107,7 @@ class ProcessPipeline:
         self.restarts = 0
         self.alive = 0
         self.errors: list[str] = []
+        self.starting = size
         self._lock = threading.Lock()
         starters = [threading.Thread(target=self._add) for _ in range(size)]
         for t in starters:
@@ -123,10 +124,13 @@ class ProcessPipeline:
             worker = _Worker(self.context, self.load_kwargs, self.time_limit, self.loader, self.start_timeout)
         except WorkerError as e:
             log.error("%s", e)
-            self.errors.append(str(e))
+            with self._lock:
+                self.errors.append(str(e))
+                self.starting -= 1
             return
         with self._lock:
             self.alive += 1
+            self.starting -= 1
             self._models = worker.models
         self.idle.put(worker)
 
@@ -135,12 +139,20 @@ class ProcessPipeline:
         with self._lock:
             self.alive -= 1
             self.restarts += 1
+            self.starting += 1
         threading.Thread(target=self._add, daemon=True).start()
 
     def _call(self, kind: str, args, chars: int, n: int):
         limit = budget(self.time_limit, chars, n)
         wait = None if limit is None else 2 * limit + self.grace
-        worker = self.idle.get()
+        while True:
+            try:
+                worker = self.idle.get(timeout=1.0)
+                break
+            except queue.Empty:
+                if self.alive == 0 and self.starting == 0:  # a replacement could not load
+                    raise WorkerError(f"no worker process is running ({self.errors[-1] if self.errors else '?'}); "
+                                      "restart the service") from None
         try:
             worker.conn.send((kind, args))
             if not worker.conn.poll(wait):
@@ -172,7 +184,8 @@ class ProcessPipeline:
         return self._call("many", items, chars, len(items))
 
     def health(self) -> dict:
-        return {"workers": self.alive, "of": self.size, "restarts": self.restarts}
+        """workers: running; starting: being replaced; restarts: replaced since the start."""
+        return {"workers": self.alive, "of": self.size, "starting": self.starting, "restarts": self.restarts}
 
     def close(self) -> None:
         while True:

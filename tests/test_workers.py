@@ -45,7 +45,7 @@ def pool(tiny_tagger_dir, tiny_briefer_dir):
 
 
 def test_a_runaway_regex_is_stopped_in_its_worker_and_the_worker_goes_on(pool):
-    assert pool.models["tagger"]["labels"] and pool.health() == {"workers": 1, "of": 1, "restarts": 0}
+    assert pool.models["tagger"]["labels"] and pool.health() == {"workers": 1, "of": 1, "starting": 0, "restarts": 0}
     start = time.monotonic()
     with pytest.raises(TimeLimitError, match=r"record 'r1': analysis ran past its time limit of 1 s"):
         pool.analyze(RUNAWAY, "r1")
@@ -63,9 +63,9 @@ def test_a_worker_that_will_not_stop_is_killed_and_replaced(pool):
     with pytest.raises(TimeLimitError, match="worker process was killed after 3 s"):
         pool.analyze("STUCK here. " + GOOD, "s")
     assert time.monotonic() - start < 10
-    assert pool.health()["restarts"] == 1
+    assert pool.health() == {"workers": 0, "of": 1, "starting": 1, "restarts": 1}
     assert pool.analyze(GOOD, "g")["brief"]  # waits for the new worker
-    assert pool.health() == {"workers": 1, "of": 1, "restarts": 1}
+    assert pool.health() == {"workers": 1, "of": 1, "starting": 0, "restarts": 1}
 
 
 def test_a_worker_that_cannot_load_stops_the_start_with_the_reason(tiny_tagger_dir):
@@ -80,10 +80,36 @@ def test_the_service_answers_504_from_a_worker_and_health_counts_the_workers(poo
 
     client = TestClient(create_app(pool, max_concurrency=1))
     assert client.get("/healthz").json() == {"status": "ok", "past_time_limit": 0,
-                                             "workers": {"workers": 1, "of": 1, "restarts": 0}}
+                                             "workers": {"workers": 1, "of": 1, "starting": 0,
+                                                                         "restarts": 0}}
     r = client.post("/v1/analyze", json={"text": RUNAWAY, "id": "r"})
     assert r.status_code == 504 and "record 'r': analysis ran past its time limit of 1 s" in r.json()["detail"]
     r = client.post("/v1/analyze", json={"articles": [{"text": RUNAWAY, "id": "a"}, {"text": GOOD, "id": "b"}]})
     assert r.status_code == 200 and [bool(x["error"]) for x in r.json()["results"]] == [True, False]
     assert client.post("/v1/analyze", json={"text": "   "}).status_code == 422
     assert client.post("/v1/analyze", json={"text": GOOD}).json()["brief"]
+
+
+def test_when_no_worker_can_be_started_again_a_request_says_so(pool, monkeypatch):
+    with pytest.raises(TimeLimitError):
+        pool.analyze("STUCK here. " + GOOD, "s")
+    for _ in range(600):  # the replacement loads (and this one is made to fail below only afterwards)
+        if pool.health()["starting"] == 0:
+            break
+        time.sleep(0.1)
+    worker = pool.idle.get()  # the worker dies, and no new one can load
+    pool.load_kwargs = dict(pool.load_kwargs, briefer="/nonexistent/briefer")
+    worker.process.kill()
+    worker.process.join()
+    pool.idle.put(worker)
+    with pytest.raises(WorkerError, match="worker process died"):
+        pool.analyze(GOOD, "g")
+    with pytest.raises(WorkerError, match="no worker process is running .*nonexistent.*restart the service"):
+        pool.analyze(GOOD, "g")
+    assert pool.health() == {"workers": 0, "of": 1, "starting": 0, "restarts": 2}
+    from fastapi.testclient import TestClient
+
+    from conflictbrief.inference.service import create_app
+
+    r = TestClient(create_app(pool)).get("/healthz")
+    assert r.status_code == 503 and r.json()["status"] == "stuck"
