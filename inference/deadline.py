@@ -4,8 +4,9 @@
 The limit is a SIGALRM timer: it interrupts pure-Python work and regular-expression matching (CPython checks
 for signals while matching) and a torch or tokenizer call as soon as that call returns. It only works where
 the timer does: in the main thread, on a system with SIGALRM (Linux, macOS), when nothing else has the timer
-running. Elsewhere (the HTTP service's worker threads, Windows) ``time_limit`` does nothing and says so by
-yielding False; the service holds a request to the same budget from its event loop (service.py).
+running. Elsewhere (a thread other than the main one, Windows) ``time_limit`` does nothing and says so by
+yielding False. The HTTP service runs each analysis in the main thread of a worker process (workers.py), or,
+with worker threads, holds a request to the same budget from its event loop (service.py).
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ import queue
 import threading
 
 from conflictbrief.inference.deadline import budget
-from conflictbrief.inference.pipeline import InputError, TimeLimitError
+from conflictbrief.inference.pipeline import InputError, TimeLimitError, _item
 
 log = logging.getLogger("conflictbrief.workers")
 
@@ -61,6 +61,15 @@ def _serve(conn, load_kwargs: dict, time_limit: float | None, loader) -> None:
         conn.send(reply)
 
 
+def _chars(item) -> int:
+    """Characters of an ``analyze_batch`` item's text; 0 for a bad item (its worker makes it an error result)."""
+    try:
+        text = _item(item)[1]
+    except InputError:
+        return 0
+    return len(text) if isinstance(text, str) else 0
+
+
 class _Worker:
     def __init__(self, context, load_kwargs, time_limit, loader, start_timeout: float):
         self.conn, child = context.Pipe()
@@ -74,6 +83,7 @@ class _Worker:
         try:
             status, payload = self.conn.recv()
         except EOFError:
+            self.kill()
             raise WorkerError(f"a worker process died while loading its models (exit code "
                               f"{self.process.exitcode})") from None
         if status != "ready":
@@ -117,7 +127,6 @@ class ProcessPipeline:
         if self.alive < size:
             self.close()
             raise WorkerError(f"only {self.alive} of {size} worker processes started: {self.errors[0]}")
-        self.models = self._models
 
     def _add(self) -> None:
         try:
@@ -131,7 +140,7 @@ class ProcessPipeline:
         with self._lock:
             self.alive += 1
             self.starting -= 1
-            self._models = worker.models
+            self.models = worker.models
         self.idle.put(worker)
 
     def _replace(self, worker: _Worker) -> None:
@@ -179,9 +188,7 @@ class ProcessPipeline:
 
     def analyze_batch(self, items) -> list[dict]:
         items = list(items)
-        chars = sum(len(t) for t in (i[1] if isinstance(i, (tuple, list)) and len(i) == 2 else
-                                     i.get("text") if isinstance(i, dict) else i for i in items) if isinstance(t, str))
-        return self._call("many", items, chars, len(items))
+        return self._call("many", items, sum(_chars(item) for item in items), len(items))
 
     def health(self) -> dict:
         """workers: running; starting: being replaced; restarts: replaced since the start."""
