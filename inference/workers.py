@@ -96,6 +96,16 @@ class _Worker:
         self.process.join(10)
         self.conn.close()
 
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close the pipe, so that the worker leaves its loop and exits as a process should (its semaphores
+        released: a killed worker leaves Python's resource tracker warning of "leaked semaphore objects" at
+        shutdown); kill it if it has not gone within ``timeout`` seconds."""
+        self.conn.close()
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(10)
+
 
 class ProcessPipeline:
     """The part of Pipeline's API that the service uses (``analyze``, ``analyze_batch``, ``models``), each
@@ -194,9 +204,15 @@ class ProcessPipeline:
         """workers: running; starting: being replaced; restarts: replaced since the start."""
         return {"workers": self.alive, "of": self.size, "starting": self.starting, "restarts": self.restarts}
 
-    def close(self) -> None:
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the idle workers (each exits when its pipe closes; killed after ``timeout`` s)."""
+        workers = []
         while True:
             try:
-                self.idle.get_nowait().kill()
+                workers.append(self.idle.get_nowait())
             except queue.Empty:
-                return
+                break
+        for worker in workers:
+            worker.conn.close()
+        for worker in workers:
+            worker.stop(timeout)

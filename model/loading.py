@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from contextlib import contextmanager, nullcontext
 from importlib import resources
 from pathlib import Path
 
@@ -74,6 +75,29 @@ def _quiet_transformers():
     logging.getLogger("transformers.distributed.tensor_parallel").setLevel(logging.ERROR)
 
 
+@contextmanager
+def _no_weight_bar():
+    """transformers 5 draws a "Loading weights" progress bar for every model it builds, 101 steps in a blink
+    for ours; in the batch job's stderr, under its own bar, and in each service worker's log it is noise.
+    Off while a model is read from disk (a Hub download keeps its bars); the caller's setting is put back."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    was_on, hub_off = hf_logging.is_progress_bar_enabled(), are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()  # turns the Hub's bars on too
+            if hub_off:
+                disable_progress_bars()
+
+
+def _quiet_load(path: str):
+    return _no_weight_bar() if Path(path).is_dir() else nullcontext()
+
+
 def _is_compact(path: str) -> bool:
     return Path(path).is_dir() and (Path(path) / COMPACT_FILE).is_file()
 
@@ -116,15 +140,16 @@ def load_tagger(ref: str | None = "default", device: str = "auto", dtype: torch.
     _quiet_transformers()
     path = resolve_ref(ref, "tagger")
     try:
-        if _is_compact(path):
-            config = AutoConfig.from_pretrained(path)
-            model = AutoModelForTokenClassification.from_pretrained(base_model_path(), config=config,
-                                                                    use_safetensors=True)
-            _overlay(model, Path(path))
-            tokenizer = AutoTokenizer.from_pretrained(base_model_path())
-        else:
-            model = AutoModelForTokenClassification.from_pretrained(path, use_safetensors=True)
-            tokenizer = AutoTokenizer.from_pretrained(path)
+        with _quiet_load(path):
+            if _is_compact(path):
+                config = AutoConfig.from_pretrained(path)
+                model = AutoModelForTokenClassification.from_pretrained(base_model_path(), config=config,
+                                                                        use_safetensors=True)
+                _overlay(model, Path(path))
+                tokenizer = AutoTokenizer.from_pretrained(base_model_path())
+            else:
+                model = AutoModelForTokenClassification.from_pretrained(path, use_safetensors=True)
+                tokenizer = AutoTokenizer.from_pretrained(path)
     except OSError as e:
         raise ModelLoadError(f"cannot load tagger {ref!r} (resolved to {path}): {e}") from e
     except ValueError as e:  # transformers: a config of another kind ("Unrecognized configuration class ...")
@@ -140,18 +165,19 @@ def load_briefer(ref: str | None = "default", device: str = "auto", dtype: torch
     _quiet_transformers()
     path = resolve_ref(ref, "briefer")
     try:
-        if _is_compact(path):
-            model = warm_start_briefer(base_model_path())
-            config = AutoConfig.from_pretrained(path)
-            model.config.update({k: v for k, v in config.to_dict().items() if not isinstance(v, dict)})
-            _overlay(model, Path(path))
-            _load_generation_config(model, path)
-            tokenizer = AutoTokenizer.from_pretrained(base_model_path())
-        else:
-            config = AutoConfig.from_pretrained(path)
-            cls = EncoderDecoderModel if config.model_type == "encoder-decoder" else AutoModelForSeq2SeqLM
-            model = cls.from_pretrained(path, use_safetensors=True)
-            tokenizer = AutoTokenizer.from_pretrained(path)
+        with _quiet_load(path):
+            if _is_compact(path):
+                model = warm_start_briefer(base_model_path())
+                config = AutoConfig.from_pretrained(path)
+                model.config.update({k: v for k, v in config.to_dict().items() if not isinstance(v, dict)})
+                _overlay(model, Path(path))
+                _load_generation_config(model, path)
+                tokenizer = AutoTokenizer.from_pretrained(base_model_path())
+            else:
+                config = AutoConfig.from_pretrained(path)
+                cls = EncoderDecoderModel if config.model_type == "encoder-decoder" else AutoModelForSeq2SeqLM
+                model = cls.from_pretrained(path, use_safetensors=True)
+                tokenizer = AutoTokenizer.from_pretrained(path)
     except OSError as e:
         raise ModelLoadError(f"cannot load briefer {ref!r} (resolved to {path}): {e}") from e
     except ValueError as e:

@@ -755,3 +755,20 @@ def test_cli_evaluates_a_tagger_trained_on_its_own_labels(tmp_path, capsys):
     assert main(["evaluate", "tagger", "--model", str(tmp_path / "model"), "--data", str(data), "--device", "cpu",
                  "--labels", str(Path(__file__).resolve().parent.parent / "configs" / "labels.yaml")]) == 2
     assert "are not the model's ['Actor', 'Place']" in capsys.readouterr().err
+
+
+def test_loading_a_model_from_disk_draws_no_weight_bar_and_keeps_the_callers_setting(tiny_tagger_dir, capfd):
+    from transformers.utils import logging as hf_logging
+
+    from conflictbrief.model.loading import load_tagger
+
+    assert hf_logging.is_progress_bar_enabled()
+    load_tagger(str(tiny_tagger_dir), device="cpu")
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        load_tagger(str(tiny_tagger_dir), device="cpu")
+        assert not hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.enable_progress_bar()

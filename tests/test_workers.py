@@ -113,3 +113,13 @@ def test_when_no_worker_can_be_started_again_a_request_says_so(pool, monkeypatch
 
     r = TestClient(create_app(pool)).get("/healthz")
     assert r.status_code == 503 and r.json()["status"] == "stuck"
+
+
+def test_close_lets_each_worker_exit_by_itself(tiny_tagger_dir, tiny_briefer_dir):
+    """A worker that is killed never releases its semaphores, and Python's resource tracker then warns of
+    "leaked semaphore objects" when the service stops; closed, it leaves its loop and exits with 0."""
+    p = ProcessPipeline({"tagger": str(tiny_tagger_dir), "briefer": str(tiny_briefer_dir), "device": "cpu"}, size=1)
+    assert p.analyze(GOOD, "g")["brief"]
+    workers = list(p.idle.queue)
+    p.close()
+    assert [w.process.exitcode for w in workers] == [0]
