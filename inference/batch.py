@@ -427,19 +427,36 @@ def _inputs_fingerprint(files: list[Path], options: dict) -> str:
 def _exclusive(out: Path):
     """Hold ``OUT.lock`` for the whole job, so that a second job on the same output (a cron run that overlaps
     the last one) stops at once instead of interleaving its records with this one's or emptying the file.
-    The operating system releases the lock when the job ends in any way, kill -9 included. POSIX only."""
+    The operating system releases the lock when the job ends in any way, kill -9 included: ``flock`` on
+    POSIX systems, a lock on the file's first byte (``msvcrt.locking``) on Windows (not run there by us)."""
     try:
         import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_name(out.name + ".lock"), "w") as handle:
+    except ImportError:
+        fcntl = None
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            import msvcrt
+        except ImportError:  # pragma: no cover - neither POSIX nor Windows
+            yield
+            return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    busy = BatchError(f"{out} is being written by another job; wait for it to end or give another -o")
+    try:
+        handle = open(out.with_name(out.name + ".lock"), "a")  # "a": never truncate a file another job locks
+    except PermissionError:  # Windows: a file whose byte another process locks may refuse to open
+        raise busy from None
+    with handle:
+        try:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            else:
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)  # OSError (EACCES) when another holds it
         except BlockingIOError:
-            raise BatchError(f"{out} is being written by another job; wait for it to end or give another -o") \
-                from None
+            raise busy from None
+        except OSError:
+            if fcntl is not None:
+                raise
+            raise busy from None
         yield
 
 

@@ -182,6 +182,33 @@ def test_a_second_job_on_the_same_output_stops_at_once(tiny_pipeline, tmp_path):
     assert run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True)["records"] == 1  # released: it runs
 
 
+def test_on_windows_the_lock_is_a_byte_lock_and_a_held_one_stops_the_job(tiny_pipeline, tmp_path, monkeypatch):
+    """Windows has no fcntl; there the job locks the lock file's first byte with msvcrt (stood in for here:
+    this checks our side of the call, not Windows)."""
+    import sys
+    import types
+
+    calls = []
+    msvcrt = types.SimpleNamespace(LK_NBLCK=2, held=True)
+
+    def locking(fd, mode, nbytes):
+        calls.append((mode, nbytes))
+        if msvcrt.held:
+            raise PermissionError(13, "Permission denied")
+
+    msvcrt.locking = locking
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # import fcntl raises ImportError
+    monkeypatch.setitem(sys.modules, "msvcrt", msvcrt)
+    dump, out = tmp_path / "d.jsonl", tmp_path / "o.jsonl"
+    dump.write_text(json.dumps({"text": GOOD}) + "\n")
+    with pytest.raises(BatchError, match="being written by another job"):
+        run_batch(tiny_pipeline, [str(dump)], str(out), overwrite=True, quiet=True)
+    assert not out.exists() and calls == [(2, 1)]
+    msvcrt.held = False
+    assert run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True)["records"] == 1
+    assert calls == [(2, 1), (2, 1)]
+
+
 def test_output_exists_needs_resume_or_overwrite(tiny_pipeline, tmp_path):
     (tmp_path / "a.txt").write_text(GOOD)
     out = tmp_path / "o.jsonl"
