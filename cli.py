@@ -20,7 +20,7 @@ def _add_train(sub):
     p.add_argument("--train", nargs="+", metavar="FILE", help="training files (replace the config's)")
     p.add_argument("--eval", metavar="FILE", nargs="+", help="evaluation file(s) (replace the config's)")
     p.add_argument("--output", metavar="DIR", help="output directory")
-    p.add_argument("--resume", action="store_true", help="briefer, mlm: continue from the last checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint (OUTPUT/checkpoint)")
     p.set_defaults(accepts_overrides=True)  # trailing key=value words override the config (epochs=1)
 
 
@@ -209,7 +209,7 @@ def cmd_train(args) -> int:
         config = load_config(TaggerConfig, args.config, args.overrides, extra)
         from conflictbrief.training.tagger import train_tagger
 
-        report = train_tagger(config, log=lambda m: print(m, file=sys.stderr, flush=True))
+        report = train_tagger(config, resume=args.resume, log=lambda m: print(m, file=sys.stderr, flush=True))
     elif args.kind == "mlm":
         if args.eval:
             raise ConfigError("train mlm holds out part of its own text (eval_fraction); it takes no --eval")

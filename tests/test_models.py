@@ -772,3 +772,35 @@ def test_loading_a_model_from_disk_draws_no_weight_bar_and_keeps_the_callers_set
         assert not hf_logging.is_progress_bar_enabled()
     finally:
         hf_logging.enable_progress_bar()
+
+
+def test_tagger_training_stopped_and_resumed_ends_with_the_weights_of_an_uninterrupted_run(data_dir, tmp_path):
+    """A run stopped by its time limit after its first step and resumed with --resume replays the data order
+    and the dropout's random state, so it ends where one uninterrupted run ends; the history spans both."""
+    from safetensors.torch import load_file
+
+    from conflictbrief.training.config import DataFile, TaggerConfig, TinyModel
+    from conflictbrief.training.readers import DataError
+    from conflictbrief.training.tagger import train_tagger
+
+    def config(out, **kw):
+        return TaggerConfig(tiny_model=TinyModel(), train=[DataFile(str(data_dir / "spans.jsonl"), repeat=4)],
+                            eval=DataFile(str(data_dir / "spans.jsonl")), output_dir=str(out), batch_size=4,
+                            learning_rate=3e-3, warmup_ratio=0.1, epochs=3, save_every=5, log_every=1000, **kw)
+
+    with pytest.raises(DataError, match="--resume: no checkpoint in"):
+        train_tagger(config(tmp_path / "none"), resume=True)
+    whole = train_tagger(config(tmp_path / "whole"), log=lambda m: None)
+    first = train_tagger(config(tmp_path / "parts", time_limit_minutes=1e-6), log=lambda m: None)
+    assert first["steps"] == 1 and not first["finished"] and "not finished" in (tmp_path / "parts" / "README.md").read_text()
+    logs = []
+    second = train_tagger(config(tmp_path / "parts"), resume=True, log=logs.append)
+    assert any("resumed from" in m and m.endswith("at step 1") for m in logs)
+    assert whole["finished"] and second["finished"] and second["steps"] == whole["steps"] > 5
+    final = [load_file(str(tmp_path / d / "checkpoint" / "state.safetensors")) for d in ("whole", "parts")]
+    names = [k for k in final[0] if k.startswith("model.")]
+    assert names and all(torch.equal(final[0][k], final[1][k]) for k in names)
+    assert [h["step"] for h in second["history"]] == [1] + [h["step"] for h in whole["history"]]
+    assert second["train_seconds"] >= first["train_seconds"]
+    # a fresh run in the same directory starts a fresh history
+    assert train_tagger(config(tmp_path / "parts"), log=lambda m: None)["history"] == whole["history"]

@@ -17,7 +17,8 @@ import torch
 from conflictbrief.inference.briefer import HEADLINE_SEP, Briefer, lead_sentences, source_for
 from conflictbrief.inference.clean import clean
 from conflictbrief.training.config import BrieferConfig, check_bounds, dump_config
-from conflictbrief.training.loop import check_resume, make_optimizer, run_steps, save_checkpoint, start_or_resume
+from conflictbrief.training.loop import check_resume, fresh_history, make_optimizer, run_steps, save_checkpoint, \
+    start_or_resume
 from conflictbrief.training.metrics import rouge_scores
 from conflictbrief.training.readers import DataError, read_brief_file
 from conflictbrief.training.tagger import check_mixed_precision, forward_precision, length_grouped_batches, \
@@ -131,7 +132,7 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
     dump_config(config, out_dir / "training_config.yaml")
     log(f"train: {len(train_pairs)} pairs, {total} steps ({steps_per_epoch}/epoch); eval: {len(eval_pairs)} "
         f"pairs; device {device}")
-    history_path = out_dir / "history.jsonl"
+    history_path = fresh_history(out_dir / "history.jsonl", resume)
     started = time.time()
 
     def run_eval(step: int):

@@ -73,6 +73,10 @@ class TaggerConfig:
     """Stop after this many optimiser steps (overrides epochs)."""
     eval_every: int | None = None
     """Evaluate every N steps as well as at the end of each epoch."""
+    save_every: int = 200
+    """Write a resumable checkpoint (``OUTPUT/checkpoint``) every N steps."""
+    time_limit_minutes: float | None = None
+    """Stop cleanly (evaluate, keep the best model, checkpoint) after this long; resume later with --resume."""
     select_metric: str = "macro_f1"
     freeze_word_embeddings: bool = True
     """Keeps the vocabulary matrix at the base's values: faster, and the shipped delta stays small."""

@@ -1,7 +1,8 @@
 """The resumable training loop that the briefer and `train mlm` share, and its checkpoints.
 
-Checkpoints hold weights *and* optimizer state as safetensors (no pickle); the data order of an epoch is a
-function of the seed, so ``--resume`` continues with the very batch where a run stopped.
+Checkpoints hold weights, optimizer state and torch's random-number state (dropout) as safetensors (no
+pickle); the data order of an epoch is a function of the seed, so ``--resume`` continues with the very batch
+where a run stopped and, on the same machine, ends with the weights an uninterrupted run ends with.
 """
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, step: int, best: di
         for p in g["params"]:
             for key, value in optimizer.state.get(p, {}).items():
                 tensors[f"optim.{names[id(p)]}.{key}"] = torch.as_tensor(value).detach().cpu().clone()
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
     save_file(tensors, str(path / "state.safetensors"))
     meta = {"step": step, "scheduler": scheduler.state_dict(), "param_groups": groups, "best": best,
             "best_score": best_score, "train_seconds": round(seconds, 1)}
@@ -44,11 +48,18 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, dict 
             if k != "params":
                 group[k] = v
         for name in saved["params"]:
-            state = {key.rsplit(".", 1)[1]: t for key, t in tensors.items()
+            # On the parameter's device (a GPU run's checkpoint is read to the CPU); AdamW's "step" stays on
+            # the CPU, as torch keeps it.
+            state = {key.rsplit(".", 1)[1]: t if key.endswith(".step") else t.to(params[name].device)
+                     for key, t in tensors.items()
                      if key.startswith(f"optim.{name}.") and key.count(".") == name.count(".") + 2}
             if state:
                 optimizer.state[params[name]] = state
     scheduler.load_state_dict(meta["scheduler"])
+    if "rng.torch" in tensors:  # checkpoints written before 2026-12-05 have none
+        torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
     return meta["step"], meta["best"], meta["best_score"], meta.get("train_seconds", 0.0)
 
 
@@ -83,13 +94,24 @@ def start_or_resume(ckpt: Path, model, optimizer, scheduler, resume: bool, start
     return state
 
 
+def fresh_history(path: Path, resume: bool) -> Path:
+    """The run's ``history.jsonl``: continued with ``--resume``, emptied on a fresh start (a run in an output
+    directory used before listed the old run's evaluations too until 2026-12-05)."""
+    if not resume:
+        path.unlink(missing_ok=True)
+    return path
+
+
 def run_steps(step: int, total: int, epoch_batches: Callable[[int], list],
               loss_of: Callable[[object, int], torch.Tensor], update: Callable[[], None], steps_per_epoch: int, config, save: Callable[[int, float], None],
-              evaluate: Callable[[int], None], log=print) -> tuple[int, bool]:
+              evaluate: Callable[[int], None], log=print, each_epoch: bool = False,
+              backward: Callable[[torch.Tensor], None] | None = None) -> tuple[int, bool]:
     """Optimiser steps from ``step`` to ``total``: ``epoch_batches(epoch)`` lists the batches of an epoch (a
     function of the seed), ``loss_of(batch, step)`` computes a loss, ``update()`` applies the gradients.
     Logs every ``config.log_every`` steps, calls ``save(step, seconds of this run)`` every ``save_every`` and
-    ``evaluate(step)`` every ``eval_every``, and stops cleanly after ``time_limit_minutes``.
+    ``evaluate(step)`` every ``eval_every`` (and, with ``each_epoch``, at the end of every epoch but the
+    last), and stops cleanly after ``time_limit_minutes``. ``backward(loss)`` replaces ``loss.backward()``
+    (accelerate's, for the tagger).
     Returns (last step, whether the time limit stopped it)."""
     from conflictbrief.training.tagger import progress_line
 
@@ -99,7 +121,10 @@ def run_steps(step: int, total: int, epoch_batches: Callable[[int], list],
         epoch, offset = divmod(step, steps_per_epoch)
         for batch in epoch_batches(epoch)[offset:]:
             loss = loss_of(batch, step)
-            loss.backward()
+            if backward is None:
+                loss.backward()
+            else:
+                backward(loss)
             update()
             step += 1
             seen_steps += 1
@@ -110,6 +135,8 @@ def run_steps(step: int, total: int, epoch_batches: Callable[[int], list],
             if step % config.save_every == 0:
                 save(step, time.time() - started)
             if config.eval_every and step % config.eval_every == 0:
+                evaluate(step)
+            elif each_epoch and step % steps_per_epoch == 0 and step < total:
                 evaluate(step)
             if deadline and time.time() > deadline:
                 log(f"time limit reached at step {step}; resume with --resume")

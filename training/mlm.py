@@ -189,7 +189,7 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
     """Continue masked-word pre-training; keeps the model with the lowest held-out loss in output_dir."""
     from accelerate.utils import set_seed
 
-    from conflictbrief.training.loop import check_resume, make_optimizer, run_steps, save_checkpoint, \
+    from conflictbrief.training.loop import check_resume, fresh_history, make_optimizer, run_steps, save_checkpoint, \
         start_or_resume
     from conflictbrief.training.tagger import check_mixed_precision, forward_precision, optimizer_step
 
@@ -234,7 +234,7 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
     dump_config(config, out_dir / "training_config.yaml")
     log(f"train: {len(train_blocks)} blocks of {config.max_length} tokens, {total} steps ({steps_per_epoch}/epoch); "
         f"held out: {len(eval_blocks)} blocks; device {device}")
-    history_path = out_dir / "history.jsonl"
+    history_path = fresh_history(out_dir / "history.jsonl", resume)
     precision = forward_precision(config.mixed_precision, device)
 
     @torch.no_grad()

@@ -21,7 +21,8 @@ from conflictbrief.inference.tagger import Tagger, drop_bare_tags, encode_words,
     uses_case_feature
 from conflictbrief.model.labels import OUTSIDE, LabelSchema
 from conflictbrief.training.config import ConfigError, DataFile, TaggerConfig, check_bounds, dump_config
-from conflictbrief.training.loop import make_optimizer
+from conflictbrief.training.loop import check_resume, fresh_history, make_optimizer, run_steps, save_checkpoint, \
+    start_or_resume
 from conflictbrief.training.metrics import entity_scores, restrict_tags
 from conflictbrief.training.readers import DataError, read_tagger_file, to_dataset
 
@@ -376,8 +377,9 @@ def evaluate_tagger(tagger: Tagger, examples: list[dict], schema: LabelSchema | 
     return {**entity_scores(gold, pred), "mentions": tagger.mentions, "min_score": tagger.min_score}
 
 
-def train_tagger(config: TaggerConfig, log=print) -> dict:
-    """Train, evaluate, keep the best model in ``config.output_dir``; returns the best metrics."""
+def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
+    """Train, evaluate, keep the best model in ``config.output_dir``; returns a report with the best metrics.
+    ``resume``: continue from ``OUTPUT/checkpoint`` (written every ``save_every`` steps and at the end)."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
@@ -399,6 +401,8 @@ def train_tagger(config: TaggerConfig, log=print) -> dict:
             raise ConfigError(f"train.{i} ({df.path}): augment, crop and mapping are for labelled files, "
                               "not unlabelled text")
     check_mixed_precision(config.mixed_precision)
+    ckpt = Path(config.output_dir) / "checkpoint"
+    check_resume(ckpt, resume, DataError)
     set_seed(config.seed)
     schema = LabelSchema.from_yaml(config.labels)
     train_examples = load_examples(config.train, schema, config.seed, log)  # validates every file before training
@@ -418,23 +422,24 @@ def train_tagger(config: TaggerConfig, log=print) -> dict:
         tag_weights = label_weights(train_examples, schema, config.label_weight_power)
         log("label weights: " + ", ".join(f"{label} {tag_weights[schema.tag2id['B-' + label]]:.2f}"
                                           for label in schema.labels))
-    rng = random.Random(config.seed)
     lengths = [len(x) for x in features["input_ids"]]
     steps_per_epoch = math.ceil(len(features) / config.batch_size)
     total = config.max_steps or max(1, int(steps_per_epoch * config.epochs))
 
     accelerator = Accelerator()
-    params, optimizer, scheduler = make_optimizer(model, config, total)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    params, raw_optimizer, scheduler = make_optimizer(model, config, total)
+    model, optimizer = accelerator.prepare(model, raw_optimizer)
     out_dir = Path(config.output_dir)
+    step, best, best_score, earlier_seconds = start_or_resume(ckpt, accelerator.unwrap_model(model), raw_optimizer,
+                                                              scheduler, resume, -1.0, log, DataError)
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, out_dir / "training_config.yaml")
     log(f"train: {len(train_examples)} examples -> {len(features)} windows; {total} steps; "
         f"eval: {len(eval_examples)} examples; device {accelerator.device}")
+    history_path = fresh_history(out_dir / "history.jsonl", resume)
+    started = time.time()
 
-    best, best_score, step, started, history = None, -1.0, 0, time.time(), []
-
-    def run_eval():
+    def run_eval(step: int):
         nonlocal best, best_score
         if not eval_examples:
             metrics = {"step": step}
@@ -444,7 +449,8 @@ def train_tagger(config: TaggerConfig, log=print) -> dict:
                             config.eval_batch_size)
             metrics = {"step": step, **evaluate_tagger(tagger, eval_examples, schema)}
             model.train()
-        history.append({k: v for k, v in metrics.items() if k != "per_label"})
+        with history_path.open("a") as h:
+            h.write(json.dumps({k: v for k, v in metrics.items() if k != "per_label"}) + "\n")
         score = metrics.get(config.select_metric, step)
         log(f"eval step {step}: " + json.dumps({k: metrics.get(k) for k in ("precision", "recall", "f1",
                                                                            "macro_f1")}))
@@ -453,38 +459,48 @@ def train_tagger(config: TaggerConfig, log=print) -> dict:
             accelerator.unwrap_model(model).save_pretrained(out_dir, safe_serialization=True)
             tokenizer.save_pretrained(out_dir)
 
-    model.train()
-    running = 0.0
     precision = forward_precision(config.mixed_precision, accelerator.device)
-    while step < total:
-        for batch_idx in length_grouped_batches(lengths, config.batch_size, rng):
-            batch = collate([features[i] for i in batch_idx], tokenizer.pad_token_id, n_tags)
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
-            if case:
-                inputs["token_type_ids"] = batch["token_type_ids"]
-            with precision:
-                logits = model(**inputs).logits
-            loss = partial_label_loss(logits, batch["allowed"], tag_weights)  # it casts the logits it uses to float32
-            if config.teachers:
-                loss = (1 - config.distill_weight) * loss + config.distill_weight * soft_target_loss(logits,
-                                                                                                   batch["soft"])
-            accelerator.backward(loss)
-            optimizer_step(params, optimizer, scheduler)
-            step += 1
-            running += loss.item()
-            if step % config.log_every == 0:
-                log(progress_line(step, total, running / config.log_every, step / (time.time() - started)))
-                running = 0.0
-            if config.eval_every and step % config.eval_every == 0:
-                run_eval()
-            if step >= total:
-                break
-            if step % steps_per_epoch == 0:
-                run_eval()
-    run_eval()
-    seconds = round(time.time() - started, 1)
-    report = {"best": best, "history": history, "train_seconds": seconds, "steps": step,
+
+    def loss_of(batch_idx, step):
+        batch = collate([features[i] for i in batch_idx], tokenizer.pad_token_id, n_tags)
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+        if case:
+            inputs["token_type_ids"] = batch["token_type_ids"]
+        with precision:
+            logits = model(**inputs).logits
+        loss = partial_label_loss(logits, batch["allowed"], tag_weights)  # it casts the logits it uses to float32
+        if config.teachers:
+            loss = (1 - config.distill_weight) * loss + config.distill_weight * soft_target_loss(logits,
+                                                                                               batch["soft"])
+        return loss
+
+    # The batches of every epoch come from one random.Random(seed), epoch after epoch, as they always have
+    # (the shipped tagger's order); a resumed run replays it up to its epoch.
+    order = {"epoch": -1, "rng": random.Random(config.seed), "batches": []}
+
+    def epoch_batches(epoch: int) -> list:
+        if epoch < order["epoch"]:
+            order.update(epoch=-1, rng=random.Random(config.seed))
+        while order["epoch"] < epoch:
+            order["batches"] = length_grouped_batches(lengths, config.batch_size, order["rng"])
+            order["epoch"] += 1
+        return order["batches"]
+
+    def save(step, seconds_this_run):
+        save_checkpoint(ckpt, accelerator.unwrap_model(model), raw_optimizer, scheduler, step, best, best_score,
+                        earlier_seconds + seconds_this_run)
+
+    model.train()
+    step, _ = run_steps(step, total, epoch_batches, loss_of, lambda: optimizer_step(params, optimizer, scheduler),
+                        steps_per_epoch, config, save, run_eval, log, each_epoch=True, backward=accelerator.backward)
+    run_eval(step)
+    seconds = earlier_seconds + time.time() - started
+    save(step, time.time() - started)
+    history = [json.loads(line) for line in history_path.read_text().splitlines()]
+    report = {"best": best, "history": history, "train_seconds": round(seconds, 1), "steps": step,
+              "total_steps": total, "finished": step >= total,
+              "train_seconds_this_run": round(time.time() - started, 1),
               "train_files": [vars(f) for f in config.train], "eval_file": vars(config.eval) if config.eval else None}
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2))
     write_model_card(out_dir, config, report, case)
@@ -513,7 +529,9 @@ def write_model_card(out_dir: Path, config: TaggerConfig, report: dict, case: bo
         "| label | precision | recall | f1 | support |", "|---|---|---|---|---|",
         *[f"| {k} | {v['precision']} | {v['recall']} | {v['f1']} | {v['support']} |"
           for k, v in sorted((best.get("per_label") or {}).items())], "",
-        f"Training time: {report['train_seconds']} s for {report['steps']} steps.", "",
+        f"Training time: {report['train_seconds']} s for {report['steps']} steps"
+        + ("." if report.get("finished", True) else f" of {report['total_steps']} (not finished: continue with "
+                                                     "--resume)."), "",
         "The config used is `training_config.yaml`; full figures in `metrics.json`.",
     ]
     (out_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
