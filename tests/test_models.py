@@ -804,3 +804,38 @@ def test_tagger_training_stopped_and_resumed_ends_with_the_weights_of_an_uninter
     assert second["train_seconds"] >= first["train_seconds"]
     # a fresh run in the same directory starts a fresh history
     assert train_tagger(config(tmp_path / "parts"), log=lambda m: None)["history"] == whole["history"]
+
+
+def test_resume_lists_config_changes_in_the_log_and_card_and_refuses_another_model(data_dir, tmp_path):
+    """--resume compares the config with the one that wrote the checkpoint: a change of the model (base, size,
+    labels) stops before any data is read; other changes are logged, kept across resumes and listed in
+    metrics.json and the model card; time limits and logging are free to change and not listed."""
+    from conflictbrief.training.config import ConfigError, DataFile, TaggerConfig, TinyModel
+    from conflictbrief.training.tagger import train_tagger
+
+    def config(**kw):
+        base = dict(tiny_model=TinyModel(), train=[DataFile(str(data_dir / "spans.jsonl"), repeat=2)],
+                    eval=DataFile(str(data_dir / "spans.jsonl")), output_dir=str(tmp_path / "run"), batch_size=4,
+                    learning_rate=3e-3, epochs=2, log_every=1000)
+        return TaggerConfig(**{**base, **kw})
+
+    first = train_tagger(config(time_limit_minutes=1e-6), log=lambda m: None)
+    assert first["steps"] == 1 and first["config_changes"] == []
+    with pytest.raises(ConfigError, match=r"another model: tiny_model was .*\"hidden_size\": 32.*now .*48"):
+        train_tagger(config(tiny_model=TinyModel(hidden_size=48), train=[DataFile(str(tmp_path / "absent.jsonl"))]),
+                     resume=True)
+    logs = []
+    second = train_tagger(config(learning_rate=2e-3, eval_every=3), resume=True, log=logs.append)
+    assert second["finished"]
+    assert second["config_changes"] == ["at step 1: learning_rate: 0.003 -> 0.002",
+                                        "at step 1: eval_every: null -> 3 (evaluation only)"]
+    said = [m for m in logs if m.startswith("config changes since this run began")]
+    assert len(said) == 1 and "learning_rate: 0.003 -> 0.002" in said[0] and "not those one uninterrupted" in said[0]
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert "## Config changes on --resume" in card and "- at step 1: learning_rate: 0.003 -> 0.002" in card
+    # a later resume with the last run's config keeps the earlier changes and adds none
+    third = train_tagger(config(learning_rate=2e-3, eval_every=3), resume=True, log=lambda m: None)
+    assert third["config_changes"] == second["config_changes"]
+    # a fresh run in the same directory has none
+    assert train_tagger(config(), log=lambda m: None)["config_changes"] == []
+    assert "Config changes" not in (tmp_path / "run" / "README.md").read_text()

@@ -17,8 +17,8 @@ import torch
 from conflictbrief.inference.briefer import HEADLINE_SEP, Briefer, lead_sentences, source_for
 from conflictbrief.inference.clean import clean
 from conflictbrief.training.config import BrieferConfig, check_bounds, dump_config
-from conflictbrief.training.loop import check_resume, fresh_history, make_optimizer, run_steps, save_checkpoint, \
-    start_or_resume
+from conflictbrief.training.loop import check_resume, config_changes_card, fresh_history, log_config_changes, \
+    make_optimizer, run_steps, save_checkpoint, start_or_resume
 from conflictbrief.training.metrics import rouge_scores
 from conflictbrief.training.readers import DataError, read_brief_file
 from conflictbrief.training.tagger import check_mixed_precision, forward_precision, length_grouped_batches, \
@@ -112,7 +112,7 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
         raise DataError("no training data: give --train FILE or 'train:' in the config")
     check_mixed_precision(config.mixed_precision)
     ckpt = Path(config.output_dir) / "checkpoint"
-    check_resume(ckpt, resume, DataError)
+    config_changes = check_resume(ckpt, resume, DataError, config)
     set_seed(config.seed)
     train_pairs = load_pairs(config.train)  # validates every file before training starts
     eval_pairs = load_pairs([f if f.limit else type(f)(**{**vars(f), "limit": config.eval_limit})
@@ -128,6 +128,7 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
     out_dir = Path(config.output_dir)
     step, best, best_score, earlier_seconds = start_or_resume(ckpt, model, optimizer, scheduler, resume, -1.0, log,
                                                               DataError)
+    log_config_changes(config_changes, log)
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, out_dir / "training_config.yaml")
     log(f"train: {len(train_pairs)} pairs, {total} steps ({steps_per_epoch}/epoch); eval: {len(eval_pairs)} "
@@ -166,7 +167,8 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
                                                  ignore_index=-100, label_smoothing=config.label_smoothing)
 
     def save(step, seconds_this_run):
-        save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, earlier_seconds + seconds_this_run)
+        save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, earlier_seconds + seconds_this_run,
+                        config=config, config_changes=config_changes)
 
     def epoch_batches(epoch):
         return length_grouped_batches(lengths, config.batch_size, random.Random(config.seed + epoch))
@@ -176,8 +178,10 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
                         steps_per_epoch, config, save, run_eval, log)
     run_eval(step)
     seconds = earlier_seconds + time.time() - started
-    save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, seconds)
+    save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, seconds, config=config,
+                    config_changes=config_changes)
     report = {"best": best, "steps": step, "total_steps": total, "finished": step >= total,
+              "config_changes": config_changes,
               "train_seconds_this_run": round(time.time() - started, 1), "train_seconds": round(seconds, 1),
               "train_files": [vars(f) for f in config.train], "eval_files": [vars(f) for f in config.eval]}
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2))
@@ -208,6 +212,7 @@ def write_model_card(out_dir: Path, config: BrieferConfig, report: dict):
           f"{v['n']} |" for k, v in evals.items()], "",
         "What a user gets is the guarded brief: measure it with `conflictbrief evaluate briefer --model DIR --data F`",
         "(ROUGE, lead-3, unsupported-number rate, entity precision, loaded-term rates).", "",
+        *config_changes_card(report.get("config_changes")),
         "The config used is `training_config.yaml`; every evaluation is in `history.jsonl`.",
     ]
     (out_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -6,6 +6,7 @@ where a run stopped and, on the same machine, ends with the weights an uninterru
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -14,9 +15,22 @@ from typing import Callable
 import torch
 from safetensors.torch import load_file, save_file
 
+from conflictbrief.training.config import ConfigError
+
+# Config keys that say only how a run is watched, stopped or written: free to change between --resume runs.
+RUN_KEYS = frozenset({"output_dir", "time_limit_minutes", "log_every", "save_every", "threads"})
+# Keys that change only the evaluations (which step's model is kept), not the weights the steps reach.
+EVAL_KEYS = frozenset({"eval", "eval_every", "eval_limit", "eval_batch_size", "select_metric", "num_beams",
+                       "max_new_tokens", "no_repeat_ngram_size", "length_penalty"})
+# Keys that make a checkpoint another model's (other weights, other shapes): --resume refuses a change.
+MODEL_KEYS = frozenset({"base_model", "tiny_model", "labels", "warm_start", "tie_encoder_decoder", "case_feature",
+                        "freeze_word_embeddings"})
+
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, step: int, best: dict | None, best_score: float,
-                     seconds: float = 0.0):
+                    seconds: float = 0.0, config=None, config_changes: list[str] | tuple = ()):
+    """Weights, optimiser state and random state to ``state.safetensors``; step, scheduler, best score, the
+    config of the run that wrote it and the config changes of earlier ``--resume`` runs to ``state.json``."""
     path.mkdir(parents=True, exist_ok=True)
     # Cloned: tied weights share storage, which safetensors refuses to write twice.
     tensors = {f"model.{k}": v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -32,7 +46,9 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, step: int, best: di
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
     save_file(tensors, str(path / "state.safetensors"))
     meta = {"step": step, "scheduler": scheduler.state_dict(), "param_groups": groups, "best": best,
-            "best_score": best_score, "train_seconds": round(seconds, 1)}
+            "best_score": best_score, "train_seconds": round(seconds, 1),
+            "config": dataclasses.asdict(config) if config is not None else None,
+            "config_changes": list(config_changes)}
     (path / "state.json").write_text(json.dumps(meta))
 
 
@@ -76,10 +92,53 @@ def make_optimizer(model, config, total: int):
     return params, optimizer, scheduler
 
 
-def check_resume(ckpt: Path, resume: bool, error=ValueError) -> None:
-    """With ``--resume``, stop at once (before data is read) when ``ckpt`` holds no checkpoint."""
-    if resume and not (ckpt / "state.json").is_file():
+def check_resume(ckpt: Path, resume: bool, error=ValueError, config=None) -> list[str]:
+    """With ``--resume``, stop at once (before data is read) when ``ckpt`` holds no checkpoint, or when
+    ``config`` changes a key of ``MODEL_KEYS`` against the config that wrote the checkpoint (ConfigError).
+    Returns the run's config changes, earlier resumes' first: ``"at step 200: epochs: 3.0 -> 5.0"``, with
+    ``(evaluation only)`` for a key of ``EVAL_KEYS``; keys of ``RUN_KEYS`` are not listed."""
+    if not resume:
+        return []
+    if not (ckpt / "state.json").is_file():
         raise error(f"--resume: no checkpoint in {ckpt}")
+    meta = json.loads((ckpt / "state.json").read_text())
+    earlier = list(meta.get("config_changes") or [])
+    if config is None or not meta.get("config"):  # checkpoints written before this check hold no config
+        return earlier
+    # Through JSON, as the checkpoint's copy went, so that a tuple and a list or 3 and 3.0 compare alike.
+    saved, now = meta["config"], json.loads(json.dumps(dataclasses.asdict(config)))
+    changed = [k for k in now if k in saved and k not in RUN_KEYS and saved[k] != now[k]]
+    refused = [k for k in changed if k in MODEL_KEYS]
+    if refused:
+        raise ConfigError(f"--resume: the checkpoint in {ckpt} belongs to another model: "
+                          + "; ".join(f"{k} was {_shown(saved[k])}, now {_shown(now[k])}" for k in refused)
+                          + ". Put it back, or train into another --output")
+    return earlier + [f"at step {meta['step']}: {k}: {_shown(saved[k])} -> {_shown(now[k])}"
+                      + (" (evaluation only)" if k in EVAL_KEYS else "") for k in changed]
+
+
+def _shown(value, width: int = 120) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def log_config_changes(changes: list[str], log=print) -> None:
+    """Say, when a resumed run was given another config, what changed since the run began and what it means."""
+    if not changes:
+        return
+    steps_changed = any(not c.endswith("(evaluation only)") for c in changes)
+    log("config changes since this run began: " + "; ".join(changes) + (
+        ". The weights are not those one uninterrupted run with either config reaches" if steps_changed else
+        ". The steps are one run's; the evaluations that pick the kept model are not") + " (model card)")
+
+
+def config_changes_card(changes: list[str]) -> list[str]:
+    """Model-card lines that list a resumed run's config changes (none when there were none)."""
+    if not changes:
+        return []
+    return ["## Config changes on --resume", "",
+            "`training_config.yaml` is the last run's config; steps before a change ran with the value before it:",
+            "", *[f"- {c}" for c in changes], ""]
 
 
 def start_or_resume(ckpt: Path, model, optimizer, scheduler, resume: bool, start_score: float, log=print,

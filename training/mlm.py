@@ -189,8 +189,8 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
     """Continue masked-word pre-training; keeps the model with the lowest held-out loss in output_dir."""
     from accelerate.utils import set_seed
 
-    from conflictbrief.training.loop import check_resume, fresh_history, make_optimizer, run_steps, save_checkpoint, \
-        start_or_resume
+    from conflictbrief.training.loop import check_resume, fresh_history, log_config_changes, make_optimizer, \
+        run_steps, save_checkpoint, start_or_resume
     from conflictbrief.training.tagger import check_mixed_precision, forward_precision, optimizer_step
 
     check_bounds(config)
@@ -200,7 +200,7 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
         raise DataError("no training text: give --train FILE or 'train:' in the config")
     check_mixed_precision(config.mixed_precision)
     ckpt = Path(config.output_dir) / "checkpoint"
-    check_resume(ckpt, resume, DataError)  # before minutes of reading and tokenizing
+    config_changes = check_resume(ckpt, resume, DataError, config)  # before minutes of reading and tokenizing
     set_seed(config.seed)
     model, tokenizer = build_model(config)
     parts, sizes = [], []
@@ -230,6 +230,7 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
     out_dir = Path(config.output_dir)
     step, best, best_score, earlier_seconds = start_or_resume(ckpt, model, optimizer, scheduler, resume,
                                                               float("-inf"), log, DataError)
+    log_config_changes(config_changes, log)
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, out_dir / "training_config.yaml")
     log(f"train: {len(train_blocks)} blocks of {config.max_length} tokens, {total} steps ({steps_per_epoch}/epoch); "
@@ -277,7 +278,8 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
             return masked_loss(model, batch)
 
     def save(step, seconds_this_run):
-        save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, earlier_seconds + seconds_this_run)
+        save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, earlier_seconds + seconds_this_run,
+                        config=config, config_changes=config_changes)
 
     model.train()
     step, _ = run_steps(step, total, epoch_batches, loss_of, lambda: optimizer_step(params, optimizer, scheduler),
@@ -285,8 +287,10 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
     if not (config.eval_every and step % config.eval_every == 0):
         run_eval(step)
     seconds = earlier_seconds + time.time() - started
-    save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, seconds)
+    save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, seconds, config=config,
+                    config_changes=config_changes)
     report = {"best": best, "steps": step, "total_steps": total, "finished": step >= total,
+              "config_changes": config_changes,
               "train_blocks": len(train_blocks), "eval_blocks": len(eval_blocks),
               "train_seconds_this_run": round(time.time() - started, 1), "train_seconds": round(seconds, 1),
               "train_files": sizes}
@@ -297,6 +301,8 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
 
 def write_model_card(out_dir: Path, config: MlmConfig, report: dict, history_path: Path):
     """README.md of a pre-trained encoder: base, text, training time, held-out loss before and after."""
+    from conflictbrief.training.loop import config_changes_card
+
     history = [json.loads(line) for line in history_path.read_text().splitlines()] if history_path.is_file() else []
     best = report.get("best") or {}
     lines = [
@@ -316,6 +322,7 @@ def write_model_card(out_dir: Path, config: MlmConfig, report: dict, history_pat
         "## Held-out masked-word loss", "",
         "| step | loss | perplexity |", "|---|---|---|",
         *[f"| {h['step']} | {h['eval_loss']} | {h['eval_perplexity']} |" for h in history], "",
+        *config_changes_card(report.get("config_changes")),
         f"Kept: step {best.get('step')}. The config used is `training_config.yaml`.",
     ]
     (out_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

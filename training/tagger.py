@@ -21,8 +21,8 @@ from conflictbrief.inference.tagger import Tagger, drop_bare_tags, encode_words,
     uses_case_feature
 from conflictbrief.model.labels import OUTSIDE, LabelSchema
 from conflictbrief.training.config import ConfigError, DataFile, TaggerConfig, check_bounds, dump_config
-from conflictbrief.training.loop import check_resume, fresh_history, make_optimizer, run_steps, save_checkpoint, \
-    start_or_resume
+from conflictbrief.training.loop import check_resume, config_changes_card, fresh_history, log_config_changes, \
+    make_optimizer, run_steps, save_checkpoint, start_or_resume
 from conflictbrief.training.metrics import entity_scores, restrict_tags
 from conflictbrief.training.readers import DataError, read_tagger_file, to_dataset
 
@@ -402,7 +402,7 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
                               "not unlabelled text")
     check_mixed_precision(config.mixed_precision)
     ckpt = Path(config.output_dir) / "checkpoint"
-    check_resume(ckpt, resume, DataError)
+    config_changes = check_resume(ckpt, resume, DataError, config)
     set_seed(config.seed)
     schema = LabelSchema.from_yaml(config.labels)
     train_examples = load_examples(config.train, schema, config.seed, log)  # validates every file before training
@@ -432,6 +432,7 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
     out_dir = Path(config.output_dir)
     step, best, best_score, earlier_seconds = start_or_resume(ckpt, accelerator.unwrap_model(model), raw_optimizer,
                                                               scheduler, resume, -1.0, log, DataError)
+    log_config_changes(config_changes, log)
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, out_dir / "training_config.yaml")
     log(f"train: {len(train_examples)} examples -> {len(features)} windows; {total} steps; "
@@ -489,7 +490,7 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
 
     def save(step, seconds_this_run):
         save_checkpoint(ckpt, accelerator.unwrap_model(model), raw_optimizer, scheduler, step, best, best_score,
-                        earlier_seconds + seconds_this_run)
+                        earlier_seconds + seconds_this_run, config=config, config_changes=config_changes)
 
     model.train()
     step, _ = run_steps(step, total, epoch_batches, loss_of, lambda: optimizer_step(params, optimizer, scheduler),
@@ -499,6 +500,7 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
     save(step, time.time() - started)
     history = [json.loads(line) for line in history_path.read_text().splitlines()]
     report = {"best": best, "history": history, "train_seconds": round(seconds, 1), "steps": step,
+              "config_changes": config_changes,
               "total_steps": total, "finished": step >= total,
               "train_seconds_this_run": round(time.time() - started, 1),
               "train_files": [vars(f) for f in config.train], "eval_file": vars(config.eval) if config.eval else None}
@@ -532,6 +534,7 @@ def write_model_card(out_dir: Path, config: TaggerConfig, report: dict, case: bo
         f"Training time: {report['train_seconds']} s for {report['steps']} steps"
         + ("." if report.get("finished", True) else f" of {report['total_steps']} (not finished: continue with "
                                                      "--resume)."), "",
+        *config_changes_card(report.get("config_changes")),
         "The config used is `training_config.yaml`; full figures in `metrics.json`.",
     ]
     (out_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
