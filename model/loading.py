@@ -94,6 +94,14 @@ def _no_weight_bar():
                 disable_progress_bars()
 
 
+def save_model(model, tokenizer, out_dir) -> None:
+    """``save_pretrained`` of a model (safetensors) and its tokenizer, without transformers' "Writing model
+    shards" bar, which a training log would get at every evaluation that keeps a better model."""
+    with _no_weight_bar():
+        model.save_pretrained(out_dir, safe_serialization=True)
+        tokenizer.save_pretrained(out_dir)
+
+
 def _quiet_load(path: str):
     return _no_weight_bar() if Path(path).is_dir() else nullcontext()
 

@@ -839,3 +839,20 @@ def test_resume_lists_config_changes_in_the_log_and_card_and_refuses_another_mod
     # a fresh run in the same directory has none
     assert train_tagger(config(), log=lambda m: None)["config_changes"] == []
     assert "Config changes" not in (tmp_path / "run" / "README.md").read_text()
+
+
+def test_training_log_has_no_shard_writing_bar_and_the_kept_model_is_safetensors(data_dir, tmp_path, capfd):
+    """Each evaluation that keeps a better model saves it; transformers 5 drew a "Writing model shards" bar for
+    every save into the training log. The caller's progress-bar setting stays as it was."""
+    from transformers.utils import logging as hf_logging
+
+    from conflictbrief.training.config import DataFile, TaggerConfig, TinyModel
+    from conflictbrief.training.tagger import train_tagger
+
+    hf_logging.enable_progress_bar()
+    train_tagger(TaggerConfig(tiny_model=TinyModel(), train=[DataFile(str(data_dir / "spans.jsonl"))],
+                              eval=DataFile(str(data_dir / "spans.jsonl")), output_dir=str(tmp_path / "t"),
+                              batch_size=2, epochs=2, log_every=1000), log=lambda m: None)
+    assert hf_logging.is_progress_bar_enabled()
+    assert "Writing model shards" not in capfd.readouterr().err
+    assert (tmp_path / "t" / "model.safetensors").is_file() and not list((tmp_path / "t").glob("*.bin"))

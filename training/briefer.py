@@ -105,6 +105,8 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
     """Train, evaluate, keep the best model in ``config.output_dir``; returns a report with the best metrics."""
     from accelerate.utils import set_seed
 
+    from conflictbrief.model.loading import save_model
+
     check_bounds(config)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -152,8 +154,7 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
         log(f"eval step {step}: {json.dumps(metrics)}")
         if score > best_score:
             best_score, best = score, metrics
-            model.save_pretrained(out_dir, safe_serialization=True)
-            tokenizer.save_pretrained(out_dir)
+            save_model(model, tokenizer, out_dir)
         model.train()
 
     precision = forward_precision(config.mixed_precision, device)

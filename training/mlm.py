@@ -189,6 +189,7 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
     """Continue masked-word pre-training; keeps the model with the lowest held-out loss in output_dir."""
     from accelerate.utils import set_seed
 
+    from conflictbrief.model.loading import save_model
     from conflictbrief.training.loop import check_resume, fresh_history, log_config_changes, make_optimizer, \
         run_steps, save_checkpoint, start_or_resume
     from conflictbrief.training.tagger import check_mixed_precision, forward_precision, optimizer_step
@@ -257,8 +258,7 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
         # best_score is the negated loss, so the checkpoint format (higher is better) is shared.
         if not eval_rows or -loss > best_score:
             best_score, best = -loss, metrics
-            model.save_pretrained(out_dir, safe_serialization=True)
-            tokenizer.save_pretrained(out_dir)
+            save_model(model, tokenizer, out_dir)
         model.train()
 
     if eval_rows and step == 0:

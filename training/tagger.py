@@ -383,6 +383,8 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    from conflictbrief.model.loading import save_model
+
     check_bounds(config)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -457,8 +459,7 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
                                                                            "macro_f1")}))
         if score > best_score:
             best_score, best = score, metrics
-            accelerator.unwrap_model(model).save_pretrained(out_dir, safe_serialization=True)
-            tokenizer.save_pretrained(out_dir)
+            save_model(accelerator.unwrap_model(model), tokenizer, out_dir)
 
     precision = forward_precision(config.mixed_precision, accelerator.device)
 
