@@ -856,3 +856,27 @@ def test_training_log_has_no_shard_writing_bar_and_the_kept_model_is_safetensors
     assert hf_logging.is_progress_bar_enabled()
     assert "Writing model shards" not in capfd.readouterr().err
     assert (tmp_path / "t" / "model.safetensors").is_file() and not list((tmp_path / "t").glob("*.bin"))
+
+
+def test_each_briefer_eval_file_is_scored_on_its_own_pairs_under_its_own_name(tmp_path, monkeypatch):
+    """Two NeuS files of one name in two folders (pair ids ``val.source:N``) were each scored on the pairs of
+    both; a file in the working directory was named "/file"."""
+    from conflictbrief.training.briefer import eval_names, train_briefer
+    from conflictbrief.training.config import BrieferConfig, DataFile, TinyModel
+
+    monkeypatch.chdir(tmp_path)
+    for folder, n in (("a", 2), ("b", 3)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "val.source").write_text("".join(
+            f"TITLE=> Clashes {i}. ARTICLE=> Fighting near Homs killed {i + 3} people on Monday.\n" for i in range(n)))
+        (tmp_path / folder / "val.target").write_text("".join(
+            f"TITLE=> Clashes. ARTICLE=> {i + 3} people were killed near Homs.\n" for i in range(n)))
+    (tmp_path / "pairs.csv").write_text("text,brief\n\"Troops entered Idlib. Talks stalled.\",Troops entered Idlib.\n")
+    report = train_briefer(BrieferConfig(
+        tiny_model=TinyModel(), train=[DataFile("pairs.csv")], output_dir="out", batch_size=2, max_steps=1,
+        eval=[DataFile("a/val.source"), DataFile("b/val.source"), DataFile("pairs.csv")], eval_limit=10,
+        max_new_tokens=4, num_beams=1), log=lambda m: None)
+    assert {k: v["n"] for k, v in report["best"].items() if isinstance(v, dict)} == \
+        {"a/val.source": 2, "b/val.source": 3, "pairs.csv": 1}
+    same = [DataFile("x/gpt4/val.jsonl"), DataFile("y/gpt4/val.jsonl"), DataFile("z.jsonl"), DataFile("z.jsonl", limit=5)]
+    assert eval_names(same) == ["x/gpt4/val.jsonl", "y/gpt4/val.jsonl", "z.jsonl#3", "z.jsonl#4"]

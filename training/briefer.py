@@ -34,6 +34,17 @@ def load_pairs(files) -> list[dict]:
     return pairs
 
 
+def eval_names(files) -> list[str]:
+    """A short, distinct name per eval file for the metrics: ``folder/file`` (``gpt4/val.jsonl``), ``file``
+    for one in the working directory, the path as given where two would share a name, numbered when a file
+    is given twice. Each file is scored on its own pairs. Until 2026-12-06 a file in the working directory was
+    ``/file``, two eval files named alike in folders named alike shared one key, and NeuS files of one name in
+    two folders (pair ids ``val.source:N``) were each scored on the pairs of both."""
+    short = [f"{Path(f.path).parent.name}/{Path(f.path).name}".lstrip("/") for f in files]
+    names = [s if short.count(s) == 1 else f.path for s, f in zip(short, files)]
+    return [n if names.count(n) == 1 else f"{n}#{i + 1}" for i, n in enumerate(names)]
+
+
 def build_model(config: BrieferConfig):
     from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, BertConfig, EncoderDecoderConfig,
                               EncoderDecoderModel)
@@ -117,8 +128,10 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
     config_changes = check_resume(ckpt, resume, DataError, config)
     set_seed(config.seed)
     train_pairs = load_pairs(config.train)  # validates every file before training starts
-    eval_pairs = load_pairs([f if f.limit else type(f)(**{**vars(f), "limit": config.eval_limit})
-                             for f in config.eval])
+    eval_sets = dict(zip(eval_names(config.eval), (load_pairs([f if f.limit else type(f)(**{**vars(f), "limit":
+                                                                                  config.eval_limit})])
+                                                   for f in config.eval)))
+    eval_pairs = [p for pairs in eval_sets.values() for p in pairs]
     model, tokenizer = build_model(config)
     features = featurize(train_pairs, tokenizer, config)
     lengths = [len(f["input_ids"]) + len(f["labels"]) for f in features]
@@ -143,9 +156,8 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
         model.eval()
         briefer = Briefer(model, tokenizer, config.max_source_length, config.eval_batch_size)
         metrics = {"step": step}
-        for f in config.eval:
-            pairs = [p for p in eval_pairs if p["id"].startswith((f.path, Path(f.path).name))]
-            metrics[Path(f.path).parent.name + "/" + Path(f.path).name] = evaluate_pairs(briefer, pairs, num_beams=1)
+        for name, pairs in eval_sets.items():
+            metrics[name] = evaluate_pairs(briefer, pairs, num_beams=1)
         scores = [v[config.select_metric] for v in metrics.values() if isinstance(v, dict)]
         score = sum(scores) / len(scores) if scores else float(step)
         metrics["select"] = round(score, 4)
