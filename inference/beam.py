@@ -39,7 +39,10 @@ def lean_settings(model, overrides: dict):
 
     if not getattr(model.config, "is_encoder_decoder", False):
         return None
-    config = GenerationConfig.from_dict({**model.generation_config.to_dict(), **overrides})
+    merged = {**model.generation_config.to_dict(), **overrides}
+    if (merged.get("num_beams") or 1) < 2:  # greedy: before a config that warns of unused beam flags is built
+        return None
+    config = GenerationConfig.from_dict(merged)
     changed = set(config.to_diff_dict()) - _SUPPORTED
     eos = config.eos_token_id
     if changed or (config.num_beams or 1) < 2 or isinstance(eos, (list, tuple)) and len(eos) != 1 \

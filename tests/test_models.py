@@ -880,3 +880,21 @@ def test_each_briefer_eval_file_is_scored_on_its_own_pairs_under_its_own_name(tm
         {"a/val.source": 2, "b/val.source": 3, "pairs.csv": 1}
     same = [DataFile("x/gpt4/val.jsonl"), DataFile("y/gpt4/val.jsonl"), DataFile("z.jsonl"), DataFile("z.jsonl", limit=5)]
     assert eval_names(same) == ["x/gpt4/val.jsonl", "y/gpt4/val.jsonl", "z.jsonl#3", "z.jsonl#4"]
+
+
+def test_greedy_generation_of_a_beam_search_model_does_not_warn_of_its_beam_flags(tiny_briefer_dir, caplog):
+    """The training evaluation generates greedily (num_beams=1) with a model whose generation config holds
+    beam settings (early_stopping); transformers warned "generation flags are not valid" in every training log."""
+    import logging as std_logging
+
+    from conflictbrief.inference.beam import lean_settings
+
+    briefer = Briefer.load(str(tiny_briefer_dir), device="cpu", max_new_tokens=6)
+    assert briefer.model.generation_config.early_stopping is True and briefer.model.generation_config.num_beams > 1
+    std_logging.Logger.warning_once.cache_clear()  # transformers says it once per process
+    with caplog.at_level(std_logging.WARNING):
+        briefer.brief([clean("Syrian forces shelled Idlib on Monday. About 120,000 people fled toward Turkey.")],
+                      num_beams=1)
+    assert not [r for r in caplog.records if "not valid" in r.getMessage()]
+    assert lean_settings(briefer.model, {"num_beams": 1}) is None
+    assert lean_settings(briefer.model, {}) is not None  # beams: the lean search still runs them
