@@ -85,8 +85,9 @@ def _add_run(sub):
                         ("tag", "entities only, for every article of a dump")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("inputs", nargs="+", metavar="INPUT", help=".jsonl/.json/.csv/.tsv/.parquet/.txt/.html, dirs, .gz")
-        p.add_argument("-o", "--output", required=True, help="OUT.jsonl (or .parquet with --format parquet)")
-        p.add_argument("--format", dest="out_format", choices=["jsonl", "parquet"], default="jsonl")
+        p.add_argument("-o", "--output", required=True, help="OUT.jsonl, or OUT.parquet for Parquet")
+        p.add_argument("--format", dest="out_format", choices=["jsonl", "parquet"], default=None,
+                       help="default: by the output's name (.parquet: parquet; else jsonl)")
         p.add_argument("--text-field", help="field holding the article, a.b for a nested one "
                                             "(default: first of text, article, ...)")
         p.add_argument("--id-field", help="field holding the record id, a.b for a nested one (default: file:line)")
@@ -143,10 +144,11 @@ def _add_serve(sub):
 
 
 def cmd_run(args) -> int:
-    from conflictbrief.inference.batch import check_encoding, check_output, output_path, run_batch
+    from conflictbrief.inference.batch import check_encoding, check_output, output_format, output_path, run_batch
     from conflictbrief.inference.pipeline import Pipeline
 
-    check_encoding(args.encoding)  # before the models load, as is the next check
+    check_encoding(args.encoding)  # before the models load, as are the next checks
+    args.out_format = output_format(args.output, args.out_format)
     check_output(output_path(args.output, args.out_format), args.resume, args.overwrite)
 
     pipeline = Pipeline.load(tagger=args.tagger, briefer=getattr(args, "briefer", None), device=args.device,

@@ -466,6 +466,31 @@ def _name(source: str) -> str:
     return source.replace("\\", "/").rsplit("/", 1)[-1]
 
 
+# Names of files the job does not write: an output so named was JSON Lines under a CSV (or .gz) name.
+_NOT_WRITTEN = {".csv": "CSV", ".tsv": "TSV", ".txt": "plain text", ".xlsx": "Excel", ".xls": "Excel",
+                ".html": "HTML", ".htm": "HTML", ".gz": "compressed", ".bz2": "compressed", ".xz": "compressed",
+                ".zst": "compressed", ".zip": "compressed"}
+
+
+def output_format(output: str, out_format: str | None = None) -> str:
+    """``jsonl`` or ``parquet`` for ``-o output``: ``out_format`` when given, else by the name (``.parquet``:
+    Parquet; any other name: JSON Lines). A name that says another kind of file (``.csv``, ``.gz``; ``.parquet``
+    with ``--format jsonl``, ``.jsonl`` with ``--format parquet``) is a BatchError before anything is read.
+    Until 2026-12-06 ``-o out.parquet`` or ``-o out.csv`` without ``--format`` wrote JSON Lines under that name."""
+    if out_format not in (None, "jsonl", "parquet"):
+        raise BatchError(f"unknown output format {out_format!r}: jsonl or parquet")
+    suffix = Path(output).suffix.lower()
+    if suffix in _NOT_WRITTEN:
+        raise BatchError(f"-o {output}: the job writes JSON Lines (name the output .jsonl) or Parquet (.parquet), "
+                         f"not {_NOT_WRITTEN[suffix]} files")
+    named = {".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(suffix)
+    if out_format and named and out_format != named:
+        raise BatchError(f"-o {output} with --format {out_format}: the name says {named}; name it "
+                         f"{Path(output).with_suffix('.parquet' if out_format == 'parquet' else '.jsonl').name} "
+                         f"or leave --format out")
+    return out_format or named or "jsonl"
+
+
 def output_path(output: str, out_format: str = "jsonl") -> Path:
     """The JSON Lines file the job writes (and resumes from) for ``-o output``: for parquet, the .jsonl beside it."""
     out = Path(output)
@@ -531,12 +556,15 @@ def _complete_lines(f, block: int = 1 << 20) -> tuple[int, int, bytes]:
 
 def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None = None, id_field: str | None = None,
               resume: bool = False, overwrite: bool = False, batch_size: int | None = None,
-              max_chars: int | None = None, dedup: bool = False, quiet: bool = False, out_format: str = "jsonl",
+              max_chars: int | None = None, dedup: bool = False, quiet: bool = False, out_format: str | None = None,
               log=None, encoding: str = "auto", time_limit: float | None = 10.0) -> dict:
     """Run the batch job; returns the summary (records, ok, failed, seconds, articles_per_s). ``time_limit``:
     seconds per started 10,000 characters that an article may take before it becomes an error record (None or
-    0: none; it needs the main thread on POSIX, see conflictbrief.inference.deadline)."""
+    0: none; it needs the main thread on POSIX, see conflictbrief.inference.deadline). ``out_format``: jsonl
+    or parquet; by default by the output's name (``output_format``)."""
     from tqdm import tqdm
+
+    out_format = output_format(output, out_format)
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     batch_size = batch_size or pipeline.batch_size  # the pipeline holds the default (by dtype)

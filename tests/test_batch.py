@@ -529,3 +529,32 @@ def test_a_python_caller_gets_no_time_limit_unless_it_asks(tiny_pipeline, monkey
         tiny_pipeline.time_limit = 0.1
         with pytest.raises(TimeLimitError, match=r"record 'x': analysis ran past its time limit of 0.1 s"):
             tiny_pipeline.analyze(GOOD, id="x")
+
+
+def test_the_output_format_follows_the_name_and_a_name_of_another_kind_is_refused(tiny_pipeline, tmp_path,
+                                                                                   monkeypatch, capsys):
+    """`-o out.parquet` without --format wrote JSON Lines under the Parquet name, and `-o out.csv` or
+    `-o out.jsonl.gz` JSON Lines under those; a name and a --format that disagree gave out.jsonl.jsonl."""
+    import pyarrow.parquet as pq
+
+    from conflictbrief.cli import main
+    from conflictbrief.inference import pipeline
+
+    (tmp_path / "a.txt").write_text(GOOD)
+    summary = run_batch(tiny_pipeline, [str(tmp_path / "a.txt")], str(tmp_path / "o.parquet"), quiet=True)
+    assert summary["output"] == str(tmp_path / "o.parquet") and pq.read_table(tmp_path / "o.parquet").num_rows == 1
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the models were loaded")
+
+    monkeypatch.setattr(pipeline.Pipeline, "load", no_load)
+    for argv, said in ((["-o", "o.csv"], "-o o.csv: the job writes JSON Lines (name the output .jsonl) or "
+                                         "Parquet (.parquet), not CSV files"),
+                       (["-o", "o.jsonl.gz"], "not compressed files"),
+                       (["-o", "o.jsonl", "--format", "parquet"], "the name says jsonl; name it o.parquet"),
+                       (["-o", "p.parquet", "--format", "jsonl"], "the name says parquet; name it p.jsonl")):
+        monkeypatch.chdir(tmp_path)
+        assert main(["brief", "a.txt", *argv]) == 2
+        assert said in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name[:2] in ("o.", "p.")) == \
+        ["o.jsonl", "o.jsonl.lock", "o.jsonl.state.json", "o.parquet"]  # the first job's; nothing else written
