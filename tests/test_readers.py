@@ -99,6 +99,42 @@ def test_labelstudio_and_doccano(tmp_path):
     assert row["tags"][3] == "B-Location"
 
 
+def test_labelstudio_json_min_export_and_a_text_field_of_another_name(tmp_path, caplog):
+    """JSON_MIN, as Label Studio's converter writes it: the task's data fields at the top, each Labels control's
+    regions under the control's name, annotation fields beside them, one record per annotation. It stopped with
+    "a task needs a 'data' object"."""
+    meta = {"annotator": "ana@example.org", "created_at": "2026-11-01T10:00:00Z",
+            "updated_at": "2026-11-01T10:00:00Z", "lead_time": 12.5}
+    region = {"start": 20, "end": 26, "text": "Aleppo", "labels": ["Location"]}
+    ls = tmp_path / "min.json"
+    ls.write_text(json.dumps([
+        {"text": "Russian jets struck Aleppo.", "id": 1, "ner": [{"start": 0, "end": 7, "text": "Russian",
+                                                                  "labels": ["Nationality"]}, region],
+         "annotation_id": 11, **meta},
+        {"text": "Russian jets struck Aleppo.", "id": 1, "ner": [region], "annotation_id": 12, **meta},  # 2nd
+        {"text": "Talks resumed.", "id": 2, "annotation_id": 13, **meta},  # annotated: no entities
+        {"text": "Not yet annotated.", "id": 3, "annotation_id": None, "annotator": None, "created_at": None,
+         "updated_at": None, "lead_time": None}]))
+    with caplog.at_level("WARNING"):
+        rows = read_tagger_file(ls, SCHEMA)
+    assert [r["tags"] for r in rows] == [["B-Nationality", "O", "O", "B-Location", "O"], ["O", "O", "O"]]
+    assert rows[0]["id"].endswith("[task 1]")
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "1 task(s) without an annotation" in said and "1 more annotation(s)" in said
+    # A project whose text field is not called "text": its one text field is taken, in both exports.
+    full = tmp_path / "article.json"
+    full.write_text(json.dumps([{"id": 5, "data": {"article": "Russian jets struck Aleppo.", "n": 3},
+                                 "annotations": [{"result": [{"type": "labels", "value": region}]}]}]))
+    assert read_tagger_file(full, SCHEMA)[0]["tags"][3] == "B-Location"
+    full.write_text(json.dumps([{"id": 5, "data": {"article": "A.", "title": "B."}, "annotations": [{"result": []}]}]))
+    with pytest.raises(DataError, match=r"\[task 5\]: no 'text' field, and more than one other text field to take "
+                                        r"instead \('article', 'title'\)"):
+        read_tagger_file(full, SCHEMA)
+    ls.write_text(json.dumps([{"id": 9, "title": "No regions, no annotation fields"}]))
+    with pytest.raises(DataError, match=r"\[task 9\]: a task needs a 'data' object .* \(JSON_MIN export\)"):
+        read_tagger_file(ls, SCHEMA)
+
+
 def test_brief_pairs_jsonl_csv_and_neus(tmp_path):
     j = tmp_path / "p.jsonl"
     j.write_text(json.dumps({"article": "A. B.", "abstract": "A."}) + "\n")

@@ -214,37 +214,76 @@ def _read_doccano(path: Path, schema: LabelSchema, mapping: str | None) -> Itera
         yield spans_to_example(record.get("text", record.get("data")), spans, schema, mapping, where)
 
 
+# Fields that Label Studio's JSON_MIN export adds to a task's data fields.
+_MIN_META = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement"}
+
+
+def _task_text(data: dict, where: str, skip=frozenset()) -> str:
+    """The text of a task: its ``text`` field, else its one string field (a project whose text is ``$article``)."""
+    if "text" in data:
+        return data["text"]
+    strings = [k for k, v in data.items() if isinstance(v, str) and k not in skip]
+    if len(strings) == 1:
+        return data[strings[0]]
+    raise DataError(f"{where}: no 'text' field, and {'no' if not strings else 'more than one'} other text field to "
+                    f"take instead ({', '.join(map(repr, strings)) or 'fields: ' + ', '.join(map(repr, data))})")
+
+
+def _span(value, where: str):
+    """(start, end, label) of a Labels (or HyperTextLabels) region; None for results of other kinds."""
+    labels = value.get("labels") or value.get("hypertextlabels") if isinstance(value, dict) else None
+    if not labels:
+        return None  # relations, choices and other result types carry no span
+    if "start" not in value or "end" not in value:
+        raise DataError(f"{where}: a label result has no start/end: {value!r}")
+    return value["start"], value["end"], labels[0]
+
+
 def _read_labelstudio(path: Path, schema: LabelSchema, mapping: str | None) -> Iterator[dict]:
+    """Label Studio's JSON export (tasks with ``data`` and ``annotations``; each task's first annotation that
+    was not cancelled) and its JSON_MIN export (the data's fields at the top of each record, each Labels
+    control's regions under the control's name; one record per annotation, the first kept)."""
     try:
         tasks = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from None
     if not isinstance(tasks, list):
         raise DataError(f"{path}: a Label Studio export is a JSON list of tasks")
-    unannotated = 0
+    unannotated, seen, repeated = 0, set(), 0
     for n, task in enumerate(tasks):
         where = f"{path}[task {task.get('id', n) if isinstance(task, dict) else n}]"
-        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
-            raise DataError(f"{where}: a task needs a 'data' object with the text")
-        text = task["data"].get("text")
+        if not isinstance(task, dict):
+            raise DataError(f"{where}: a task is a JSON object")
+        if not isinstance(task.get("data"), dict):
+            regions = [v for k, value in task.items() if k not in _MIN_META and isinstance(value, list)
+                       for v in value if isinstance(v, dict) and ("labels" in v or "hypertextlabels" in v)]
+            if not regions and "annotation_id" not in task:
+                raise DataError(f"{where}: a task needs a 'data' object with the text (JSON export), or the text "
+                                "and the label regions at its top (JSON_MIN export)")
+            if task.get("id") is not None and task["id"] in seen:
+                repeated += 1  # JSON_MIN writes a record per annotation: the first is kept, as in the JSON export
+                continue
+            seen.add(task.get("id"))
+            if not regions and task.get("annotation_id") is None:
+                unannotated += 1
+                continue
+            spans = [s for s in (_span(v, where) for v in regions) if s]
+            skip = _MIN_META | {k for k, v in task.items() if isinstance(v, list)}
+            yield spans_to_example(_task_text(task, where, skip), spans, schema, mapping, where)
+            continue
         annotations = [a for a in task.get("annotations") or task.get("completions") or []
                        if isinstance(a, dict) and not a.get("was_cancelled")]
         if not annotations:  # not annotated yet, or skipped by the annotator: nothing to learn, not "no entities"
             unannotated += 1
             continue
-        results = annotations[0].get("result") or []
-        spans = []
-        for r in results:
-            value = r.get("value", {}) if isinstance(r, dict) else {}
-            labels = value.get("labels") or value.get("hypertextlabels")
-            if not labels:
-                continue  # relations, choices and other result types carry no span
-            if "start" not in value or "end" not in value:
-                raise DataError(f"{where}: a label result has no start/end: {r!r}")
-            spans.append((value["start"], value["end"], labels[0]))
-        yield spans_to_example(text, spans, schema, mapping, where)
+        spans = [s for s in (_span(r.get("value", {}) if isinstance(r, dict) else {}, where)
+                             for r in annotations[0].get("result") or []) if s]
+        yield spans_to_example(_task_text(task["data"], where), spans, schema, mapping, where)
     if unannotated:
         logger.warning("%s: %d task(s) without an annotation (or only a cancelled one) left out", path, unannotated)
+    if repeated:
+        logger.warning("%s: %d more annotation(s) of tasks annotated more than once left out (the first of each "
+                       "task is used)", path, repeated)
 
 
 def to_dataset(examples: list[dict]):
