@@ -135,6 +135,36 @@ def test_labelstudio_json_min_export_and_a_text_field_of_another_name(tmp_path, 
         read_tagger_file(ls, SCHEMA)
 
 
+def test_a_jsonl_record_without_an_entity_list_is_an_error_not_a_text_without_entities(tmp_path, caplog):
+    """A file whose entities sit under another key ("ner", Doccano's "labels") was read as Doccano and every
+    record taught as "no entities": a model trained on it learns to find nothing. Prodigy's "spans" are read,
+    its rejected and ignored answers left out."""
+    text = "Russian jets struck Aleppo."
+    f = tmp_path / "f.jsonl"
+    f.write_text(json.dumps({"text": text, "ner": [[20, 26, "Location"]]}) + "\n")
+    with pytest.raises(DataError, match=r"f.jsonl:1: cannot tell the format: .* this one has 'text', 'ner'"):
+        read_tagger_file(f, SCHEMA)
+    for fmt, said in (("doccano", r"f.jsonl:1: no 'label' list"), ("spans", r"f.jsonl:1: no 'entities' list")):
+        with pytest.raises(DataError, match=said):
+            read_tagger_file(f, SCHEMA, fmt)
+    f.write_text(json.dumps({"text": text, "labels": [[20, 26, "Location"]]}) + "\n")  # older Doccano
+    assert read_tagger_file(f, SCHEMA)[0]["tags"][3] == "B-Location"
+    f.write_text(json.dumps({"text": text, "label": [[20, 26, "Location"]]}) + "\n"
+                 + json.dumps({"text": text}) + "\n")  # the second record lost its labels
+    with pytest.raises(DataError, match=r"f.jsonl:2: no 'label' list"):
+        read_tagger_file(f, SCHEMA)
+    prodigy = [{"text": text, "spans": [{"start": 20, "end": 26, "label": "Location", "token_start": 3}],
+                "answer": "accept"},
+               {"text": "Talks resumed.", "spans": [], "answer": "accept"},
+               {"text": text, "spans": [{"start": 0, "end": 7, "label": "Location"}], "answer": "reject"},
+               {"text": text, "spans": [], "answer": "ignore"}]
+    f.write_text("".join(json.dumps(r) + "\n" for r in prodigy))
+    with caplog.at_level("WARNING"):
+        rows = read_tagger_file(f, SCHEMA)
+    assert [r["tags"] for r in rows] == [["O", "O", "O", "B-Location", "O"], ["O", "O", "O"]]
+    assert "2 record(s) answered 'reject' or 'ignore'" in caplog.text
+
+
 def test_brief_pairs_jsonl_csv_and_neus(tmp_path):
     j = tmp_path / "p.jsonl"
     j.write_text(json.dumps({"article": "A. B.", "abstract": "A."}) + "\n")

@@ -59,8 +59,14 @@ def detect_tagger_format(path: Path) -> str:
     if suffix == ".json":
         return "labelstudio"
     if suffix == ".jsonl":
-        for _, first in _jsonl_records(path):  # a first line that is not a JSON object is reported here
-            return "spans" if "entities" in first and not _is_doccano(first["entities"]) else "doccano"
+        for lineno, first in _jsonl_records(path):  # a first line that is not a JSON object is reported here
+            if "spans" in first or "entities" in first and not _is_doccano(first["entities"]):
+                return "spans"
+            if {"label", "labels", "entities"} & first.keys():
+                return "doccano"
+            raise DataError(f"{path}:{lineno}: cannot tell the format: a record needs an 'entities' list (span "
+                            "JSONL), 'spans' (Prodigy) or 'label' (Doccano), even an empty one; this one has "
+                            + ", ".join(map(repr, first)))
         raise DataError(f"{path}: no records (empty file?)")
     raise DataError(f"{path}: cannot tell the format from the name; pass one of {TAGGER_FORMATS}")
 
@@ -185,23 +191,42 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
 
 
 def _read_spans(path: Path, schema: LabelSchema, mapping: str | None) -> Iterator[dict]:
+    """Span JSONL, ``{"text", "entities": [{"start", "end", "label"}]}``, and Prodigy's ``"spans"`` (records
+    with ``"answer": "reject"`` or ``"ignore"`` left out). A record with neither list is an error: it used to
+    be taught as "no entities" (a file of ``"ner"`` lists trained a model to find nothing)."""
+    left_out = 0
     for lineno, record in _jsonl_records(path):
         where = f"{path}:{lineno}"
-        entities = record.get("entities", [])
+        if record.get("answer") in ("reject", "ignore"):
+            left_out += 1
+            continue
+        key = "entities" if "entities" in record else "spans"
+        if key not in record:
+            raise DataError(f"{where}: no 'entities' list (a text without entities has \"entities\": []); this "
+                            "record has " + ", ".join(map(repr, record)))
+        entities = record[key]
         if not isinstance(entities, list):
-            raise DataError(f"{where}: 'entities' must be a list of {{start, end, label}}")
+            raise DataError(f"{where}: '{key}' must be a list of {{start, end, label}}")
         spans = []
         for ent in entities:
             if not isinstance(ent, dict) or not {"start", "end", "label"} <= ent.keys():
                 raise DataError(f"{where}: each entity needs 'start', 'end' and 'label', got {ent!r}")
             spans.append((ent["start"], ent["end"], ent["label"]))
         yield spans_to_example(record.get("text"), spans, schema, mapping, where)
+    if left_out:
+        logger.warning("%s: %d record(s) answered 'reject' or 'ignore' (Prodigy) left out", path, left_out)
 
 
 def _read_doccano(path: Path, schema: LabelSchema, mapping: str | None) -> Iterator[dict]:
     for lineno, record in _jsonl_records(path):
         where = f"{path}:{lineno}"
-        raw = record.get("label", record.get("entities", []))
+        key = next((k for k in ("label", "labels", "entities") if k in record), None)
+        if key is None:  # it was taught as "no entities"; Doccano writes "label": [] for a text without any
+            raise DataError(f"{where}: no 'label' list (Doccano writes \"label\": [] for a text without entities); "
+                            "this record has " + ", ".join(map(repr, record)))
+        raw = record[key]
+        if not isinstance(raw, list):
+            raise DataError(f"{where}: '{key}' must be a list of [start, end, label]")
         spans = []
         for ent in raw:
             if isinstance(ent, dict) and {"start_offset", "end_offset", "label"} <= ent.keys():
