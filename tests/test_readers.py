@@ -165,6 +165,39 @@ def test_a_jsonl_record_without_an_entity_list_is_an_error_not_a_text_without_en
     assert "2 record(s) answered 'reject' or 'ignore'" in caplog.text
 
 
+def test_brief_pairs_from_parquet_and_the_cnn_dailymail_and_xsum_columns(tmp_path):
+    """A split saved by the datasets library (Dataset.to_parquet) with CNN/DailyMail's article+highlights, and
+    XSum's document+summary as JSONL; parquet files were refused, those columns "no article text"."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": ["a", "b"], "article": ["Troops entered Idlib on Monday. Talks stalled.",
+                                                            "Rebels shelled Homs. Two people died."],
+                             "highlights": ["Troops entered Idlib .\nTalks stalled .", "Rebels shelled Homs ."]}),
+                   tmp_path / "cnn.parquet")
+    pairs = read_brief_file(tmp_path / "cnn.parquet")
+    assert [(p["id"], p["brief"]) for p in pairs] == [
+        (f"{tmp_path}/cnn.parquet#1", "Troops entered Idlib .\nTalks stalled ."),
+        (f"{tmp_path}/cnn.parquet#2", "Rebels shelled Homs .")]
+    (tmp_path / "x.jsonl").write_text(json.dumps({"document": "A long report.", "summary": "Short."}) + "\n")
+    assert read_brief_file(tmp_path / "x.jsonl")[0]["text"] == "A long report."
+    both = [{"article": "Troops entered Idlib.", "highlights": "Troops entered Idlib ."},
+            {"article": "Rebels shelled Homs.", "highlights": "Rebels shelled Homs ."}]
+    (tmp_path / "lines.json").write_text("".join(json.dumps(r) + "\n" for r in both))  # Dataset.to_json
+    (tmp_path / "list.json").write_text(json.dumps(both))
+    texts = ["Troops entered Idlib.", "Rebels shelled Homs."]
+    assert [p["text"] for p in read_brief_file(tmp_path / "lines.json")] == texts
+    assert [p["text"] for p in read_brief_file(tmp_path / "list.json")] == texts
+    assert read_brief_file(tmp_path / "list.json")[1]["id"].endswith("list.json[1]")
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(DataError, match=r"bad.parquet: not a readable Parquet file"):
+        read_brief_file(tmp_path / "bad.parquet")
+    (tmp_path / "y.jsonl").write_text(json.dumps({"body": "A long report.", "tldr": "Short."}) + "\n")
+    with pytest.raises(DataError, match=r"y.jsonl:1: no article text \(looked for text, article, source, document; "
+                                        r"the record has 'body', 'tldr'\)"):
+        read_brief_file(tmp_path / "y.jsonl")
+
+
 def test_brief_pairs_jsonl_csv_and_neus(tmp_path):
     j = tmp_path / "p.jsonl"
     j.write_text(json.dumps({"article": "A. B.", "abstract": "A."}) + "\n")

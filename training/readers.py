@@ -37,14 +37,17 @@ def words_with_offsets(text: str) -> list[tuple[str, int, int]]:
     return [(_IN_WORD.sub("", m.group()), m.start(), m.end()) for m in WORD_RE.finditer(text)]
 
 
-def check_file(path: Path) -> None:
-    """A readable UTF-8 file, or DataError naming the problem (for bytes that are not UTF-8: line and column)."""
+def check_file(path: Path, text: bool = True) -> None:
+    """A readable (``text``: UTF-8) file, or DataError naming the problem (for bytes that are not UTF-8: line
+    and column)."""
     from conflictbrief.inference.clean import TextFileError, read_utf8
 
     if path.is_dir():
         raise DataError(f"{path}: is a folder; a training or evaluation file is one file (give each with --train)")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
+    if not text:
+        return
     try:
         read_utf8(path)
     except TextFileError as e:
@@ -322,8 +325,8 @@ def to_dataset(examples: list[dict]):
 
 # ---------------------------------------------------------------------------------------------- briefs
 
-BRIEF_TEXT_KEYS = ("text", "article", "source")
-BRIEF_TARGET_KEYS = ("brief", "abstract", "summary", "target")
+BRIEF_TEXT_KEYS = ("text", "article", "source", "document")  # document: XSum's
+BRIEF_TARGET_KEYS = ("brief", "abstract", "summary", "target", "highlights")  # highlights: CNN/DailyMail's
 
 
 def parse_neus_target(target: str) -> tuple[str | None, str]:
@@ -347,33 +350,67 @@ def parse_neus_source(source: str) -> str:
 
 
 def read_brief_file(path: str | Path) -> list[dict]:
-    """Pairs ``{"id", "text", "brief", "headline"}`` from JSONL/CSV (text+brief columns, or SumLLM's
-    article+abstract) or from a NeuS ``X.source`` file with its ``X.target`` beside it."""
+    """Pairs ``{"id", "text", "brief", "headline"}`` from JSONL/CSV/Parquet (text+brief columns, SumLLM's
+    article+abstract, CNN/DailyMail's article+highlights, XSum's document+summary) or from a NeuS ``X.source``
+    file with its ``X.target`` beside it."""
     path = Path(path)
-    check_file(path)
+    check_file(path, text=path.suffix != ".parquet")
     if path.suffix == ".source":
         return _read_neus(path)
     if path.suffix == ".jsonl":
         records = ((f"{path}:{n}", r) for n, r in _jsonl_records(path))
+    elif path.suffix == ".json":  # a JSON list of records, or JSON Lines (what Dataset.to_json writes)
+        records = _json_list_or_lines(path)
     elif path.suffix == ".csv":
         with path.open(encoding="utf-8-sig", newline="") as f:
             records = [(f"{path}:{n}", r) for n, r in enumerate(csv.DictReader(f), 2)]
+    elif path.suffix == ".parquet":  # as the datasets library saves a split (Dataset.to_parquet)
+        records = ((f"{path}#{n}", r) for n, r in enumerate(_parquet_rows(path), 1))
     else:
-        raise DataError(f"{path}: brief pairs must be .jsonl, .csv or a NeuS .source/.target pair")
+        raise DataError(f"{path}: brief pairs must be .jsonl, .json, .csv, .parquet or a NeuS .source/.target pair")
     pairs = []
     for where, record in records:
         text = next((record[k] for k in BRIEF_TEXT_KEYS if k in record), None)
         brief = next((record[k] for k in BRIEF_TARGET_KEYS if k in record), None)
         if not isinstance(text, str) or not text.strip():
-            raise DataError(f"{where}: no article text (looked for {BRIEF_TEXT_KEYS})")
+            raise DataError(f"{where}: no article text (looked for {', '.join(BRIEF_TEXT_KEYS)}; the record has "
+                            f"{', '.join(map(repr, record)) or 'no fields'})")
         if not isinstance(brief, str) or not brief.strip():
-            raise DataError(f"{where}: no brief (looked for {BRIEF_TARGET_KEYS})")
+            raise DataError(f"{where}: no brief (looked for {', '.join(BRIEF_TARGET_KEYS)}; the record has "
+                            f"{', '.join(map(repr, record))})")
         headline, brief = parse_neus_target(brief)
         check_pair(text, brief, where)
         pairs.append({"id": where, "text": text, "brief": brief, "headline": record.get("headline", headline)})
     if not pairs:
         raise DataError(f"{path}: no pairs found (empty file?)")
     return pairs
+
+
+def _json_list_or_lines(path: Path) -> Iterator[tuple[str, dict]]:
+    try:
+        whole = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError:
+        yield from ((f"{path}:{n}", r) for n, r in _jsonl_records(path))
+        return
+    if isinstance(whole, dict):
+        whole = [whole]
+    if not isinstance(whole, list):
+        raise DataError(f"{path}: expected a JSON list of records, got {type(whole).__name__}")
+    for n, record in enumerate(whole):
+        if not isinstance(record, dict):
+            raise DataError(f"{path}[{n}]: expected a JSON object, got {type(record).__name__}")
+        yield f"{path}[{n}]", record
+
+
+def _parquet_rows(path: Path) -> Iterator[dict]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.ParquetFile(path)
+        for batch in table.iter_batches(batch_size=1000):
+            yield from batch.to_pylist()
+    except Exception as e:  # pyarrow's errors have no common base beyond ArrowException/OSError
+        raise DataError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})") from None
 
 
 def check_pair(text: str, brief: str, where: str) -> None:
