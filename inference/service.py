@@ -22,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from typing import Annotated
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StrictInt
 from starlette.concurrency import run_in_threadpool
 
 from conflictbrief.inference.deadline import CHARS, PER_ARTICLE, budget
@@ -133,14 +134,19 @@ class BodyNormaliser:
         return await self.app(scope, replay, send)
 
 
+# An id may be a string or a whole number (a database key); it comes back as a string, as the batch job
+# writes ids taken from the data. A number was a 422 until 2026-12-06.
+RecordId = Annotated[str | StrictInt | None, AfterValidator(lambda v: v if v is None else str(v))]
+
+
 class Article(BaseModel):
     text: str = Field(..., min_length=1, description="The article, as scraped (cleaning is done here).")
-    id: str | None = Field(None, description="Your id, echoed back.")
+    id: RecordId = Field(None, description="Your id (a string or a whole number), echoed back as a string.")
 
 
 class AnalyzeRequest(BaseModel):
     text: str | None = Field(None, min_length=1, description="One article (or use 'articles').")
-    id: str | None = None
+    id: RecordId = Field(None, description="Your id (a string or a whole number), echoed back as a string.")
     articles: list[Article] | None = Field(None, max_length=64, description="Up to 64 articles.")
 
 

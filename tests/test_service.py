@@ -279,3 +279,14 @@ def test_serve_runs_worker_processes_by_default(monkeypatch):
     monkeypatch.setattr(uvicorn, "run", lambda app, host, port: None)
     assert main(["serve", "--max-concurrency", "3", "--neutrality", "mine.yaml", "--time-limit", "0"]) == 0
     assert (seen["size"], seen["time_limit"], seen["load"]["neutrality"], seen["closed"]) == (3, None, "mine.yaml", True)
+
+
+def test_an_id_may_be_a_whole_number_and_comes_back_as_a_string(client):
+    """Database keys are numbers: {"id": 5} was a 422 ("Input should be a valid string"); the batch job takes
+    such ids from the data and writes them as strings, and so does the service now. Other types stay 422."""
+    r = client.post("/v1/analyze", json={"text": GOOD, "id": 5})
+    assert r.status_code == 200 and r.json()["id"] == "5"
+    r = client.post("/v1/analyze", json={"articles": [{"text": GOOD, "id": 7}, {"text": GOOD, "id": "b"}]})
+    assert [x["id"] for x in r.json()["results"]] == ["7", "b"]
+    for bad in (True, 1.5, [1], {"a": 1}):
+        assert client.post("/v1/analyze", json={"text": GOOD, "id": bad}).status_code == 422, bad
