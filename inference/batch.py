@@ -557,11 +557,14 @@ def _complete_lines(f, block: int = 1 << 20) -> tuple[int, int, bytes]:
 def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None = None, id_field: str | None = None,
               resume: bool = False, overwrite: bool = False, batch_size: int | None = None,
               max_chars: int | None = None, dedup: bool = False, quiet: bool = False, out_format: str | None = None,
-              log=None, encoding: str = "auto", time_limit: float | None = 10.0) -> dict:
+              log=None, encoding: str = "auto", time_limit: float | None = 10.0,
+              progress_every: float | None = 60.0) -> dict:
     """Run the batch job; returns the summary (records, ok, failed, seconds, articles_per_s). ``time_limit``:
     seconds per started 10,000 characters that an article may take before it becomes an error record (None or
     0: none; it needs the main thread on POSIX, see conflictbrief.inference.deadline). ``out_format``: jsonl
-    or parquet; by default by the output's name (``output_format``)."""
+    or parquet; by default by the output's name (``output_format``). ``progress_every``: where stderr is no
+    terminal (nohup, a scheduler's log file) and so shows no bar, a progress line every that many seconds
+    (None or 0: none)."""
     from tqdm import tqdm
 
     out_format = output_format(output, out_format)
@@ -586,6 +589,7 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
         total = reader.count(files)
         show = not quiet and sys.stderr.isatty()
         bar = tqdm(total=total, initial=done, unit="art", disable=not show, dynamic_ncols=True, desc="briefing")
+        lines = _ProgressLines(log, total, done, None if show or quiet else progress_every)
         started, ok, failed = time.time(), 0, 0
         seen: dict[bytes, int] = {}  # --dedup: text digest -> where its result starts in the output
         records = reader.read(files)
@@ -624,6 +628,7 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
                 sink.write((json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace"))
                 sink.flush()
                 bar.update(1)
+                lines()
                 return offset
 
             chunk: list[Record] = []
@@ -652,6 +657,37 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
         if not quiet:
             log(json.dumps(summary))
         return summary
+
+
+class _ProgressLines:
+    """The progress bar's figures as a plain line every ``every`` seconds, for a job whose stderr is a file:
+    until 2026-12-06 such a job (nohup, cron, a scheduler) said nothing from its start to its summary."""
+
+    def __init__(self, log, total: int, done: int, every: float | None):
+        self.log, self.total, self.done, self.every = log, total, done, every
+        self.started = self.last = time.monotonic()
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if not self.every or now - self.last < self.every:
+            return
+        self.last = now
+        n, rate = self.done + self.count, self.count / max(now - self.started, 1e-9)
+        left = (self.total - n) / rate
+        self.log(f"progress: {n:,} of {self.total:,} records ({n / max(self.total, 1):.0%}), {rate:.2f} articles/s "
+                 f"this run, about {_duration(left)} left")
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes} min"
 
 
 def _is_reader_note(warning: str) -> bool:

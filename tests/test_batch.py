@@ -558,3 +558,24 @@ def test_the_output_format_follows_the_name_and_a_name_of_another_kind_is_refuse
         assert said in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir() if p.name[:2] in ("o.", "p.")) == \
         ["o.jsonl", "o.jsonl.lock", "o.jsonl.state.json", "o.parquet"]  # the first job's; nothing else written
+
+
+def test_a_job_whose_stderr_is_a_file_logs_progress_lines(tiny_pipeline, tmp_path):
+    """No terminal, no bar: a job under nohup or a scheduler said nothing from its start to its summary."""
+    from conflictbrief.inference.batch import _duration
+
+    dump = tmp_path / "d.jsonl"
+    dump.write_text("".join(json.dumps({"id": f"r{i}", "text": GOOD}) + "\n" for i in range(5)))
+    said = []
+    run_batch(tiny_pipeline, [str(dump)], str(tmp_path / "o.jsonl"), log=said.append, progress_every=1e-9)
+    progress = [m for m in said if m.startswith("progress:")]
+    assert progress[0].startswith("progress: 1 of 5 records (20%), ") and "articles/s this run, about" in progress[0]
+    assert progress[-1].startswith("progress: 5 of 5 records (100%)") and progress[-1].endswith("about 0 s left")
+    said.clear()
+    run_batch(tiny_pipeline, [str(dump)], str(tmp_path / "o.jsonl"), log=said.append, overwrite=True)
+    assert not [m for m in said if m.startswith("progress:")]  # the default, once a minute: none in a second
+    said.clear()
+    run_batch(tiny_pipeline, [str(dump)], str(tmp_path / "o.jsonl"), log=said.append, overwrite=True, quiet=True,
+              progress_every=1e-9)
+    assert said == []
+    assert [_duration(s) for s in (42, 600, 7199, 7230)] == ["42 s", "10 min", "2 h 0 min", "2 h 0 min"]
