@@ -443,3 +443,24 @@ class Pipeline:
             "errors": len(results) - len(ok),
             "seconds_per_article": round(seconds / max(1, len(results)), 3),
         }
+
+
+_shared: Pipeline | None = None
+_shared_lock = threading.Lock()
+
+
+def default_pipeline() -> Pipeline:
+    """The default pipeline (``Pipeline.load()``: the shipped models, ``device="auto"``, ``dtype="auto"``),
+    loaded by the first call in the process (in whichever thread makes it; the others wait) and shared."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = Pipeline.load()
+        return _shared
+
+
+def analyze(text: str, id: str | None = None) -> AnalysisResult:
+    """One function for other Python services: ``conflictbrief.analyze(text)`` analyses one article with the
+    default pipeline (``default_pipeline``), loaded once, on the first call. Raises InputError as
+    ``Pipeline.analyze`` does. Other models or options: ``Pipeline.load(...)`` once, then its ``analyze``."""
+    return default_pipeline().analyze(text, id)

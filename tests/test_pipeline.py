@@ -286,3 +286,32 @@ def test_default_batch_size_follows_the_dtype(tiny_tagger_dir, tiny_briefer_dir)
     assert narrow.batch_size == 16 and narrow.briefer.batch_size == 16
     named = Pipeline.load(tagger=str(tiny_tagger_dir), briefer=None, device="cpu", dtype="bfloat16", batch_size=8)
     assert named.batch_size == 8 and named.tagger.batch_size == 16
+
+
+def test_one_function_analyses_with_the_default_pipeline_loaded_once(tiny_pipeline, monkeypatch):
+    """`conflictbrief.analyze(text)`: the default pipeline is loaded by the first call, whichever thread makes
+    it, and shared by the rest."""
+    import threading
+
+    import conflictbrief
+    from conflictbrief.inference import pipeline
+
+    loads = []
+
+    def load(*args, **kwargs):
+        loads.append((args, kwargs))
+        return tiny_pipeline
+
+    monkeypatch.setattr(pipeline.Pipeline, "load", load)
+    monkeypatch.setattr(pipeline, "_shared", None)
+    results = []
+    threads = [threading.Thread(target=lambda i=i: results.append(conflictbrief.analyze(RAW, id=f"t{i}")))
+               for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert loads == [((), {})] and sorted(r.id for r in results) == ["t0", "t1", "t2", "t3"]
+    assert results[0].to_dict()["entities"] == tiny_pipeline.analyze(RAW).to_dict()["entities"]
+    with pytest.raises(pipeline.InputError):
+        conflictbrief.analyze("   ")
