@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
 
 def _add_dtype(p):
@@ -125,6 +127,9 @@ def _add_run(sub):
 def _add_serve(sub):
     p = sub.add_parser("serve", help="HTTP service (POST /v1/analyze, GET /healthz, GET /v1/models)")
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--api-key-file", metavar="FILE",
+                   help="/v1/ requests need the key in FILE (its first line) as 'Authorization: Bearer KEY' or "
+                        "'X-API-Key: KEY'; or set CONFLICTBRIEF_API_KEY. /healthz stays open")
     p.add_argument("--port", type=_at_least(1, 65535), default=8000)
     p.add_argument("--tagger", default="default")
     p.add_argument("--briefer", default="default")
@@ -164,12 +169,33 @@ def cmd_run(args) -> int:
     return 1 if summary["failed_total"] else 0
 
 
+def serve_api_key(path: str | None) -> str | None:
+    """The service's API key: the first line of ``path``, else $CONFLICTBRIEF_API_KEY, else None (no key). Not a
+    command-line value, which other users of the machine can read in the process list."""
+    from conflictbrief.training.config import ConfigError
+
+    if path is None:
+        return os.environ.get("CONFLICTBRIEF_API_KEY", "").strip() or None
+    try:
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--api-key-file {path}: cannot read it ({e.__class__.__name__}: {e})") from None
+    key = lines[0].strip() if lines else ""
+    if not key:
+        raise ConfigError(f"--api-key-file {path}: its first line is empty; the key goes there")
+    return key
+
+
 def cmd_serve(args) -> int:
     import uvicorn
 
     from conflictbrief.inference.pipeline import Pipeline
     from conflictbrief.inference.service import create_app
 
+    api_key = serve_api_key(args.api_key_file)  # before the models load
+    if api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {args.host} without an API key: whoever reaches the port can use the service "
+              "(--api-key-file or CONFLICTBRIEF_API_KEY)", file=sys.stderr, flush=True)
     load = dict(tagger=args.tagger, briefer=args.briefer, device=args.device, dtype=args.dtype,
                 mentions=args.mentions, min_score=args.min_score, neutrality=args.neutrality, threads=args.threads,
                 max_chars=args.max_chars)
@@ -180,8 +206,8 @@ def cmd_serve(args) -> int:
     else:
         pipeline = Pipeline.load(**load)
     try:
-        uvicorn.run(create_app(pipeline, args.max_concurrency, args.max_queue, time_limit=args.time_limit),
-                    host=args.host, port=args.port)
+        uvicorn.run(create_app(pipeline, args.max_concurrency, args.max_queue, time_limit=args.time_limit,
+                               api_key=api_key), host=args.host, port=args.port)
     finally:
         if hasattr(pipeline, "close"):
             pipeline.close()

@@ -20,11 +20,12 @@ only the story is read (page.py). A body that is not in its charset gets 400 nam
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -150,10 +151,31 @@ class AnalyzeRequest(BaseModel):
     articles: list[Article] | None = Field(None, max_length=64, description="Up to 64 articles.")
 
 
+def _key_check(api_key: str | None):
+    """A dependency that lets a request through only with ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``
+    (compared in constant time); no key: every request."""
+    expected = api_key.encode("utf-8") if api_key else None
+
+    def check(request: Request):
+        if expected is None:
+            return
+        given = request.headers.get("x-api-key")
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if given is None and scheme.lower() == "bearer":
+            given = token.strip()
+        if given is None or not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected):
+            raise HTTPException(401, "an API key is needed: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
+                                if given is None else "wrong API key", headers={"WWW-Authenticate": "Bearer"})
+
+    return check
+
+
 def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body_bytes: int = 2_000_000,
-               time_limit: float | None = 10.0) -> FastAPI:
+               time_limit: float | None = 10.0, api_key: str | None = None) -> FastAPI:
     """The app. ``time_limit``: seconds per 10,000 characters (``deadline.budget``) before a request gets 504;
-    None or 0: none."""
+    None or 0: none. ``api_key``: /v1/ requests need it (``Authorization: Bearer KEY`` or ``X-API-Key``);
+    /healthz stays open for liveness probes."""
+    keyed = [Depends(_key_check(api_key))]
     app = FastAPI(title="conflictbrief", version=pipeline.models.get("conflictbrief", "0"),
                   description="Conflict-entity tagging and faithful, neutral briefs of news articles.")
     app.add_middleware(BodyNormaliser, max_body_bytes=max_body_bytes)
@@ -181,11 +203,11 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
                                  "restart the service"}, status_code=503)
         return {"status": "ok", "past_time_limit": stuck} | ({"workers": workers} if workers else {})
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", dependencies=keyed)
     def models():
         return pipeline.models
 
-    @app.post("/v1/analyze", openapi_extra={
+    @app.post("/v1/analyze", dependencies=keyed, openapi_extra={
         "requestBody": {"content": {"text/plain": {"schema": {"type": "string", "description": "one article"}},
                                     "text/html": {"schema": {"type": "string", "description": "one saved page"}}}},
         "parameters": [{"name": "id", "in": "query", "required": False, "schema": {"type": "string"},

@@ -290,3 +290,57 @@ def test_an_id_may_be_a_whole_number_and_comes_back_as_a_string(client):
     assert [x["id"] for x in r.json()["results"]] == ["7", "b"]
     for bad in (True, 1.5, [1], {"a": 1}):
         assert client.post("/v1/analyze", json={"text": GOOD, "id": bad}).status_code == 422, bad
+
+
+def test_an_api_key_guards_the_v1_routes_and_leaves_health_open(tiny_pipeline):
+    client = TestClient(create_app(tiny_pipeline, api_key="s3cret-key"))
+    for headers, code in (({}, 401), ({"Authorization": "Bearer wrong"}, 401), ({"X-API-Key": "s3cret-ke"}, 401),
+                          ({"Authorization": "Bearer s3cret-key"}, 200), ({"authorization": "bearer s3cret-key"}, 200),
+                          ({"X-API-Key": "s3cret-key"}, 200)):
+        r = client.post("/v1/analyze", json={"text": GOOD}, headers=headers)
+        assert r.status_code == code, (headers, r.text)
+        assert client.get("/v1/models", headers=headers).status_code == code
+        if code == 401:
+            assert r.headers["www-authenticate"] == "Bearer"
+            assert r.json()["detail"] == ("wrong API key" if headers else
+                                          "an API key is needed: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
+    # checked before the body is read: a request without the key learns nothing about its body
+    assert client.post("/v1/analyze", json={"nothing": 1}).status_code == 401
+    assert client.get("/healthz").status_code == 200
+    assert TestClient(create_app(tiny_pipeline)).post("/v1/analyze", json={"text": GOOD}).status_code == 200
+
+
+def test_serve_reads_its_api_key_from_a_file_or_the_environment_never_the_command_line(tmp_path, monkeypatch,
+                                                                                        capsys):
+    from conflictbrief.cli import main, serve_api_key
+    from conflictbrief.training.config import ConfigError
+
+    monkeypatch.delenv("CONFLICTBRIEF_API_KEY", raising=False)
+    assert serve_api_key(None) is None
+    monkeypatch.setenv("CONFLICTBRIEF_API_KEY", " from-env \n")
+    assert serve_api_key(None) == "from-env"
+    (tmp_path / "key").write_text("from-file\nignored\n")
+    assert serve_api_key(str(tmp_path / "key")) == "from-file"
+    (tmp_path / "empty").write_text("\n")
+    for path, said in ((tmp_path / "empty", "its first line is empty"), (tmp_path / "absent", "cannot read it")):
+        with pytest.raises(ConfigError, match=said):
+            serve_api_key(str(path))
+    # the command stops before any model loads
+    import uvicorn
+
+    from conflictbrief.inference import pipeline, workers
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("models were loaded")
+
+    monkeypatch.setattr(pipeline.Pipeline, "load", no_load)
+    monkeypatch.setattr(workers, "ProcessPipeline", no_load)
+    monkeypatch.setattr(uvicorn, "run", no_load)
+    assert main(["serve", "--api-key-file", str(tmp_path / "empty")]) == 2
+    assert "--api-key-file" in capsys.readouterr().err
+    # beyond this machine without a key: a warning, before the models load
+    monkeypatch.delenv("CONFLICTBRIEF_API_KEY")
+    for host, warned in (("0.0.0.0", True), ("127.0.0.1", False)):
+        with pytest.raises(AssertionError, match="models were loaded"):
+            main(["serve", "--host", host, "--workers", "threads"])
+        assert ("serving on 0.0.0.0 without an API key" in capsys.readouterr().err) is warned
