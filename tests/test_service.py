@@ -304,7 +304,7 @@ def test_an_api_key_guards_the_v1_routes_and_leaves_health_open(tiny_pipeline):
             assert r.headers["www-authenticate"] == "Bearer"
             assert r.json()["detail"] == ("wrong API key" if headers else
                                           "an API key is needed: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
-    # checked before the body is read: a request without the key learns nothing about its body
+    # checked before the body is validated: a request without the key learns nothing about its body
     assert client.post("/v1/analyze", json={"nothing": 1}).status_code == 401
     assert client.get("/healthz").status_code == 200
     assert TestClient(create_app(tiny_pipeline)).post("/v1/analyze", json={"text": GOOD}).status_code == 200
