@@ -73,6 +73,8 @@ def _add_evaluate(sub):
                                                    "trained with its own; default: the packaged one, or the "
                                                    "model's own labels where they differ")
     p.add_argument("--limit", type=_at_least(1), help="only the first N records")
+    p.add_argument("--errors", metavar="OUT.jsonl",
+                   help="tagger: write each sentence with a mistake (missed, spurious, wrong label, wrong span)")
     p.add_argument("--mentions", choices=["all", "names"], default="all",
                    help="tagger: 'names' scores names only (pronoun/determiner mentions left out of gold and "
                         "predictions); default all")
@@ -260,6 +262,10 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    if args.errors and args.kind != "tagger":
+        from conflictbrief.training.config import ConfigError
+
+        raise ConfigError("--errors is for evaluate tagger")
     if args.kind == "tagger":
         from conflictbrief.inference.tagger import Tagger
         from conflictbrief.model.labels import LabelSchema, SchemaError
@@ -275,7 +281,12 @@ def cmd_evaluate(args) -> int:
                                   f"{tagger.labels}")
             schema = LabelSchema.from_tags(list(tagger.id2label.values()))  # a model trained on its own labels
         examples = read_tagger_file(args.data, schema, args.format, args.mapping)[: args.limit]
-        result = evaluate_tagger(tagger, examples, schema)
+        records = []
+        result = evaluate_tagger(tagger, examples, schema, errors_to=records)
+        if args.errors:
+            with open(args.errors, "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+            result["errors_file"] = args.errors
     else:
         from conflictbrief.training.briefer import evaluate_briefer_file
 

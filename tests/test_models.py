@@ -898,3 +898,43 @@ def test_greedy_generation_of_a_beam_search_model_does_not_warn_of_its_beam_flag
     assert not [r for r in caplog.records if "not valid" in r.getMessage()]
     assert lean_settings(briefer.model, {"num_beams": 1}) is None
     assert lean_settings(briefer.model, {}) is not None  # beams: the lean search still runs them
+
+
+def test_entity_errors_sort_every_mistake_the_scores_count():
+    from conflictbrief.training.metrics import entity_errors, entity_scores
+
+    tokens = [["Russian", "jets", "struck", "the", "town", "of", "Idlib", "on", "Monday"], ["He", "left", "."]]
+    gold = [["B-Nationality", "O", "O", "B-Location", "I-Location", "I-Location", "I-Location", "O", "B-Temporal"],
+            ["B-Person", "O", "O"]]
+    pred = [["B-Organisation", "O", "O", "O", "O", "O", "B-Location", "O", "O"],
+            ["B-Person", "O", "B-Weapon"]]
+    counts, records = entity_errors(tokens, gold, pred, ["a:1", "a:2"])
+    assert counts == {"missed": 1, "spurious": 1, "wrong_label": 1, "wrong_span": 1}
+    assert records == [
+        {"id": "a:1", "text": " ".join(tokens[0]), "missed": [{"text": "Monday", "label": "Temporal"}], "spurious": [],
+         "wrong_label": [{"text": "Russian", "gold": "Nationality", "predicted": "Organisation"}],
+         "wrong_span": [{"gold": "the town of Idlib", "predicted": "Idlib", "label": "Location"}]},
+        {"id": "a:2", "text": "He left .", "missed": [], "spurious": [{"text": ".", "label": "Weapon"}],
+         "wrong_label": [], "wrong_span": []}]
+    # the counts add up to the scores: 1 right of 4 gold and of 4 predicted entities
+    scores = entity_scores(gold, pred)
+    right = 4 - counts["missed"] - counts["wrong_label"] - counts["wrong_span"]
+    predicted = right + counts["spurious"] + counts["wrong_label"] + counts["wrong_span"]
+    assert right == 1 and (scores["recall"], scores["precision"]) == (right / 4, right / predicted)
+    assert entity_errors(tokens, gold, gold) == ({"missed": 0, "spurious": 0, "wrong_label": 0, "wrong_span": 0}, [])
+
+
+def test_cli_evaluate_tagger_writes_the_sentences_with_mistakes(tiny_tagger_dir, data_dir, tmp_path, capsys):
+    from conflictbrief.cli import main
+
+    out = tmp_path / "errors.jsonl"
+    assert main(["evaluate", "tagger", "--model", str(tiny_tagger_dir), "--data", str(data_dir / "spans.jsonl"),
+                 "--device", "cpu", "--dtype", "float32", "--errors", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert report["errors_file"] == str(out) and set(report["errors"]) == {"missed", "spurious", "wrong_label",
+                                                                          "wrong_span"}
+    assert sum(report["errors"].values()) == sum(len(r[k]) for r in records for k in report["errors"])
+    assert all(r["id"].startswith(str(data_dir / "spans.jsonl")) for r in records)
+    assert main(["evaluate", "briefer", "--data", str(data_dir / "pairs.jsonl"), "--errors", str(out)]) == 2
+    assert "--errors is for evaluate tagger" in capsys.readouterr().err

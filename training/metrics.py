@@ -28,6 +28,42 @@ def entity_scores(gold: list[list[str]], pred: list[list[str]]) -> dict:
     }
 
 
+def entity_errors(tokens: list[list[str]], gold: list[list[str]], pred: list[list[str]],
+                  ids: list | None = None) -> tuple[dict, list[dict]]:
+    """What the scores count against a model, sentence by sentence, on the entities seqeval scores (strict
+    IOB2): a gold entity with no prediction of the same extent is ``wrong_label`` when one of that extent has
+    another label, ``wrong_span`` when one of its label overlaps it with another extent, else ``missed``; a
+    prediction left over is ``spurious``. Returns (counts of each kind, one record per sentence with a
+    mistake: ``{"id", "text", "missed": [{"text", "label"}], "spurious": [...], "wrong_label": [{"text",
+    "gold", "predicted"}], "wrong_span": [{"gold", "predicted", "label"}]}``)."""
+    from seqeval.scheme import IOB2, Entities
+
+    kinds = ("missed", "spurious", "wrong_label", "wrong_span")
+    counts, records = dict.fromkeys(kinds, 0), []
+    gold_entities, pred_entities = Entities(gold, IOB2).entities, Entities(pred, IOB2).entities
+    for n, (words, ge, pe) in enumerate(zip(tokens, gold_entities, pred_entities)):
+        g = {(e.start, e.end): e.tag for e in ge}
+        p = {(e.start, e.end): e.tag for e in pe}
+        found = {k: [] for k in kinds}
+        text = lambda span: " ".join(words[span[0]:span[1]])  # noqa: E731
+        for span in [k for k in g if k in p and p[k] != g[k]]:
+            found["wrong_label"].append({"text": text(span), "gold": g.pop(span), "predicted": p.pop(span)})
+        for span in [k for k in g if k in p]:  # right
+            del g[span], p[span]
+        for span, label in list(g.items()):
+            other = next((q for q, ql in p.items() if ql == label and q[0] < span[1] and span[0] < q[1]), None)
+            if other is not None:
+                found["wrong_span"].append({"gold": text(span), "predicted": text(other), "label": label})
+                del g[span], p[other]
+        found["missed"] = [{"text": text(k), "label": v} for k, v in g.items()]
+        found["spurious"] = [{"text": text(k), "label": v} for k, v in p.items()]
+        if any(found.values()):
+            for k in kinds:
+                counts[k] += len(found[k])
+            records.append({"id": ids[n] if ids else n, "text": " ".join(words), **found})
+    return counts, records
+
+
 def restrict_tags(tags: list[str], keep: set[str]) -> list[str]:
     """Set tags of labels outside ``keep`` to O (evaluating a schema-wide tagger on CoNLL's three types)."""
     return [t if t == OUTSIDE or split_tag(t)[1] in keep else OUTSIDE for t in tags]

@@ -23,7 +23,7 @@ from conflictbrief.model.labels import OUTSIDE, LabelSchema
 from conflictbrief.training.config import ConfigError, DataFile, TaggerConfig, check_bounds, dump_config
 from conflictbrief.training.loop import check_resume, config_changes_card, fresh_history, log_config_changes, \
     make_optimizer, run_steps, save_checkpoint, start_or_resume
-from conflictbrief.training.metrics import entity_scores, restrict_tags
+from conflictbrief.training.metrics import entity_errors, entity_scores, restrict_tags
 from conflictbrief.training.readers import DataError, read_tagger_file, to_dataset
 
 
@@ -358,12 +358,15 @@ def enable_case_feature(model):
         model.config.case_feature = True
 
 
-def evaluate_tagger(tagger: Tagger, examples: list[dict], schema: LabelSchema | None = None) -> dict:
+def evaluate_tagger(tagger: Tagger, examples: list[dict], schema: LabelSchema | None = None,
+                    errors_to: list | None = None) -> dict:
     """Entity-level scores of ``tagger`` on word-level examples (unannotated gold tokens count as O).
 
     For data in a mapped schema (CoNLL), predictions of labels that data does not annotate are set to O, so
     the figure is F1 on the mapped labels only. A tagger with ``mentions="names"`` is scored on names only:
     bare pronoun and determiner mentions ("he", "we") leave the gold data as they leave the predictions.
+    ``errors``: how many entities were missed, spurious, wrongly labelled or wrongly cut (``entity_errors``);
+    ``errors_to``, a list, gets a record per sentence with a mistake.
     """
     gold = [[t if t else OUTSIDE for t in e["tags"]] for e in examples]
     if tagger.mentions == "names":
@@ -374,7 +377,11 @@ def evaluate_tagger(tagger: Tagger, examples: list[dict], schema: LabelSchema | 
         keep = set().union(*(schema.annotated_labels(m) for m in mappings))
         pred = [restrict_tags(p, keep) for p in pred]
         gold = [restrict_tags(g, keep) for g in gold]
-    return {**entity_scores(gold, pred), "mentions": tagger.mentions, "min_score": tagger.min_score}
+    counts, records = entity_errors([e["tokens"] for e in examples], gold, pred, [e["id"] for e in examples])
+    if errors_to is not None:
+        errors_to.extend(records)
+    return {**entity_scores(gold, pred), "errors": counts, "mentions": tagger.mentions,
+            "min_score": tagger.min_score}
 
 
 def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
