@@ -932,9 +932,9 @@ def test_cli_evaluate_tagger_writes_the_sentences_with_mistakes(tiny_tagger_dir,
                  "--device", "cpu", "--dtype", "float32", "--errors", str(out)]) == 0
     report = json.loads(capsys.readouterr().out)
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert report["errors_file"] == str(out) and set(report["errors"]) == {"missed", "spurious", "wrong_label",
-                                                                          "wrong_span"}
-    assert sum(report["errors"].values()) == sum(len(r[k]) for r in records for k in report["errors"])
+    counts = report["entity_errors"]
+    assert report["errors_file"] == str(out) and set(counts) == {"missed", "spurious", "wrong_label", "wrong_span"}
+    assert sum(counts.values()) == sum(len(r[k]) for r in records for k in counts)
     assert all(r["id"].startswith(str(data_dir / "spans.jsonl")) for r in records)
     assert main(["evaluate", "briefer", "--data", str(data_dir / "pairs.jsonl"), "--errors", str(out)]) == 2
     assert "--errors is for evaluate tagger" in capsys.readouterr().err

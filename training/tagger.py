@@ -365,8 +365,8 @@ def evaluate_tagger(tagger: Tagger, examples: list[dict], schema: LabelSchema | 
     For data in a mapped schema (CoNLL), predictions of labels that data does not annotate are set to O, so
     the figure is F1 on the mapped labels only. A tagger with ``mentions="names"`` is scored on names only:
     bare pronoun and determiner mentions ("he", "we") leave the gold data as they leave the predictions.
-    ``errors``: how many entities were missed, spurious, wrongly labelled or wrongly cut (``entity_errors``);
-    ``errors_to``, a list, gets a record per sentence with a mistake.
+    ``entity_errors``: how many entities were missed, spurious, wrongly labelled or wrongly cut
+    (``metrics.entity_errors``); ``errors_to``, a list, gets a record per sentence with a mistake.
     """
     gold = [[t if t else OUTSIDE for t in e["tags"]] for e in examples]
     if tagger.mentions == "names":
@@ -380,7 +380,7 @@ def evaluate_tagger(tagger: Tagger, examples: list[dict], schema: LabelSchema | 
     counts, records = entity_errors([e["tokens"] for e in examples], gold, pred, [e["id"] for e in examples])
     if errors_to is not None:
         errors_to.extend(records)
-    return {**entity_scores(gold, pred), "errors": counts, "mentions": tagger.mentions,
+    return {**entity_scores(gold, pred), "entity_errors": counts, "mentions": tagger.mentions,
             "min_score": tagger.min_score}
 
 
