@@ -75,6 +75,8 @@ def _add_evaluate(sub):
     p.add_argument("--limit", type=_at_least(1), help="only the first N records")
     p.add_argument("--errors", metavar="OUT.jsonl",
                    help="tagger: write each sentence with a mistake (missed, spurious, wrong label, wrong span)")
+    p.add_argument("--briefs", metavar="OUT.jsonl",
+                   help="briefer: write each pair's brief beside its reference, with their ROUGE-L and lead-3's")
     p.add_argument("--mentions", choices=["all", "names"], default="all",
                    help="tagger: 'names' scores names only (pronoun/determiner mentions left out of gold and "
                         "predictions); default all")
@@ -262,10 +264,11 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    if args.errors and args.kind != "tagger":
-        from conflictbrief.training.config import ConfigError
+    for flag, kind in (("errors", "tagger"), ("briefs", "briefer")):
+        if getattr(args, flag) and args.kind != kind:
+            from conflictbrief.training.config import ConfigError
 
-        raise ConfigError("--errors is for evaluate tagger")
+            raise ConfigError(f"--{flag} is for evaluate {kind}")
     if args.kind == "tagger":
         from conflictbrief.inference.tagger import Tagger
         from conflictbrief.model.labels import LabelSchema, SchemaError
@@ -290,8 +293,13 @@ def cmd_evaluate(args) -> int:
     else:
         from conflictbrief.training.briefer import evaluate_briefer_file
 
+        records = []
         result = evaluate_briefer_file(args.model, args.data, limit=args.limit, device=args.device,
-                                      dtype=args.dtype)
+                                      dtype=args.dtype, briefs_to=records)
+        if args.briefs:
+            with open(args.briefs, "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+            result["briefs_file"] = args.briefs
     print(json.dumps(result, indent=2))
     return 0
 

@@ -409,8 +409,11 @@ class Pipeline:
         return [BriefSentence(picked[i], [i], "extracted") for i in sorted(picked)]
 
     # --------------------------------------------------------------------------------- evaluation
-    def evaluate_briefs(self, pairs: list[dict], batch_size: int | None = None) -> dict:
-        """ROUGE of the final briefs, lead-3, and the faithfulness/neutrality figures (briefer issue)."""
+    def evaluate_briefs(self, pairs: list[dict], batch_size: int | None = None,
+                        briefs_to: list | None = None) -> dict:
+        """ROUGE of the final briefs, lead-3, and the faithfulness/neutrality figures (briefer issue).
+        ``briefs_to``, a list, gets a record per pair: its brief beside the reference, their ROUGE-L and
+        lead-3's, the brief sentences' origins and what the guards removed (or the error)."""
         from conflictbrief.inference.briefer import lead_sentences
         from conflictbrief.training.metrics import rouge_scores
 
@@ -428,6 +431,17 @@ class Pipeline:
             for e in ents:
                 total += 1
                 found += e.text.lower() in article
+        if briefs_to is not None:
+            for p, r in zip(pairs, results):
+                if r.error is not None:
+                    briefs_to.append({"id": p["id"], "error": r.error})
+                    continue
+                lead = lead_sentences(r.text)
+                briefs_to.append({"id": p["id"], "brief": r.brief_text, "reference": p["brief"],
+                                  "rougeL": rouge_scores([r.brief_text], [p["brief"]])["rougeL"],
+                                  "lead3_rougeL": rouge_scores([lead], [p["brief"]])["rougeL"],
+                                  "origins": [s.origin for s in r.brief], "removed": r.guards["removed"],
+                                  "warnings": r.warnings})
         n = max(1, len(ok))
         return {
             **rouge_scores(briefs, refs),

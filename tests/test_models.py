@@ -938,3 +938,20 @@ def test_cli_evaluate_tagger_writes_the_sentences_with_mistakes(tiny_tagger_dir,
     assert all(r["id"].startswith(str(data_dir / "spans.jsonl")) for r in records)
     assert main(["evaluate", "briefer", "--data", str(data_dir / "pairs.jsonl"), "--errors", str(out)]) == 2
     assert "--errors is for evaluate tagger" in capsys.readouterr().err
+
+
+def test_cli_evaluate_briefer_writes_each_brief_beside_its_reference(data_dir, tmp_path, capsys):
+    from conflictbrief.cli import main
+    from conflictbrief.training.readers import read_brief_file
+
+    out = tmp_path / "briefs.jsonl"
+    assert main(["evaluate", "briefer", "--data", str(data_dir / "pairs.jsonl"), "--device", "cpu", "--dtype",
+                 "float32", "--briefs", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    pairs = read_brief_file(data_dir / "pairs.jsonl")
+    assert report["briefs_file"] == str(out) and len(records) == len(pairs) == report["n"]
+    assert [r["reference"] for r in records] == [p["brief"] for p in pairs]
+    assert all(r["brief"] and 0 <= r["rougeL"] <= 1 and set(r["origins"]) == {"extracted"} for r in records)
+    assert main(["evaluate", "tagger", "--data", str(data_dir / "spans.jsonl"), "--briefs", str(out)]) == 2
+    assert "--briefs is for evaluate briefer" in capsys.readouterr().err

@@ -232,10 +232,11 @@ def write_model_card(out_dir: Path, config: BrieferConfig, report: dict):
 
 
 def evaluate_briefer_file(model_ref: str, data: str, limit: int | None = None, device: str = "auto",
-                          dtype=None) -> dict:
-    """`conflictbrief evaluate briefer`: ROUGE, lead-3 and the guard figures of the full pipeline."""
+                          dtype=None, briefs_to: list | None = None) -> dict:
+    """`conflictbrief evaluate briefer`: ROUGE, lead-3 and the guard figures of the full pipeline (and, in
+    ``briefs_to``, each pair's brief beside its reference)."""
     from conflictbrief.inference.pipeline import Pipeline
 
     pairs = read_brief_file(data)[:limit]
     pipeline = Pipeline.load(briefer=model_ref, device=device, dtype=dtype)
-    return pipeline.evaluate_briefs(pairs)
+    return pipeline.evaluate_briefs(pairs, briefs_to=briefs_to)
