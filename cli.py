@@ -103,6 +103,7 @@ def _add_run(sub):
         p.add_argument("--batch-size", type=_at_least(1), default=None,
                        help="articles per model batch (default: 32 in bfloat16, 16 in float32 or int8)")
         p.add_argument("--dedup", action="store_true", help="analyse identical articles once")
+        p.add_argument("--limit", type=_at_least(1), metavar="N", help="only the first N records (a trial run)")
         p.add_argument("--progress-every", type=_non_negative, default=60.0, metavar="SECONDS",
                        help="where stderr is not a terminal (nohup, a log file): a progress line every SECONDS "
                             "(default 60; 0: none)")
@@ -169,7 +170,8 @@ def cmd_run(args) -> int:
                              batch_size=args.batch_size, mentions=args.mentions, min_score=args.min_score)
     summary = run_batch(pipeline, args.inputs, args.output, args.text_field, args.id_field, args.resume,
                         args.overwrite, args.batch_size, args.max_chars, args.dedup, args.quiet, args.out_format,
-                        encoding=args.encoding, time_limit=args.time_limit, progress_every=args.progress_every)
+                        encoding=args.encoding, time_limit=args.time_limit, progress_every=args.progress_every,
+                        limit=args.limit)
     return 1 if summary["failed_total"] else 0
 
 

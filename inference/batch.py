@@ -14,6 +14,7 @@ import csv
 import gzip
 import hashlib
 import io
+import itertools
 import json
 import os
 import sys
@@ -558,13 +559,13 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
               resume: bool = False, overwrite: bool = False, batch_size: int | None = None,
               max_chars: int | None = None, dedup: bool = False, quiet: bool = False, out_format: str | None = None,
               log=None, encoding: str = "auto", time_limit: float | None = 10.0,
-              progress_every: float | None = 60.0) -> dict:
+              progress_every: float | None = 60.0, limit: int | None = None) -> dict:
     """Run the batch job; returns the summary (records, ok, failed, seconds, articles_per_s). ``time_limit``:
     seconds per started 10,000 characters that an article may take before it becomes an error record (None or
     0: none; it needs the main thread on POSIX, see conflictbrief.inference.deadline). ``out_format``: jsonl
     or parquet; by default by the output's name (``output_format``). ``progress_every``: where stderr is no
     terminal (nohup, a scheduler's log file) and so shows no bar, a progress line every that many seconds
-    (None or 0: none)."""
+    (None or 0: none). ``limit``: only the first N records of the inputs (a trial run on a sample)."""
     from tqdm import tqdm
 
     out_format = output_format(output, out_format)
@@ -582,17 +583,20 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
         options = {"text_field": text_field, "id_field": id_field, "max_chars": pipeline.max_chars, "dedup": dedup,
                    "mentions": getattr(getattr(pipeline, "tagger", None), "mentions", "all"),
                    "min_score": getattr(getattr(pipeline, "tagger", None), "min_score", 0.0)}
+        if limit:  # (likewise: outputs of jobs without a limit still resume)
+            options["limit"] = limit
         if encoding != "auto":  # (so that outputs of jobs from before --encoding existed still resume)
             options["encoding"] = encoding
         done, last_source = _prepare_output(out, resume, overwrite, _inputs_fingerprint(files, options))
         reader = RecordReader(text_field, id_field, log, encoding)
         total = reader.count(files)
+        total = min(total, limit) if limit else total
         show = not quiet and sys.stderr.isatty()
         bar = tqdm(total=total, initial=done, unit="art", disable=not show, dynamic_ncols=True, desc="briefing")
         lines = _ProgressLines(log, total, done, None if show or quiet else progress_every)
         started, ok, failed = time.time(), 0, 0
         seen: dict[bytes, int] = {}  # --dedup: text digest -> where its result starts in the output
-        records = reader.read(files)
+        records = itertools.islice(reader.read(files), limit) if limit else reader.read(files)
         # resume: these are in the output already; with --dedup their results are where later copies are read
         offsets = _line_offsets(out) if dedup and done else None
         ids, recoded = _IdCheck(log), _Recoded(log)
