@@ -565,7 +565,8 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
     0: none; it needs the main thread on POSIX, see conflictbrief.inference.deadline). ``out_format``: jsonl
     or parquet; by default by the output's name (``output_format``). ``progress_every``: where stderr is no
     terminal (nohup, a scheduler's log file) and so shows no bar, a progress line every that many seconds
-    (None or 0: none). ``limit``: only the first N records of the inputs (a trial run on a sample)."""
+    (None or 0: none). ``limit``: only the first N records of the inputs (a trial run on a sample); it changes
+    no result, so ``resume`` with a larger limit, or none, goes on from where a trial stopped."""
     from tqdm import tqdm
 
     out_format = output_format(output, out_format)
@@ -583,11 +584,11 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
         options = {"text_field": text_field, "id_field": id_field, "max_chars": pipeline.max_chars, "dedup": dedup,
                    "mentions": getattr(getattr(pipeline, "tagger", None), "mentions", "all"),
                    "min_score": getattr(getattr(pipeline, "tagger", None), "min_score", 0.0)}
-        if limit:  # (likewise: outputs of jobs without a limit still resume)
-            options["limit"] = limit
         if encoding != "auto":  # (so that outputs of jobs from before --encoding existed still resume)
             options["encoding"] = encoding
         done, last_source = _prepare_output(out, resume, overwrite, _inputs_fingerprint(files, options))
+        if limit and done > limit:
+            raise BatchError(f"{out} holds {done} records already, more than --limit {limit}: nothing to do")
         reader = RecordReader(text_field, id_field, log, encoding)
         total = reader.count(files)
         total = min(total, limit) if limit else total

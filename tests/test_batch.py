@@ -581,14 +581,16 @@ def test_a_job_whose_stderr_is_a_file_logs_progress_lines(tiny_pipeline, tmp_pat
     assert [_duration(s) for s in (42, 600, 7199, 7230)] == ["42 s", "10 min", "2 h 0 min", "2 h 0 min"]
 
 
-def test_limit_runs_the_first_records_only_and_resume_keeps_to_it(tiny_pipeline, tmp_path):
+def test_limit_runs_the_first_records_and_resume_goes_on_from_there(tiny_pipeline, tmp_path):
     dump, out = tmp_path / "d.jsonl", tmp_path / "o.jsonl"
     dump.write_text("".join(json.dumps({"id": f"r{i}", "text": GOOD}) + "\n" for i in range(5)))
     summary = run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, limit=2)
     assert summary["records"] == 2 and [json.loads(x)["id"] for x in out.read_text().splitlines()] == ["r0", "r1"]
     assert run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, limit=2, resume=True)["written_this_run"] == 0
-    with pytest.raises(BatchError, match="written for other inputs or options"):
-        run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, limit=3, resume=True)
-    with pytest.raises(BatchError, match="written for other inputs or options"):
-        run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, resume=True)  # the whole dump: a new job
-    assert run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, overwrite=True)["records"] == 5
+    # the limit changes no result: the trial goes on into more of the dump, and then all of it
+    assert run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, limit=3, resume=True)["written_this_run"] == 1
+    summary = run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, resume=True)
+    assert summary["written_this_run"] == 2 and summary["records"] == 5
+    assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == [f"r{i}" for i in range(5)]
+    with pytest.raises(BatchError, match="holds 5 records already, more than --limit 4: nothing to do"):
+        run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, limit=4, resume=True)
