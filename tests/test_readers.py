@@ -125,7 +125,10 @@ def test_labelstudio_json_min_export_and_a_text_field_of_another_name(tmp_path, 
     full = tmp_path / "article.json"
     full.write_text(json.dumps([{"id": 5, "data": {"article": "Russian jets struck Aleppo.", "n": 3},
                                  "annotations": [{"result": [{"type": "labels", "value": region}]}]}]))
-    assert read_tagger_file(full, SCHEMA)[0]["tags"][3] == "B-Location"
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert read_tagger_file(full, SCHEMA)[0]["tags"][3] == "B-Location"
+    assert "read their text from 'article', their one text field" in caplog.text  # said, not guessed silently
     full.write_text(json.dumps([{"id": 5, "data": {"article": "A.", "title": "B."}, "annotations": [{"result": []}]}]))
     with pytest.raises(DataError, match=r"\[task 5\]: no 'text' field, and more than one other text field to take "
                                         r"instead \('article', 'title'\)"):

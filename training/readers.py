@@ -246,12 +246,15 @@ def _read_doccano(path: Path, schema: LabelSchema, mapping: str | None) -> Itera
 _MIN_META = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement"}
 
 
-def _task_text(data: dict, where: str, skip=frozenset()) -> str:
-    """The text of a task: its ``text`` field, else its one string field (a project whose text is ``$article``)."""
+def _task_text(data: dict, where: str, skip=frozenset(), taken: set | None = None) -> str:
+    """The text of a task: its ``text`` field, else its one string field (a project whose text is ``$article``),
+    whose name goes into ``taken`` for the reader to say which field it read."""
     if "text" in data:
         return data["text"]
     strings = [k for k, v in data.items() if isinstance(v, str) and k not in skip]
     if len(strings) == 1:
+        if taken is not None:
+            taken.add(strings[0])
         return data[strings[0]]
     raise DataError(f"{where}: no 'text' field, and {'no' if not strings else 'more than one'} other text field to "
                     f"take instead ({', '.join(map(repr, strings)) or 'fields: ' + ', '.join(map(repr, data))})")
@@ -277,7 +280,7 @@ def _read_labelstudio(path: Path, schema: LabelSchema, mapping: str | None) -> I
         raise DataError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from None
     if not isinstance(tasks, list):
         raise DataError(f"{path}: a Label Studio export is a JSON list of tasks")
-    unannotated, seen, repeated = 0, set(), 0
+    unannotated, seen, repeated, taken = 0, set(), 0, set()
     for n, task in enumerate(tasks):
         where = f"{path}[task {task.get('id', n) if isinstance(task, dict) else n}]"
         if not isinstance(task, dict):
@@ -297,7 +300,7 @@ def _read_labelstudio(path: Path, schema: LabelSchema, mapping: str | None) -> I
                 continue
             spans = [s for s in (_span(v, where) for v in regions) if s]
             skip = _MIN_META | {k for k, v in task.items() if isinstance(v, list)}
-            yield spans_to_example(_task_text(task, where, skip), spans, schema, mapping, where)
+            yield spans_to_example(_task_text(task, where, skip, taken), spans, schema, mapping, where)
             continue
         annotations = [a for a in task.get("annotations") or task.get("completions") or []
                        if isinstance(a, dict) and not a.get("was_cancelled")]
@@ -306,9 +309,12 @@ def _read_labelstudio(path: Path, schema: LabelSchema, mapping: str | None) -> I
             continue
         spans = [s for s in (_span(r.get("value", {}) if isinstance(r, dict) else {}, where)
                              for r in annotations[0].get("result") or []) if s]
-        yield spans_to_example(_task_text(task["data"], where), spans, schema, mapping, where)
+        yield spans_to_example(_task_text(task["data"], where, taken=taken), spans, schema, mapping, where)
     if unannotated:
         logger.warning("%s: %d task(s) without an annotation (or only a cancelled one) left out", path, unannotated)
+    if taken:
+        logger.warning("%s: tasks without a 'text' field: read their text from %s, their one text field", path,
+                       ", ".join(map(repr, sorted(taken))))
     if repeated:
         logger.warning("%s: %d more annotation(s) of tasks annotated more than once left out (the first of each "
                        "task is used)", path, repeated)
