@@ -836,6 +836,7 @@ def test_resume_lists_config_changes_in_the_log_and_card_and_refuses_another_mod
     # a later resume with the last run's config keeps the earlier changes and adds none
     third = train_tagger(config(learning_rate=2e-3, eval_every=3), resume=True, log=lambda m: None)
     assert third["config_changes"] == second["config_changes"]
+    assert third["history"] == second["history"]  # a finished run resumed is not evaluated again
     # a fresh run in the same directory has none
     assert train_tagger(config(), log=lambda m: None)["config_changes"] == []
     assert "Config changes" not in (tmp_path / "run" / "README.md").read_text()

@@ -17,8 +17,8 @@ import torch
 from conflictbrief.inference.briefer import HEADLINE_SEP, Briefer, lead_sentences, source_for
 from conflictbrief.inference.clean import clean
 from conflictbrief.training.config import BrieferConfig, check_bounds, dump_config
-from conflictbrief.training.loop import check_resume, config_changes_card, fresh_history, log_config_changes, \
-    make_optimizer, run_steps, save_checkpoint, start_or_resume
+from conflictbrief.training.loop import check_resume, config_changes_card, fresh_history, last_evaluated_step, \
+    log_config_changes, make_optimizer, run_steps, save_checkpoint, start_or_resume
 from conflictbrief.training.metrics import rouge_scores
 from conflictbrief.training.readers import DataError, read_brief_file
 from conflictbrief.training.tagger import check_mixed_precision, forward_precision, length_grouped_batches, \
@@ -189,7 +189,8 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
     model.train()
     step, _ = run_steps(step, total, epoch_batches, loss_of, lambda: optimizer_step(params, optimizer, scheduler),
                         steps_per_epoch, config, save, run_eval, log)
-    run_eval(step)
+    if last_evaluated_step(history_path) != step:
+        run_eval(step)
     seconds = earlier_seconds + time.time() - started
     save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, seconds, config=config,
                     config_changes=config_changes)

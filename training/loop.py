@@ -161,6 +161,15 @@ def fresh_history(path: Path, resume: bool) -> Path:
     return path
 
 
+def last_evaluated_step(history: Path) -> int | None:
+    """The step of the last evaluation in ``history.jsonl``: a run that ends where it was last evaluated (a
+    finished run resumed again, or an ``eval_every`` evaluation on the last step) is not evaluated twice."""
+    if not history.is_file():
+        return None
+    lines = history.read_text(encoding="utf-8").splitlines()
+    return json.loads(lines[-1]).get("step") if lines else None
+
+
 def run_steps(step: int, total: int, epoch_batches: Callable[[int], list],
               loss_of: Callable[[object, int], torch.Tensor], update: Callable[[], None], steps_per_epoch: int, config, save: Callable[[int, float], None],
               evaluate: Callable[[int], None], log=print, each_epoch: bool = False,

@@ -190,8 +190,8 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
     from accelerate.utils import set_seed
 
     from conflictbrief.model.loading import save_model
-    from conflictbrief.training.loop import check_resume, fresh_history, log_config_changes, make_optimizer, \
-        run_steps, save_checkpoint, start_or_resume
+    from conflictbrief.training.loop import check_resume, fresh_history, last_evaluated_step, log_config_changes, \
+        make_optimizer, run_steps, save_checkpoint, start_or_resume
     from conflictbrief.training.tagger import check_mixed_precision, forward_precision, optimizer_step
 
     check_bounds(config)
@@ -284,7 +284,7 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
     model.train()
     step, _ = run_steps(step, total, epoch_batches, loss_of, lambda: optimizer_step(params, optimizer, scheduler),
                         steps_per_epoch, config, save, run_eval, log)
-    if not (config.eval_every and step % config.eval_every == 0):
+    if last_evaluated_step(history_path) != step:
         run_eval(step)
     seconds = earlier_seconds + time.time() - started
     save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, seconds, config=config,

@@ -21,8 +21,8 @@ from conflictbrief.inference.tagger import Tagger, drop_bare_tags, encode_words,
     uses_case_feature
 from conflictbrief.model.labels import OUTSIDE, LabelSchema
 from conflictbrief.training.config import ConfigError, DataFile, TaggerConfig, check_bounds, dump_config
-from conflictbrief.training.loop import check_resume, config_changes_card, fresh_history, log_config_changes, \
-    make_optimizer, run_steps, save_checkpoint, start_or_resume
+from conflictbrief.training.loop import check_resume, config_changes_card, fresh_history, last_evaluated_step, \
+    log_config_changes, make_optimizer, run_steps, save_checkpoint, start_or_resume
 from conflictbrief.training.metrics import entity_errors, entity_scores, restrict_tags
 from conflictbrief.training.readers import DataError, read_tagger_file, to_dataset
 
@@ -503,7 +503,8 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
     model.train()
     step, _ = run_steps(step, total, epoch_batches, loss_of, lambda: optimizer_step(params, optimizer, scheduler),
                         steps_per_epoch, config, save, run_eval, log, each_epoch=True, backward=accelerator.backward)
-    run_eval(step)
+    if last_evaluated_step(history_path) != step:
+        run_eval(step)
     seconds = earlier_seconds + time.time() - started
     save(step, time.time() - started)
     history = [json.loads(line) for line in history_path.read_text().splitlines()]
