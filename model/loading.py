@@ -141,6 +141,30 @@ def _overlay(model: torch.nn.Module, path: Path):
     model.config._name_or_path = str(path)
 
 
+def _byte_level_without_prefix_space(spec) -> bool:
+    if isinstance(spec, dict):
+        if spec.get("type") == "ByteLevel" and spec.get("add_prefix_space") is False:
+            return True
+        return any(_byte_level_without_prefix_space(v) for v in spec.values())
+    if isinstance(spec, list):
+        return any(_byte_level_without_prefix_space(v) for v in spec)
+    return False
+
+
+def word_tokenizer(ref: str):
+    """The tokenizer of a tagger (or of its base), for words split from their text. A byte-level BPE tokenizer
+    (RoBERTa, BART, GPT-2 style) marks a word that follows a space with that space ("Ġforces"); given the words
+    one by one without ``add_prefix_space`` it cut them into pieces the model never saw inside a sentence
+    ("f", "or", "ces"), silently, until 2026-12-06. WordPiece and SentencePiece tokenizers are as they load."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(ref)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and _byte_level_without_prefix_space(json.loads(backend.to_str()).get("pre_tokenizer")):
+        tokenizer = AutoTokenizer.from_pretrained(ref, add_prefix_space=True)
+    return tokenizer
+
+
 def load_tagger(ref: str | None = "default", device: str = "auto", dtype: torch.dtype | None = None):
     """(model, tokenizer) of a token classifier: default, directory (full or compact) or Hub name."""
     from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
@@ -157,7 +181,7 @@ def load_tagger(ref: str | None = "default", device: str = "auto", dtype: torch.
                 tokenizer = AutoTokenizer.from_pretrained(base_model_path())
             else:
                 model = AutoModelForTokenClassification.from_pretrained(path, use_safetensors=True)
-                tokenizer = AutoTokenizer.from_pretrained(path)
+                tokenizer = word_tokenizer(path)
     except OSError as e:
         raise ModelLoadError(f"cannot load tagger {ref!r} (resolved to {path}): {e}") from e
     except ValueError as e:  # transformers: a config of another kind ("Unrecognized configuration class ...")

@@ -956,3 +956,38 @@ def test_cli_evaluate_briefer_writes_each_brief_beside_its_reference(data_dir, t
     assert all(r["brief"] and 0 <= r["rougeL"] <= 1 and set(r["origins"]) == {"extracted"} for r in records)
     assert main(["evaluate", "tagger", "--data", str(data_dir / "spans.jsonl"), "--briefs", str(out)]) == 2
     assert "--briefs is for evaluate briefer" in capsys.readouterr().err
+
+
+def test_a_byte_level_bpe_base_gets_each_word_with_its_leading_space(data_dir, tmp_path):
+    """A RoBERTa-style base (byte-level BPE) marks a word after a space ("Ġforces"). Words given one by one
+    were cut into pieces without it ("f", "or", "ces"), which such a model never sees inside a sentence."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
+
+    from conflictbrief.inference.tagger import Tagger, subwords_per_word
+    from conflictbrief.model.loading import word_tokenizer
+    from conflictbrief.training.config import DataFile, TaggerConfig
+    from conflictbrief.training.tagger import train_tagger
+
+    texts = [r["text"] for r in map(json.loads, (data_dir / "spans.jsonl").read_text().splitlines())] * 20
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=300, min_frequency=1,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    tok = RobertaTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>", sep_token="</s>",
+                               cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>")
+    base = tmp_path / "base"
+    tok.save_pretrained(base)
+    RobertaModel(RobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=140, pad_token_id=tok.pad_token_id)
+                 ).save_pretrained(base)
+    words = ["Syrian", "forces", "shelled", "Idlib"]
+    tokenizer = word_tokenizer(str(base))
+    pieces = [tokenizer.convert_ids_to_tokens(p) for p in subwords_per_word(tokenizer, words)]
+    assert [p[0][0] for p in pieces] == ["Ġ"] * 4
+    assert [t for p in pieces for t in p] == tokenizer.tokenize(" ".join(words))  # as inside the sentence
+    train_tagger(TaggerConfig(base_model=str(base), train=[DataFile(str(data_dir / "spans.jsonl"), repeat=4)],
+                              output_dir=str(tmp_path / "out"), batch_size=4, max_steps=2, log_every=1000),
+                 log=lambda m: None)
+    tagger = Tagger.load(str(tmp_path / "out"), device="cpu")
+    assert [tagger.tokenizer.convert_ids_to_tokens(p) for p in subwords_per_word(tagger.tokenizer, words)] == pieces
+    assert isinstance(tagger.tag(["Syrian forces shelled Idlib on Monday."])[0], list)

@@ -320,16 +320,16 @@ def progress_line(step: int, total: int, mean_loss: float, steps_per_s: float) -
 
 
 def build_model(config: TaggerConfig, schema: LabelSchema):
-    from transformers import AutoModelForTokenClassification, AutoTokenizer, BertConfig
+    from transformers import AutoModelForTokenClassification, BertConfig
 
-    from conflictbrief.model.loading import _quiet_transformers, base_model_path, resolve_ref
+    from conflictbrief.model.loading import _quiet_transformers, base_model_path, resolve_ref, word_tokenizer
 
     _quiet_transformers()
     tags = schema.tags
     label_kw = {"num_labels": len(tags), "id2label": dict(enumerate(tags)),
                 "label2id": {t: i for i, t in enumerate(tags)}}
     base = resolve_ref(config.base_model, "tagger") if config.base_model != "minilm" else base_model_path()
-    tokenizer = AutoTokenizer.from_pretrained(base)
+    tokenizer = word_tokenizer(base)
     if config.tiny_model is not None:
         bert = BertConfig(vocab_size=tokenizer.vocab_size, max_position_embeddings=512,
                           **vars(config.tiny_model), **label_kw)
