@@ -201,6 +201,16 @@ def test_brief_pairs_from_parquet_and_the_cnn_dailymail_and_xsum_columns(tmp_pat
         read_brief_file(tmp_path / "y.jsonl")
 
 
+def test_a_csv_of_brief_pairs_takes_long_articles_and_names_records_by_their_first_line(tmp_path):
+    """csv's field limit (131,072 characters) stopped a training file with one long article in a traceback."""
+    long = "Troops entered Idlib on Monday. " * 5000
+    f = tmp_path / "p.csv"
+    f.write_text(f'text,brief\n"{long}",Troops entered Idlib.\n"Two\nlines",Short.\n"Three",Brief.\n')
+    pairs = read_brief_file(f)
+    assert len(pairs[0]["text"]) == len(long) > 131_072
+    assert [p["id"] for p in pairs] == [f"{f}:2", f"{f}:3", f"{f}:5"]
+
+
 def test_brief_pairs_jsonl_csv_and_neus(tmp_path):
     j = tmp_path / "p.jsonl"
     j.write_text(json.dumps({"article": "A. B.", "abstract": "A."}) + "\n")
