@@ -265,6 +265,12 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _write_jsonl(path: str, records: list[dict]) -> str:
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    return path
+
+
 def cmd_evaluate(args) -> int:
     for flag, kind in (("errors", "tagger"), ("briefs", "briefer")):
         if getattr(args, flag) and args.kind != kind:
@@ -289,9 +295,7 @@ def cmd_evaluate(args) -> int:
         records = []
         result = evaluate_tagger(tagger, examples, schema, errors_to=records)
         if args.errors:
-            with open(args.errors, "w", encoding="utf-8") as f:
-                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-            result["errors_file"] = args.errors
+            result["errors_file"] = _write_jsonl(args.errors, records)
     else:
         from conflictbrief.training.briefer import evaluate_briefer_file
 
@@ -299,9 +303,7 @@ def cmd_evaluate(args) -> int:
         result = evaluate_briefer_file(args.model, args.data, limit=args.limit, device=args.device,
                                       dtype=args.dtype, briefs_to=records)
         if args.briefs:
-            with open(args.briefs, "w", encoding="utf-8") as f:
-                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-            result["briefs_file"] = args.briefs
+            result["briefs_file"] = _write_jsonl(args.briefs, records)
     print(json.dumps(result, indent=2))
     return 0
 
