@@ -6,6 +6,7 @@ the seed, so ``--resume`` continues with the very batch where the run stopped.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -128,9 +129,8 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
     config_changes = check_resume(ckpt, resume, DataError, config)
     set_seed(config.seed)
     train_pairs = load_pairs(config.train)  # validates every file before training starts
-    eval_sets = dict(zip(eval_names(config.eval), (load_pairs([f if f.limit else type(f)(**{**vars(f), "limit":
-                                                                                  config.eval_limit})])
-                                                   for f in config.eval)))
+    eval_sets = {name: load_pairs([f if f.limit else dataclasses.replace(f, limit=config.eval_limit)])
+                 for name, f in zip(eval_names(config.eval), config.eval)}
     eval_pairs = [p for pairs in eval_sets.values() for p in pairs]
     model, tokenizer = build_model(config)
     features = featurize(train_pairs, tokenizer, config)
@@ -192,8 +192,7 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
     if last_evaluated_step(history_path) != step:
         run_eval(step)
     seconds = earlier_seconds + time.time() - started
-    save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, seconds, config=config,
-                    config_changes=config_changes)
+    save(step, time.time() - started)
     report = {"best": best, "steps": step, "total_steps": total, "finished": step >= total,
               "config_changes": config_changes,
               "train_seconds_this_run": round(time.time() - started, 1), "train_seconds": round(seconds, 1),

@@ -287,8 +287,7 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
     if last_evaluated_step(history_path) != step:
         run_eval(step)
     seconds = earlier_seconds + time.time() - started
-    save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, seconds, config=config,
-                    config_changes=config_changes)
+    save(step, time.time() - started)
     report = {"best": best, "steps": step, "total_steps": total, "finished": step >= total,
               "config_changes": config_changes,
               "train_blocks": len(train_blocks), "eval_blocks": len(eval_blocks),

@@ -371,13 +371,13 @@ def read_brief_file(path: str | Path) -> list[dict]:
     elif path.suffix == ".csv":
         csv.field_size_limit(sys.maxsize)  # an article above 131,072 characters stopped the read (csv's default)
         with path.open(encoding="utf-8-sig", newline="") as f:
-            reader, records = csv.DictReader(f), []
+            reader, records, start = csv.DictReader(f), [], 2
             try:
                 for row in reader:  # named by the line its record starts on (a quoted field may hold newlines)
-                    records.append((f"{path}:{records[-1][2] + 1 if records else 2}", row, reader.line_num))
+                    records.append((f"{path}:{start}", row))
+                    start = reader.line_num + 1
             except csv.Error as e:
                 raise DataError(f"{path}:{reader.line_num}: not readable as CSV ({e})") from None
-            records = [(where, row) for where, row, _ in records]
     elif path.suffix == ".parquet":  # as the datasets library saves a split (Dataset.to_parquet)
         records = ((f"{path}#{n}", r) for n, r in enumerate(_parquet_rows(path), 1))
     else:
