@@ -90,8 +90,10 @@ def _add_run(sub):
     for name, help_ in (("brief", "the main job: entities and a brief for every article of a dump"),
                         ("tag", "entities only, for every article of a dump")):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("inputs", nargs="+", metavar="INPUT", help=".jsonl/.json/.csv/.tsv/.parquet/.txt/.html, dirs, .gz")
-        p.add_argument("-o", "--output", required=True, help="OUT.jsonl, or OUT.parquet for Parquet")
+        p.add_argument("inputs", nargs="+", metavar="INPUT",
+                       help=".jsonl/.json/.csv/.tsv/.parquet/.txt/.html, dirs, .gz; - for JSON Lines on standard input")
+        p.add_argument("-o", "--output", required=True,
+                       help="OUT.jsonl, OUT.parquet for Parquet, or - for JSON Lines on standard output")
         p.add_argument("--format", dest="out_format", choices=["jsonl", "parquet"], default=None,
                        help="default: by the output's name (.parquet: parquet; else jsonl)")
         p.add_argument("--text-field", help="field holding the article, a.b for a nested one "
@@ -157,21 +159,27 @@ def _add_serve(sub):
 
 
 def cmd_run(args) -> int:
-    from conflictbrief.inference.batch import check_encoding, check_output, output_format, output_path, run_batch
+    from conflictbrief.inference.batch import (check_encoding, check_output, check_stdin, output_format, output_path,
+                                               run_batch)
     from conflictbrief.inference.pipeline import Pipeline
 
     check_encoding(args.encoding)  # before the models load, as are the next checks
+    check_stdin(args.inputs)
     args.out_format = output_format(args.output, args.out_format)
-    check_output(output_path(args.output, args.out_format), args.resume, args.overwrite)
+    check_output(output_path(args.output, args.out_format), args.resume, args.overwrite, args.output)
 
     pipeline = Pipeline.load(tagger=args.tagger, briefer=getattr(args, "briefer", None), device=args.device,
                              dtype=args.dtype,
                              neutrality=getattr(args, "neutrality", None), threads=args.threads,
                              batch_size=args.batch_size, mentions=args.mentions, min_score=args.min_score)
-    summary = run_batch(pipeline, args.inputs, args.output, args.text_field, args.id_field, args.resume,
-                        args.overwrite, args.batch_size, args.max_chars, args.dedup, args.quiet, args.out_format,
-                        encoding=args.encoding, time_limit=args.time_limit, progress_every=args.progress_every,
-                        limit=args.limit)
+    try:
+        summary = run_batch(pipeline, args.inputs, args.output, args.text_field, args.id_field, args.resume,
+                            args.overwrite, args.batch_size, args.max_chars, args.dedup, args.quiet, args.out_format,
+                            encoding=args.encoding, time_limit=args.time_limit, progress_every=args.progress_every,
+                            limit=args.limit)
+    except BrokenPipeError:  # -o - into a reader that stopped early (| head): end quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python flushes stdout at exit)
+        return 1
     return 1 if summary["failed_total"] else 0
 
 

@@ -2,6 +2,7 @@
 
 * Inputs: .jsonl/.json/.csv/.tsv/.parquet/.txt/.html files, directories of them (recursively, sorted), .gz of
   any. A saved web page (.html, .htm) is one article: its menus, footers and boxes are left out (page.py).
+  ``-`` is JSON Lines on standard input; ``-o -`` writes JSON Lines to standard output.
 * Exactly one output line per input record, in input order. A bad record becomes ``{"id", "source",
   "error"}`` and the job goes on.
 * Resume: records are appended one whole line at a time and flushed; after a crash (kill -9 included) the
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import gzip
 import hashlib
@@ -18,6 +20,7 @@ import itertools
 import json
 import os
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +33,8 @@ TEXT_FIELDS = ("text", "article", "content", "body", "article_content", "doc", "
 ID_FIELDS = ("id", "doc_id", "article_id", "uuid", "url")
 SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt", ".html", ".htm")
 PAGES = (".html", ".htm")  # saved web pages; a .txt file or a page is one article
+STDIN = Path("-")  # the input "-": JSON Lines from standard input (told apart by identity: "./-" is a file)
+STDOUT = "-"  # the output "-o -": JSON Lines to standard output
 _WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
               (codecs.BOM_UTF16_BE, "utf-16"))
 # C0 control bytes that plain text does not hold (tab, line feed, form feed and carriage return are text)
@@ -134,6 +139,16 @@ def _kind(path: Path) -> str | None:
     return next((s for s in SUFFIXES if name.endswith(s)), None)
 
 
+def check_stdin(inputs: list[str]) -> None:
+    """An input "-" is standard input, read once, as JSON Lines: a BatchError when it is named twice or is a
+    terminal (the command would wait for typing; the command line checks it before the models load)."""
+    if inputs.count("-") > 1:
+        raise BatchError("-: standard input is named twice; it can be read once")
+    if "-" in inputs and (sys.stdin is None or sys.stdin.isatty()):
+        raise BatchError("-: standard input is a terminal; pipe JSON Lines into it "
+                         "(zcat dump.jsonl.gz | conflictbrief brief - -o out.jsonl)")
+
+
 def expand_inputs(inputs: list[str], exclude: tuple[Path, ...] = (), log=None) -> list[Path]:
     """Input files in a stable order; ``exclude`` (the job's own output files) is never read as input. Files
     of a folder that are not of a type read here (.xml, .pdf, .docx ...) are named through ``log``: their
@@ -141,6 +156,10 @@ def expand_inputs(inputs: list[str], exclude: tuple[Path, ...] = (), log=None) -
     skip = {p.resolve() for p in exclude}
     files = []
     for item in inputs:
+        if item == "-":
+            check_stdin(inputs)
+            files.append(STDIN)
+            continue
         path = Path(item)
         if path.is_dir():
             found, other = [], []
@@ -218,7 +237,9 @@ class RecordReader:
         for path in files:
             kind = _kind(path)
             try:
-                if kind == ".txt" or kind in PAGES:
+                if path is STDIN:
+                    yield from self._stdin()
+                elif kind == ".txt" or kind in PAGES:
                     yield self._txt(path, page=kind in PAGES)
                 elif kind == ".jsonl":
                     yield from self._jsonl(path)
@@ -230,12 +251,15 @@ class RecordReader:
                     yield from self._parquet(path)
             except (OSError, EOFError, ValueError, gzip.BadGzipFile) as e:
                 # The file broke off (truncated .gz, corrupt parquet): one error record names it.
-                yield Record(f"{path}:unreadable", str(path), error=f"{path}: cannot read further: {e}")
+                name = _display(path)
+                yield Record(f"{name}:unreadable", name, error=f"{name}: cannot read further: {e}")
 
     def count(self, files: list[Path]) -> int | None:
         """Number of records, for the progress bar (None when counting would be as slow as reading)."""
         total = 0
         for path in files:
+            if path is STDIN:  # read once, as it comes
+                return None
             kind = _kind(path)
             try:
                 if kind == ".txt" or kind in PAGES:
@@ -295,32 +319,45 @@ class RecordReader:
 
     def _jsonl(self, path: Path) -> Iterator[Record]:
         with _open_binary(path) as f:
-            encoding = self._stream_encoding(f)
-            if _byte_lines(encoding):
-                lines = ((raw.removeprefix(codecs.BOM_UTF8) if n == 1 else raw) for n, raw in enumerate(f, 1))
-            else:  # UTF-16/32: decoded as a stream (a decoding error there ends the file with an error record)
-                lines = io.TextIOWrapper(f, encoding=encoding, newline="")
-            for lineno, raw in enumerate(lines, 1):
-                if not raw.strip():
-                    continue
-                source = f"{path}:{lineno}"
-                note = None
-                if isinstance(raw, bytes):  # a byte-oriented encoding (a byte-order mark is not data)
-                    try:
-                        line, note = decode_text(raw, self.encoding)
-                    except ValueError as e:
-                        yield Record(source, source, error=f"{source}: line is {e}")
-                        continue
-                else:
-                    line = raw.removeprefix("\ufeff")
-                line = line.rstrip("\r\n")
+            yield from self._jsonl_lines(f, str(path))
+
+    def _stdin(self) -> Iterator[Record]:
+        """JSON Lines from standard input, gzip-compressed or not (told by its first two bytes)."""
+        f = sys.stdin.buffer
+        if not hasattr(f, "peek"):
+            f = io.BufferedReader(f)
+        if f.peek(2)[:2] == b"\x1f\x8b":
+            f = io.BufferedReader(gzip.GzipFile(fileobj=f, mode="rb"))
+        yield from self._jsonl_lines(f, _display(STDIN))
+
+    def _jsonl_lines(self, f, name: str) -> Iterator[Record]:
+        """The records of a binary JSON Lines stream ``f``; ``name`` is the file's in their ``source``."""
+        encoding = self._stream_encoding(f)
+        if _byte_lines(encoding):
+            lines = ((raw.removeprefix(codecs.BOM_UTF8) if n == 1 else raw) for n, raw in enumerate(f, 1))
+        else:  # UTF-16/32: decoded as a stream (a decoding error there ends the file with an error record)
+            lines = io.TextIOWrapper(f, encoding=encoding, newline="")
+        for lineno, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            source = f"{name}:{lineno}"
+            note = None
+            if isinstance(raw, bytes):  # a byte-oriented encoding (a byte-order mark is not data)
                 try:
-                    data = json.loads(line)
-                except json.JSONDecodeError as e:
-                    yield Record(source, source, error=f"{source}: invalid JSON ({e.msg.removesuffix(' at')} at "
-                                                      f"column {e.colno})")
+                    line, note = decode_text(raw, self.encoding)
+                except ValueError as e:
+                    yield Record(source, source, error=f"{source}: line is {e}")
                     continue
-                yield _noted(self._record(data, source, source), note)
+            else:
+                line = raw.removeprefix("\ufeff")
+            line = line.rstrip("\r\n")
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield Record(source, source, error=f"{source}: invalid JSON ({e.msg.removesuffix(' at')} at "
+                                                  f"column {e.colno})")
+                continue
+            yield _noted(self._record(data, source, source), note)
 
     def _json(self, path: Path) -> Iterator[Record]:
         """A JSON document: one article object, a list of them, an object of them keyed by id (MUC-4 style:
@@ -416,9 +453,17 @@ class RecordReader:
 
 # ------------------------------------------------------------------------------------------- output
 
+def _display(path: Path) -> str:
+    """How records name their file: standard input is "<stdin>"."""
+    return "<stdin>" if path is STDIN else str(path)
+
+
 def _inputs_fingerprint(files: list[Path], options: dict) -> str:
     h = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
     for p in files:
+        if p is STDIN:  # nothing to stat: --resume trusts that the same stream comes again (and checks its place)
+            h.update(b"<stdin>")
+            continue
         st = p.stat()
         h.update(f"{p.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode())
     return h.hexdigest()[:16]
@@ -480,6 +525,10 @@ def output_format(output: str, out_format: str | None = None) -> str:
     Until 2026-12-06 ``-o out.parquet`` or ``-o out.csv`` without ``--format`` wrote JSON Lines under that name."""
     if out_format not in (None, "jsonl", "parquet"):
         raise BatchError(f"unknown output format {out_format!r}: jsonl or parquet")
+    if output == STDOUT:
+        if out_format == "parquet":
+            raise BatchError("-o - writes JSON Lines to standard output; Parquet needs a file name (-o out.parquet)")
+        return "jsonl"
     suffix = Path(output).suffix.lower()
     if suffix in _NOT_WRITTEN:
         raise BatchError(f"-o {output}: the job writes JSON Lines (name the output .jsonl) or Parquet (.parquet), "
@@ -500,8 +549,14 @@ def output_path(output: str, out_format: str = "jsonl") -> Path:
     return out
 
 
-def check_output(out: Path, resume: bool, overwrite: bool) -> None:
-    """An existing output needs --resume or --overwrite (the command line checks it before the models load)."""
+def check_output(out: Path, resume: bool, overwrite: bool, output: str | None = None) -> None:
+    """An existing output needs --resume or --overwrite (the command line checks it before the models load);
+    standard output (``output`` "-") takes neither."""
+    if output == STDOUT:
+        if resume or overwrite:
+            raise BatchError(f"--{'resume' if resume else 'overwrite'} needs an output file: -o - writes to "
+                             "standard output, which cannot be read back (give -o out.jsonl to resume a job)")
+        return
     if out.exists() and not (resume or overwrite):
         raise BatchError(f"{out} exists: pass --resume to continue that job or --overwrite to start again")
 
@@ -566,102 +621,144 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
     or parquet; by default by the output's name (``output_format``). ``progress_every``: where stderr is no
     terminal (nohup, a scheduler's log file) and so shows no bar, a progress line every that many seconds
     (None or 0: none). ``limit``: only the first N records of the inputs (a trial run on a sample); it changes
-    no result, so ``resume`` with a larger limit, or none, goes on from where a trial stopped."""
-    from tqdm import tqdm
-
+    no result, so ``resume`` with a larger limit, or none, goes on from where a trial stopped. An input "-" is
+    JSON Lines from standard input; ``output`` "-" writes JSON Lines to standard output (no resume)."""
     out_format = output_format(output, out_format)
-
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     batch_size = batch_size or pipeline.batch_size  # the pipeline holds the default (by dtype)
     if max_chars:
         pipeline.max_chars = max_chars
     pipeline.time_limit = time_limit or None
-    out = output_path(output, out_format)
-    own = (out, out.with_name(out.name + ".state.json"), out.with_name(out.name + ".lock"), Path(output))
     check_encoding(encoding)  # before anything is read or written
-    files = expand_inputs(inputs, own, log)
-    with _exclusive(out):  # before _prepare_output, which empties OUT on --overwrite
-        options = {"text_field": text_field, "id_field": id_field, "max_chars": pipeline.max_chars, "dedup": dedup,
-                   "mentions": getattr(getattr(pipeline, "tagger", None), "mentions", "all"),
-                   "min_score": getattr(getattr(pipeline, "tagger", None), "min_score", 0.0)}
-        if encoding != "auto":  # (so that outputs of jobs from before --encoding existed still resume)
-            options["encoding"] = encoding
-        done, last_source = _prepare_output(out, resume, overwrite, _inputs_fingerprint(files, options))
-        if limit and done > limit:
-            raise BatchError(f"{out} holds {done} records already, more than --limit {limit}: nothing to do")
-        reader = RecordReader(text_field, id_field, log, encoding)
-        total = reader.count(files)
-        total = min(total, limit) if limit else total
-        show = not quiet and sys.stderr.isatty()
-        bar = tqdm(total=total, initial=done, unit="art", disable=not show, dynamic_ncols=True, desc="briefing")
-        lines = _ProgressLines(log, total, done, None if show or quiet else progress_every)
-        started, ok, failed = time.time(), 0, 0
-        seen: dict[bytes, int] = {}  # --dedup: text digest -> where its result starts in the output
-        records = itertools.islice(reader.read(files), limit) if limit else reader.read(files)
-        # resume: these are in the output already; with --dedup their results are where later copies are read
-        offsets = _line_offsets(out) if dedup and done else None
-        ids, recoded = _IdCheck(log), _Recoded(log)
-        for n in range(done):
-            record = next(records, None)
-            if record is None:
-                raise BatchError(f"{out} holds {done} records, more than its inputs have ({n}): not this job's "
-                                 "output; use --overwrite or another -o")
-            ids(record)
-            recoded(record)
-            if offsets is not None:
-                offset = next(offsets)
-                if record.error is None:
-                    seen.setdefault(_digest(record.text), offset)
-        if offsets is not None:
-            offsets.close()
-        if done and last_source is not None and _name(record.source) != _name(last_source):
-            raise BatchError(f"{out}: its record {done} came from {last_source}, but input record {done} is "
-                             f"{record.source}: not this job's output; use --overwrite or another -o")
-
-        # written: --dedup reads a duplicate's result back from the output
-        with out.open("ab") as sink, out.open("rb") as written:
-            def write(line: dict) -> int:
-                """Append one result line; returns its offset in the output."""
-                nonlocal ok, failed
-                if line.get("error"):
-                    failed += 1
-                else:
-                    ok += 1
-                # backslashreplace: a lone surrogate in an input id (a JSON "\\ud800" escape) is written back as
-                # the same JSON escape instead of stopping the job
-                offset = sink.tell()
-                sink.write((json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace"))
-                sink.flush()
-                bar.update(1)
-                lines()
-                return offset
-
-            chunk: list[Record] = []
-            for record in records:
-                ids(record)
-                recoded(record)
-                chunk.append(record)
-                if len(chunk) >= batch_size * 4:
-                    _process(pipeline, chunk, write, batch_size, dedup, seen, written)
-                    chunk = []
-            _process(pipeline, chunk, write, batch_size, dedup, seen, written)
-            os.fsync(sink.fileno())
-        bar.close()
-        seconds = time.time() - started
-        with out.open("rb") as f:
-            failed_total = sum(1 for line in f if b'"error": "' in line or b'"error":"' in line)
-        summary = {"output": str(out), "records": done + ok + failed, "written_this_run": ok + failed,
-                   "resumed_after": done, "ok_this_run": ok, "failed_this_run": failed, "failed_total": failed_total,
-                   "seconds": round(seconds, 1), "articles_per_s": round((ok + failed) / seconds, 2) if seconds else None,
-                   "duplicate_ids": ids.count, "read_as_windows_1252": recoded.count}
-        if ids.count:
-            log(f"warning: {ids.count} record(s) repeat the id of an earlier record; their 'source' field (file and "
-                "line) tells them apart")
+    if output == STDOUT:
+        check_output(Path(output), resume, overwrite, output)
+        files = expand_inputs(inputs, (), log)
+        with tempfile.TemporaryDirectory(prefix="conflictbrief-") as spool, contextlib.ExitStack() as stack:
+            sink, copy = sys.stdout.buffer, None
+            if dedup:  # a duplicate's result is read back from a copy of what went to standard output
+                copy = Path(spool) / "out.jsonl"
+                sink = _Tee(sink, stack.enter_context(copy.open("ab")))
+            summary = _run(pipeline, files, sink, copy, 0, text_field, id_field, batch_size, dedup, quiet, log,
+                           encoding, progress_every, limit)
+        summary["output"] = "<stdout>"
+        summary["failed_total"] = summary["failed_this_run"]
+    else:
+        out = output_path(output, out_format)
+        own = (out, out.with_name(out.name + ".state.json"), out.with_name(out.name + ".lock"), Path(output))
+        files = expand_inputs(inputs, own, log)
+        with _exclusive(out):  # before _prepare_output, which empties OUT on --overwrite
+            options = {"text_field": text_field, "id_field": id_field, "max_chars": pipeline.max_chars,
+                       "dedup": dedup, "mentions": getattr(getattr(pipeline, "tagger", None), "mentions", "all"),
+                       "min_score": getattr(getattr(pipeline, "tagger", None), "min_score", 0.0)}
+            if encoding != "auto":  # (so that outputs of jobs from before --encoding existed still resume)
+                options["encoding"] = encoding
+            done, last_source = _prepare_output(out, resume, overwrite, _inputs_fingerprint(files, options))
+            if limit and done > limit:
+                raise BatchError(f"{out} holds {done} records already, more than --limit {limit}: nothing to do")
+            with out.open("ab") as sink:
+                summary = _run(pipeline, files, sink, out, done, text_field, id_field, batch_size, dedup, quiet,
+                               log, encoding, progress_every, limit, last_source)
+                os.fsync(sink.fileno())
+            with out.open("rb") as f:
+                summary["failed_total"] = sum(1 for line in f if b'"error": "' in line or b'"error":"' in line)
+        summary["output"] = str(out)
         if out_format == "parquet":
             summary["output"] = str(_to_parquet(out, Path(output)))
-        if not quiet:
-            log(json.dumps(summary))
-        return summary
+    if summary["duplicate_ids"]:
+        log(f"warning: {summary['duplicate_ids']} record(s) repeat the id of an earlier record; their 'source' "
+            "field (file and line) tells them apart")
+    if not quiet:
+        log(json.dumps(summary))
+    return summary
+
+
+def _run(pipeline, files: list[Path], sink, out: Path | None, done: int, text_field, id_field, batch_size: int,
+         dedup: bool, quiet: bool, log, encoding: str, progress_every, limit, last_source: str | None = None) -> dict:
+    """Read ``files``, skip the ``done`` records the output holds, analyse the rest and append one line each to
+    ``sink``. ``out`` is the file that holds every line written (the output, or under --dedup standard
+    output's copy), where --dedup reads a duplicate's first result back."""
+    from tqdm import tqdm
+
+    reader = RecordReader(text_field, id_field, log, encoding)
+    total = reader.count(files)
+    total = min(total, limit) if limit and total is not None else total
+    show = not quiet and sys.stderr.isatty()
+    bar = tqdm(total=total, initial=done, unit="art", disable=not show, dynamic_ncols=True, desc="briefing")
+    lines = _ProgressLines(log, total, done, None if show or quiet else progress_every)
+    started, ok, failed = time.time(), 0, 0
+    seen: dict[bytes, int] = {}  # --dedup: text digest -> where its result starts in ``out``
+    records = itertools.islice(reader.read(files), limit) if limit else reader.read(files)
+    # resume: these are in the output already; with --dedup their results are where later copies are read
+    offsets = _line_offsets(out) if dedup and done else None
+    ids, recoded = _IdCheck(log), _Recoded(log)
+    record = None
+    for n in range(done):
+        record = next(records, None)
+        if record is None:
+            raise BatchError(f"{out} holds {done} records, more than its inputs have ({n}): not this job's "
+                             "output; use --overwrite or another -o")
+        ids(record)
+        recoded(record)
+        if offsets is not None:
+            offset = next(offsets)
+            if record.error is None:
+                seen.setdefault(_digest(record.text), offset)
+    if offsets is not None:
+        offsets.close()
+    if done and last_source is not None and _name(record.source) != _name(last_source):
+        raise BatchError(f"{out}: its record {done} came from {last_source}, but input record {done} is "
+                         f"{record.source}: not this job's output; use --overwrite or another -o")
+
+    with (out.open("rb") if dedup else contextlib.nullcontext()) as written:
+        def write(line: dict) -> int | None:
+            """Append one result line; returns its offset in ``out`` (with --dedup)."""
+            nonlocal ok, failed
+            if line.get("error"):
+                failed += 1
+            else:
+                ok += 1
+            offset = sink.tell() if dedup else None  # (standard output, a pipe, has none)
+            # backslashreplace: a lone surrogate in an input id (a JSON "\\ud800" escape) is written back as
+            # the same JSON escape instead of stopping the job
+            sink.write((json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace"))
+            sink.flush()
+            bar.update(1)
+            lines()
+            return offset
+
+        chunk: list[Record] = []
+        for record in records:
+            ids(record)
+            recoded(record)
+            chunk.append(record)
+            if len(chunk) >= batch_size * 4:
+                _process(pipeline, chunk, write, batch_size, dedup, seen, written)
+                chunk = []
+        _process(pipeline, chunk, write, batch_size, dedup, seen, written)
+    bar.close()
+    seconds = time.time() - started
+    return {"output": None, "records": done + ok + failed, "written_this_run": ok + failed, "resumed_after": done,
+            "ok_this_run": ok, "failed_this_run": failed, "failed_total": None, "seconds": round(seconds, 1),
+            "articles_per_s": round((ok + failed) / seconds, 2) if seconds else None,
+            "duplicate_ids": ids.count, "read_as_windows_1252": recoded.count}
+
+
+class _Tee:
+    """Standard output, and a copy of it in a file (``tell`` is the copy's), for --dedup with ``-o -``."""
+
+    def __init__(self, stream, copy):
+        self.stream, self.copy = stream, copy
+
+    def write(self, data: bytes) -> None:
+        self.stream.write(data)
+        self.copy.write(data)
+
+    def flush(self) -> None:
+        self.stream.flush()
+        self.copy.flush()
+
+    def tell(self) -> int:
+        return self.copy.tell()
 
 
 class _ProgressLines:

@@ -1,5 +1,6 @@
 """The batch job: one output per input in order, bad records reported, resume after SIGKILL exactly once."""
 import gzip
+import io
 import json
 import os
 import signal
@@ -594,3 +595,86 @@ def test_limit_runs_the_first_records_and_resume_goes_on_from_there(tiny_pipelin
     assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == [f"r{i}" for i in range(5)]
     with pytest.raises(BatchError, match="holds 5 records already, more than --limit 4: nothing to do"):
         run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, limit=4, resume=True)
+
+
+class _Stream(io.TextIOWrapper):
+    """A pipe as standard input or output: binary underneath, no terminal."""
+
+
+def _stdin(monkeypatch, data: bytes):
+    monkeypatch.setattr(sys, "stdin", _Stream(io.BufferedReader(io.BytesIO(data))))
+
+
+def _stdout(monkeypatch) -> io.BytesIO:
+    raw = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", _Stream(raw))
+    return raw
+
+
+def test_standard_input_and_output(tiny_pipeline, tmp_path, monkeypatch):
+    dump = "".join(json.dumps(r) + "\n" for r in [{"id": "a", "text": GOOD}, {"id": "b", "text": "Another one."}])
+    dump += "{broken\n" + json.dumps({"id": "c", "text": GOOD}) + "\n"
+    rows = []
+    for data in (dump.encode(), gzip.compress(dump.encode())):  # zcat-less: gzip is told by its first bytes
+        _stdin(monkeypatch, data)
+        raw = _stdout(monkeypatch)
+        summary = run_batch(tiny_pipeline, ["-"], "-", quiet=True, dedup=True)
+        rows.append([{k: v for k, v in json.loads(line).items() if k != "timings"}
+                     for line in raw.getvalue().decode().splitlines()])
+        assert summary["output"] == "<stdout>" and summary["records"] == 4 and summary["failed_total"] == 1
+    assert rows[0] == rows[1]
+    got = rows[0]
+    assert [r["id"] for r in got] == ["a", "b", "<stdin>:3", "c"]
+    assert [r["source"] for r in got] == ["<stdin>:1", "<stdin>:2", "<stdin>:3", "<stdin>:4"]
+    assert "invalid JSON" in got[2]["error"]
+    # --dedup reads the first copy's result back from a copy of what went to standard output
+    assert got[3]["duplicate_of"] == "a" and got[3]["brief"] == got[0]["brief"]
+    # standard input next to files, into a file
+    (tmp_path / "one.txt").write_text(GOOD)
+    _stdin(monkeypatch, dump.encode())
+    run_batch(tiny_pipeline, [str(tmp_path / "one.txt"), "-"], str(tmp_path / "o.jsonl"), quiet=True)
+    sources = [json.loads(x)["source"] for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert sources[0].endswith("one.txt") and sources[1:] == ["<stdin>:1", "<stdin>:2", "<stdin>:3", "<stdin>:4"]
+
+
+def test_standard_input_resumes_when_the_same_stream_comes_again(tiny_pipeline, tmp_path, monkeypatch):
+    dump = "".join(json.dumps({"id": f"r{i}", "text": GOOD}) + "\n" for i in range(5))
+    out = tmp_path / "o.jsonl"
+    _stdin(monkeypatch, dump.encode())
+    run_batch(tiny_pipeline, ["-"], str(out), quiet=True, limit=2)  # as if stopped after two records
+    _stdin(monkeypatch, dump.encode())
+    summary = run_batch(tiny_pipeline, ["-"], str(out), quiet=True, resume=True)
+    assert summary["resumed_after"] == 2 and summary["written_this_run"] == 3
+    assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == [f"r{i}" for i in range(5)]
+    # a stream with fewer records than the output holds is not this job's
+    _stdin(monkeypatch, dump.encode()[: len(dump) // 2])
+    with pytest.raises(BatchError, match="more than its inputs have"):
+        run_batch(tiny_pipeline, ["-"], str(out), quiet=True, resume=True)
+
+
+def test_standard_input_and_output_refuse_what_they_cannot_do(tiny_pipeline, tmp_path, monkeypatch):
+    _stdin(monkeypatch, b'{"text": "x"}\n')
+    with pytest.raises(BatchError, match="named twice"):
+        run_batch(tiny_pipeline, ["-", "-"], str(tmp_path / "o.jsonl"), quiet=True)
+    with pytest.raises(BatchError, match="--resume needs an output file"):
+        run_batch(tiny_pipeline, ["-"], "-", quiet=True, resume=True)
+    with pytest.raises(BatchError, match="Parquet needs a file name"):
+        run_batch(tiny_pipeline, ["-"], "-", quiet=True, out_format="parquet")
+    tty = _Stream(io.BufferedReader(io.BytesIO(b"")))
+    tty.isatty = lambda: True
+    monkeypatch.setattr(sys, "stdin", tty)
+    with pytest.raises(BatchError, match="standard input is a terminal"):
+        run_batch(tiny_pipeline, ["-"], str(tmp_path / "o.jsonl"), quiet=True)
+    assert not (tmp_path / "o.jsonl").exists()  # refused before anything was written
+
+
+def test_output_to_a_reader_that_stops_early_ends_quietly(tiny_tagger_dir, tmp_path):
+    """``conflictbrief tag - -o - | head -1``: the closed pipe ends the job without a traceback."""
+    dump = "".join(json.dumps({"id": f"r{i}", "text": GOOD}) + "\n" for i in range(400))
+    cmd = (f"{sys.executable} -m conflictbrief.cli tag - -o - --tagger {tiny_tagger_dir} --device cpu --threads 1 "
+           f"--batch-size 8 | head -1")
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], input=dump, capture_output=True, text=True,
+                          timeout=600)
+    assert json.loads(done.stdout)["id"] == "r0"
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr[-2000:]
+    assert done.returncode == 1  # the job did not finish
