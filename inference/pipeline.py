@@ -186,22 +186,24 @@ class Pipeline:
                    **kwargs)
 
     # ------------------------------------------------------------------------------------------ API
-    def analyze(self, text: str, id: str | None = None) -> AnalysisResult:
+    def analyze(self, text: str, id: str | None = None, brief: bool = True) -> AnalysisResult:
         """Analyse one article; raises InputError for text that cannot be analysed (or, with ``time_limit``
-        set, whose analysis runs past it)."""
+        set, whose analysis runs past it). ``brief=False``: entities only (no brief, headline or guards)."""
         limit = budget(self.time_limit, len(text) if isinstance(text, str) else 0)
         try:
             with time_limit(limit):
                 article = self._check(text, id)
-                return self._run([(id, article)])[0]
+                return self._run([(id, article)], brief)[0]
         except TimeLimitExceeded:
             raise TimeLimitError(self._overran(id, len(text), limit)) from None
 
-    def analyze_batch(self, items: Iterable, batch_size: int | None = None, pool: int = 4) -> Iterator[AnalysisResult]:
+    def analyze_batch(self, items: Iterable, batch_size: int | None = None, pool: int = 4,
+                      brief: bool = True) -> Iterator[AnalysisResult]:
         """Stream results in input order. Items are texts, (id, text) pairs or {"id", "text"} dicts.
         ``batch_size * pool`` articles are read at a time and sorted by length into model batches (less
         padding); memory stays bounded by that. A bad item (not one of those, or a text that cannot be
-        analysed) yields a result with ``error`` set instead of stopping the stream."""
+        analysed) yields a result with ``error`` set instead of stopping the stream. ``brief=False``:
+        entities only."""
         batch_size = batch_size or self.batch_size
         iterator = iter(items)
         counter = itertools.count()
@@ -222,28 +224,28 @@ class Pipeline:
                     results[n] = self.error_result(rid, str(e))
                 except TimeLimitExceeded:
                     results[n] = self.error_result(rid, self._overran(rid, len(text), limit))
-            for (n, _, _), result in zip(prepared, self._run_isolated([(rid, a) for _, rid, a in prepared])):
+            for (n, _, _), result in zip(prepared, self._run_isolated([(rid, a) for _, rid, a in prepared], brief)):
                 results[n] = result
             yield from (results[k] for k in sorted(results))
 
-    def _run_isolated(self, batch: list[tuple[str | None, CleanText]]) -> list[AnalysisResult]:
+    def _run_isolated(self, batch: list[tuple[str | None, CleanText]], brief: bool = True) -> list[AnalysisResult]:
         """``_run``; where it fails on a batch, each article alone, so that an article the models cannot take
         (a bug of ours, or memory) becomes one error result naming it, and the others are analysed as usual.
         With ``time_limit`` set, a batch and an article alone are held to ``deadline.budget``."""
         limit = budget(self.time_limit, sum(len(a.text) for _, a in batch), len(batch))
         try:
             with time_limit(limit):
-                return self._run(batch)
+                return self._run(batch, brief)
         except TimeLimitExceeded:
             if len(batch) > 1:
                 logger.warning("a batch of %d articles ran past its time limit of %g s: analysing them one at a "
                                "time", len(batch), limit)
-                return [r for item in batch for r in self._run_isolated([item])]
+                return [r for item in batch for r in self._run_isolated([item], brief)]
             rid, article = batch[0]
             return [self.error_result(rid, self._overran(rid, len(article.text), limit))]
         except Exception as e:  # noqa: BLE001 - reported per record below; KeyboardInterrupt still stops
             if len(batch) > 1:
-                return [r for item in batch for r in self._run_isolated([item])]
+                return [r for item in batch for r in self._run_isolated([item], brief)]
             rid = batch[0][0]
             logger.exception("analysis failed for record %r", rid)
             where = f"record {rid!r}: " if rid is not None else ""
@@ -272,7 +274,8 @@ class Pipeline:
             raise InputError(f"{where}text is empty after cleaning")
         return article
 
-    def _run(self, batch: list[tuple[str | None, CleanText]]) -> list[AnalysisResult]:
+    def _run(self, batch: list[tuple[str | None, CleanText]], brief: bool = True) -> list[AnalysisResult]:
+        """The analysis of a batch of cleaned articles; ``brief=False``: their entities only."""
         if not batch:
             return []
         articles = [a for _, a in batch]
@@ -280,7 +283,7 @@ class Pipeline:
             t0 = time.perf_counter()
             entities = self.tagger.tag([a.text for a in articles])
             t1 = time.perf_counter()
-            drafts = self.briefer.brief(articles) if self.briefer else [None] * len(articles)
+            drafts = self.briefer.brief(articles) if self.briefer and brief else [None] * len(articles)
             t2 = time.perf_counter()
             # Headline first, then the brief's sentences; one tagger pass over all of them for the whole
             # batch, not one per article.
@@ -290,7 +293,8 @@ class Pipeline:
             for g in generated:
                 names.append(flat[at: at + len(g)])
                 at += len(g)
-            assembled = [list(self._assemble(a, d, g, n)) for a, d, g, n in zip(articles, drafts, generated, names)]
+            assembled = [list(self._assemble(a, d, g, n)) if brief else [[], None, {}, []]
+                         for a, d, g, n in zip(articles, drafts, generated, names)]
             capitals = [k for k, a in enumerate(articles) if assembled[k][0] and is_upper_cased(a.text)]
             if capitals:
                 self._recase([articles[k] for k in capitals], [entities[k] for k in capitals],
@@ -473,8 +477,9 @@ def default_pipeline() -> Pipeline:
         return _shared
 
 
-def analyze(text: str, id: str | None = None) -> AnalysisResult:
+def analyze(text: str, id: str | None = None, brief: bool = True) -> AnalysisResult:
     """One function for other Python services: ``conflictbrief.analyze(text)`` analyses one article with the
     default pipeline (``default_pipeline``), loaded once, on the first call. Raises InputError as
-    ``Pipeline.analyze`` does. Other models or options: ``Pipeline.load(...)`` once, then its ``analyze``."""
-    return default_pipeline().analyze(text, id)
+    ``Pipeline.analyze`` does; ``brief=False``: entities only. Other models or options: ``Pipeline.load(...)``
+    once, then its ``analyze``."""
+    return default_pipeline().analyze(text, id, brief)

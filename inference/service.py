@@ -25,7 +25,7 @@ import json
 import logging
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -149,6 +149,8 @@ class AnalyzeRequest(BaseModel):
     text: str | None = Field(None, min_length=1, description="One article (or use 'articles').")
     id: RecordId = Field(None, description="Your id (a string or a whole number), echoed back as a string.")
     articles: list[Article] | None = Field(None, max_length=64, description="Up to 64 articles.")
+    brief: bool = Field(True, description="false: entities only, no brief (faster with a seq2seq briefer); "
+                                          "or ?brief=false, which a text/plain or text/html body needs.")
 
 
 def _key_check(api_key: str | None):
@@ -212,9 +214,15 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
                                     "text/html": {"schema": {"type": "string", "description": "one saved page"}}}},
         "parameters": [{"name": "id", "in": "query", "required": False, "schema": {"type": "string"},
                         "description": "the id of a text/plain or text/html article (JSON bodies carry theirs)"}]})
-    async def analyze(body: AnalyzeRequest):
+    async def analyze(body: AnalyzeRequest, brief: Annotated[bool | None, Query(
+            description="false: entities only, no brief; as 'brief' in a JSON body")] = None):
         if (body.text is None) == (body.articles is None):
             raise HTTPException(422, "give exactly one of 'text' (one article) or 'articles' (a list)")
+        if brief is not None:
+            if "brief" in body.model_fields_set and body.brief != brief:
+                raise HTTPException(422, f"'brief' is {str(body.brief).lower()} in the body and "
+                                         f"{str(brief).lower()} in the query: give one")
+            body.brief = brief
         if running.locked() and state["waiting"] >= max_queue:  # every slot busy and the queue full
             raise HTTPException(503, "busy: too many requests waiting; retry later",
                                 headers={"Retry-After": "5"})
@@ -230,9 +238,9 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
         def run():
             try:
                 if body.text is None:
-                    return {"results": [as_dict(r) for r in
-                                        pipeline.analyze_batch((a.id, a.text) for a in body.articles)]}
-                return as_dict(pipeline.analyze(body.text, body.id))
+                    return {"results": [as_dict(r) for r in pipeline.analyze_batch(
+                        ((a.id, a.text) for a in body.articles), brief=body.brief)]}
+                return as_dict(pipeline.analyze(body.text, body.id, brief=body.brief))
             except TimeLimitError as e:
                 raise HTTPException(504, str(e)) from None
             except InputError as e:  # a failure of ours is not the request's fault: that stays a 500

@@ -51,7 +51,8 @@ def _serve(conn, load_kwargs: dict, time_limit: float | None, loader) -> None:
             if kind == "one":
                 reply = ("ok", pipeline.analyze(*args).to_dict())
             else:
-                reply = ("ok", [r.to_dict() for r in pipeline.analyze_batch(args)])
+                items, brief = args
+                reply = ("ok", [r.to_dict() for r in pipeline.analyze_batch(items, brief=brief)])
         except TimeLimitError as e:
             reply = ("overran", str(e))
         except InputError as e:
@@ -193,12 +194,12 @@ class ProcessPipeline:
             raise InputError(payload)
         raise WorkerError(f"analysis failed ({payload}); please report it with the article")
 
-    def analyze(self, text: str, id: str | None = None) -> dict:
-        return self._call("one", (text, id), len(text), 1)
+    def analyze(self, text: str, id: str | None = None, brief: bool = True) -> dict:
+        return self._call("one", (text, id, brief), len(text), 1)
 
-    def analyze_batch(self, items) -> list[dict]:
+    def analyze_batch(self, items, brief: bool = True) -> list[dict]:
         items = list(items)
-        return self._call("many", items, sum(_chars(item) for item in items), len(items))
+        return self._call("many", (items, brief), sum(_chars(item) for item in items), len(items))
 
     def health(self) -> dict:
         """workers: running; starting: being replaced; restarts: replaced since the start."""

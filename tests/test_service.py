@@ -101,7 +101,7 @@ def test_a_chunked_body_without_a_length_is_stopped_at_the_limit(client):
 class SlowPipeline:
     models = {"conflictbrief": "test"}
 
-    def analyze_batch(self, items):
+    def analyze_batch(self, items, brief=True):
         time.sleep(1.0)
         return []
 
@@ -160,11 +160,11 @@ class StuckPipeline:
         while not self.go.is_set() and time.monotonic() < end:
             sum(range(1000))
 
-    def analyze(self, text, id=None):
+    def analyze(self, text, id=None, brief=True):
         self.spin()
         return type("R", (), {"to_dict": lambda self: {"id": id}})()
 
-    def analyze_batch(self, items):
+    def analyze_batch(self, items, brief=True):
         self.spin()
         return []
 
@@ -344,3 +344,35 @@ def test_serve_reads_its_api_key_from_a_file_or_the_environment_never_the_comman
         with pytest.raises(AssertionError, match="models were loaded"):
             main(["serve", "--host", host, "--workers", "threads"])
         assert ("serving on 0.0.0.0 without an API key" in capsys.readouterr().err) is warned
+
+
+def test_brief_false_gives_entities_only_without_running_the_briefer(tiny_pipeline, monkeypatch):
+    client = TestClient(create_app(tiny_pipeline))
+    full = client.post("/v1/analyze", json={"text": GOOD, "id": "f"}).json()
+    assert full["brief"]
+
+    def no(*args, **kwargs):
+        raise AssertionError("the briefer ran")
+
+    monkeypatch.setattr(tiny_pipeline.briefer, "brief", no)
+    for r in (client.post("/v1/analyze", json={"text": GOOD, "id": "f", "brief": False}),
+              client.post("/v1/analyze?id=f&brief=false", content=GOOD.encode(),
+                          headers={"content-type": "text/plain"}),
+              client.post("/v1/analyze?brief=0", json={"text": GOOD, "id": "f"})):
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["brief"] == [] and body["headline"] is None and body["guards"] == {}
+        assert body["entities"] == full["entities"] and body["sentences"] == full["sentences"]
+    r = client.post("/v1/analyze?brief=false", json={"articles": [{"text": GOOD}, {"text": " "}]})
+    assert [x["brief"] for x in r.json()["results"]] == [[], []] and r.json()["results"][1]["error"]
+    r = client.post("/v1/analyze?brief=true", json={"text": GOOD, "brief": False})
+    assert r.status_code == 422 and "'brief' is false in the body and true in the query" in r.text
+    assert client.post("/v1/analyze?brief=maybe", json={"text": GOOD}).status_code == 422
+    assert "brief" in json.dumps(client.get("/openapi.json").json()["paths"]["/v1/analyze"]["post"]["parameters"])
+
+
+def test_python_entities_only(tiny_pipeline, monkeypatch):
+    monkeypatch.setattr(tiny_pipeline.briefer, "brief", lambda *a, **k: (_ for _ in ()).throw(AssertionError()))
+    r = tiny_pipeline.analyze(GOOD, "a", brief=False)
+    assert r.brief == [] and r.entities and r.warnings == []
+    assert [x.brief for x in tiny_pipeline.analyze_batch([GOOD, GOOD], brief=False)] == [[], []]

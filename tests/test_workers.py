@@ -88,6 +88,11 @@ def test_the_service_answers_504_from_a_worker_and_health_counts_the_workers(poo
     assert r.status_code == 200 and [bool(x["error"]) for x in r.json()["results"]] == [True, False]
     assert client.post("/v1/analyze", json={"text": "   "}).status_code == 422
     assert client.post("/v1/analyze", json={"text": GOOD}).json()["brief"]
+    # entities only, through the worker (one article and a list)
+    one = client.post("/v1/analyze", json={"text": GOOD, "brief": False}).json()
+    assert one["brief"] == [] and one["entities"]
+    many = client.post("/v1/analyze?brief=false", json={"articles": [{"text": GOOD}]}).json()["results"]
+    assert many[0]["brief"] == [] and many[0]["entities"] == one["entities"]
 
 
 def test_when_no_worker_can_be_started_again_a_request_says_so(pool, monkeypatch):
