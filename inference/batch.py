@@ -661,9 +661,8 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
                 os.fsync(sink.fileno())
             with out.open("rb") as f:
                 summary["failed_total"] = sum(1 for line in f if b'"error": "' in line or b'"error":"' in line)
-        summary["output"] = str(out)
-        if out_format == "parquet":
-            summary["output"] = str(_to_parquet(out, Path(output)))
+            # (under the lock: another job's --overwrite must not empty OUT.jsonl while it is converted)
+            summary["output"] = str(_to_parquet(out, Path(output)) if out_format == "parquet" else out)
     if summary["duplicate_ids"]:
         log(f"warning: {summary['duplicate_ids']} record(s) repeat the id of an earlier record; their 'source' "
             "field (file and line) tells them apart")
