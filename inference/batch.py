@@ -663,6 +663,9 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
                 summary["failed_total"] = sum(1 for line in f if b'"error": "' in line or b'"error":"' in line)
             # (under the lock: another job's --overwrite must not empty OUT.jsonl while it is converted)
             summary["output"] = str(_to_parquet(out, Path(output)) if out_format == "parquet" else out)
+    if summary["records"] == 0:  # an empty dump, or a pipe whose writer failed (zcat of a missing file)
+        log("warning: the inputs hold no records: " + ", ".join(_display(f) for f in files[:3])
+            + (", ..." if len(files) > 3 else "") + " (empty)")
     if summary["duplicate_ids"]:
         log(f"warning: {summary['duplicate_ids']} record(s) repeat the id of an earlier record; their 'source' "
             "field (file and line) tells them apart")

@@ -678,3 +678,21 @@ def test_output_to_a_reader_that_stops_early_ends_quietly(tiny_tagger_dir, tmp_p
     assert json.loads(done.stdout)["id"] == "r0"
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr[-2000:]
     assert done.returncode == 1  # the job did not finish
+
+
+def test_inputs_without_records_are_named_in_a_warning(tiny_pipeline, tmp_path, monkeypatch):
+    (tmp_path / "empty.jsonl").write_text("\n")
+    messages = []
+    summary = run_batch(tiny_pipeline, [str(tmp_path / "empty.jsonl")], str(tmp_path / "o.jsonl"), quiet=True,
+                        log=messages.append)
+    assert summary["records"] == 0 and any("hold no records" in m and "empty.jsonl" in m for m in messages)
+    _stdin(monkeypatch, b"")  # a pipe whose writer failed: `zcat missing.gz | conflictbrief brief - ...`
+    _stdout(monkeypatch)
+    messages.clear()
+    run_batch(tiny_pipeline, ["-"], "-", quiet=True, log=messages.append)
+    assert any("hold no records: <stdin>" in m for m in messages)
+    messages.clear()
+    (tmp_path / "one.jsonl").write_text(json.dumps({"text": GOOD}) + "\n")
+    run_batch(tiny_pipeline, [str(tmp_path / "one.jsonl")], str(tmp_path / "o2.jsonl"), quiet=True,
+              log=messages.append)
+    assert not any("no records" in m for m in messages)
