@@ -264,7 +264,7 @@ class RecordReader:
             try:
                 if kind == ".txt" or kind in PAGES:
                     total += 1
-                elif kind == ".jsonl":
+                elif kind == ".jsonl" or kind == ".json" and self._json_lines(path):
                     with _open_binary(path) as f:
                         if not _byte_lines(self._stream_encoding(f)):
                             return None
@@ -362,7 +362,10 @@ class RecordReader:
     def _json(self, path: Path) -> Iterator[Record]:
         """A JSON document: one article object, a list of them, an object of them keyed by id (MUC-4 style:
         the key is the id), or an object with one list of them ({"articles": [...]}). A .json file that holds
-        JSON Lines (one object per line, as many scrapers write) is read as .jsonl."""
+        JSON Lines (one object per line, as many scrapers write) is read as .jsonl, a line at a time."""
+        if self._json_lines(path):
+            yield from self._jsonl(path)
+            return
         with _open_binary(path) as f:
             raw = f.read()
         try:
@@ -380,6 +383,29 @@ class RecordReader:
             return
         for record in self._json_records(path, data):
             yield _noted(record, note)
+
+    def _json_lines(self, path: Path, most: int = 1 << 24) -> bool:
+        """Whether a .json file holds JSON Lines: its first line is a whole JSON value and more follows. Told
+        from that line, so that such a file (a scraper's dump of gigabytes) is never read into memory whole:
+        until 2026-12-06 it was, and then read again line by line when it failed to parse as one document."""
+        with _open_binary(path) as f:
+            if not _byte_lines(self._stream_encoding(f)):
+                return False  # UTF-16/32: read whole, as before
+            first = f.readline(most)
+            while first and not first.strip():
+                first = f.readline(most)
+            if not first.endswith(b"\n"):  # one line (a minified document) or a line longer than ``most``
+                return False
+            more = f.read(4096)
+            while more and not more.strip():
+                more = f.read(4096)
+        if not more:
+            return False
+        try:
+            json.loads(decode_text(first.removeprefix(codecs.BOM_UTF8), self.encoding)[0])
+        except ValueError:  # (json.JSONDecodeError too): a pretty-printed document's "[" or "{", or no text
+            return False
+        return True
 
     def _json_records(self, path: Path, data) -> Iterator[Record]:
         if isinstance(data, dict) and self._text_key(data) is None:

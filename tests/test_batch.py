@@ -696,3 +696,37 @@ def test_inputs_without_records_are_named_in_a_warning(tiny_pipeline, tmp_path, 
     run_batch(tiny_pipeline, [str(tmp_path / "one.jsonl")], str(tmp_path / "o2.jsonl"), quiet=True,
               log=messages.append)
     assert not any("no records" in m for m in messages)
+
+
+def test_a_json_file_of_json_lines_is_read_a_line_at_a_time(tmp_path):
+    """A scraper's dump of JSON Lines saved as .json was read into memory whole (and decoded: twice its size
+    and more) before it was read line by line; a JSON document still is read whole, as it must be."""
+    import tracemalloc
+
+    from conflictbrief.inference.batch import RecordReader
+
+    body = "x" * 20_000
+    lines = "".join(json.dumps({"id": f"r{i}", "text": f"Report {i}. {body}"}) + "\n" for i in range(500))
+    (tmp_path / "dump.json").write_text("\n" + lines)  # ~10 MB, a blank first line included
+    (tmp_path / "doc.json").write_text("[\n" + lines.replace("}\n", "},\n").rstrip(",\n") + "\n]\n")
+    reader = RecordReader()
+    for name, most in (("dump.json", 2_000_000), ("doc.json", None)):
+        tracemalloc.start()
+        n = sum(1 for r in reader.read([tmp_path / name]) if r.error is None)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert n == 500
+        if most:
+            assert peak < most, peak
+        else:
+            assert peak > 10_000_000  # read whole
+    # a one-line file, a pretty-printed object and a first line that is no JSON keep their old readings
+    (tmp_path / "one.json").write_text(json.dumps({"id": "o", "text": GOOD}) + "\n")
+    (tmp_path / "pretty.json").write_text(json.dumps({"id": "p", "text": GOOD}, indent=2) + "\n")
+    (tmp_path / "bad.json").write_text("{broken\n" + json.dumps({"text": GOOD}) + "\n")
+    got = {r.source.rsplit("/", 1)[-1]: r for r in reader.read([tmp_path / n for n in ("one.json", "pretty.json",
+                                                                                        "bad.json")])}
+    assert got["one.json[0]"].id == "o" and got["pretty.json[0]"].id == "p"
+    assert "not a valid JSON document" in got["bad.json"].error
+    assert reader.count([tmp_path / "dump.json"]) == 500  # the progress bar knows the total
+    assert reader.count([tmp_path / "doc.json"]) is None
