@@ -316,8 +316,45 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def version_text() -> str:
+    """What ``conflictbrief --version`` prints: the versions a bug report needs, and the default models'
+    weights by the fingerprint that every result carries in ``models``."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from conflictbrief import __version__
+    from conflictbrief.model.loading import default_installed, default_model_dir, weights_fingerprint
+
+    def installed(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    lines = [f"conflictbrief {__version__} (Python {platform.python_version()}, torch {installed('torch')}, "
+             f"transformers {installed('transformers')})"]
+    for kind in ("tagger", "briefer"):
+        if default_installed(kind):
+            lines.append(f"default {kind}: {default_model_dir(kind)}, weights "
+                         f"{weights_fingerprint(default_model_dir(kind))}")
+        else:
+            lines.append(f"default {kind}: none installed"
+                         + (" (briefs are extracted article sentences)" if kind == "briefer" else ""))
+    return "\n".join(lines)
+
+
+class _Version(argparse.Action):
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="print the versions and default models, and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="conflictbrief", description=__doc__)
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_evaluate(sub)

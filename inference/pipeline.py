@@ -12,13 +12,11 @@ indices of the article sentences that support it.
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Iterable, Iterator
 
 import torch
@@ -31,7 +29,7 @@ from conflictbrief.inference.guards import Guard, GuardReport, Lexicon, loaded_t
     unsupported_numbers
 from conflictbrief.inference.recase import bracketed_acronyms, is_upper_cased, name_words, recase
 from conflictbrief.inference.tagger import Tagger
-from conflictbrief.model.loading import default_batch_size, default_installed, parse_dtype
+from conflictbrief.model.loading import default_batch_size, default_installed, parse_dtype, weights_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -87,15 +85,7 @@ class AnalysisResult:
 
 def _fingerprint(model) -> str:
     source = getattr(model.config, "_name_or_path", "") or ""
-    path = Path(source)
-    for name in ("delta.safetensors", "model.safetensors"):
-        if (path / name).is_file():
-            h = hashlib.sha256()
-            with (path / name).open("rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-            return h.hexdigest()[:12]
-    return source or "unknown"
+    return weights_fingerprint(source) or source or "unknown"
 
 
 def _guard_inputs(draft: dict) -> list[str]:

@@ -44,6 +44,25 @@ def default_installed(kind: str) -> bool:
     return (path / COMPACT_FILE).is_file() or (path / "config.json").is_file()
 
 
+def weights_fingerprint(directory: str | Path) -> str | None:
+    """The first 12 hex digits of the sha256 of a model directory's weights (the compact delta or
+    model.safetensors): what results name in ``models`` and ``conflictbrief --version`` prints. None when the
+    directory holds neither (a Hub name)."""
+    import hashlib
+
+    if not str(directory):
+        return None
+    for name in (COMPACT_WEIGHTS, "model.safetensors"):
+        path = Path(directory) / name
+        if path.is_file():
+            h = hashlib.sha256()
+            with path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            return h.hexdigest()[:12]
+    return None
+
+
 def resolve_ref(ref: str | None, kind: str) -> str:
     """'default'/None -> packaged default; 'minilm' -> the PyPI base; a directory or Hub name as given."""
     if ref in (None, "", "default"):

@@ -56,3 +56,15 @@ def test_default_output_leaves_out_bare_pronoun_and_determiner_mentions(default_
     bare = [t for t in everything if all(w.lower() in BARE_WORDS for w in re.findall(r"\w+", t))]
     assert bare, "the model tags some bare mentions on the seed ('its', 'The', 'some')"
     assert [t for t in everything if t not in bare] == names
+
+
+def test_version_names_the_default_weights_as_results_do(default_pipeline, capsys):
+    from conflictbrief.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("conflictbrief ") and "torch 2." in out[0] and "transformers " in out[0]
+    assert out[1].endswith(f"weights {default_pipeline.models['tagger']['weights']}")
+    assert out[2] == "default briefer: none installed (briefs are extracted article sentences)"
