@@ -138,6 +138,8 @@ def _add_serve(sub):
                    help="/v1/ requests need the key in FILE (its first line) as 'Authorization: Bearer KEY' or "
                         "'X-API-Key: KEY'; or set CONFLICTBRIEF_API_KEY. /healthz stays open")
     p.add_argument("--port", type=_at_least(1, 65535), default=8000)
+    p.add_argument("--root-path", default="", metavar="PATH",
+                   help="the path prefix a reverse proxy serves the service under (/conflictbrief), for /docs")
     p.add_argument("--tagger", default="default")
     p.add_argument("--briefer", default="default")
     p.add_argument("--mentions", choices=["names", "all"], default="names", help="as for brief")
@@ -206,7 +208,12 @@ def cmd_serve(args) -> int:
     from conflictbrief.inference.pipeline import Pipeline
     from conflictbrief.inference.service import create_app
 
+    from conflictbrief.training.config import ConfigError
+
     api_key = serve_api_key(args.api_key_file)  # before the models load
+    if args.root_path and (not args.root_path.startswith("/") or args.root_path.endswith("/")):
+        raise ConfigError(f"--root-path {args.root_path!r}: a path such as /conflictbrief (a leading slash, no "
+                          "trailing one)")
     if api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.host} without an API key: whoever reaches the port can use the service "
               "(--api-key-file or CONFLICTBRIEF_API_KEY)", file=sys.stderr, flush=True)
@@ -221,7 +228,7 @@ def cmd_serve(args) -> int:
         pipeline = Pipeline.load(**load)
     try:
         uvicorn.run(create_app(pipeline, args.max_concurrency, args.max_queue, time_limit=args.time_limit,
-                               api_key=api_key), host=args.host, port=args.port)
+                               api_key=api_key), host=args.host, port=args.port, root_path=args.root_path)
     finally:
         if hasattr(pipeline, "close"):
             pipeline.close()

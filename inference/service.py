@@ -97,7 +97,10 @@ class BodyNormaliser:
         if length.isdigit() and int(length) > self.max_body_bytes:  # refused before a byte of it is read
             return await JSONResponse({"detail": f"request body of {length} bytes is above the limit of "
                                                  f"{self.max_body_bytes}"}, status_code=413)(scope, receive, send)
-        if scope["method"] != "POST" or scope["path"] != "/v1/analyze":
+        path, root = scope["path"], scope.get("root_path", "")
+        if root and path.startswith(root):  # behind a proxy (serve --root-path): the server puts the prefix back
+            path = path[len(root):]
+        if scope["method"] != "POST" or path != "/v1/analyze":
             return await self.app(scope, receive, send)
         chunks, size = [], 0
         while True:

@@ -237,7 +237,7 @@ def test_serve_takes_the_lexicon_threads_and_length_limit_the_batch_job_takes(mo
 
     seen = {}
     monkeypatch.setattr(Pipeline, "load", classmethod(lambda cls, **kwargs: seen.update(kwargs) or SlowPipeline()))
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: seen.update(host=host, port=port))
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: seen.update(host=host, port=port, **kw))
     assert main(["serve", "--neutrality", "mine.yaml", "--threads", "3", "--max-chars", "5000", "--port", "8001",
                  "--workers", "threads"]) == 0
     assert (seen["neutrality"], seen["threads"], seen["max_chars"], seen["port"]) == ("mine.yaml", 3, 5000, 8001)
@@ -253,7 +253,7 @@ def test_serve_passes_its_time_limit_to_the_app(monkeypatch):
     seen = {}
     monkeypatch.setattr(Pipeline, "load", classmethod(lambda cls, **kwargs: SlowPipeline()))
     monkeypatch.setattr(service, "create_app", lambda pipeline, *args, **kwargs: seen.update(kwargs))
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: None)
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: None)
     assert main(["serve", "--time-limit", "2.5", "--workers", "threads"]) == 0 and seen["time_limit"] == 2.5
     assert main(["serve", "--workers", "threads"]) == 0 and seen["time_limit"] == 10.0
 
@@ -276,7 +276,7 @@ def test_serve_runs_worker_processes_by_default(monkeypatch):
             seen["closed"] = True
 
     monkeypatch.setattr(workers, "ProcessPipeline", Fake)
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: None)
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: None)
     assert main(["serve", "--max-concurrency", "3", "--neutrality", "mine.yaml", "--time-limit", "0"]) == 0
     assert (seen["size"], seen["time_limit"], seen["load"]["neutrality"], seen["closed"]) == (3, None, "mine.yaml", True)
 
@@ -376,3 +376,42 @@ def test_python_entities_only(tiny_pipeline, monkeypatch):
     r = tiny_pipeline.analyze(GOOD, "a", brief=False)
     assert r.brief == [] and r.entities and r.warnings == []
     assert [x.brief for x in tiny_pipeline.analyze_batch([GOOD, GOOD], brief=False)] == [[], []]
+
+
+def test_behind_a_proxy_under_a_path_prefix(tiny_pipeline, monkeypatch, capsys):
+    """`serve --root-path /cb`: the server puts the prefix back into the request's path, and the body
+    normaliser, which looked for "/v1/analyze" alone, let a text/plain article through unread (a 422)."""
+    import uvicorn
+
+    from conflictbrief.cli import main
+    from conflictbrief.inference.pipeline import Pipeline
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(tiny_pipeline), host="127.0.0.1", port=port,
+                                           log_level="error", root_path="/cb"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.05)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/analyze?id=p", data=GOOD.encode(),
+                                         headers={"content-type": "text/plain"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            assert r.status == 200 and json.loads(r.read())["id"] == "p"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/docs", timeout=30) as r:
+            assert "'/cb/openapi.json'" in r.read().decode()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    # the command line passes it on, and refuses what is no path prefix before the models load
+    seen = {}
+    monkeypatch.setattr(Pipeline, "load", classmethod(lambda cls, **kwargs: SlowPipeline()))
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: seen.update(kw))
+    assert main(["serve", "--workers", "threads", "--root-path", "/cb"]) == 0 and seen["root_path"] == "/cb"
+    for bad in ("cb", "/cb/"):
+        assert main(["serve", "--workers", "threads", "--root-path", bad]) == 2
+        assert "--root-path" in capsys.readouterr().err
