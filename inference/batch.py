@@ -1,7 +1,8 @@
 """The batch job over article dumps: `conflictbrief brief INPUT... -o OUT.jsonl`.
 
-* Inputs: .jsonl/.json/.csv/.tsv/.parquet/.txt/.html files, directories of them (recursively, sorted), .gz of
-  any. A saved web page (.html, .htm) is one article: its menus, footers and boxes are left out (page.py).
+* Inputs: .jsonl/.json/.csv/.tsv/.parquet/.txt/.html files, directories of them (recursively, sorted), .gz,
+  .bz2 or .xz of any. A saved web page (.html, .htm) is one article: its menus, footers and boxes are left out
+  (page.py).
   ``-`` is JSON Lines on standard input; ``-o -`` writes JSON Lines to standard output.
 * Exactly one output line per input record, in input order. A bad record becomes ``{"id", "source",
   "error"}`` and the job goes on.
@@ -13,11 +14,13 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import bz2
 import gzip
 import hashlib
 import io
 import itertools
 import json
+import lzma
 import os
 import sys
 import tempfile
@@ -134,8 +137,21 @@ def _decode_page(data: bytes) -> tuple[str, str | None]:
     return decode_text(data)
 
 
+# compressed inputs, by name (files) or by their first bytes (standard input)
+COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+_MAGIC = ((b"\x1f\x8b", lambda f: gzip.GzipFile(fileobj=f, mode="rb")), (b"BZh", bz2.BZ2File),
+          (b"\xfd7zXZ\x00", lzma.LZMAFile))
+_OF_THEM = "or .gz, .bz2, .xz of them"
+# what a file that breaks off or is corrupt raises while it is read (truncated .gz, corrupt .xz or parquet)
+_BROKEN = (OSError, EOFError, ValueError, lzma.LZMAError)
+
+
+def _compression(path: Path) -> str | None:
+    return next((c for c in COMPRESSED if path.name.lower().endswith(c)), None)
+
+
 def _kind(path: Path) -> str | None:
-    name = path.name.lower().removesuffix(".gz")
+    name = path.name.lower().removesuffix(_compression(path) or "")
     return next((s for s in SUFFIXES if name.endswith(s)), None)
 
 
@@ -169,18 +185,18 @@ def expand_inputs(inputs: list[str], exclude: tuple[Path, ...] = (), log=None) -
                 elif not any(part.startswith(".") for part in p.relative_to(path).parts):  # .DS_Store, .git/
                     other.append(p)
             if not found:
-                raise BatchError(f"{path}: directory holds no {'/'.join(SUFFIXES)} files (or .gz of them)"
+                raise BatchError(f"{path}: directory holds no {'/'.join(SUFFIXES)} files ({_OF_THEM})"
                                  + (f"; it has {len(other)} other file(s), e.g. {other[0].name}" if other else ""))
             if other and log:
                 names = ", ".join(str(p.relative_to(path)) for p in other[:3]) + (", ..." if len(other) > 3 else "")
                 log(f"warning: {path}: {len(other)} file(s) not read, not of a type read here "
-                    f"({'/'.join(SUFFIXES)}, or .gz of them): {names}")
+                    f"({'/'.join(SUFFIXES)}, {_OF_THEM}): {names}")
             files.extend(found)
         elif path.is_file():
             if path.resolve() in skip:  # with --overwrite it would be emptied before it was read
                 raise BatchError(f"{path} is both an input and the job's output: give another -o")
             if not _kind(path):
-                raise BatchError(f"{path}: unsupported input type; use {', '.join(SUFFIXES)} or .gz of them")
+                raise BatchError(f"{path}: unsupported input type; use {', '.join(SUFFIXES)} {_OF_THEM}")
             files.append(path)
         else:
             raise BatchError(f"{path}: no such file or directory")
@@ -188,7 +204,8 @@ def expand_inputs(inputs: list[str], exclude: tuple[Path, ...] = (), log=None) -
 
 
 def _open_binary(path: Path):
-    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else path.open("rb")
+    compression = _compression(path)
+    return COMPRESSED[compression](path, "rb") if compression else path.open("rb")
 
 
 def _has_undecodable(text: str) -> int:
@@ -249,7 +266,7 @@ class RecordReader:
                     yield from self._csv(path, "\t" if kind == ".tsv" else ",")
                 else:
                     yield from self._parquet(path)
-            except (OSError, EOFError, ValueError, gzip.BadGzipFile) as e:
+            except _BROKEN as e:
                 # The file broke off (truncated .gz, corrupt parquet): one error record names it.
                 name = _display(path)
                 yield Record(f"{name}:unreadable", name, error=f"{name}: cannot read further: {e}")
@@ -275,7 +292,7 @@ class RecordReader:
                     total += pq.ParquetFile(path).metadata.num_rows
                 else:
                     return None
-            except (OSError, EOFError, ValueError):  # a truncated .gz, a corrupt parquet: read() reports it
+            except _BROKEN:  # a truncated .gz, a corrupt parquet: read() reports it
                 return None
         return total
 
@@ -322,12 +339,15 @@ class RecordReader:
             yield from self._jsonl_lines(f, str(path))
 
     def _stdin(self) -> Iterator[Record]:
-        """JSON Lines from standard input, gzip-compressed or not (told by its first two bytes)."""
+        """JSON Lines from standard input, compressed (gzip, bzip2, xz: told by its first bytes) or not."""
         f = sys.stdin.buffer
         if not hasattr(f, "peek"):
             f = io.BufferedReader(f)
-        if f.peek(2)[:2] == b"\x1f\x8b":
-            f = io.BufferedReader(gzip.GzipFile(fileobj=f, mode="rb"))
+        head = f.peek(6)[:6]
+        for magic, reader in _MAGIC:
+            if head.startswith(magic):
+                f = io.BufferedReader(reader(f))
+                break
         yield from self._jsonl_lines(f, _display(STDIN))
 
     def _jsonl_lines(self, f, name: str) -> Iterator[Record]:

@@ -730,3 +730,29 @@ def test_a_json_file_of_json_lines_is_read_a_line_at_a_time(tmp_path):
     assert "not a valid JSON document" in got["bad.json"].error
     assert reader.count([tmp_path / "dump.json"]) == 500  # the progress bar knows the total
     assert reader.count([tmp_path / "doc.json"]) is None
+
+
+def test_bzip2_and_xz_dumps_files_and_standard_input(tiny_pipeline, tmp_path, monkeypatch):
+    import bz2
+    import lzma
+
+    from conflictbrief.inference.batch import RecordReader
+
+    lines = "".join(json.dumps({"id": f"r{i}", "text": GOOD}) + "\n" for i in range(3)).encode()
+    tmp_path = tmp_path / "dumps"
+    tmp_path.mkdir()
+    (tmp_path / "a.jsonl.bz2").write_bytes(bz2.compress(lines))
+    (tmp_path / "b.jsonl.xz").write_bytes(lzma.compress(lines))
+    (tmp_path / "c.txt.xz").write_bytes(lzma.compress(GOOD.encode()))
+    (tmp_path / "cut.jsonl.xz").write_bytes(lzma.compress(lines)[:-20])  # broken off
+    (tmp_path / "junk.jsonl.bz2").write_bytes(b"BZh9 not bzip2 at all")  # corrupt
+    reader = RecordReader()
+    files = expand_inputs([str(tmp_path)])
+    got = [(r.source.rsplit("/", 1)[-1], r.error is None) for r in reader.read(files)]
+    assert got[:7] == [(f"a.jsonl.bz2:{i}", True) for i in (1, 2, 3)] + [(f"b.jsonl.xz:{i}", True) for i in (1, 2, 3)] \
+        + [("c.txt.xz", True)]
+    assert got[-1] == ("junk.jsonl.bz2", False) and ("cut.jsonl.xz", False) in got
+    assert reader.count([tmp_path / "a.jsonl.bz2", tmp_path / "b.jsonl.xz"]) == 6
+    for compress in (bz2.compress, lzma.compress, gzip.compress, lambda b: b):  # standard input: by its bytes
+        _stdin(monkeypatch, compress(lines))
+        assert [r.id for r in RecordReader().read(expand_inputs(["-"]))] == ["r0", "r1", "r2"]
