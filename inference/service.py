@@ -82,9 +82,37 @@ def normalise_body(body: bytes, content_type: str, query_id: str | None = None) 
     return json.dumps({"text": text, "id": query_id}).encode("utf-8") if plain else text.encode("utf-8")
 
 
+def decode_content(body: bytes, encoding: str, limit: int) -> bytes:
+    """The body without its Content-Encoding: none, or gzip (a client that compresses a list of 64 articles).
+    _BodyError: 413 when it passes ``limit`` bytes once decompressed (read no further: a small body may
+    unpack to gigabytes), 400 when it is not gzip data, 415 for another encoding."""
+    import zlib
+
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip"):
+        raise _BodyError(415, f"Content-Encoding {encoding!r} is not supported: send the body as it is, or gzip")
+    out = b""
+    while True:  # one gzip member after another (a concatenation of gzip files is one gzip file)
+        inflate = zlib.decompressobj(wbits=31)
+        try:
+            out += inflate.decompress(body, limit + 1 - len(out))  # (never 0, which would mean no limit)
+        except zlib.error as e:
+            raise _BodyError(400, f"request body is not gzip data, as its Content-Encoding says ({e})") from None
+        if len(out) > limit:
+            raise _BodyError(413, f"request body above the limit of {limit} bytes once decompressed")
+        if not inflate.eof:
+            raise _BodyError(400, "request body is gzip data that breaks off before its end")
+        body = inflate.unused_data
+        if not body:
+            return out
+
+
 class BodyNormaliser:
     """ASGI middleware for POST /v1/analyze: reads the body (413 once it passes ``max_body_bytes``, with or
-    without a Content-Length), turns it into UTF-8 JSON (``normalise_body``) and hands that on."""
+    without a Content-Length, compressed or not), decompresses it (``decode_content``), turns it into UTF-8
+    JSON (``normalise_body``) and hands that on."""
 
     def __init__(self, app, max_body_bytes: int):
         self.app, self.max_body_bytes = app, max_body_bytes
@@ -119,12 +147,14 @@ class BodyNormaliser:
 
         query_id = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("id") or [None])[0]
         try:
-            body = normalise_body(b"".join(chunks), headers.get("content-type", ""), query_id)
+            body = decode_content(b"".join(chunks), headers.get("content-encoding", ""), self.max_body_bytes)
+            body = normalise_body(body, headers.get("content-type", ""), query_id)
         except _BodyError as e:
             return await JSONResponse({"detail": e.detail}, status_code=e.status)(scope, receive, send)
         scope = dict(scope)
         scope["headers"] = [(k, v) for k, v in scope["headers"] if k.lower() not in (b"content-type",
-                                                                                     b"content-length")]
+                                                                                     b"content-length",
+                                                                                     b"content-encoding")]
         scope["headers"] += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         sent = False
 
