@@ -28,6 +28,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, Response
 from pydantic import AfterValidator, BaseModel, Field, StrictInt
 from starlette.concurrency import run_in_threadpool
@@ -214,6 +215,9 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
     app = FastAPI(title="conflictbrief", version=pipeline.models.get("conflictbrief", "0"),
                   description="Conflict-entity tagging and faithful, neutral briefs of news articles.")
     app.add_middleware(BodyNormaliser, max_body_bytes=max_body_bytes)
+    # a result holds the article's cleaned text: a client that accepts gzip (curl --compressed, requests,
+    # httpx) gets it compressed
+    app.add_middleware(GZipMiddleware, minimum_size=1000)
     running = asyncio.Semaphore(max_concurrency)
     state = {"waiting": 0, "overrunning": 0}  # overrunning: analyses past their limit that still hold a slot
 

@@ -440,3 +440,8 @@ def test_gzip_request_bodies(client):
     assert r.status_code == 400 and "not gzip data" in r.json()["detail"]
     r = client.post("/v1/analyze", content=one, headers={"content-encoding": "br"})
     assert r.status_code == 415 and "'br' is not supported" in r.json()["detail"]
+    # and an answer is compressed for a client that accepts it
+    r = client.post("/v1/analyze", json={"articles": [{"text": GOOD}] * 20}, headers={"accept-encoding": "gzip"})
+    assert r.headers["content-encoding"] == "gzip" and len(r.json()["results"]) == 20
+    r = client.post("/v1/analyze", json={"articles": [{"text": GOOD}] * 20}, headers={"accept-encoding": "identity"})
+    assert "content-encoding" not in r.headers and len(r.json()["results"]) == 20
