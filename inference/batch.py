@@ -357,9 +357,11 @@ class RecordReader:
             lines = ((raw.removeprefix(codecs.BOM_UTF8) if n == 1 else raw) for n, raw in enumerate(f, 1))
         else:  # UTF-16/32: decoded as a stream (a decoding error there ends the file with an error record)
             lines = io.TextIOWrapper(f, encoding=encoding, newline="")
+        first = None
         for lineno, raw in enumerate(lines, 1):
             if not raw.strip():
                 continue
+            first = first or lineno
             source = f"{name}:{lineno}"
             note = None
             if isinstance(raw, bytes):  # a byte-oriented encoding (a byte-order mark is not data)
@@ -374,8 +376,10 @@ class RecordReader:
             try:
                 data = json.loads(line)
             except json.JSONDecodeError as e:
+                hint = ("; standard input is read as JSON Lines, one {\"text\": ...} object a line: give a text "
+                        "file by its name" if name == _display(STDIN) and lineno == first else "")
                 yield Record(source, source, error=f"{source}: invalid JSON ({e.msg.removesuffix(' at')} at "
-                                                  f"column {e.colno})")
+                                                  f"column {e.colno}){hint}")
                 continue
             yield _noted(self._record(data, source, source), note)
 

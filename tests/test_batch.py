@@ -626,7 +626,7 @@ def test_standard_input_and_output(tiny_pipeline, tmp_path, monkeypatch):
     got = rows[0]
     assert [r["id"] for r in got] == ["a", "b", "<stdin>:3", "c"]
     assert [r["source"] for r in got] == ["<stdin>:1", "<stdin>:2", "<stdin>:3", "<stdin>:4"]
-    assert "invalid JSON" in got[2]["error"]
+    assert "invalid JSON" in got[2]["error"] and "standard input is read as JSON Lines" not in got[2]["error"]
     # --dedup reads the first copy's result back from a copy of what went to standard output
     assert got[3]["duplicate_of"] == "a" and got[3]["brief"] == got[0]["brief"]
     # standard input next to files, into a file
@@ -756,3 +756,13 @@ def test_bzip2_and_xz_dumps_files_and_standard_input(tiny_pipeline, tmp_path, mo
     for compress in (bz2.compress, lzma.compress, gzip.compress, lambda b: b):  # standard input: by its bytes
         _stdin(monkeypatch, compress(lines))
         assert [r.id for r in RecordReader().read(expand_inputs(["-"]))] == ["r0", "r1", "r2"]
+
+
+def test_plain_text_on_standard_input_gets_a_hint(monkeypatch):
+    from conflictbrief.inference.batch import RecordReader
+
+    _stdin(monkeypatch, ("\n" + GOOD + "\nAnother line.\n").encode())
+    records = list(RecordReader().read(expand_inputs(["-"])))
+    assert [r.source for r in records] == ["<stdin>:2", "<stdin>:3"]
+    assert "standard input is read as JSON Lines" in records[0].error  # the first record only
+    assert "standard input" not in records[1].error and "invalid JSON" in records[1].error
