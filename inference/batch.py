@@ -161,8 +161,8 @@ def check_stdin(inputs: list[str]) -> None:
     if inputs.count("-") > 1:
         raise BatchError("-: standard input is named twice; it can be read once")
     if "-" in inputs and (sys.stdin is None or sys.stdin.isatty()):
-        raise BatchError("-: standard input is a terminal; pipe JSON Lines into it "
-                         "(zcat dump.jsonl.gz | conflictbrief brief - -o out.jsonl)")
+        raise BatchError(f"-: standard input is {'closed' if sys.stdin is None else 'a terminal'}; pipe JSON Lines "
+                         "into it (zcat dump.jsonl.gz | conflictbrief brief - -o out.jsonl)")
 
 
 def expand_inputs(inputs: list[str], exclude: tuple[Path, ...] = (), log=None) -> list[Path]:
