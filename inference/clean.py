@@ -230,6 +230,15 @@ class TextFileError(ValueError):
         self.where, self.problem = str(where), problem
 
 
+def _is_utf8(data: bytes) -> bool:
+    """Whether ``data`` (the start of a file) decodes as UTF-8, a character cut at its end allowed."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return e.reason == "unexpected end of data"
+    return True
+
+
 def read_utf8(path) -> str:
     """The text of a UTF-8 file (configs, lexicons, label schemas, training data), a byte-order mark dropped.
     TextFileError naming the file, and for bytes that are not UTF-8 the line, the column and the byte."""
@@ -244,6 +253,11 @@ def read_utf8(path) -> str:
         raise TextFileError(path, "is a folder, not a file") from None
     except OSError as e:
         raise TextFileError(path, f"cannot be read ({e.strerror or e})") from None
+    for magic, kind, tool in ((b"\x1f\x8b", "gzip", "gunzip"), (b"BZh", "bzip2", "bunzip2"),
+                              (b"\xfd7zXZ\x00", "xz", "unxz")):
+        if data.startswith(magic) and not _is_utf8(data[:64]):
+            raise TextFileError(path, f"is {kind}-compressed; these files are read as plain text: decompress it "
+                                      f"first ({tool} -k {path})")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -339,3 +339,20 @@ def test_files_that_are_not_utf8_are_named_with_line_and_column(tmp_path):
         LabelSchema.from_yaml(tmp_path / "bad.yaml")
     with pytest.raises(LexiconError, match=r"c\.yaml:2: cannot read the lexicon: not UTF-8"):
         Lexicon.load(config)
+
+
+def test_a_compressed_training_file_is_named_as_such(tmp_path):
+    """A gzip-compressed CoNLL file was "not UTF-8 (column 2: b'\\x8b'); save the file as UTF-8"."""
+    import bz2
+    import gzip
+    import lzma
+
+    conll = "Idlib B-Location\nwas O\nshelled O\n\n".encode()
+    for suffix, compress, tool in ((".gz", gzip.compress, "gunzip"), (".bz2", bz2.compress, "bunzip2"),
+                                   (".xz", lzma.compress, "unxz")):
+        path = tmp_path / f"train.conll{suffix}"
+        path.write_bytes(compress(conll))
+        with pytest.raises(DataError, match=rf"train\.conll\{suffix}: is \w+-compressed; .* \({tool} -k "):
+            read_tagger_file(path, SCHEMA, "conll")
+    (tmp_path / "bzh.conll").write_text("BZh B-Organisation\nsaid O\n\n")  # text that starts like bzip2 is text
+    assert read_tagger_file(tmp_path / "bzh.conll", SCHEMA, "conll")
