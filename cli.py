@@ -208,7 +208,6 @@ def cmd_serve(args) -> int:
 
     from conflictbrief.inference.pipeline import Pipeline
     from conflictbrief.inference.service import create_app
-
     from conflictbrief.training.config import ConfigError
 
     api_key = serve_api_key(args.api_key_file)  # before the models load
