@@ -179,7 +179,7 @@ def cmd_run(args) -> int:
         summary = run_batch(pipeline, args.inputs, args.output, args.text_field, args.id_field, args.resume,
                             args.overwrite, args.batch_size, args.max_chars, args.dedup, args.quiet, args.out_format,
                             encoding=args.encoding, time_limit=args.time_limit, progress_every=args.progress_every,
-                            limit=args.limit)
+                            limit=args.limit, brief=args.command == "brief")
     except BrokenPipeError:  # -o - into a reader that stopped early (| head): end quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python flushes stdout at exit)
         return 1

@@ -664,7 +664,7 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
               resume: bool = False, overwrite: bool = False, batch_size: int | None = None,
               max_chars: int | None = None, dedup: bool = False, quiet: bool = False, out_format: str | None = None,
               log=None, encoding: str = "auto", time_limit: float | None = 10.0,
-              progress_every: float | None = 60.0, limit: int | None = None) -> dict:
+              progress_every: float | None = 60.0, limit: int | None = None, brief: bool = True) -> dict:
     """Run the batch job; returns the summary (records, ok, failed, seconds, articles_per_s). ``time_limit``:
     seconds per started 10,000 characters that an article may take before it becomes an error record (None or
     0: none; it needs the main thread on POSIX, see conflictbrief.inference.deadline). ``out_format``: jsonl
@@ -672,7 +672,9 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
     terminal (nohup, a scheduler's log file) and so shows no bar, a progress line every that many seconds
     (None or 0: none). ``limit``: only the first N records of the inputs (a trial run on a sample); it changes
     no result, so ``resume`` with a larger limit, or none, goes on from where a trial stopped. An input "-" is
-    JSON Lines from standard input; ``output`` "-" writes JSON Lines to standard output (no resume)."""
+    JSON Lines from standard input; ``output`` "-" writes JSON Lines to standard output (no resume).
+    ``brief=False`` (the ``tag`` command): entities only, and an output of one kind does not resume as the
+    other."""
     out_format = output_format(output, out_format)
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     batch_size = batch_size or pipeline.batch_size  # the pipeline holds the default (by dtype)
@@ -689,7 +691,7 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
                 copy = Path(spool) / "out.jsonl"
                 sink = _Tee(sink, stack.enter_context(copy.open("ab")))
             summary = _run(pipeline, files, sink, copy, 0, text_field, id_field, batch_size, dedup, quiet, log,
-                           encoding, progress_every, limit)
+                           encoding, progress_every, limit, brief=brief)
         summary["output"] = "<stdout>"
         summary["failed_total"] = summary["failed_this_run"]
     else:
@@ -702,12 +704,14 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
                        "min_score": getattr(getattr(pipeline, "tagger", None), "min_score", 0.0)}
             if encoding != "auto":  # (so that outputs of jobs from before --encoding existed still resume)
                 options["encoding"] = encoding
+            if not brief:  # (likewise: brief outputs of before 2026-12-06 resume; tag outputs of then do not)
+                options["entities_only"] = True
             done, last_source = _prepare_output(out, resume, overwrite, _inputs_fingerprint(files, options))
             if limit and done > limit:
                 raise BatchError(f"{out} holds {done} records already, more than --limit {limit}: nothing to do")
             with out.open("ab") as sink:
                 summary = _run(pipeline, files, sink, out, done, text_field, id_field, batch_size, dedup, quiet,
-                               log, encoding, progress_every, limit, last_source)
+                               log, encoding, progress_every, limit, last_source, brief)
                 os.fsync(sink.fileno())
             with out.open("rb") as f:
                 summary["failed_total"] = sum(1 for line in f if b'"error": "' in line or b'"error":"' in line)
@@ -725,7 +729,8 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
 
 
 def _run(pipeline, files: list[Path], sink, out: Path | None, done: int, text_field, id_field, batch_size: int,
-         dedup: bool, quiet: bool, log, encoding: str, progress_every, limit, last_source: str | None = None) -> dict:
+         dedup: bool, quiet: bool, log, encoding: str, progress_every, limit, last_source: str | None = None,
+         brief: bool = True) -> dict:
     """Read ``files``, skip the ``done`` records the output holds, analyse the rest and append one line each to
     ``sink``. ``out`` is the file that holds every line written (the output, or under --dedup standard
     output's copy), where --dedup reads a duplicate's first result back."""
@@ -735,7 +740,8 @@ def _run(pipeline, files: list[Path], sink, out: Path | None, done: int, text_fi
     total = reader.count(files)
     total = min(total, limit) if limit and total is not None else total
     show = not quiet and sys.stderr.isatty()
-    bar = tqdm(total=total, initial=done, unit="art", disable=not show, dynamic_ncols=True, desc="briefing")
+    bar = tqdm(total=total, initial=done, unit="art", disable=not show, dynamic_ncols=True,
+               desc="briefing" if brief else "tagging")
     lines = _ProgressLines(log, total, done, None if show or quiet else progress_every)
     started, ok, failed = time.time(), 0, 0
     seen: dict[bytes, int] = {}  # --dedup: text digest -> where its result starts in ``out``
@@ -784,9 +790,9 @@ def _run(pipeline, files: list[Path], sink, out: Path | None, done: int, text_fi
             recoded(record)
             chunk.append(record)
             if len(chunk) >= batch_size * 4:
-                _process(pipeline, chunk, write, batch_size, dedup, seen, written)
+                _process(pipeline, chunk, write, batch_size, dedup, seen, written, brief)
                 chunk = []
-        _process(pipeline, chunk, write, batch_size, dedup, seen, written)
+        _process(pipeline, chunk, write, batch_size, dedup, seen, written, brief)
     bar.close()
     seconds = time.time() - started
     return {"output": None, "records": done + ok + failed, "written_this_run": ok + failed, "resumed_after": done,
@@ -899,7 +905,8 @@ def _line_offsets(path: Path):
             offset += len(line)
 
 
-def _process(pipeline, chunk: list[Record], write, batch_size: int, dedup: bool, seen: dict, written):
+def _process(pipeline, chunk: list[Record], write, batch_size: int, dedup: bool, seen: dict, written,
+             brief: bool = True):
     """Analyse and write one chunk. With ``dedup``, an article seen before is not analysed again: its first
     result is read back from the output (``written``, at the offset ``seen`` keeps), so memory holds one
     digest and one offset per distinct article, not every result."""
@@ -914,7 +921,8 @@ def _process(pipeline, chunk: list[Record], write, batch_size: int, dedup: bool,
                 todo.append((i, r))                                   # after its first, so seen has it then
                 first.add(key)
     results = {i: res.to_dict() for (i, _), res in
-               zip(todo, pipeline.analyze_batch(((r.id, r.text) for _, r in todo), batch_size=batch_size))}
+               zip(todo, pipeline.analyze_batch(((r.id, r.text) for _, r in todo), batch_size=batch_size,
+                                                 brief=brief))}
     for i, r in enumerate(chunk):
         if r.error is not None:
             write({"id": r.id, "source": r.source, "error": r.error})

@@ -766,3 +766,18 @@ def test_plain_text_on_standard_input_gets_a_hint(monkeypatch):
     assert [r.source for r in records] == ["<stdin>:2", "<stdin>:3"]
     assert "standard input is read as JSON Lines" in records[0].error  # the first record only
     assert "standard input" not in records[1].error and "invalid JSON" in records[1].error
+
+
+def test_tag_writes_entities_only_and_does_not_resume_as_brief(tiny_pipeline, tmp_path, monkeypatch):
+    """`tag` used to write "no briefer loaded: entities only" into the warnings of every record, so that a user
+    looking for records with warnings found them all; and `brief --resume` went on in a `tag` output."""
+    dump, out = tmp_path / "d.jsonl", tmp_path / "o.jsonl"
+    dump.write_text("".join(json.dumps({"id": f"r{i}", "text": GOOD}) + "\n" for i in range(3)))
+    monkeypatch.setattr(tiny_pipeline.briefer, "brief", lambda *a, **k: (_ for _ in ()).throw(AssertionError()))
+    run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, limit=2, brief=False)
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["brief"] for r in rows] == [[], []] and all(r["entities"] for r in rows)
+    assert [r["warnings"] for r in rows] == [[], []]
+    with pytest.raises(BatchError, match="written for other inputs or options"):
+        run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, resume=True)  # brief: the other kind
+    assert run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, resume=True, brief=False)["records"] == 3
