@@ -11,10 +11,10 @@
 """
 from __future__ import annotations
 
+import bz2
 import codecs
 import contextlib
 import csv
-import bz2
 import gzip
 import hashlib
 import io
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from .clean import compression_of
 from .page import page_charset
 
 TEXT_FIELDS = ("text", "article", "content", "body", "article_content", "doc", "story")
@@ -139,8 +140,7 @@ def _decode_page(data: bytes) -> tuple[str, str | None]:
 
 # compressed inputs, by name (files) or by their first bytes (standard input)
 COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
-_MAGIC = ((b"\x1f\x8b", lambda f: gzip.GzipFile(fileobj=f, mode="rb")), (b"BZh", bz2.BZ2File),
-          (b"\xfd7zXZ\x00", lzma.LZMAFile))
+_STREAMS = {"gzip": lambda f: gzip.GzipFile(fileobj=f, mode="rb"), "bzip2": bz2.BZ2File, "xz": lzma.LZMAFile}
 _OF_THEM = "or .gz, .bz2, .xz of them"
 # what a file that breaks off or is corrupt raises while it is read (truncated .gz, corrupt .xz or parquet)
 _BROKEN = (OSError, EOFError, ValueError, lzma.LZMAError)
@@ -343,11 +343,9 @@ class RecordReader:
         f = sys.stdin.buffer
         if not hasattr(f, "peek"):
             f = io.BufferedReader(f)
-        head = f.peek(6)[:6]
-        for magic, reader in _MAGIC:
-            if head.startswith(magic):
-                f = io.BufferedReader(reader(f))
-                break
+        kind = compression_of(f.peek(64)[:64])
+        if kind:
+            f = io.BufferedReader(_STREAMS[kind](f))
         yield from self._jsonl_lines(f, _display(STDIN))
 
     def _jsonl_lines(self, f, name: str) -> Iterator[Record]:

@@ -230,6 +230,17 @@ class TextFileError(ValueError):
         self.where, self.problem = str(where), problem
 
 
+# The first bytes of compressed data, and its kind: the batch job reads standard input by them, and read_utf8
+# names a compressed file by them.
+COMPRESSED_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"))
+
+
+def compression_of(head: bytes) -> str | None:
+    """'gzip', 'bzip2' or 'xz' for data that starts so (and, bzip2's "BZh" being text, is no UTF-8 there)."""
+    kind = next((kind for magic, kind in COMPRESSED_MAGIC if head.startswith(magic)), None)
+    return kind if kind and not _is_utf8(head[:64]) else None
+
+
 def _is_utf8(data: bytes) -> bool:
     """Whether ``data`` (the start of a file) decodes as UTF-8, a character cut at its end allowed."""
     try:
@@ -253,11 +264,11 @@ def read_utf8(path) -> str:
         raise TextFileError(path, "is a folder, not a file") from None
     except OSError as e:
         raise TextFileError(path, f"cannot be read ({e.strerror or e})") from None
-    for magic, kind, tool in ((b"\x1f\x8b", "gzip", "gunzip"), (b"BZh", "bzip2", "bunzip2"),
-                              (b"\xfd7zXZ\x00", "xz", "unxz")):
-        if data.startswith(magic) and not _is_utf8(data[:64]):
-            raise TextFileError(path, f"is {kind}-compressed; these files are read as plain text: decompress it "
-                                      f"first ({tool} -k {path})")
+    kind = compression_of(data[:64])
+    if kind:
+        tool = {"gzip": "gunzip", "bzip2": "bunzip2", "xz": "unxz"}[kind]
+        raise TextFileError(path, f"is {kind}-compressed; these files are read as plain text: decompress it "
+                                  f"first ({tool} -k {path})")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
