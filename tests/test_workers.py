@@ -38,7 +38,10 @@ def runaway_loader(**kwargs):
 
 @pytest.fixture
 def pool(tiny_tagger_dir, tiny_briefer_dir):
-    p = ProcessPipeline({"tagger": str(tiny_tagger_dir), "briefer": str(tiny_briefer_dir), "device": "cpu"}, size=1,
+    # one torch thread: two threads on two cores that other processes keep busy made a 0.05 s analysis take up
+    # to 5 s now and then (the threads wait on each other), past the 1 s limit
+    p = ProcessPipeline({"tagger": str(tiny_tagger_dir), "briefer": str(tiny_briefer_dir), "device": "cpu",
+                         "threads": 1}, size=1,
                         time_limit=1.0, loader=runaway_loader, grace=1.0)
     yield p
     p.close()
