@@ -241,6 +241,19 @@ def compression_of(head: bytes) -> str | None:
     return kind if kind and not _is_utf8(head[:64]) else None
 
 
+def decompressed(data: bytes, kind: str, path) -> bytes:
+    """gzip, bzip2 or xz data decompressed (several members or streams one after another, as ``cat`` makes)."""
+    import bz2
+    import gzip
+    import lzma
+
+    try:
+        return {"gzip": gzip.decompress, "bzip2": bz2.decompress, "xz": lzma.decompress}[kind](data)
+    except (OSError, EOFError, ValueError, lzma.LZMAError) as e:
+        raise TextFileError(path, f"is {kind}-compressed but cannot be decompressed: it is cut short or damaged "
+                                  f"({e})") from None
+
+
 def _is_utf8(data: bytes) -> bool:
     """Whether ``data`` (the start of a file) decodes as UTF-8, a character cut at its end allowed."""
     try:
@@ -250,9 +263,11 @@ def _is_utf8(data: bytes) -> bool:
     return True
 
 
-def read_utf8(path) -> str:
+def read_utf8(path, decompress: bool = False) -> str:
     """The text of a UTF-8 file (configs, lexicons, label schemas, training data), a byte-order mark dropped.
-    TextFileError naming the file, and for bytes that are not UTF-8 the line, the column and the byte."""
+    ``decompress`` (training and evaluation data): a gzip, bzip2 or xz file, told by its first bytes, is read
+    decompressed; otherwise it is an error that says so. TextFileError naming the file, and for bytes that are
+    not UTF-8 the line, the column and the byte."""
     from pathlib import Path
 
     path = Path(path)
@@ -265,10 +280,12 @@ def read_utf8(path) -> str:
     except OSError as e:
         raise TextFileError(path, f"cannot be read ({e.strerror or e})") from None
     kind = compression_of(data[:64])
-    if kind:
+    if kind and not decompress:
         tool = {"gzip": "gunzip", "bzip2": "bunzip2", "xz": "unxz"}[kind]
         raise TextFileError(path, f"is {kind}-compressed; these files are read as plain text: decompress it "
                                   f"first ({tool} -k {path})")
+    if kind:
+        data = decompressed(data, kind, path)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

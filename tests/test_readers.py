@@ -341,18 +341,61 @@ def test_files_that_are_not_utf8_are_named_with_line_and_column(tmp_path):
         Lexicon.load(config)
 
 
-def test_a_compressed_training_file_is_named_as_such(tmp_path):
-    """A gzip-compressed CoNLL file was "not UTF-8 (column 2: b'\\x8b'); save the file as UTF-8"."""
+def test_compressed_training_and_evaluation_files_are_read(tmp_path):
+    """gzip, bzip2 and xz files of every format are read as their plain twins are, the format told from the name
+    without its compression suffix. Before, they stopped with "is gzip-compressed; ... decompress it first" (and
+    before that with "not UTF-8 (column 2: b'\\x8b')"). A damaged one is named as such."""
     import bz2
     import gzip
     import lzma
 
-    conll = "Idlib B-Location\nwas O\nshelled O\n\n".encode()
-    for suffix, compress, tool in ((".gz", gzip.compress, "gunzip"), (".bz2", bz2.compress, "bunzip2"),
-                                   (".xz", lzma.compress, "unxz")):
-        path = tmp_path / f"train.conll{suffix}"
-        path.write_bytes(compress(conll))
-        with pytest.raises(DataError, match=rf"train\.conll\{suffix}: is \w+-compressed; .* \({tool} -k "):
-            read_tagger_file(path, SCHEMA, "conll")
+    from conflictbrief.training.mlm import read_texts
+    from conflictbrief.training.config import DataFile
+
+    conll = "Idlib B-Location\r\nwas O\r\nshelled O\r\n\r\nAleppo B-Location\r\n".encode()
+    spans = json.dumps({"text": "Shelling hit Idlib.", "entities": [{"start": 13, "end": 18, "label": "Location"}]})
+    doccano = json.dumps({"text": "Shelling hit Idlib.", "label": [[13, 18, "Location"]]})
+    studio = json.dumps([{"id": 1, "data": {"text": "Shelling hit Idlib."}, "annotations": [{"result": [
+        {"value": {"start": 13, "end": 18, "labels": ["Location"]}}]}]}])
+    pairs = "\n".join(json.dumps({"text": f"Article {i} on the shelling of Idlib.", "brief": f"Brief {i}."})
+                      for i in range(3)) + "\n"
+    plain = {"train.conll": conll, "s.jsonl": spans.encode(), "d.jsonl": doccano.encode(),
+             "ls.json": studio.encode(), "p.jsonl": pairs.encode(), "p.json": pairs.encode(),
+             "p.csv": b'text,brief\r\n"Long article, on Idlib.",Brief.\r\n',
+             "n.source": b"TITLE=> T. ARTICLE=> Shelling hit Idlib.\n", "n.target": b"TITLE=> H. ARTICLE=> B.\n"}
+    for name, data in plain.items():
+        (tmp_path / name).write_bytes(data)
+    def two_gzip_members(data):  # as `cat a.gz b.gz` makes
+        return gzip.compress(data[:9]) + gzip.compress(data[9:])
+
+    for suffix, compress in ((".gz", two_gzip_members), (".bz2", bz2.compress), (".xz", lzma.compress)):
+        for name, data in plain.items():
+            (tmp_path / (name + suffix)).write_bytes(compress(data))
+        for name in ("train.conll", "s.jsonl", "d.jsonl", "ls.json"):
+            rows = read_tagger_file(tmp_path / (name + suffix), SCHEMA)
+            assert [r["tags"] for r in rows] == [r["tags"] for r in read_tagger_file(tmp_path / name, SCHEMA)], name
+        assert [r["id"] for r in read_tagger_file(tmp_path / f"train.conll{suffix}", SCHEMA)] == \
+            [f"train.conll{suffix}:1", f"train.conll{suffix}:5"]  # lines counted as in the plain file
+        for name in ("p.jsonl", "p.json", "p.csv", "n.source"):
+            got = read_brief_file(tmp_path / (name + suffix))
+            assert [(p["text"], p["brief"]) for p in got] == [(p["text"], p["brief"]) for p in
+                                                              read_brief_file(tmp_path / name)], name
+        assert read_texts(DataFile(path=str(tmp_path / f"train.conll{suffix}"), format="conll")) == \
+            ["Idlib was shelled", "Aleppo"]
+    (tmp_path / "n.target").unlink()  # a compressed target beside a plain source is found as well
+    assert read_brief_file(tmp_path / "n.source")[0]["brief"] == "B."
+    damaged = gzip.compress(conll)[:-12]
+    (tmp_path / "cut.conll.gz").write_bytes(damaged)
+    with pytest.raises(DataError, match=r"cut\.conll\.gz: is gzip-compressed but cannot be decompressed: it is cut "
+                                        "short or damaged"):
+        read_tagger_file(tmp_path / "cut.conll.gz", SCHEMA)
+    (tmp_path / "x.parquet.gz").write_bytes(gzip.compress(b"PAR1"))
+    with pytest.raises(DataError, match="compressed inside already"):
+        read_brief_file(tmp_path / "x.parquet.gz")
     (tmp_path / "bzh.conll").write_text("BZh B-Organisation\nsaid O\n\n")  # text that starts like bzip2 is text
     assert read_tagger_file(tmp_path / "bzh.conll", SCHEMA, "conll")
+    from conflictbrief.training.config import ConfigError, TaggerConfig, load_config
+
+    (tmp_path / "c.yaml").write_bytes(gzip.compress(b"epochs: 2\n"))  # configs stay plain text, and say so
+    with pytest.raises(ConfigError, match=r"c\.yaml: is gzip-compressed; .* \(gunzip -k "):
+        load_config(TaggerConfig, tmp_path / "c.yaml")

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from conflictbrief.training.config import DataFile, MlmConfig, check_bounds, dump_config
-from conflictbrief.training.readers import DataError
+from conflictbrief.training.readers import DataError, format_suffix
 
 LINE_FORMATS = ("lines", "conll")
 
@@ -33,13 +33,13 @@ def read_texts(df: DataFile, log=print) -> list[str]:
         raise DataError(f"{path}: no such file or directory")
     texts: list[str] = []
     if df.format == "lines":
-        for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines():
+        for line in _lenient_text(path).splitlines():
             text = line.split("\t", 1)[0].strip()
             if text:
                 texts.append(text)
     elif df.format == "conll":
         words: list[str] = []
-        for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines() + [""]:
+        for line in _lenient_text(path).splitlines() + [""]:
             parts = line.split()
             if not parts:
                 if words:
@@ -47,7 +47,7 @@ def read_texts(df: DataFile, log=print) -> list[str]:
                 words = []
             elif parts[0] != "-DOCSTART-":
                 words.append(parts[0])
-    elif path.suffix == ".source":
+    elif format_suffix(path) == ".source":
         from conflictbrief.training.readers import read_brief_file
 
         texts = [p["text"] for p in read_brief_file(path)]
@@ -75,6 +75,21 @@ def read_texts(df: DataFile, log=print) -> list[str]:
     if not texts:
         raise DataError(f"{path}: no text found (empty file?)")
     return texts * max(1, df.repeat)
+
+
+def _lenient_text(path: Path) -> str:
+    """A file of unlabelled lines or CoNLL words: gzip, bzip2 or xz decompressed (told by its first bytes), bytes
+    that are not UTF-8 replaced, as the batch job's reader does not stop on them either."""
+    from conflictbrief.inference.clean import TextFileError, compression_of, decompressed
+
+    data = path.read_bytes()
+    kind = compression_of(data[:64])
+    if kind:
+        try:
+            data = decompressed(data, kind, path)
+        except TextFileError as e:
+            raise DataError(str(e)) from None
+    return data.decode("utf-8-sig", errors="replace")
 
 
 def build_blocks(texts: list[str], tokenizer, max_length: int) -> torch.Tensor:

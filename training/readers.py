@@ -8,6 +8,7 @@ are already in our schema (None for a token the source does not annotate); ``to_
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import sys
@@ -27,6 +28,8 @@ WORD_RE = re.compile(rf"\w+(?:[{IN_WORD_DROPPED}]+\w+)*|[^\w\s{DROPPED}]", re.UN
 _IN_WORD = re.compile(f"[{IN_WORD_DROPPED}]+")
 
 TAGGER_FORMATS = ("conll", "spans", "labelstudio", "doccano")
+# Training and evaluation files may be compressed ("train.conll.gz"); the name without this is the format's.
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz")
 
 
 class DataError(ValueError):
@@ -38,9 +41,9 @@ def words_with_offsets(text: str) -> list[tuple[str, int, int]]:
     return [(_IN_WORD.sub("", m.group()), m.start(), m.end()) for m in WORD_RE.finditer(text)]
 
 
-def check_file(path: Path, text: bool = True) -> None:
-    """A readable (``text``: UTF-8) file, or DataError naming the problem (for bytes that are not UTF-8: line
-    and column)."""
+def check_file(path: Path, text: bool = True) -> str | None:
+    """A readable file, and with ``text`` its text (UTF-8; gzip, bzip2 or xz compressed or not), or DataError
+    naming the problem (for bytes that are not UTF-8: line and column)."""
     from conflictbrief.inference.clean import TextFileError, read_utf8
 
     if path.is_dir():
@@ -48,22 +51,37 @@ def check_file(path: Path, text: bool = True) -> None:
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     if not text:
-        return
+        return None
     try:
-        read_utf8(path)
+        return read_utf8(path, decompress=True)
     except TextFileError as e:
         raise DataError(str(e)) from None
 
 
-def detect_tagger_format(path: Path) -> str:
+def compression_suffix(path: Path) -> str:
+    """'.gz', '.bz2' or '.xz' when the name ends so, else ''."""
+    return next((c for c in COMPRESSED_SUFFIXES if path.name.lower().endswith(c)), "")
+
+
+def format_suffix(path: Path) -> str:
+    """The suffix that names the format, a compression suffix passed over: 'train.conll.gz' -> '.conll'."""
+    return Path(path.name[: len(path.name) - len(compression_suffix(path))]).suffix.lower()
+
+
+def _lines(text: str) -> io.StringIO:
+    """The text's lines as a file opened in text mode gives them ("\r\n" and "\r" read as "\n")."""
+    return io.StringIO(text, newline=None)
+
+
+def detect_tagger_format(path: Path, text: str) -> str:
     """Guess the format from the file name and first record; ambiguous cases must be named explicitly."""
-    suffix = path.suffix.lower()
+    suffix = format_suffix(path)
     if suffix in (".txt", ".conll", ".bio", ".iob", ".tsv"):
         return "conll"
     if suffix == ".json":
         return "labelstudio"
     if suffix == ".jsonl":
-        for lineno, first in _jsonl_records(path):  # a first line that is not a JSON object is reported here
+        for lineno, first in _jsonl_records(path, text):  # a first line that is not a JSON object is reported here
             if "spans" in first or "entities" in first and not _is_doccano(first["entities"]):
                 return "spans"
             if {"label", "labels", "entities"} & first.keys():
@@ -85,13 +103,13 @@ def read_tagger_file(
 ) -> list[dict]:
     """Read one labeled file into word-level examples in our schema; raises DataError on any bad record."""
     path = Path(path)
-    check_file(path)
-    fmt = fmt or detect_tagger_format(path)
+    text = check_file(path)
+    fmt = fmt or detect_tagger_format(path, text)
     readers = {"conll": _read_conll, "spans": _read_spans, "labelstudio": _read_labelstudio,
                "doccano": _read_doccano}
     if fmt not in readers:
         raise DataError(f"{path}: unknown format {fmt!r}; choose one of {TAGGER_FORMATS}")
-    examples = list(readers[fmt](path, schema, mapping))
+    examples = list(readers[fmt](path, text, schema, mapping))
     if not examples:
         raise DataError(f"{path}: no examples found (empty file?)")
     return examples
@@ -121,11 +139,11 @@ def iob2(tag: str, previous: str) -> str:
     return tag
 
 
-def _read_conll(path: Path, schema: LabelSchema, mapping: str | None) -> Iterator[dict]:
+def _read_conll(path: Path, text: str, schema: LabelSchema, mapping: str | None) -> Iterator[dict]:
     tokens: list[str] = []
     tags: list[str | None] = []
     start_line, previous = 1, OUTSIDE
-    with path.open(encoding="utf-8-sig", errors="strict") as f:
+    with _lines(text) as f:
         for lineno, raw in enumerate(f, 1):
             line = raw.rstrip("\r\n")
             if not line.strip() or line.startswith("-DOCSTART-"):
@@ -180,8 +198,8 @@ def spans_to_example(
     return {"id": where, "tokens": [w for w, _, _ in words], "tags": tags, "mapping": mapping}
 
 
-def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
-    with path.open(encoding="utf-8-sig") as f:
+def _jsonl_records(path: Path, text: str) -> Iterator[tuple[int, dict]]:
+    with _lines(text) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -194,12 +212,12 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
             yield lineno, record
 
 
-def _read_spans(path: Path, schema: LabelSchema, mapping: str | None) -> Iterator[dict]:
+def _read_spans(path: Path, text: str, schema: LabelSchema, mapping: str | None) -> Iterator[dict]:
     """Span JSONL, ``{"text", "entities": [{"start", "end", "label"}]}``, and Prodigy's ``"spans"`` (records
     with ``"answer": "reject"`` or ``"ignore"`` left out). A record with neither list is an error: it used to
     be taught as "no entities" (a file of ``"ner"`` lists trained a model to find nothing)."""
     left_out = 0
-    for lineno, record in _jsonl_records(path):
+    for lineno, record in _jsonl_records(path, text):
         where = f"{path}:{lineno}"
         if record.get("answer") in ("reject", "ignore"):
             left_out += 1
@@ -221,8 +239,8 @@ def _read_spans(path: Path, schema: LabelSchema, mapping: str | None) -> Iterato
         logger.warning("%s: %d record(s) answered 'reject' or 'ignore' (Prodigy) left out", path, left_out)
 
 
-def _read_doccano(path: Path, schema: LabelSchema, mapping: str | None) -> Iterator[dict]:
-    for lineno, record in _jsonl_records(path):
+def _read_doccano(path: Path, text: str, schema: LabelSchema, mapping: str | None) -> Iterator[dict]:
+    for lineno, record in _jsonl_records(path, text):
         where = f"{path}:{lineno}"
         key = next((k for k in ("label", "labels", "entities") if k in record), None)
         if key is None:  # it was taught as "no entities"; Doccano writes "label": [] for a text without any
@@ -271,12 +289,12 @@ def _span(value, where: str):
     return value["start"], value["end"], labels[0]
 
 
-def _read_labelstudio(path: Path, schema: LabelSchema, mapping: str | None) -> Iterator[dict]:
+def _read_labelstudio(path: Path, text: str, schema: LabelSchema, mapping: str | None) -> Iterator[dict]:
     """Label Studio's JSON export (tasks with ``data`` and ``annotations``; each task's first annotation that
     was not cancelled) and its JSON_MIN export (the data's fields at the top of each record, each Labels
     control's regions under the control's name; one record per annotation, the first kept)."""
     try:
-        tasks = json.loads(path.read_text(encoding="utf-8-sig"))
+        tasks = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from None
     if not isinstance(tasks, list):
@@ -361,16 +379,19 @@ def read_brief_file(path: str | Path) -> list[dict]:
     article+abstract, CNN/DailyMail's article+highlights, XSum's document+summary) or from a NeuS ``X.source``
     file with its ``X.target`` beside it."""
     path = Path(path)
-    check_file(path, text=path.suffix != ".parquet")
-    if path.suffix == ".source":
-        return _read_neus(path)
-    if path.suffix == ".jsonl":
-        records = ((f"{path}:{n}", r) for n, r in _jsonl_records(path))
-    elif path.suffix == ".json":  # a JSON list of records, or JSON Lines (what Dataset.to_json writes)
-        records = _json_list_or_lines(path)
-    elif path.suffix == ".csv":
+    suffix = format_suffix(path)
+    if suffix == ".parquet" and compression_suffix(path):
+        raise DataError(f"{path}: a Parquet file is compressed inside already; give the .parquet file itself")
+    text = check_file(path, text=suffix != ".parquet")
+    if suffix == ".source":
+        return _read_neus(path, text)
+    if suffix == ".jsonl":
+        records = ((f"{path}:{n}", r) for n, r in _jsonl_records(path, text))
+    elif suffix == ".json":  # a JSON list of records, or JSON Lines (what Dataset.to_json writes)
+        records = _json_list_or_lines(path, text)
+    elif suffix == ".csv":
         csv.field_size_limit(sys.maxsize)  # an article above 131,072 characters stopped the read (csv's default)
-        with path.open(encoding="utf-8-sig", newline="") as f:
+        with io.StringIO(text, newline="") as f:
             reader, records, start = csv.DictReader(f), [], 2
             try:
                 for row in reader:  # named by the line its record starts on (a quoted field may hold newlines)
@@ -378,10 +399,11 @@ def read_brief_file(path: str | Path) -> list[dict]:
                     start = reader.line_num + 1
             except csv.Error as e:
                 raise DataError(f"{path}:{reader.line_num}: not readable as CSV ({e})") from None
-    elif path.suffix == ".parquet":  # as the datasets library saves a split (Dataset.to_parquet)
+    elif suffix == ".parquet":  # as the datasets library saves a split (Dataset.to_parquet)
         records = ((f"{path}#{n}", r) for n, r in enumerate(_parquet_rows(path), 1))
     else:
-        raise DataError(f"{path}: brief pairs must be .jsonl, .json, .csv, .parquet or a NeuS .source/.target pair")
+        raise DataError(f"{path}: brief pairs must be .jsonl, .json, .csv, .parquet or a NeuS .source/.target pair "
+                        "(the text files may be .gz, .bz2 or .xz compressed)")
     pairs = []
     for where, record in records:
         text = next((record[k] for k in BRIEF_TEXT_KEYS if k in record), None)
@@ -400,11 +422,11 @@ def read_brief_file(path: str | Path) -> list[dict]:
     return pairs
 
 
-def _json_list_or_lines(path: Path) -> Iterator[tuple[str, dict]]:
-    try:
-        whole = json.loads(path.read_text(encoding="utf-8-sig"))
+def _json_list_or_lines(path: Path, text: str) -> Iterator[tuple[str, dict]]:
+    try:  # JSON Lines fail here at the end of their first record, so that one is parsed twice, no more
+        whole = json.loads(text)
     except json.JSONDecodeError:
-        yield from ((f"{path}:{n}", r) for n, r in _jsonl_records(path))
+        yield from ((f"{path}:{n}", r) for n, r in _jsonl_records(path, text))
         return
     if isinstance(whole, dict):
         whole = [whole]
@@ -436,13 +458,16 @@ def check_pair(text: str, brief: str, where: str) -> None:
             raise DataError(f"{where}: the {name} is empty once cleaned (markup or control characters only)")
 
 
-def _read_neus(path: Path) -> list[dict]:
-    target = path.with_suffix(".target")
-    if not target.is_file():
-        raise DataError(f"{path}: a NeuS source file needs {target.name} beside it")
-    check_file(target)
-    sources = path.read_text(encoding="utf-8-sig").splitlines()
-    targets = target.read_text(encoding="utf-8-sig").splitlines()
+def _read_neus(path: Path, text: str) -> list[dict]:
+    compression = compression_suffix(path)
+    stem = path.name[: len(path.name) - len(compression) - len(".source")]
+    # X.target beside X.source, compressed as the source is or otherwise
+    names = dict.fromkeys(f"{stem}.target{c}" for c in (compression, "") + COMPRESSED_SUFFIXES)
+    target = next((path.with_name(n) for n in names if path.with_name(n).is_file()), None)
+    if target is None:
+        raise DataError(f"{path}: a NeuS source file needs {stem}.target{compression} beside it")
+    sources = text.splitlines()
+    targets = check_file(target).splitlines()
     if len(sources) != len(targets):
         raise DataError(f"{path}: {len(sources)} sources but {len(targets)} targets in {target.name}")
     pairs = []
