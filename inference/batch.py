@@ -1,7 +1,7 @@
 """The batch job over article dumps: `conflictbrief brief INPUT... -o OUT.jsonl`.
 
 * Inputs: .jsonl/.json/.csv/.tsv/.parquet/.txt/.html files, directories of them (recursively, sorted), .gz,
-  .bz2 or .xz of any. A saved web page (.html, .htm) is one article: its menus, footers and boxes are left out
+  .bz2 or .xz of any, and .zip archives of them (read as a folder is). A saved web page (.html, .htm) is one article: its menus, footers and boxes are left out
   (page.py).
   ``-`` is JSON Lines on standard input; ``-o -`` writes JSON Lines to standard output.
 * Exactly one output line per input record, in input order. A bad record becomes ``{"id", "source",
@@ -25,6 +25,7 @@ import os
 import sys
 import tempfile
 import time
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,18 +142,47 @@ def _decode_page(data: bytes) -> tuple[str, str | None]:
 # compressed inputs, by name (files) or by their first bytes (standard input)
 COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 _STREAMS = {"gzip": lambda f: gzip.GzipFile(fileobj=f, mode="rb"), "bzip2": bz2.BZ2File, "xz": lzma.LZMAFile}
-_OF_THEM = "or .gz, .bz2, .xz of them"
-# what a file that breaks off or is corrupt raises while it is read (truncated .gz, corrupt .xz or parquet)
-_BROKEN = (OSError, EOFError, ValueError, lzma.LZMAError)
+_OF_THEM = "or .gz, .bz2, .xz of them, or a .zip archive of them"
+ZIP = ".zip"
+# what a file that breaks off or is corrupt raises while it is read (truncated .gz, corrupt .xz or parquet; a
+# zip archive that is none, or a member whose CRC is wrong)
+_BROKEN = (OSError, EOFError, ValueError, lzma.LZMAError, zipfile.BadZipFile)
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 
 
-def _compression(path: Path) -> str | None:
+@dataclass(frozen=True)
+class ZipMember:
+    """A file inside a .zip input, named "ARCHIVE/MEMBER" in its records' ids and sources."""
+    archive: Path
+    member: str
+    problem: str | None = None  # why it cannot be read (encrypted; a compression method zipfile lacks)
+
+    @property
+    def name(self) -> str:
+        return self.member.rsplit("/", 1)[-1]
+
+    def __str__(self) -> str:
+        return f"{self.archive}/{self.member}"
+
+    def open(self):
+        return zipfile.ZipFile(self.archive).open(self.member)  # the member keeps the archive's file open
+
+
+def _compression(path: Path | ZipMember) -> str | None:
     return next((c for c in COMPRESSED if path.name.lower().endswith(c)), None)
 
 
-def _kind(path: Path) -> str | None:
-    name = path.name.lower().removesuffix(_compression(path) or "")
+def _kind(path: Path | ZipMember) -> str | None:
+    name = path.name.lower()
+    if name.endswith(ZIP) and not isinstance(path, ZipMember):  # an archive inside an archive is not opened
+        return ZIP
+    name = name.removesuffix(_compression(path) or "")
     return next((s for s in SUFFIXES if name.endswith(s)), None)
+
+
+def _skipped(name: str) -> bool:
+    """Files a folder or an archive holds that are no one's data: .DS_Store, .git/, macOS's __MACOSX/."""
+    return any(part.startswith(".") or part == "__MACOSX" for part in name.replace("\\", "/").split("/"))
 
 
 def check_stdin(inputs: list[str]) -> None:
@@ -182,7 +212,7 @@ def expand_inputs(inputs: list[str], exclude: tuple[Path, ...] = (), log=None) -
             for p in sorted(p for p in path.rglob("*") if p.is_file() and p.resolve() not in skip):
                 if _kind(p):
                     found.append(p)
-                elif not any(part.startswith(".") for part in p.relative_to(path).parts):  # .DS_Store, .git/
+                elif not _skipped(p.relative_to(path).as_posix()):
                     other.append(p)
             if not found:
                 raise BatchError(f"{path}: directory holds no {'/'.join(SUFFIXES)} files ({_OF_THEM})"
@@ -203,9 +233,12 @@ def expand_inputs(inputs: list[str], exclude: tuple[Path, ...] = (), log=None) -
     return files
 
 
-def _open_binary(path: Path):
+def _open_binary(path: Path | ZipMember):
     compression = _compression(path)
-    return COMPRESSED[compression](path, "rb") if compression else path.open("rb")
+    source = path.open() if isinstance(path, ZipMember) else path
+    if compression:
+        return COMPRESSED[compression](source, "rb")  # (gzip, bz2 and lzma open a file object as a name)
+    return source if isinstance(path, ZipMember) else path.open("rb")
 
 
 def _has_undecodable(text: str) -> int:
@@ -256,6 +289,8 @@ class RecordReader:
             try:
                 if path is STDIN:
                     yield from self._stdin()
+                elif isinstance(path, ZipMember) and path.problem:
+                    yield Record(str(path), str(path), error=f"{path}: {path.problem}")
                 elif kind == ".txt" or kind in PAGES:
                     yield self._txt(path, page=kind in PAGES)
                 elif kind == ".jsonl":
@@ -264,6 +299,8 @@ class RecordReader:
                     yield from self._json(path)
                 elif kind in (".csv", ".tsv"):
                     yield from self._csv(path, "\t" if kind == ".tsv" else ",")
+                elif kind == ZIP:
+                    yield from self.read(self._members(path))
                 else:
                     yield from self._parquet(path)
             except _BROKEN as e:
@@ -279,8 +316,13 @@ class RecordReader:
                 return None
             kind = _kind(path)
             try:
-                if kind == ".txt" or kind in PAGES:
+                if kind == ".txt" or kind in PAGES or isinstance(path, ZipMember) and path.problem:
                     total += 1
+                elif kind == ZIP:
+                    members = self.count(self._members(path, quiet=True))
+                    if members is None:
+                        return None
+                    total += members
                 elif kind == ".jsonl" or kind == ".json" and self._json_lines(path):
                     with _open_binary(path) as f:
                         if not _byte_lines(self._stream_encoding(f)):
@@ -289,12 +331,33 @@ class RecordReader:
                 elif kind == ".parquet":
                     import pyarrow.parquet as pq
 
-                    total += pq.ParquetFile(path).metadata.num_rows
+                    total += pq.ParquetFile(_parquet_source(path)).metadata.num_rows
                 else:
                     return None
             except _BROKEN:  # a truncated .gz, a corrupt parquet: read() reports it
                 return None
         return total
+
+    def _members(self, path: Path, quiet: bool = False) -> list[ZipMember]:
+        """The files of a .zip archive that are read here, in name order, as a folder's are; the others are
+        named through the log (unless ``quiet``). An archive that cannot be opened raises zipfile.BadZipFile,
+        which ``read`` turns into one error record."""
+        with zipfile.ZipFile(path) as archive:
+            infos = sorted((i for i in archive.infolist() if not i.is_dir() and not _skipped(i.filename)),
+                           key=lambda i: i.filename)
+        found = [ZipMember(path, i.filename, "encrypted (a password-protected archive): extract it first"
+                           if i.flag_bits & 0x1 else None if i.compress_type in _ZIP_METHODS else
+                           f"compressed with a method Python's zipfile cannot read (number {i.compress_type}): "
+                           "extract it first") for i in infos]
+        other = [m.member for m in found if _kind(m) in (None, ZIP)]
+        found = [m for m in found if _kind(m) not in (None, ZIP)]
+        if other and not quiet:
+            shown = ", ".join(other[:3]) + (", ..." if len(other) > 3 else "")
+            self.log(f"warning: {path}: {len(other)} file(s) in the archive not read, not of a type read here "
+                     f"({'/'.join(SUFFIXES)}, or .gz, .bz2, .xz of them): {shown}")
+        if not found and not quiet:
+            self.log(f"warning: {path}: the archive holds no {'/'.join(SUFFIXES)} file")
+        return found
 
     def _record(self, data, rid: str, source: str) -> Record:
         if not isinstance(data, dict):
@@ -492,11 +555,16 @@ class RecordReader:
         import pyarrow.parquet as pq
 
         row = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
+        for batch in pq.ParquetFile(_parquet_source(path)).iter_batches(batch_size=256):
             for data in batch.to_pylist():
                 source = f"{path}#{row}"
                 row += 1
                 yield self._record(data, source, source)
+
+
+def _parquet_source(path: Path | ZipMember):
+    """What pyarrow opens: a file's name, or a zip member as a file object (pyarrow seeks in it)."""
+    return path.open() if isinstance(path, ZipMember) else path
 
 
 # ------------------------------------------------------------------------------------------- output

@@ -781,3 +781,82 @@ def test_tag_writes_entities_only_and_does_not_resume_as_brief(tiny_pipeline, tm
     with pytest.raises(BatchError, match="written for other inputs or options"):
         run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, resume=True)  # brief: the other kind
     assert run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, resume=True, brief=False)["records"] == 3
+
+
+def _zip_flag(data: bytes, member: str, offset: int, value: int) -> bytes:
+    """``data`` (a zip archive) with the 2-byte field at ``offset`` of ``member``'s central-directory entry set."""
+    import struct
+
+    pos = data.index(b"PK\x01\x02")
+    while True:
+        name_len = struct.unpack_from("<H", data, pos + 28)[0]
+        if data[pos + 46:pos + 46 + name_len] == member.encode():
+            return data[:pos + offset] + struct.pack("<H", value) + data[pos + offset + 2:]
+        pos = data.index(b"PK\x01\x02", pos + 46)
+
+
+def test_a_zip_archive_is_read_as_a_folder_is(tiny_pipeline, tmp_path):
+    """A .zip of articles (a Kaggle or GDELT download, a zipped folder of .txt files) was "unsupported input
+    type" and, in a folder, a file not read. Its members are read in name order as a folder's files are; the
+    others are named; a member that cannot be read, or an archive that is none, is one error record."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import zipfile
+
+    from conflictbrief.inference.batch import RecordReader
+
+    tmp_path = tmp_path / "dumps"  # (the tiny models' folders are in tmp_path)
+    tmp_path.mkdir()
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"id": ["p1"], "text": [GOOD]}), buf)
+    with zipfile.ZipFile(tmp_path / "dump.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("articles/b.jsonl", json.dumps({"id": "j1", "text": GOOD}) + "\n{broken\n")
+        z.writestr("articles/a.txt", GOOD)
+        z.writestr("c.csv", "id,text\nc1," + GOOD + "\n")
+        z.writestr("d.jsonl.gz", gzip.compress((json.dumps({"id": "g1", "text": GOOD}) + "\n").encode()))
+        z.writestr("e.parquet", buf.getvalue())
+        z.writestr("__MACOSX/articles/._a.txt", b"\0\x05\x16\x07")  # macOS's resource forks: nobody's data
+        z.writestr("notes.pdf", b"%PDF-1.4")
+        z.writestr("inner.zip", b"PK\x05\x06" + b"\0" * 18)
+        z.writestr("secret.txt", GOOD)
+        z.writestr("z.txt", GOOD)
+    data = (tmp_path / "dump.zip").read_bytes()
+    data = _zip_flag(data, "secret.txt", 8, 0x1)  # encrypted
+    data = _zip_flag(data, "z.txt", 10, 93)  # Zstandard, which Python 3.11's zipfile does not read
+    (tmp_path / "dump.zip").write_bytes(data)
+    (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 not a zip archive")
+    messages = []
+    reader = RecordReader(log=messages.append)
+    records = list(reader.read(expand_inputs([str(tmp_path)])))
+    zipped = str(tmp_path / "dump.zip")
+    assert [(r.id.removeprefix(str(tmp_path) + "/"), r.error is None) for r in records] == [
+        ("broken.zip:unreadable", False),
+        ("dump.zip/articles/a.txt", True), ("j1", True), ("dump.zip/articles/b.jsonl:2", False), ("c1", True),
+        ("g1", True), ("p1", True), ("dump.zip/secret.txt", False), ("dump.zip/z.txt", False)]
+    assert "cannot read further: File is not a zip file" in records[0].error
+    assert records[2].source == zipped + "/articles/b.jsonl:1" and records[4].source == zipped + "/c.csv:2"
+    assert "encrypted" in records[7].error and "method Python's zipfile cannot read (number 93)" in records[8].error
+    assert messages == [f"warning: {zipped}: 2 file(s) in the archive not read, not of a type read here "
+                        "(.jsonl/.json/.csv/.tsv/.parquet/.txt/.html/.htm, or .gz, .bz2, .xz of them): inner.zip, "
+                        "notes.pdf"]
+    assert reader.count([tmp_path / "dump.zip"]) is None  # a .csv member: counting it is reading it
+    with zipfile.ZipFile(tmp_path / "lines.zip", "w") as z:
+        z.writestr("a.jsonl", "".join(json.dumps({"text": GOOD}) + "\n" for _ in range(3)))
+        z.writestr("b.txt", GOOD)
+    assert reader.count([tmp_path / "lines.zip"]) == 4
+    with zipfile.ZipFile(tmp_path / "crc.zip", "w") as z:  # stored, and a byte changed near its end: bad CRC
+        z.writestr("a.jsonl", "".join(json.dumps({"text": GOOD}) + "\n" for _ in range(2000)))
+    data = (tmp_path / "crc.zip").read_bytes()
+    cut = data.rindex(b"Idlib")
+    (tmp_path / "crc.zip").write_bytes(data[:cut] + b"Idlix" + data[cut + 5:])
+    records = list(reader.read([tmp_path / "crc.zip"]))  # the records read before the check, then one error
+    assert len(records) > 1000 and all(r.error is None for r in records[:-1])
+    assert records[-1].id == f"{tmp_path}/crc.zip/a.jsonl:unreadable" and "Bad CRC-32" in records[-1].error
+    # the job: one output line per record, and --resume knows the archive
+    out = tmp_path / "out" / "o.jsonl"
+    out.parent.mkdir()
+    summary = run_batch(tiny_pipeline, [zipped], str(out), quiet=True)
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 8 and summary["failed_total"] == 3 and rows[0]["brief"]
+    run_batch(tiny_pipeline, [zipped], str(out), quiet=True, resume=True)
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 8
