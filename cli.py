@@ -94,9 +94,10 @@ def _add_run(sub):
                        help=".jsonl/.json/.csv/.tsv/.parquet/.txt/.html, dirs, .gz/.bz2/.xz of them, .zip archives of "
                             "them; - for JSON Lines on standard input")
         p.add_argument("-o", "--output", required=True,
-                       help="OUT.jsonl, OUT.parquet for Parquet, or - for JSON Lines on standard output")
-        p.add_argument("--format", dest="out_format", choices=["jsonl", "parquet"], default=None,
-                       help="default: by the output's name (.parquet: parquet; else jsonl)")
+                       help="OUT.jsonl, OUT.parquet for Parquet, OUT.csv for spreadsheets, or - for JSON Lines on "
+                            "standard output")
+        p.add_argument("--format", dest="out_format", choices=["jsonl", "parquet", "csv"], default=None,
+                       help="default: by the output's name (.parquet: parquet; .csv: csv; else jsonl)")
         p.add_argument("--text-field", help="field holding the article, a.b for a nested one "
                                             "(default: first of text, article, ...)")
         p.add_argument("--id-field", help="field holding the record id, a.b for a nested one (default: file:line)")

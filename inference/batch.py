@@ -628,40 +628,47 @@ def _name(source: str) -> str:
     return source.replace("\\", "/").rsplit("/", 1)[-1]
 
 
-# Names of files the job does not write: an output so named was JSON Lines under a CSV (or .gz) name.
-_NOT_WRITTEN = {".csv": "CSV", ".tsv": "TSV", ".txt": "plain text", ".xlsx": "Excel", ".xls": "Excel",
+# Names of files the job does not write: an output so named was JSON Lines under a TSV (or .gz) name.
+_NOT_WRITTEN = {".tsv": "TSV", ".txt": "plain text", ".xlsx": "Excel", ".xls": "Excel",
                 ".html": "HTML", ".htm": "HTML", ".gz": "compressed", ".bz2": "compressed", ".xz": "compressed",
                 ".zst": "compressed", ".zip": "compressed"}
 
 
+OUTPUT_FORMATS = {"jsonl": ".jsonl", "parquet": ".parquet", "csv": ".csv"}
+_FORMAT_NAMES = {"jsonl": "JSON Lines", "parquet": "Parquet", "csv": "CSV"}
+
+
 def output_format(output: str, out_format: str | None = None) -> str:
-    """``jsonl`` or ``parquet`` for ``-o output``: ``out_format`` when given, else by the name (``.parquet``:
-    Parquet; any other name: JSON Lines). A name that says another kind of file (``.csv``, ``.gz``; ``.parquet``
-    with ``--format jsonl``, ``.jsonl`` with ``--format parquet``) is a BatchError before anything is read.
-    Until 2026-12-06 ``-o out.parquet`` or ``-o out.csv`` without ``--format`` wrote JSON Lines under that name."""
-    if out_format not in (None, "jsonl", "parquet"):
-        raise BatchError(f"unknown output format {out_format!r}: jsonl or parquet")
+    """``jsonl``, ``parquet`` or ``csv`` for ``-o output``: ``out_format`` when given, else by the name
+    (``.parquet``, ``.csv``; any other name: JSON Lines). A name that says another kind of file (``.tsv``,
+    ``.gz``; ``.parquet`` with ``--format jsonl``, ``.jsonl`` with ``--format parquet``) is a BatchError before
+    anything is read. Until 2026-12-06 ``-o out.parquet`` or ``-o out.csv`` without ``--format`` wrote JSON Lines
+    under that name; ``-o out.csv`` was then refused, and writes CSV since."""
+    if out_format not in (None, *OUTPUT_FORMATS):
+        raise BatchError(f"unknown output format {out_format!r}: {', '.join(OUTPUT_FORMATS)}")
     if output == STDOUT:
-        if out_format == "parquet":
-            raise BatchError("-o - writes JSON Lines to standard output; Parquet needs a file name (-o out.parquet)")
+        if out_format in ("parquet", "csv"):
+            raise BatchError(f"-o - writes JSON Lines to standard output; {_FORMAT_NAMES[out_format]} needs a file "
+                             f"name (-o out{OUTPUT_FORMATS[out_format]})")
         return "jsonl"
     suffix = Path(output).suffix.lower()
     if suffix in _NOT_WRITTEN:
-        raise BatchError(f"-o {output}: the job writes JSON Lines (name the output .jsonl) or Parquet (.parquet), "
-                         f"not {_NOT_WRITTEN[suffix]} files")
-    named = {".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(suffix)
+        raise BatchError(f"-o {output}: the job writes JSON Lines (name the output .jsonl), Parquet (.parquet) or "
+                         f"CSV (.csv), not {_NOT_WRITTEN[suffix]} files")
+    named = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(suffix)
     if out_format and named and out_format != named:
         raise BatchError(f"-o {output} with --format {out_format}: the name says {named}; name it "
-                         f"{Path(output).with_suffix('.parquet' if out_format == 'parquet' else '.jsonl').name} "
-                         f"or leave --format out")
+                         f"{Path(output).with_suffix(OUTPUT_FORMATS[out_format]).name} or leave --format out")
     return out_format or named or "jsonl"
 
 
 def output_path(output: str, out_format: str = "jsonl") -> Path:
-    """The JSON Lines file the job writes (and resumes from) for ``-o output``: for parquet, the .jsonl beside it."""
+    """The JSON Lines file the job writes (and resumes from) for ``-o output``: for parquet and csv, the .jsonl
+    beside it."""
     out = Path(output)
-    if out_format == "parquet":
-        out = out.with_suffix(".jsonl") if out.suffix == ".parquet" else out.with_name(out.name + ".jsonl")
+    if out_format != "jsonl":
+        suffix = OUTPUT_FORMATS[out_format]
+        out = out.with_suffix(".jsonl") if out.suffix.lower() == suffix else out.with_name(out.name + ".jsonl")
     return out
 
 
@@ -782,7 +789,8 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
             with out.open("rb") as f:
                 summary["failed_total"] = sum(1 for line in f if b'"error": "' in line or b'"error":"' in line)
             # (under the lock: another job's --overwrite must not empty OUT.jsonl while it is converted)
-            summary["output"] = str(_to_parquet(out, Path(output)) if out_format == "parquet" else out)
+            convert = {"parquet": _to_parquet, "csv": _to_csv}.get(out_format)
+            summary["output"] = str(convert(out, Path(output)) if convert else out)
     if summary["records"] == 0:  # an empty dump, or a pipe whose writer failed (zcat of a missing file)
         log("warning: the inputs hold no records: " + ", ".join(_display(f) for f in files[:3])
             + (", ..." if len(files) > 3 else "") + " (empty)")
@@ -1009,6 +1017,42 @@ def _process(pipeline, chunk: list[Record], write, batch_size: int, dedup: bool,
             original["warnings"] = list(r.notes) + kept
         write({**original, "source": r.source, "id": r.id, "duplicate_of": original["id"]}
               if not original.get("error") else {"id": r.id, "source": r.source, "error": original["error"]})
+
+
+CSV_COLUMNS = ("id", "source", "error", "headline", "brief", "entities", "warnings")
+EXCEL_CELL = 32_767  # the most characters a spreadsheet cell holds (Excel, LibreOffice)
+
+
+def _to_csv(jsonl: Path, target: Path) -> Path:
+    """The JSONL output as CSV for spreadsheets, a line at a time: one row per result, ``CSV_COLUMNS``; the
+    brief's sentences joined; each distinct entity once, "text (Label)", joined by "; "; the warnings by " | ".
+    UTF-8 with a byte-order mark, so that Excel reads it as UTF-8. A cell that starts with =, +, -, @ (or a
+    tab or carriage return) gets a leading apostrophe, so that a spreadsheet shows it as text and does not run
+    it as a formula (scraped text is anyone's); a cell above ``EXCEL_CELL`` characters is cut, and says so.
+    The full results stay in the JSONL file beside it."""
+    target = target if target.suffix.lower() == ".csv" else target.with_suffix(".csv")
+
+    def cell(value) -> str:
+        value = "" if value is None else str(value)
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8")  # a lone surrogate as its escape
+        if value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+            value = "'" + value
+        if len(value) > EXCEL_CELL:
+            mark = f" [cut at {EXCEL_CELL:,} characters: the whole of it is in {jsonl.name}]"
+            value = value[: EXCEL_CELL - len(mark)] + mark
+        return value
+
+    with jsonl.open(encoding="utf-8") as f, target.open("w", encoding="utf-8-sig", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(CSV_COLUMNS)
+        for line in f:
+            r = json.loads(line)
+            entities = dict.fromkeys(f"{e['text']} ({e['label']})" for e in r.get("entities") or [])
+            writer.writerow([cell(v) for v in (
+                r.get("id"), r.get("source"), r.get("error"), r.get("headline"),
+                " ".join(s["text"] for s in r.get("brief") or []), "; ".join(entities),
+                " | ".join(r.get("warnings") or []))])
+    return target
 
 
 def _to_parquet(jsonl: Path, target: Path, rows_per_group: int = 2000) -> Path:

@@ -549,9 +549,11 @@ def test_the_output_format_follows_the_name_and_a_name_of_another_kind_is_refuse
         raise AssertionError("the models were loaded")
 
     monkeypatch.setattr(pipeline.Pipeline, "load", no_load)
-    for argv, said in ((["-o", "o.csv"], "-o o.csv: the job writes JSON Lines (name the output .jsonl) or "
-                                         "Parquet (.parquet), not CSV files"),
+    for argv, said in ((["-o", "o.tsv"], "-o o.tsv: the job writes JSON Lines (name the output .jsonl), "
+                                         "Parquet (.parquet) or CSV (.csv), not TSV files"),
                        (["-o", "o.jsonl.gz"], "not compressed files"),
+                       (["-o", "o.csv", "--format", "parquet"], "the name says csv; name it o.parquet"),
+                       (["-o", "-", "--format", "csv"], "CSV needs a file name (-o out.csv)"),
                        (["-o", "o.jsonl", "--format", "parquet"], "the name says jsonl; name it o.parquet"),
                        (["-o", "p.parquet", "--format", "jsonl"], "the name says parquet; name it p.jsonl")):
         monkeypatch.chdir(tmp_path)
@@ -860,3 +862,34 @@ def test_a_zip_archive_is_read_as_a_folder_is(tiny_pipeline, tmp_path):
     assert len(rows) == 8 and summary["failed_total"] == 3 and rows[0]["brief"]
     run_batch(tiny_pipeline, [zipped], str(out), quiet=True, resume=True)
     assert len(out.read_text(encoding="utf-8").splitlines()) == 8
+
+
+def test_a_csv_output_for_spreadsheets(tiny_pipeline, tmp_path):
+    """`-o out.csv` was refused (and before that wrote JSON Lines under the name). It writes one row per result
+    for a spreadsheet, from the out.jsonl beside it, which --resume goes on from."""
+    import csv
+
+    from conflictbrief.inference.batch import _to_csv
+
+    dump = tmp_path / "d.jsonl"
+    dump.write_text("".join(json.dumps(r) + "\n" for r in (
+        {"id": "r1", "text": GOOD}, {"id": "=HYPERLINK(\"http://x\")", "text": GOOD}, {"id": "r3", "text": ""})))
+    out = tmp_path / "o.csv"
+    summary = run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, limit=2)
+    assert summary["output"] == str(out) and (tmp_path / "o.jsonl").is_file()
+    summary = run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, resume=True)
+    assert summary["written_this_run"] == 1
+    assert out.read_bytes().startswith(b"\xef\xbb\xbfid,source,error,headline,brief,entities,warnings\r\n")
+    with out.open(encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    results = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in rows] == ["r1", "'=HYPERLINK(\"http://x\")", "r3"]  # a formula stays text
+    assert rows[0]["brief"] == " ".join(s["text"] for s in results[0]["brief"]) and rows[0]["brief"]
+    names = dict.fromkeys(f"{e['text']} ({e['label']})" for e in results[0]["entities"])
+    assert rows[0]["entities"] == "; ".join(names) and rows[0]["source"] == f"{dump}:1" and not rows[0]["error"]
+    assert rows[2]["error"] == results[2]["error"] and "empty" in rows[2]["error"] and not rows[2]["brief"]
+    # a cell longer than a spreadsheet holds is cut, and says where the whole of it is
+    (tmp_path / "long.jsonl").write_text(json.dumps({"id": "x", "source": "s", "warnings": ["w" * 40_000]}) + "\n")
+    with _to_csv(tmp_path / "long.jsonl", tmp_path / "long.csv").open(encoding="utf-8-sig", newline="") as f:
+        [row] = list(csv.DictReader(f))
+    assert len(row["warnings"]) == 32_767 and row["warnings"].endswith("the whole of it is in long.jsonl]")
