@@ -1,8 +1,8 @@
 """The batch job over article dumps: `conflictbrief brief INPUT... -o OUT.jsonl`.
 
 * Inputs: .jsonl/.json/.csv/.tsv/.parquet/.txt/.html files, directories of them (recursively, sorted), .gz,
-  .bz2 or .xz of any, and .zip archives of them (read as a folder is). A saved web page (.html, .htm) is one article: its menus, footers and boxes are left out
-  (page.py).
+  .bz2, .xz or .zst of any (.zst with the zstandard package), and .zip archives of them (read as a folder
+  is). A saved web page (.html, .htm) is one article: its menus, footers and boxes are left out (page.py).
   ``-`` is JSON Lines on standard input; ``-o -`` writes JSON Lines to standard output.
 * Exactly one output line per input record, in input order. A bad record becomes ``{"id", "source",
   "error"}`` and the job goes on.
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from . import zstd
 from .clean import compression_of
 from .page import page_charset
 
@@ -140,13 +141,15 @@ def _decode_page(data: bytes) -> tuple[str, str | None]:
 
 
 # compressed inputs, by name (files) or by their first bytes (standard input)
-COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
-_STREAMS = {"gzip": lambda f: gzip.GzipFile(fileobj=f, mode="rb"), "bzip2": bz2.BZ2File, "xz": lzma.LZMAFile}
-_OF_THEM = "or .gz, .bz2, .xz of them, or a .zip archive of them"
+COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zst": zstd.open_zstd}
+_STREAMS = {"gzip": lambda f: gzip.GzipFile(fileobj=f, mode="rb"), "bzip2": bz2.BZ2File, "xz": lzma.LZMAFile,
+            "zstd": zstd.open_zstd}
+_OF_THEM = "or .gz, .bz2, .xz, .zst of them, or a .zip archive of them"
 ZIP = ".zip"
 # what a file that breaks off or is corrupt raises while it is read (truncated .gz, corrupt .xz or parquet; a
-# zip archive that is none, or a member whose CRC is wrong)
-_BROKEN = (OSError, EOFError, ValueError, lzma.LZMAError, zipfile.BadZipFile)
+# zip archive that is none, or a member whose CRC is wrong); ImportError: Zstandard data (in an archive, or on
+# standard input) without the zstandard package (.zst files are checked before the job starts)
+_BROKEN = (OSError, EOFError, ValueError, lzma.LZMAError, zipfile.BadZipFile, ImportError)
 _ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 
 
@@ -221,16 +224,26 @@ def expand_inputs(inputs: list[str], exclude: tuple[Path, ...] = (), log=None) -
                 names = ", ".join(str(p.relative_to(path)) for p in other[:3]) + (", ..." if len(other) > 3 else "")
                 log(f"warning: {path}: {len(other)} file(s) not read, not of a type read here "
                     f"({'/'.join(SUFFIXES)}, {_OF_THEM}): {names}")
+            _check_zstd(found)
             files.extend(found)
         elif path.is_file():
             if path.resolve() in skip:  # with --overwrite it would be emptied before it was read
                 raise BatchError(f"{path} is both an input and the job's output: give another -o")
             if not _kind(path):
                 raise BatchError(f"{path}: unsupported input type; use {', '.join(SUFFIXES)} {_OF_THEM}")
+            _check_zstd([path])
             files.append(path)
         else:
             raise BatchError(f"{path}: no such file or directory")
     return files
+
+
+def _check_zstd(files: list[Path]) -> None:
+    """.zst inputs without the zstandard package: a BatchError before the job starts, not an error per file."""
+    zst = next((p for p in files if _compression(p) == ".zst"), None)
+    if zst and not zstd.available():
+        raise BatchError(f"{zst}: {zstd.INSTALL} (or pipe it in: zstd -dc {zst} | conflictbrief brief - -o "
+                         "out.jsonl)")
 
 
 def _open_binary(path: Path | ZipMember):
@@ -354,7 +367,7 @@ class RecordReader:
         if other and not quiet:
             shown = ", ".join(other[:3]) + (", ..." if len(other) > 3 else "")
             self.log(f"warning: {path}: {len(other)} file(s) in the archive not read, not of a type read here "
-                     f"({'/'.join(SUFFIXES)}, or .gz, .bz2, .xz of them): {shown}")
+                     f"({'/'.join(SUFFIXES)}, or .gz, .bz2, .xz, .zst of them): {shown}")
         if not found and not quiet:
             self.log(f"warning: {path}: the archive holds no {'/'.join(SUFFIXES)} file")
         return found
@@ -402,7 +415,7 @@ class RecordReader:
             yield from self._jsonl_lines(f, str(path))
 
     def _stdin(self) -> Iterator[Record]:
-        """JSON Lines from standard input, compressed (gzip, bzip2, xz: told by its first bytes) or not."""
+        """JSON Lines from standard input, compressed (gzip, bzip2, xz, zstd: told by its first bytes) or not."""
         f = sys.stdin.buffer
         if not hasattr(f, "peek"):
             f = io.BufferedReader(f)

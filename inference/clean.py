@@ -232,23 +232,30 @@ class TextFileError(ValueError):
 
 # The first bytes of compressed data, and its kind: the batch job reads standard input by them, and read_utf8
 # names a compressed file by them.
-COMPRESSED_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"))
+COMPRESSED_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
+DECOMPRESS_TOOLS = {"gzip": "gunzip", "bzip2": "bunzip2", "xz": "unxz", "zstd": "unzstd"}
 
 
 def compression_of(head: bytes) -> str | None:
-    """'gzip', 'bzip2' or 'xz' for data that starts so (and, bzip2's "BZh" being text, is no UTF-8 there)."""
+    """'gzip', 'bzip2', 'xz' or 'zstd' for data that starts so (and, bzip2's "BZh" being text, is no UTF-8 there)."""
     kind = next((kind for magic, kind in COMPRESSED_MAGIC if head.startswith(magic)), None)
     return kind if kind and not _is_utf8(head[:64]) else None
 
 
 def decompressed(data: bytes, kind: str, path) -> bytes:
-    """gzip, bzip2 or xz data decompressed (several members or streams one after another, as ``cat`` makes)."""
+    """gzip, bzip2, xz or zstd data decompressed (several members or streams one after another, as ``cat``
+    makes); zstd needs the zstandard package (TextFileError saying so)."""
     import bz2
     import gzip
     import lzma
 
+    from . import zstd
+
     try:
-        return {"gzip": gzip.decompress, "bzip2": bz2.decompress, "xz": lzma.decompress}[kind](data)
+        return {"gzip": gzip.decompress, "bzip2": bz2.decompress, "xz": lzma.decompress,
+                "zstd": zstd.decompress}[kind](data)
+    except ImportError as e:
+        raise TextFileError(path, f"is zstd-compressed; {e}") from None
     except (OSError, EOFError, ValueError, lzma.LZMAError) as e:
         raise TextFileError(path, f"is {kind}-compressed but cannot be decompressed: it is cut short or damaged "
                                   f"({e})") from None
@@ -265,7 +272,7 @@ def _is_utf8(data: bytes) -> bool:
 
 def read_utf8(path, decompress: bool = False) -> str:
     """The text of a UTF-8 file (configs, lexicons, label schemas, training data), a byte-order mark dropped.
-    ``decompress`` (training and evaluation data): a gzip, bzip2 or xz file, told by its first bytes, is read
+    ``decompress`` (training and evaluation data): a gzip, bzip2, xz or zstd file, told by its first bytes, is read
     decompressed; otherwise it is an error that says so. TextFileError naming the file, and for bytes that are
     not UTF-8 the line, the column and the byte."""
     from pathlib import Path
@@ -281,7 +288,7 @@ def read_utf8(path, decompress: bool = False) -> str:
         raise TextFileError(path, f"cannot be read ({e.strerror or e})") from None
     kind = compression_of(data[:64])
     if kind and not decompress:
-        tool = {"gzip": "gunzip", "bzip2": "bunzip2", "xz": "unxz"}[kind]
+        tool = DECOMPRESS_TOOLS[kind]
         raise TextFileError(path, f"is {kind}-compressed; these files are read as plain text: decompress it "
                                   f"first ({tool} -k {path})")
     if kind:

@@ -839,8 +839,8 @@ def test_a_zip_archive_is_read_as_a_folder_is(tiny_pipeline, tmp_path):
     assert records[2].source == zipped + "/articles/b.jsonl:1" and records[4].source == zipped + "/c.csv:2"
     assert "encrypted" in records[7].error and "method Python's zipfile cannot read (number 93)" in records[8].error
     assert messages == [f"warning: {zipped}: 2 file(s) in the archive not read, not of a type read here "
-                        "(.jsonl/.json/.csv/.tsv/.parquet/.txt/.html/.htm, or .gz, .bz2, .xz of them): inner.zip, "
-                        "notes.pdf"]
+                        "(.jsonl/.json/.csv/.tsv/.parquet/.txt/.html/.htm, or .gz, .bz2, .xz, .zst of them): "
+                        "inner.zip, notes.pdf"]
     assert reader.count([tmp_path / "dump.zip"]) is None  # a .csv member: counting it is reading it
     with zipfile.ZipFile(tmp_path / "lines.zip", "w") as z:
         z.writestr("a.jsonl", "".join(json.dumps({"text": GOOD}) + "\n" for _ in range(3)))
@@ -893,3 +893,52 @@ def test_a_csv_output_for_spreadsheets(tiny_pipeline, tmp_path):
     with _to_csv(tmp_path / "long.jsonl", tmp_path / "long.csv").open(encoding="utf-8-sig", newline="") as f:
         [row] = list(csv.DictReader(f))
     assert len(row["warnings"]) == 32_767 and row["warnings"].endswith("the whole of it is in long.jsonl]")
+
+
+def test_zstandard_dumps_files_archives_and_standard_input(tiny_pipeline, tmp_path, monkeypatch):
+    """.zst inputs were "unsupported input type" (the README said to pipe them through zstd -dc). Frames are
+    read one after another; a file cut short inside a frame gives its records up to there and an error record,
+    where zstandard's own reader ends quietly and the rest of the dump would be lost without a word."""
+    import sys
+    import zipfile
+
+    import zstandard
+
+    from conflictbrief.inference.batch import RecordReader
+
+    def zst(data: bytes) -> bytes:  # two frames, as `cat a.zst b.zst` makes
+        c = zstandard.ZstdCompressor()
+        return c.compress(data[:40]) + c.compress(data[40:])
+
+    lines = "".join(json.dumps({"id": f"r{i}", "text": GOOD}) + "\n" for i in range(3)).encode()
+    d = tmp_path / "dumps"
+    d.mkdir()
+    (d / "a.jsonl.zst").write_bytes(zst(lines))
+    (d / "b.txt.zst").write_bytes(zst(GOOD.encode()))
+    one_frame_a_line = b"".join(zstandard.ZstdCompressor().compress(line + b"\n")
+                                for line in (lines * 50).splitlines())
+    (d / "cut.jsonl.zst").write_bytes(one_frame_a_line[:-30])
+    (d / "junk.jsonl.zst").write_bytes(b"\x28\xb5\x2f\xfd" + b"not zstd at all" * 3)
+    with zipfile.ZipFile(d / "z.zip", "w") as z:
+        z.writestr("in.jsonl.zst", zst(lines))
+    reader = RecordReader()
+    records = list(reader.read(expand_inputs([str(d)])))
+    got = [(r.id.rsplit("/", 1)[-1], r.error is None) for r in records]
+    assert got[:4] == [("r0", True), ("r1", True), ("r2", True), ("b.txt.zst", True)]
+    cut = [r for r in records if "cut.jsonl.zst" in r.source]
+    assert len(cut) > 100 and all(r.error is None for r in cut[:-1])
+    assert cut[-1].id.endswith("cut.jsonl.zst:unreadable") and "ended inside a frame" in cut[-1].error
+    assert got[-4] == ("junk.jsonl.zst:unreadable", False) and "not valid Zstandard data" in records[-4].error
+    assert got[-3:] == [("r0", True), ("r1", True), ("r2", True)]  # the archive's member
+    assert reader.count([d / "a.jsonl.zst"]) == 3
+    _stdin(monkeypatch, zst(lines))  # told by its first bytes
+    assert [r.id for r in RecordReader().read(expand_inputs(["-"]))] == ["r0", "r1", "r2"]
+    # without the package: the job stops before it starts for a .zst file, and says what to do
+    monkeypatch.setitem(sys.modules, "zstandard", None)
+    monkeypatch.setattr("conflictbrief.inference.zstd.available", lambda: False)
+    with pytest.raises(BatchError, match=r"a\.jsonl\.zst: reading Zstandard \(\.zst\) data needs the zstandard "
+                                         r"package: pip install zstandard \(or pipe it in: zstd -dc "):
+        expand_inputs([str(d / "a.jsonl.zst")])
+    _stdin(monkeypatch, zst(lines))
+    [record] = RecordReader().read(expand_inputs(["-"]))
+    assert "needs the zstandard package" in record.error

@@ -341,7 +341,7 @@ def test_files_that_are_not_utf8_are_named_with_line_and_column(tmp_path):
         Lexicon.load(config)
 
 
-def test_compressed_training_and_evaluation_files_are_read(tmp_path):
+def test_compressed_training_and_evaluation_files_are_read(tmp_path, monkeypatch):
     """gzip, bzip2 and xz files of every format are read as their plain twins are, the format told from the name
     without its compression suffix. Before, they stopped with "is gzip-compressed; ... decompress it first" (and
     before that with "not UTF-8 (column 2: b'\\x8b')"). A damaged one is named as such."""
@@ -382,6 +382,18 @@ def test_compressed_training_and_evaluation_files_are_read(tmp_path):
                                                               read_brief_file(tmp_path / name)], name
         assert read_texts(DataFile(path=str(tmp_path / f"train.conll{suffix}"), format="conll")) == \
             ["Idlib was shelled", "Aleppo"]
+    import sys
+
+    import zstandard
+
+    (tmp_path / "train.conll.zst").write_bytes(zstandard.ZstdCompressor().compress(conll))
+    assert [r["tags"] for r in read_tagger_file(tmp_path / "train.conll.zst", SCHEMA)] == \
+        [r["tags"] for r in read_tagger_file(tmp_path / "train.conll", SCHEMA)]
+    with monkeypatch.context() as m:  # without the zstandard package
+        m.setitem(sys.modules, "zstandard", None)
+        with pytest.raises(DataError, match=r"train\.conll\.zst: is zstd-compressed; reading Zstandard \(\.zst\) "
+                                            "data needs the zstandard package: pip install zstandard"):
+            read_tagger_file(tmp_path / "train.conll.zst", SCHEMA)
     (tmp_path / "n.target").unlink()  # a compressed target beside a plain source is found as well
     assert read_brief_file(tmp_path / "n.source")[0]["brief"] == "B."
     damaged = gzip.compress(conll)[:-12]

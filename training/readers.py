@@ -29,7 +29,7 @@ _IN_WORD = re.compile(f"[{IN_WORD_DROPPED}]+")
 
 TAGGER_FORMATS = ("conll", "spans", "labelstudio", "doccano")
 # Training and evaluation files may be compressed ("train.conll.gz"); the name without this is the format's.
-COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz")
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
 
 
 class DataError(ValueError):
@@ -42,7 +42,7 @@ def words_with_offsets(text: str) -> list[tuple[str, int, int]]:
 
 
 def check_file(path: Path, text: bool = True) -> str | None:
-    """A readable file, and with ``text`` its text (UTF-8; gzip, bzip2 or xz compressed or not), or DataError
+    """A readable file, and with ``text`` its text (UTF-8; gzip, bzip2, xz or zstd compressed or not), or DataError
     naming the problem (for bytes that are not UTF-8: line and column)."""
     from conflictbrief.inference.clean import TextFileError, read_utf8
 
@@ -59,7 +59,7 @@ def check_file(path: Path, text: bool = True) -> str | None:
 
 
 def compression_suffix(path: Path) -> str:
-    """'.gz', '.bz2' or '.xz' when the name ends so, else ''."""
+    """'.gz', '.bz2', '.xz' or '.zst' when the name ends so, else ''."""
     return next((c for c in COMPRESSED_SUFFIXES if path.name.lower().endswith(c)), "")
 
 
@@ -403,7 +403,7 @@ def read_brief_file(path: str | Path) -> list[dict]:
         records = ((f"{path}#{n}", r) for n, r in enumerate(_parquet_rows(path), 1))
     else:
         raise DataError(f"{path}: brief pairs must be .jsonl, .json, .csv, .parquet or a NeuS .source/.target pair "
-                        "(the text files may be .gz, .bz2 or .xz compressed)")
+                        "(the text files may be .gz, .bz2, .xz or .zst compressed)")
     pairs = []
     for where, record in records:
         text = next((record[k] for k in BRIEF_TEXT_KEYS if k in record), None)
