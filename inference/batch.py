@@ -1077,7 +1077,7 @@ def _to_parquet(jsonl: Path, target: Path, rows_per_group: int = 2000) -> Path:
     def text(value):  # a lone surrogate (an id from a JSON "\ud800" escape) as that escape: Arrow needs UTF-8
         return value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else value
 
-    target = target if target.suffix == ".parquet" else target.with_suffix(".parquet")
+    target = target if target.suffix.lower() == ".parquet" else target.with_suffix(".parquet")
     schema = pa.schema([(name, pa.string()) for name in ("id", "source", "error", "brief", "result_json")])
     with jsonl.open(encoding="utf-8") as f, pq.ParquetWriter(target, schema) as writer:
         rows = []

@@ -232,12 +232,14 @@ class TextFileError(ValueError):
 
 # The first bytes of compressed data, and its kind: the batch job reads standard input by them, and read_utf8
 # names a compressed file by them.
-COMPRESSED_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
+COMPRESSED_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"),
+                    (b"\x28\xb5\x2f\xfd", "zstd"))
 DECOMPRESS_TOOLS = {"gzip": "gunzip", "bzip2": "bunzip2", "xz": "unxz", "zstd": "unzstd"}
 
 
 def compression_of(head: bytes) -> str | None:
-    """'gzip', 'bzip2', 'xz' or 'zstd' for data that starts so (and, bzip2's "BZh" being text, is no UTF-8 there)."""
+    """'gzip', 'bzip2', 'xz' or 'zstd' for data that starts so (and, bzip2's "BZh" being text, is no UTF-8
+    there)."""
     kind = next((kind for magic, kind in COMPRESSED_MAGIC if head.startswith(magic)), None)
     return kind if kind and not _is_utf8(head[:64]) else None
 
@@ -272,8 +274,8 @@ def _is_utf8(data: bytes) -> bool:
 
 def read_utf8(path, decompress: bool = False) -> str:
     """The text of a UTF-8 file (configs, lexicons, label schemas, training data), a byte-order mark dropped.
-    ``decompress`` (training and evaluation data): a gzip, bzip2, xz or zstd file, told by its first bytes, is read
-    decompressed; otherwise it is an error that says so. TextFileError naming the file, and for bytes that are
+    ``decompress`` (training and evaluation data): a gzip, bzip2, xz or zstd file, told by its first bytes, is
+    read decompressed; otherwise it is an error that says so. TextFileError naming the file, and for bytes that are
     not UTF-8 the line, the column and the byte."""
     from pathlib import Path
 

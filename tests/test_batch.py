@@ -942,3 +942,24 @@ def test_zstandard_dumps_files_archives_and_standard_input(tiny_pipeline, tmp_pa
     _stdin(monkeypatch, zst(lines))
     [record] = RecordReader().read(expand_inputs(["-"]))
     assert "needs the zstandard package" in record.error
+
+
+def test_a_small_zstandard_stream_of_zeros_is_not_decompressed_whole():
+    """A few kB of zstd can stand for hundreds of MB; it is decompressed a little at a time, as it is read
+    (with 8 kB of input a call, 64 MB of zeros peaked at 64 MB)."""
+    import tracemalloc
+
+    import zstandard
+
+    from conflictbrief.inference.zstd import open_zstd
+
+    bomb = zstandard.ZstdCompressor().compress(b"\0" * (64 << 20))
+    assert len(bomb) < 4096
+    tracemalloc.start()
+    try:
+        with open_zstd(io.BytesIO(bomb)) as f:
+            total = sum(len(b) for b in iter(lambda: f.read(1 << 16), b""))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert total == 64 << 20 and peak < 24 << 20

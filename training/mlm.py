@@ -78,8 +78,8 @@ def read_texts(df: DataFile, log=print) -> list[str]:
 
 
 def _lenient_text(path: Path) -> str:
-    """A file of unlabelled lines or CoNLL words: gzip, bzip2, xz or zstd decompressed (told by its first bytes), bytes
-    that are not UTF-8 replaced, as the batch job's reader does not stop on them either."""
+    """A file of unlabelled lines or CoNLL words: gzip, bzip2, xz or zstd decompressed (told by its first
+    bytes), bytes that are not UTF-8 replaced, as the batch job's reader does not stop on them either."""
     from conflictbrief.inference.clean import TextFileError, compression_of, decompressed
 
     data = path.read_bytes()

@@ -42,8 +42,8 @@ def words_with_offsets(text: str) -> list[tuple[str, int, int]]:
 
 
 def check_file(path: Path, text: bool = True) -> str | None:
-    """A readable file, and with ``text`` its text (UTF-8; gzip, bzip2, xz or zstd compressed or not), or DataError
-    naming the problem (for bytes that are not UTF-8: line and column)."""
+    """A readable file, and with ``text`` its text (UTF-8; gzip, bzip2, xz or zstd compressed or not), or
+    DataError naming the problem (for bytes that are not UTF-8: line and column)."""
     from conflictbrief.inference.clean import TextFileError, read_utf8
 
     if path.is_dir():
