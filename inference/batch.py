@@ -836,12 +836,16 @@ def _run(pipeline, files: list[Path], sink, out: Path | None, done: int, text_fi
     # resume: these are in the output already; with --dedup their results are where later copies are read
     offsets = _line_offsets(out) if dedup and done else None
     ids, recoded = _IdCheck(log), _Recoded(log)
+    # standard input has no size or time to fingerprint: the first records of the stream are checked against
+    # the output's instead (id and cleaned text)
+    written = _written_records(out, STDIN_CHECKED) if done and any(f is STDIN for f in files) else iter(())
     record = None
     for n in range(done):
         record = next(records, None)
         if record is None:
             raise BatchError(f"{out} holds {done} records, more than its inputs have ({n}): not this job's "
                              "output; use --overwrite or another -o")
+        _check_same(record, next(written, None), n + 1, out)
         ids(record)
         recoded(record)
         if offsets is not None:
@@ -981,6 +985,37 @@ class _IdCheck:
 def _digest(text: str) -> bytes:
     """--dedup's key: the record's text as read (copies are byte-for-byte the same article)."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+STDIN_CHECKED = 1000  # records of standard input compared with the output on --resume
+
+
+def _written_records(out: Path, most: int) -> Iterator[dict]:
+    """The first ``most`` results of ``out`` (a JSONL output)."""
+    with out.open(encoding="utf-8", errors="surrogateescape") as f:
+        for line in itertools.islice(f, most):
+            try:
+                yield json.loads(line)
+            except ValueError:
+                yield {}
+
+
+def _check_same(record: Record, written: dict | None, n: int, out: Path) -> None:
+    """A BatchError when input record ``n`` is not the one the output's result ``n`` came from: another id, or
+    (both analysed) another cleaned text. Used for standard input, whose stream cannot be fingerprinted."""
+    if written is None:
+        return
+    from .clean import clean
+
+    other = None
+    if written.get("id") != record.id:
+        other = f"has the id {record.id!r}, where the output's has {written.get('id')!r}"
+    elif record.error is None and not written.get("error") and isinstance(record.text, str) \
+            and clean(record.text).text != written.get("text"):
+        other = "has another text"
+    if other:
+        raise BatchError(f"{out}: input record {n} ({record.source}) {other}: another stream than the one this "
+                         "output was written from; use --overwrite or another -o")
 
 
 def _line_offsets(path: Path):

@@ -649,9 +649,29 @@ def test_standard_input_resumes_when_the_same_stream_comes_again(tiny_pipeline, 
     assert summary["resumed_after"] == 2 and summary["written_this_run"] == 3
     assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == [f"r{i}" for i in range(5)]
     # a stream with fewer records than the output holds is not this job's
-    _stdin(monkeypatch, dump.encode()[: len(dump) // 2])
+    _stdin(monkeypatch, "".join(dump.splitlines(keepends=True)[:2]).encode())
     with pytest.raises(BatchError, match="more than its inputs have"):
         run_batch(tiny_pipeline, ["-"], str(out), quiet=True, resume=True)
+    # nor is another stream of at least as many records, told by an id or a text among its first 1,000
+    # (before 2026-12-06 it was taken for this job's if its record 5 came from line 5 as well)
+    before = out.read_bytes()
+    for other, said in ((dump.replace('"r1"', '"x1"'), r"input record 2 \(<stdin>:2\) has the id 'x1', where the "
+                                                      r"output's has 'r1': another stream"),
+                        (dump.replace(GOOD, GOOD.replace("Idlib", "Homs"), 1) + dump,
+                         r"input record 1 \(<stdin>:1\) has another text")):
+        _stdin(monkeypatch, other.encode())
+        with pytest.raises(BatchError, match=said):
+            run_batch(tiny_pipeline, ["-"], str(out), quiet=True, resume=True)
+    assert out.read_bytes() == before
+    # records without ids are told by their text (their ids are <stdin>:LINE in any stream)
+    bare = "".join(json.dumps({"text": f"{GOOD} Report {i}."}) + "\n" for i in range(3))
+    _stdin(monkeypatch, bare.encode())
+    run_batch(tiny_pipeline, ["-"], str(tmp_path / "b.jsonl"), quiet=True, limit=2)
+    _stdin(monkeypatch, bare.replace("Report 1", "Report 7").encode())
+    with pytest.raises(BatchError, match=r"input record 2 \(<stdin>:2\) has another text"):
+        run_batch(tiny_pipeline, ["-"], str(tmp_path / "b.jsonl"), quiet=True, resume=True)
+    _stdin(monkeypatch, bare.encode())
+    assert run_batch(tiny_pipeline, ["-"], str(tmp_path / "b.jsonl"), quiet=True, resume=True)["written_this_run"] == 1
 
 
 def test_standard_input_and_output_refuse_what_they_cannot_do(tiny_pipeline, tmp_path, monkeypatch):
