@@ -1,8 +1,9 @@
 """The batch job over article dumps: `conflictbrief brief INPUT... -o OUT.jsonl`.
 
 * Inputs: .jsonl/.json/.csv/.tsv/.parquet/.txt/.html files, directories of them (recursively, sorted), .gz,
-  .bz2, .xz or .zst of any (.zst with the zstandard package), and .zip archives of them (read as a folder
-  is). A saved web page (.html, .htm) is one article: its menus, footers and boxes are left out (page.py).
+  .bz2, .xz or .zst of any (.zst with the zstandard package), and .zip or tar archives of them (read as a
+  folder is; a tar in one pass, in its own order). A saved web page (.html, .htm) is one article: its menus,
+  footers and boxes are left out (page.py).
   ``-`` is JSON Lines on standard input; ``-o -`` writes JSON Lines to standard output.
 * Exactly one output line per input record, in input order. A bad record becomes ``{"id", "source",
   "error"}`` and the job goes on.
@@ -23,6 +24,7 @@ import json
 import lzma
 import os
 import sys
+import tarfile
 import tempfile
 import time
 import zipfile
@@ -144,21 +146,28 @@ def _decode_page(data: bytes) -> tuple[str, str | None]:
 COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zst": zstd.open_zstd}
 _STREAMS = {"gzip": lambda f: gzip.GzipFile(fileobj=f, mode="rb"), "bzip2": bz2.BZ2File, "xz": lzma.LZMAFile,
             "zstd": zstd.open_zstd}
-_OF_THEM = "or .gz, .bz2, .xz, .zst of them, or a .zip archive of them"
+_OF_THEM = "or .gz, .bz2, .xz, .zst of them, or a .zip or .tar(.gz) archive of them"
 ZIP = ".zip"
+TAR = ".tar"  # a tar archive, compressed or not
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.zst")
 # what a file that breaks off or is corrupt raises while it is read (truncated .gz, corrupt .xz or parquet; a
-# zip archive that is none, or a member whose CRC is wrong); ImportError: Zstandard data (in an archive, or on
-# standard input) without the zstandard package (.zst files are checked before the job starts)
-_BROKEN = (OSError, EOFError, ValueError, lzma.LZMAError, zipfile.BadZipFile, ImportError)
+# zip archive that is none, or a member whose CRC is wrong; a tar archive that is none or is cut short);
+# ImportError: Zstandard data (in an archive, or on standard input) without the zstandard package (.zst files
+# are checked before the job starts)
+_BROKEN = (OSError, EOFError, ValueError, lzma.LZMAError, zipfile.BadZipFile, tarfile.TarError, ImportError)
 _ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 
 
 @dataclass(frozen=True)
-class ZipMember:
-    """A file inside a .zip input, named "ARCHIVE/MEMBER" in its records' ids and sources."""
+class Member:
+    """A file inside a .zip or tar input, named "ARCHIVE/MEMBER" in its records' ids and sources. ``opener``
+    gives its bytes: a zip member is opened from the archive; a tar member is the stream the archive is read
+    through (read once, in the archive's order) or, for the kinds read twice or with seeks (.json, .parquet),
+    its bytes read into memory."""
     archive: Path
     member: str
     problem: str | None = None  # why it cannot be read (encrypted; a compression method zipfile lacks)
+    opener: object = None
 
     @property
     def name(self) -> str:
@@ -168,17 +177,29 @@ class ZipMember:
         return f"{self.archive}/{self.member}"
 
     def open(self):
-        return zipfile.ZipFile(self.archive).open(self.member)  # the member keeps the archive's file open
+        return self.opener()
 
 
-def _compression(path: Path | ZipMember) -> str | None:
+def _zip_member(archive: Path, info: zipfile.ZipInfo) -> Member:
+    problem = ("encrypted (a password-protected archive): extract it first" if info.flag_bits & 0x1 else
+               None if info.compress_type in _ZIP_METHODS else
+               f"compressed with a method Python's zipfile cannot read (number {info.compress_type}): extract it "
+               "first")
+    # (the member keeps the archive's file open while it is read)
+    return Member(archive, info.filename, problem, lambda: zipfile.ZipFile(archive).open(info.filename))
+
+
+def _compression(path: Path | Member) -> str | None:
     return next((c for c in COMPRESSED if path.name.lower().endswith(c)), None)
 
 
-def _kind(path: Path | ZipMember) -> str | None:
+def _kind(path: Path | Member) -> str | None:
     name = path.name.lower()
-    if name.endswith(ZIP) and not isinstance(path, ZipMember):  # an archive inside an archive is not opened
-        return ZIP
+    if not isinstance(path, Member):  # an archive inside an archive is not opened
+        if name.endswith(ZIP):
+            return ZIP
+        if name.endswith(TAR_SUFFIXES):
+            return TAR
     name = name.removesuffix(_compression(path) or "")
     return next((s for s in SUFFIXES if name.endswith(s)), None)
 
@@ -246,12 +267,12 @@ def _check_zstd(files: list[Path]) -> None:
                          "out.jsonl)")
 
 
-def _open_binary(path: Path | ZipMember):
+def _open_binary(path: Path | Member):
     compression = _compression(path)
-    source = path.open() if isinstance(path, ZipMember) else path
+    source = path.open() if isinstance(path, Member) else path
     if compression:
         return COMPRESSED[compression](source, "rb")  # (gzip, bz2 and lzma open a file object as a name)
-    return source if isinstance(path, ZipMember) else path.open("rb")
+    return source if isinstance(path, Member) else path.open("rb")
 
 
 def _has_undecodable(text: str) -> int:
@@ -302,7 +323,7 @@ class RecordReader:
             try:
                 if path is STDIN:
                     yield from self._stdin()
-                elif isinstance(path, ZipMember) and path.problem:
+                elif isinstance(path, Member) and path.problem:
                     yield Record(str(path), str(path), error=f"{path}: {path.problem}")
                 elif kind == ".txt" or kind in PAGES:
                     yield self._txt(path, page=kind in PAGES)
@@ -314,6 +335,8 @@ class RecordReader:
                     yield from self._csv(path, "\t" if kind == ".tsv" else ",")
                 elif kind == ZIP:
                     yield from self.read(self._members(path))
+                elif kind == TAR:
+                    yield from self._tar(path)
                 else:
                     yield from self._parquet(path)
             except _BROKEN as e:
@@ -329,7 +352,7 @@ class RecordReader:
                 return None
             kind = _kind(path)
             try:
-                if kind == ".txt" or kind in PAGES or isinstance(path, ZipMember) and path.problem:
+                if kind == ".txt" or kind in PAGES or isinstance(path, Member) and path.problem:
                     total += 1
                 elif kind == ZIP:
                     members = self.count(self._members(path, quiet=True))
@@ -345,32 +368,68 @@ class RecordReader:
                     import pyarrow.parquet as pq
 
                     total += pq.ParquetFile(_parquet_source(path)).metadata.num_rows
-                else:
+                else:  # CSV, and tar archives: counting them is reading them
                     return None
             except _BROKEN:  # a truncated .gz, a corrupt parquet: read() reports it
                 return None
         return total
 
-    def _members(self, path: Path, quiet: bool = False) -> list[ZipMember]:
+    def _members(self, path: Path, quiet: bool = False) -> list[Member]:
         """The files of a .zip archive that are read here, in name order, as a folder's are; the others are
         named through the log (unless ``quiet``). An archive that cannot be opened raises zipfile.BadZipFile,
         which ``read`` turns into one error record."""
         with zipfile.ZipFile(path) as archive:
             infos = sorted((i for i in archive.infolist() if not i.is_dir() and not _skipped(i.filename)),
                            key=lambda i: i.filename)
-        found = [ZipMember(path, i.filename, "encrypted (a password-protected archive): extract it first"
-                           if i.flag_bits & 0x1 else None if i.compress_type in _ZIP_METHODS else
-                           f"compressed with a method Python's zipfile cannot read (number {i.compress_type}): "
-                           "extract it first") for i in infos]
-        other = [m.member for m in found if _kind(m) in (None, ZIP)]
-        found = [m for m in found if _kind(m) not in (None, ZIP)]
-        if other and not quiet:
+        found = [_zip_member(path, i) for i in infos]
+        other = [m.member for m in found if _kind(m) is None]
+        found = [m for m in found if _kind(m) is not None]
+        if not quiet:
+            self._not_read(path, other, bool(found))
+        return found
+
+    def _not_read(self, path: Path, other: list[str], found: bool) -> None:
+        """Warnings for the files of an archive that are not read, and for an archive with none that is."""
+        if other:
             shown = ", ".join(other[:3]) + (", ..." if len(other) > 3 else "")
             self.log(f"warning: {path}: {len(other)} file(s) in the archive not read, not of a type read here "
                      f"({'/'.join(SUFFIXES)}, or .gz, .bz2, .xz, .zst of them): {shown}")
-        if not found and not quiet:
+        if not found:
             self.log(f"warning: {path}: the archive holds no {'/'.join(SUFFIXES)} file")
-        return found
+
+    def _tar(self, path: Path) -> Iterator[Record]:
+        """The records of a tar archive's files, read in one pass in the order the archive holds them (a
+        compressed tar cannot be read out of order without decompressing it again for each file)."""
+        other, found = [], []
+        name = path.name.lower()
+        opener = next((o for suffixes, o in _TAR_OPENERS if name.endswith(suffixes)), open)
+        with opener(path, "rb") as raw:
+            stream = _Tail(raw)
+            yield from self._tar_members(path, tarfile.open(fileobj=stream, mode="r|"), other, found)
+            if stream.tail.strip(b"\0"):  # tarfile ends quietly at a header cut short: records would be lost
+                raise EOFError("the archive ends without the end-of-archive blocks of a tar file: it is cut short")
+        self._not_read(path, other, bool(found))
+
+    def _tar_members(self, path: Path, archive: tarfile.TarFile, other: list[str],
+                     found: list[str]) -> Iterator[Record]:
+        """The records of ``archive``'s files; the names of those read go into ``found``, the others'
+        into ``other``."""
+        with archive:
+            for info in archive:
+                if not info.isfile() or _skipped(info.name):
+                    continue
+                member = Member(path, info.name)
+                if _kind(member) is None:
+                    other.append(info.name)
+                    continue
+                found.append(info.name)
+                stream = archive.extractfile(info)
+                if _kind(member) in (".json", ".parquet"):
+                    data = stream.read()
+                    member = Member(path, info.name, opener=lambda data=data: io.BufferedReader(io.BytesIO(data)))
+                else:
+                    member = Member(path, info.name, opener=lambda stream=stream: stream)
+                yield from self.read([member])
 
     def _record(self, data, rid: str, source: str) -> Record:
         if not isinstance(data, dict):
@@ -575,9 +634,29 @@ class RecordReader:
                 yield self._record(data, source, source)
 
 
-def _parquet_source(path: Path | ZipMember):
-    """What pyarrow opens: a file's name, or a zip member as a file object (pyarrow seeks in it)."""
-    return path.open() if isinstance(path, ZipMember) else path
+_TAR_OPENERS = (((".tar.gz", ".tgz"), gzip.open), ((".tar.bz2", ".tbz2"), bz2.open), ((".tar.xz", ".txz"), lzma.open),
+                ((".tar.zst",), zstd.open_zstd))
+
+
+class _Tail(io.RawIOBase):
+    """A binary stream that keeps the last 512 bytes read from it: a whole tar archive ends with blocks of zeros."""
+
+    def __init__(self, raw):
+        self.raw, self.tail = raw, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.raw.read(len(buffer))
+        buffer[:len(data)] = data
+        self.tail = (self.tail + data)[-512:]
+        return len(data)
+
+
+def _parquet_source(path: Path | Member):
+    """What pyarrow opens: a file's name, or an archive's member as a file object (pyarrow seeks in it)."""
+    return path.open() if isinstance(path, Member) else path
 
 
 # ------------------------------------------------------------------------------------------- output

@@ -983,3 +983,65 @@ def test_a_small_zstandard_stream_of_zeros_is_not_decompressed_whole():
     finally:
         tracemalloc.stop()
     assert total == 64 << 20 and peak < 24 << 20
+
+
+def test_a_tar_archive_is_read_in_one_pass_in_its_order(tiny_pipeline, tmp_path):
+    """A .tar.gz of articles (a folder as Linux ships it) was "unsupported input type". Its files are read in
+    one pass, in the archive's order; a .json or .parquet member is read into memory (it is read twice or with
+    seeks), the others as they stream; a tar cut short gives its records up to there and an error record."""
+    import tarfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import zstandard
+
+    from conflictbrief.inference.batch import RecordReader
+
+    d = tmp_path / "dumps"
+    d.mkdir()
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"id": ["p1"], "text": [GOOD]}), buf)
+    files = {"b/z.txt": GOOD.encode(), "a.jsonl": (json.dumps({"id": "j1", "text": GOOD}) + "\n").encode(),
+             "c.json": json.dumps([{"id": "js1", "text": GOOD}]).encode(), "d.parquet": buf.getvalue(),
+             "e.csv.gz": gzip.compress(("id,text\nc1," + GOOD + "\n").encode()), "notes.pdf": b"%PDF",
+             "._z.txt": b"\0\5\26\7"}
+
+    def tar(mode: str) -> bytes:
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode=mode) as t:
+            for name, data in files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+        return raw.getvalue()
+
+    (d / "a.tar").write_bytes(tar("w"))
+    (d / "b.tar.gz").write_bytes(tar("w:gz"))
+    (d / "c.tbz2").write_bytes(tar("w:bz2"))
+    (d / "d.tar.zst").write_bytes(zstandard.ZstdCompressor().compress(tar("w")))
+    messages = []
+    records = list(RecordReader(log=messages.append).read(expand_inputs([str(d)])))
+    ids = [r.id.removeprefix(str(d) + "/") for r in records]
+    one = ["a.tar/b/z.txt", "j1", "js1", "p1", "c1"]  # the archive's order, not the names'
+    assert ids == one + [i.replace("a.tar", "b.tar.gz") for i in one] + [i.replace("a.tar", "c.tbz2") for i in one] \
+        + [i.replace("a.tar", "d.tar.zst") for i in one] and all(r.error is None for r in records)
+    assert records[1].source == f"{d}/a.tar/a.jsonl:1" and records[9].source == f"{d}/b.tar.gz/e.csv.gz:2"
+    assert len(messages) == 4 and all("1 file(s) in the archive not read" in m and m.endswith(": notes.pdf")
+                                      for m in messages)
+    assert RecordReader().count([d / "a.tar"]) is None  # counting it would be reading it
+    # cut short: the records before the cut, then an error record
+    big = {f"{i:03}.txt": f"{GOOD} Report {i}.".encode() for i in range(200)}
+    files = big
+    (d / "cut.tar.gz").write_bytes(tar("w:gz")[:-200])
+    records = list(RecordReader().read([d / "cut.tar.gz"]))
+    assert len(records) > 150 and all(r.error is None for r in records[:-1])
+    assert records[-1].id == f"{d}/cut.tar.gz:unreadable" and "cannot read further" in records[-1].error
+    (d / "cut.tar").write_bytes(tar("w")[:1024 * 100])  # at a header: tarfile itself ends there quietly
+    records = list(RecordReader().read([d / "cut.tar"]))
+    assert [r.error is None for r in records] == [True] * 100 + [False]
+    assert "ends without the end-of-archive blocks of a tar file: it is cut short" in records[-1].error
+    # the job, and --resume
+    out = tmp_path / "o.jsonl"
+    run_batch(tiny_pipeline, [str(d / "b.tar.gz")], str(out), quiet=True, limit=2)
+    summary = run_batch(tiny_pipeline, [str(d / "b.tar.gz")], str(out), quiet=True, resume=True)
+    assert summary["written_this_run"] == 3 and summary["failed_total"] == 0
