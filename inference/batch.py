@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Iterator
 
 from . import zstd
-from .clean import compression_of
+from .clean import clean, compression_of, compression_suffix
 from .page import page_charset
 
 TEXT_FIELDS = ("text", "article", "content", "body", "article_content", "doc", "story")
@@ -190,7 +190,7 @@ def _zip_member(archive: Path, info: zipfile.ZipInfo) -> Member:
 
 
 def _compression(path: Path | Member) -> str | None:
-    return next((c for c in COMPRESSED if path.name.lower().endswith(c)), None)
+    return compression_suffix(path.name) or None
 
 
 def _kind(path: Path | Member) -> str | None:
@@ -1084,8 +1084,6 @@ def _check_same(record: Record, written: dict | None, n: int, out: Path) -> None
     (both analysed) another cleaned text. Used for standard input, whose stream cannot be fingerprinted."""
     if written is None:
         return
-    from .clean import clean
-
     other = None
     if written.get("id") != record.id:
         other = f"has the id {record.id!r}, where the output's has {written.get('id')!r}"
@@ -1146,6 +1144,15 @@ def _process(pipeline, chunk: list[Record], write, batch_size: int, dedup: bool,
               if not original.get("error") else {"id": r.id, "source": r.source, "error": original["error"]})
 
 
+def _utf8(value: str) -> str:
+    """``value`` with a lone surrogate (an id from a JSON "\\ud800" escape) as that escape, as UTF-8 allows."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _brief_text(result: dict) -> str:
+    return " ".join(s["text"] for s in result.get("brief") or [])
+
+
 CSV_COLUMNS = ("id", "source", "error", "headline", "brief", "entities", "warnings")
 EXCEL_CELL = 32_767  # the most characters a spreadsheet cell holds (Excel, LibreOffice)
 
@@ -1160,8 +1167,7 @@ def _to_csv(jsonl: Path, target: Path) -> Path:
     target = target if target.suffix.lower() == ".csv" else target.with_suffix(".csv")
 
     def cell(value) -> str:
-        value = "" if value is None else str(value)
-        value = value.encode("utf-8", "backslashreplace").decode("utf-8")  # a lone surrogate as its escape
+        value = _utf8("" if value is None else str(value))
         if value[:1] in ("=", "+", "-", "@", "\t", "\r"):
             value = "'" + value
         if len(value) > EXCEL_CELL:
@@ -1177,7 +1183,7 @@ def _to_csv(jsonl: Path, target: Path) -> Path:
             entities = dict.fromkeys(f"{e['text']} ({e['label']})" for e in r.get("entities") or [])
             writer.writerow([cell(v) for v in (
                 r.get("id"), r.get("source"), r.get("error"), r.get("headline"),
-                " ".join(s["text"] for s in r.get("brief") or []), "; ".join(entities),
+                _brief_text(r), "; ".join(entities),
                 " | ".join(r.get("warnings") or []))])
     return target
 
@@ -1188,8 +1194,8 @@ def _to_parquet(jsonl: Path, target: Path, rows_per_group: int = 2000) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    def text(value):  # a lone surrogate (an id from a JSON "\ud800" escape) as that escape: Arrow needs UTF-8
-        return value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else value
+    def text(value):  # Arrow needs UTF-8
+        return _utf8(value) if isinstance(value, str) else value
 
     target = target if target.suffix.lower() == ".parquet" else target.with_suffix(".parquet")
     schema = pa.schema([(name, pa.string()) for name in ("id", "source", "error", "brief", "result_json")])
@@ -1198,7 +1204,7 @@ def _to_parquet(jsonl: Path, target: Path, rows_per_group: int = 2000) -> Path:
         for line in f:
             r = json.loads(line)
             rows.append({"id": text(r.get("id")), "source": text(r.get("source")), "error": text(r.get("error")),
-                         "brief": text(" ".join(s["text"] for s in r.get("brief") or [])),
+                         "brief": text(_brief_text(r)),
                          "result_json": line.rstrip("\n")})
             if len(rows) == rows_per_group:
                 writer.write_table(pa.Table.from_pylist(rows, schema))

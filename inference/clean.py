@@ -235,6 +235,13 @@ class TextFileError(ValueError):
 COMPRESSED_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"),
                     (b"\x28\xb5\x2f\xfd", "zstd"))
 DECOMPRESS_TOOLS = {"gzip": "gunzip", "bzip2": "bunzip2", "xz": "unxz", "zstd": "unzstd"}
+# ... and the names of compressed files (the batch job's inputs, training files): "train.conll.gz"
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
+
+
+def compression_suffix(name: str) -> str:
+    """'.gz', '.bz2', '.xz' or '.zst' when the file name ends so, else ''."""
+    return next((c for c in COMPRESSED_SUFFIXES if name.lower().endswith(c)), "")
 
 
 def compression_of(head: bytes) -> str | None:
@@ -272,11 +279,9 @@ def _is_utf8(data: bytes) -> bool:
     return True
 
 
-def read_utf8(path, decompress: bool = False) -> str:
-    """The text of a UTF-8 file (configs, lexicons, label schemas, training data), a byte-order mark dropped.
-    ``decompress`` (training and evaluation data): a gzip, bzip2, xz or zstd file, told by its first bytes, is
-    read decompressed; otherwise it is an error that says so. TextFileError naming the file, and for bytes that are
-    not UTF-8 the line, the column and the byte."""
+def file_bytes(path, decompress: bool = False) -> bytes:
+    """The bytes of a file; ``decompress``: a gzip, bzip2, xz or zstd file, told by its first bytes, decompressed,
+    otherwise such a file is an error that says so. TextFileError naming the file and the problem."""
     from pathlib import Path
 
     path = Path(path)
@@ -293,8 +298,14 @@ def read_utf8(path, decompress: bool = False) -> str:
         tool = DECOMPRESS_TOOLS[kind]
         raise TextFileError(path, f"is {kind}-compressed; these files are read as plain text: decompress it "
                                   f"first ({tool} -k {path})")
-    if kind:
-        data = decompressed(data, kind, path)
+    return decompressed(data, kind, path) if kind else data
+
+
+def read_utf8(path, decompress: bool = False) -> str:
+    """The text of a UTF-8 file (configs, lexicons, label schemas, training data), a byte-order mark dropped.
+    ``decompress`` (training and evaluation data): a compressed file is read decompressed (``file_bytes``).
+    TextFileError naming the file, and for bytes that are not UTF-8 the line, the column and the byte."""
+    data = file_bytes(path, decompress)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -80,16 +80,12 @@ def read_texts(df: DataFile, log=print) -> list[str]:
 def _lenient_text(path: Path) -> str:
     """A file of unlabelled lines or CoNLL words: gzip, bzip2, xz or zstd decompressed (told by its first
     bytes), bytes that are not UTF-8 replaced, as the batch job's reader does not stop on them either."""
-    from conflictbrief.inference.clean import TextFileError, compression_of, decompressed
+    from conflictbrief.inference.clean import TextFileError, file_bytes
 
-    data = path.read_bytes()
-    kind = compression_of(data[:64])
-    if kind:
-        try:
-            data = decompressed(data, kind, path)
-        except TextFileError as e:
-            raise DataError(str(e)) from None
-    return data.decode("utf-8-sig", errors="replace")
+    try:
+        return file_bytes(path, decompress=True).decode("utf-8-sig", errors="replace")
+    except TextFileError as e:
+        raise DataError(str(e)) from None
 
 
 def build_blocks(texts: list[str], tokenizer, max_length: int) -> torch.Tensor:

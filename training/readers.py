@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from conflictbrief.inference.clean import DROPPED, IN_WORD_DROPPED
+from conflictbrief.inference.clean import COMPRESSED_SUFFIXES, DROPPED, IN_WORD_DROPPED, compression_suffix
 from conflictbrief.model.labels import OUTSIDE, LabelSchema, SchemaError, split_tag
 
 logger = logging.getLogger(__name__)
@@ -28,8 +28,6 @@ WORD_RE = re.compile(rf"\w+(?:[{IN_WORD_DROPPED}]+\w+)*|[^\w\s{DROPPED}]", re.UN
 _IN_WORD = re.compile(f"[{IN_WORD_DROPPED}]+")
 
 TAGGER_FORMATS = ("conll", "spans", "labelstudio", "doccano")
-# Training and evaluation files may be compressed ("train.conll.gz"); the name without this is the format's.
-COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
 
 
 class DataError(ValueError):
@@ -58,14 +56,10 @@ def check_file(path: Path, text: bool = True) -> str | None:
         raise DataError(str(e)) from None
 
 
-def compression_suffix(path: Path) -> str:
-    """'.gz', '.bz2', '.xz' or '.zst' when the name ends so, else ''."""
-    return next((c for c in COMPRESSED_SUFFIXES if path.name.lower().endswith(c)), "")
-
-
 def format_suffix(path: Path) -> str:
-    """The suffix that names the format, a compression suffix passed over: 'train.conll.gz' -> '.conll'."""
-    return Path(path.name[: len(path.name) - len(compression_suffix(path))]).suffix.lower()
+    """The suffix that names the format, a compression suffix passed over: 'train.conll.gz' -> '.conll'
+    (training and evaluation files may be compressed)."""
+    return Path(path.name[: len(path.name) - len(compression_suffix(path.name))]).suffix.lower()
 
 
 def _lines(text: str) -> io.StringIO:
@@ -380,7 +374,7 @@ def read_brief_file(path: str | Path) -> list[dict]:
     file with its ``X.target`` beside it."""
     path = Path(path)
     suffix = format_suffix(path)
-    if suffix == ".parquet" and compression_suffix(path):
+    if suffix == ".parquet" and compression_suffix(path.name):
         raise DataError(f"{path}: a Parquet file is compressed inside already; give the .parquet file itself")
     text = check_file(path, text=suffix != ".parquet")
     if suffix == ".source":
@@ -459,7 +453,7 @@ def check_pair(text: str, brief: str, where: str) -> None:
 
 
 def _read_neus(path: Path, text: str) -> list[dict]:
-    compression = compression_suffix(path)
+    compression = compression_suffix(path.name)
     stem = path.name[: len(path.name) - len(compression) - len(".source")]
     # X.target beside X.source, compressed as the source is or otherwise
     names = dict.fromkeys(f"{stem}.target{c}" for c in (compression, "") + COMPRESSED_SUFFIXES)
