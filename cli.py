@@ -20,7 +20,10 @@ def _add_train(sub):
     p.add_argument("kind", choices=["tagger", "briefer", "mlm"])
     p.add_argument("--config", help="YAML config (configs/tagger.yaml, configs/briefer.yaml, configs/mlm.yaml)")
     p.add_argument("--train", nargs="+", metavar="FILE", help="training files (replace the config's)")
-    p.add_argument("--eval", metavar="FILE", nargs="+", help="evaluation file(s) (replace the config's)")
+    p.add_argument("--eval", metavar="FILE", nargs="+", help="evaluation file(s) (replace the config's; the "
+                                                             "tagger takes one)")
+    p.add_argument("--eval-fraction", metavar="F", type=_unit_interval,
+                   help="instead of an eval file: hold out this share of the training data (0.1) and evaluate on it")
     p.add_argument("--output", metavar="DIR", help="output directory")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint (OUTPUT/checkpoint)")
     p.set_defaults(accepts_overrides=True)  # trailing key=value words override the config (epochs=1)
@@ -256,7 +259,18 @@ def cmd_train(args) -> int:
     extra = {"output_dir": args.output}
     if args.train:
         extra["train"] = args.train
+    if args.eval_fraction is not None and args.kind != "mlm":
+        if args.eval:
+            raise ConfigError("--eval and --eval-fraction: evaluate on the eval files or on a share of the "
+                              "training data, not both")
+        extra["eval_fraction"] = args.eval_fraction
+        # the config's eval files are not used (an override, as extra's None means "not given"); the command
+        # line's own overrides still come after it
+        args.overrides = ["eval=null" if args.kind == "tagger" else "eval=[]", *args.overrides]
     if args.kind == "tagger":
+        if args.eval and len(args.eval) > 1:
+            raise ConfigError(f"train tagger takes one --eval file, got {len(args.eval)}; join them into one "
+                              "(cat a.conll b.conll > dev.conll) or give one")
         if args.eval:
             extra["eval"] = args.eval[0]
         config = load_config(TaggerConfig, args.config, args.overrides, extra)
@@ -266,6 +280,8 @@ def cmd_train(args) -> int:
     elif args.kind == "mlm":
         if args.eval:
             raise ConfigError("train mlm holds out part of its own text (eval_fraction); it takes no --eval")
+        if args.eval_fraction is not None:
+            extra["eval_fraction"] = args.eval_fraction
         config = load_config(MlmConfig, args.config, args.overrides, extra)
         from conflictbrief.training.mlm import train_mlm
 

@@ -991,3 +991,54 @@ def test_a_byte_level_bpe_base_gets_each_word_with_its_leading_space(data_dir, t
     tagger = Tagger.load(str(tmp_path / "out"), device="cpu")
     assert [tagger.tokenizer.convert_ids_to_tokens(p) for p in subwords_per_word(tagger.tokenizer, words)] == pieces
     assert isinstance(tagger.tag(["Syrian forces shelled Idlib on Monday."])[0], list)
+
+
+def test_eval_fraction_holds_out_part_of_the_training_data(tmp_path, monkeypatch, capsys):
+    """A user with one labelled file had to split it by hand; and `--train mine.jsonl` with the shipped config
+    stopped on the config's eval file ("../shared/data/conflibert/re3d/dev.txt: no such file") with no word of
+    what to do. `--eval-fraction 0.2` holds out a fifth of each training file, before augmentation."""
+    from conflictbrief.cli import main
+    from conflictbrief.model.labels import LabelSchema
+    from conflictbrief.training.briefer import train_briefer
+    from conflictbrief.training.config import BrieferConfig, DataFile, TinyModel
+    from conflictbrief.training.readers import DataError, hold_out
+    from conflictbrief.training.tagger import load_examples
+
+    rows = list(range(10))
+    kept, held = hold_out(rows, 0.2, 42, "f")
+    assert len(held) == 2 and sorted(kept + held) == rows and hold_out(rows, 0.2, 42, "f") == (kept, held)
+    assert len(hold_out(rows, 0.01, 42, "f")[1]) == 1 and len(hold_out(rows, 0.99, 42, "f")[0]) == 1
+    with pytest.raises(DataError, match="f: 1 example\\(s\\): too few to hold out"):
+        hold_out([0], 0.5, 42, "f")
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps({"text": f"Shelling hit Idlib on day {i}.", "entities": [
+        {"start": 13, "end": 18, "label": "Location"}]}) + "\n" for i in range(10)))
+    held = []
+    examples = load_examples([DataFile(str(data), augment=2)], LabelSchema.from_yaml(None), 42, print, 0.2, held)
+    assert len(held) == 2 and len(examples) == 8 * 3  # 8 kept, and 2 mention-replaced copies of each
+    assert not {tuple(h["tokens"]) for h in held} & {tuple(e["tokens"]) for e in examples}
+    # the command line, with the shipped config whose eval file is not there
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "tagger.yaml")
+    monkeypatch.chdir(tmp_path)
+    train = ["train", "tagger", "--config", config, "--train", str(data), "--output", "out", "tiny_model={}",
+             "max_steps=2", "train.0.augment=0"]
+    assert main(train) == 2
+    assert "dev.txt: no such file (the eval file; give another with --eval FILE, hold out a share of the " \
+           "training data with --eval-fraction 0.1, or train without evaluation: eval=null)" in capsys.readouterr().err
+    assert main(train + ["--eval-fraction", "0.2"]) == 0
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert report["eval_examples"] == 2 and report["best"]["f1"] is not None
+    assert "- eval: 2 examples held out of the training files (eval_fraction 0.2, seed 42)" in \
+        (tmp_path / "out" / "README.md").read_text()
+    assert main(train + ["--eval-fraction", "0.2", "--eval", str(data)]) == 2
+    assert "--eval and --eval-fraction" in capsys.readouterr().err
+    assert main(train + ["--eval", str(data), str(data)]) == 2  # the second was quietly not used
+    assert "train tagger takes one --eval file, got 2" in capsys.readouterr().err
+    # the briefer: a "held-out" eval set
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"text": f"Shelling hit Idlib on day {i}. Many fled.",
+                                         "brief": f"Idlib was shelled on day {i}."}) + "\n" for i in range(10)))
+    report = train_briefer(BrieferConfig(tiny_model=TinyModel(), train=[DataFile(str(pairs))], eval_fraction=0.3,
+                                         output_dir=str(tmp_path / "b"), max_steps=1, batch_size=2),
+                           log=lambda m: None)
+    assert report["best"]["held-out"]["n"] == 3 and report["eval_fraction"] == 0.3

@@ -17,20 +17,25 @@ import torch
 
 from conflictbrief.inference.briefer import HEADLINE_SEP, Briefer, lead_sentences, source_for
 from conflictbrief.inference.clean import clean
-from conflictbrief.training.config import BrieferConfig, check_bounds, dump_config
+from conflictbrief.training.config import BrieferConfig, ConfigError, check_bounds, dump_config
 from conflictbrief.training.loop import check_resume, config_changes_card, fresh_history, last_evaluated_step, \
     log_config_changes, make_optimizer, run_steps, save_checkpoint, start_or_resume
 from conflictbrief.training.metrics import rouge_scores
-from conflictbrief.training.readers import DataError, read_brief_file
+from conflictbrief.training.readers import DataError, hold_out, read_brief_file
 from conflictbrief.training.tagger import check_mixed_precision, forward_precision, length_grouped_batches, \
     optimizer_step
 
 
-def load_pairs(files) -> list[dict]:
+def load_pairs(files, eval_fraction: float = 0.0, seed: int = 0, held_out: list | None = None) -> list[dict]:
+    """The pairs of ``files``; with ``eval_fraction``, that share of each file's pairs goes into ``held_out``
+    instead, before repeats."""
     pairs = []
     for df in files:
         rows = read_brief_file(df.path)
         rows = rows[: df.limit] if df.limit else rows
+        rows, held = hold_out(rows, eval_fraction, seed, df.path)
+        if held_out is not None:
+            held_out.extend(held)
         pairs.extend(rows * max(1, df.repeat))
     return pairs
 
@@ -128,9 +133,18 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
     ckpt = Path(config.output_dir) / "checkpoint"
     config_changes = check_resume(ckpt, resume, DataError, config)
     set_seed(config.seed)
-    train_pairs = load_pairs(config.train)  # validates every file before training starts
+    if config.eval and config.eval_fraction:
+        raise ConfigError(f"eval ({', '.join(f.path for f in config.eval)}) and eval_fraction "
+                          f"{config.eval_fraction}: evaluate on the eval files or on a share of the training data, "
+                          "not both")
+    held: list[dict] = []
+    train_pairs = load_pairs(config.train, config.eval_fraction, config.seed, held)  # validates every file first
     eval_sets = {name: load_pairs([f if f.limit else dataclasses.replace(f, limit=config.eval_limit)])
                  for name, f in zip(eval_names(config.eval), config.eval)}
+    if held:  # (at most eval_limit of them, as for an eval file)
+        eval_sets["held-out"] = held[: config.eval_limit] if config.eval_limit else held
+        log(f"eval: {len(eval_sets['held-out'])} pairs held out of the training files (eval_fraction "
+            f"{config.eval_fraction}{f', of {len(held)}' if len(held) > len(eval_sets['held-out']) else ''})")
     eval_pairs = [p for pairs in eval_sets.values() for p in pairs]
     model, tokenizer = build_model(config)
     features = featurize(train_pairs, tokenizer, config)
@@ -196,7 +210,8 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
     report = {"best": best, "steps": step, "total_steps": total, "finished": step >= total,
               "config_changes": config_changes,
               "train_seconds_this_run": round(time.time() - started, 1), "train_seconds": round(seconds, 1),
-              "train_files": [vars(f) for f in config.train], "eval_files": [vars(f) for f in config.eval]}
+              "train_files": [vars(f) for f in config.train], "eval_files": [vars(f) for f in config.eval],
+              "eval_fraction": config.eval_fraction}
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2))
     write_model_card(out_dir, config, report)
     return report
@@ -213,6 +228,8 @@ def write_model_card(out_dir: Path, config: BrieferConfig, report: dict):
         "## Data", "",
         *[f"- train: `{f.path}` (x{f.repeat})" for f in config.train],
         *[f"- eval: `{f.path}` (first {f.limit or config.eval_limit} pairs)" for f in config.eval],
+        *([f"- eval: `held-out`, pairs held out of the training files (eval_fraction {config.eval_fraction}, seed "
+           f"{config.seed}; at most {config.eval_limit})"] if config.eval_fraction else []),
         f"- targets: {'headline ||| brief where a pair has a headline' if config.headline else 'brief only'}", "",
         "## Training", "",
         f"{report['steps']} of {report['total_steps']} steps (batch {config.batch_size}, lr "

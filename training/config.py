@@ -60,6 +60,9 @@ class TaggerConfig:
     """Label schema YAML; the packaged configs/labels.yaml when empty."""
     train: list[DataFile] = field(default_factory=list)
     eval: DataFile | None = None
+    eval_fraction: float = 0.0
+    """Without an eval file: hold out this share of each labelled training file's examples (the same ones for
+    a seed, before augmentation and repeats) and evaluate on them (``--eval-fraction 0.1``)."""
     output_dir: str = "runs/tagger"
     max_length: int = 128
     stride: int = 32
@@ -109,6 +112,9 @@ class BrieferConfig:
     tiny_model: TinyModel | None = None
     train: list[DataFile] = field(default_factory=list)
     eval: list[DataFile] = field(default_factory=list)
+    eval_fraction: float = 0.0
+    """Without eval files: hold out this share of each training file's pairs (the same ones for a seed, before
+    repeats) and evaluate on them (``--eval-fraction 0.1``)."""
     output_dir: str = "runs/briefer"
     max_source_length: int = 256
     max_target_length: int = 96

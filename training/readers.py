@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import logging
+import random
 import sys
 import re
 from pathlib import Path
@@ -331,6 +332,20 @@ def _read_labelstudio(path: Path, text: str, schema: LabelSchema, mapping: str |
     if repeated:
         logger.warning("%s: %d more annotation(s) of tasks annotated more than once left out (the first of each "
                        "task is used)", path, repeated)
+
+
+def hold_out(rows: list, fraction: float, seed: int, where: str) -> tuple[list, list]:
+    """(kept, held out): ``fraction`` of ``rows`` set aside for evaluation, the same rows for a seed and file
+    (rounded, at least one each way). DataError when the file has too few rows to split."""
+    if not fraction:
+        return rows, []
+    if len(rows) < 2:
+        raise DataError(f"{where}: {len(rows)} example(s): too few to hold out a share for evaluation "
+                        "(eval_fraction); give an eval file instead")
+    order = list(range(len(rows)))
+    random.Random(f"{seed}:{where}:eval").shuffle(order)
+    held = set(order[: min(max(1, round(len(rows) * fraction)), len(rows) - 1)])
+    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
 
 
 def to_dataset(examples: list[dict]):

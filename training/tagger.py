@@ -24,7 +24,7 @@ from conflictbrief.training.config import ConfigError, DataFile, TaggerConfig, c
 from conflictbrief.training.loop import check_resume, config_changes_card, fresh_history, last_evaluated_step, \
     log_config_changes, make_optimizer, run_steps, save_checkpoint, start_or_resume
 from conflictbrief.training.metrics import entity_errors, entity_scores, restrict_tags
-from conflictbrief.training.readers import DataError, read_tagger_file, to_dataset
+from conflictbrief.training.readers import DataError, hold_out, read_tagger_file, to_dataset
 
 
 UNLABELLED = "<unlabelled>"
@@ -51,7 +51,10 @@ def read_unlabelled(df, log=print) -> list[dict]:
     return rows
 
 
-def load_examples(files, schema: LabelSchema, seed: int = 0, log=print) -> list[dict]:
+def load_examples(files, schema: LabelSchema, seed: int = 0, log=print, eval_fraction: float = 0.0,
+                  held_out: list | None = None) -> list[dict]:
+    """The examples of ``files``; with ``eval_fraction``, that share of each labelled file's examples goes into
+    ``held_out`` instead, before augmentation and repeats (no copy of a held-out sentence is trained on)."""
     examples = []
     for df in files:
         if df.unlabelled:
@@ -59,10 +62,23 @@ def load_examples(files, schema: LabelSchema, seed: int = 0, log=print) -> list[
             continue
         rows = read_tagger_file(df.path, schema, df.format, df.mapping)
         rows = rows[: df.limit] if df.limit else rows
+        rows, held = hold_out(rows, eval_fraction, seed, df.path)
+        if held_out is not None:
+            held_out.extend(held)
         extra = replace_mentions(rows, df.augment, random.Random(f"{seed}:{df.path}")) if df.augment else []
         extra += crop_examples(rows, df.crop, random.Random(f"{seed}:{df.path}:crop")) if df.crop else []
         examples.extend(rows * max(1, df.repeat) + extra)
     return examples
+
+
+def load_eval_examples(df, schema: LabelSchema) -> list[dict]:
+    try:
+        return load_examples([df], schema)
+    except DataError as e:
+        if Path(df.path).exists():
+            raise
+        raise DataError(f"{e} (the eval file; give another with --eval FILE, hold out a share of the training "
+                        "data with --eval-fraction 0.1, or train without evaluation: eval=null)") from None
 
 
 def fully_annotated(row: dict) -> bool:
@@ -414,8 +430,14 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
     config_changes = check_resume(ckpt, resume, DataError, config)
     set_seed(config.seed)
     schema = LabelSchema.from_yaml(config.labels)
-    train_examples = load_examples(config.train, schema, config.seed, log)  # validates every file before training
-    eval_examples = load_examples([config.eval], schema) if config.eval else []
+    if config.eval and config.eval_fraction:
+        raise ConfigError(f"eval ({config.eval.path}) and eval_fraction {config.eval_fraction}: evaluate on the "
+                          "eval file or on a share of the training data, not both")
+    held: list[dict] = []
+    train_examples = load_examples(config.train, schema, config.seed, log, config.eval_fraction, held)
+    eval_examples = load_eval_examples(config.eval, schema) if config.eval else held
+    if held:
+        log(f"eval: {len(held)} examples held out of the training files (eval_fraction {config.eval_fraction})")
     dataset = to_dataset(train_examples)
     if config.teachers:
         soft = teacher_probs(config.teachers, train_examples, schema, config.max_length, config.stride,
@@ -512,7 +534,8 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
               "config_changes": config_changes,
               "total_steps": total, "finished": step >= total,
               "train_seconds_this_run": round(time.time() - started, 1),
-              "train_files": [vars(f) for f in config.train], "eval_file": vars(config.eval) if config.eval else None}
+              "train_files": [vars(f) for f in config.train], "eval_file": vars(config.eval) if config.eval else None,
+              "eval_examples": len(eval_examples), "eval_fraction": config.eval_fraction}
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2))
     write_model_card(out_dir, config, report, case)
     return report
@@ -533,7 +556,9 @@ def write_model_card(out_dir: Path, config: TaggerConfig, report: dict, case: bo
         *([f"- label_weight_power: {config.label_weight_power}"] if config.label_weight_power else []),
         *(["- case feature: on (capitalisation through token types; case dropout "
            f"{config.case_dropout})"] if case else []),
-        f"- eval: `{config.eval.path}`" if config.eval else "- eval: none", "",
+        f"- eval: `{config.eval.path}`" if config.eval else
+        f"- eval: {report.get('eval_examples')} examples held out of the training files (eval_fraction "
+        f"{config.eval_fraction}, seed {config.seed})" if config.eval_fraction else "- eval: none", "",
         "## Evaluation (entity level, seqeval strict IOB2)", "",
         f"micro P/R/F1: {best.get('precision')} / {best.get('recall')} / {best.get('f1')}; "
         f"macro F1: {best.get('macro_f1')} (selected on {config.select_metric}, step {best.get('step')})", "",
