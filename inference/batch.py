@@ -39,7 +39,8 @@ from .page import page_charset
 
 TEXT_FIELDS = ("text", "article", "content", "body", "article_content", "doc", "story")
 ID_FIELDS = ("id", "doc_id", "article_id", "uuid", "url")
-SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt", ".html", ".htm")
+SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet", ".txt", ".html", ".htm")
+_SAME_AS = {".ndjson": ".jsonl"}  # another name for a kind
 PAGES = (".html", ".htm")  # saved web pages; a .txt file or a page is one article
 STDIN = Path("-")  # the input "-": JSON Lines from standard input (told apart by identity: "./-" is a file)
 STDOUT = "-"  # the output "-o -": JSON Lines to standard output
@@ -201,7 +202,8 @@ def _kind(path: Path | Member) -> str | None:
         if name.endswith(TAR_SUFFIXES):
             return TAR
     name = name.removesuffix(_compression(path) or "")
-    return next((s for s in SUFFIXES if name.endswith(s)), None)
+    kind = next((s for s in SUFFIXES if name.endswith(s)), None)
+    return _SAME_AS.get(kind, kind)
 
 
 def _skipped(name: str) -> bool:

@@ -859,7 +859,8 @@ def test_a_zip_archive_is_read_as_a_folder_is(tiny_pipeline, tmp_path):
     assert records[2].source == zipped + "/articles/b.jsonl:1" and records[4].source == zipped + "/c.csv:2"
     assert "encrypted" in records[7].error and "method Python's zipfile cannot read (number 93)" in records[8].error
     assert messages == [f"warning: {zipped}: 2 file(s) in the archive not read, not of a type read here "
-                        "(.jsonl/.json/.csv/.tsv/.parquet/.txt/.html/.htm, or .gz, .bz2, .xz, .zst of them): "
+                        "(.jsonl/.ndjson/.json/.csv/.tsv/.parquet/.txt/.html/.htm, or .gz, .bz2, .xz, .zst of "
+                        "them): "
                         "inner.zip, notes.pdf"]
     assert reader.count([tmp_path / "dump.zip"]) is None  # a .csv member: counting it is reading it
     with zipfile.ZipFile(tmp_path / "lines.zip", "w") as z:
@@ -1029,6 +1030,8 @@ def test_a_tar_archive_is_read_in_one_pass_in_its_order(tiny_pipeline, tmp_path)
     assert len(messages) == 4 and all("1 file(s) in the archive not read" in m and m.endswith(": notes.pdf")
                                       for m in messages)
     assert RecordReader().count([d / "a.tar"]) is None  # counting it would be reading it
+    (d / "n.ndjson.gz").write_bytes(gzip.compress(files["a.jsonl"]))  # JSON Lines by another name
+    assert [r.id for r in RecordReader().read(expand_inputs([str(d / "n.ndjson.gz")]))] == ["j1"]
     # cut short: the records before the cut, then an error record
     big = {f"{i:03}.txt": f"{GOOD} Report {i}.".encode() for i in range(200)}
     files = big
