@@ -212,13 +212,18 @@ def _skipped(name: str) -> bool:
 
 
 def check_stdin(inputs: list[str]) -> None:
-    """An input "-" is standard input, read once, as JSON Lines: a BatchError when it is named twice or is a
-    terminal (the command would wait for typing; the command line checks it before the models load)."""
+    """An input "-" is standard input, read once, as JSON Lines: a BatchError when it is named twice, is a
+    terminal (the command would wait for typing), or is Zstandard data without the zstandard package (its first
+    bytes are looked at, not read; the command line checks all this before the models load)."""
     if inputs.count("-") > 1:
         raise BatchError("-: standard input is named twice; it can be read once")
     if "-" in inputs and (sys.stdin is None or sys.stdin.isatty()):
         raise BatchError(f"-: standard input is {'closed' if sys.stdin is None else 'a terminal'}; pipe JSON Lines "
                          "into it (zcat dump.jsonl.gz | conflictbrief brief - -o out.jsonl)")
+    stream = getattr(sys.stdin, "buffer", None) if "-" in inputs else None
+    if hasattr(stream, "peek") and not zstd.available() and compression_of(stream.peek(64)[:64]) == "zstd":
+        raise BatchError(f"-: standard input is Zstandard data; {zstd.INSTALL} (or decompress it in the pipe: "
+                         "zstd -dc FILE | conflictbrief brief - -o out.jsonl)")
 
 
 def expand_inputs(inputs: list[str], exclude: tuple[Path, ...] = (), log=None) -> list[Path]:

@@ -960,9 +960,11 @@ def test_zstandard_dumps_files_archives_and_standard_input(tiny_pipeline, tmp_pa
     with pytest.raises(BatchError, match=r"a\.jsonl\.zst: reading Zstandard \(\.zst\) data needs the zstandard "
                                          r"package: pip install zstandard \(or pipe it in: zstd -dc "):
         expand_inputs([str(d / "a.jsonl.zst")])
-    _stdin(monkeypatch, zst(lines))
-    [record] = RecordReader().read(expand_inputs(["-"]))
-    assert "needs the zstandard package" in record.error
+    _stdin(monkeypatch, zst(lines))  # told before the job starts, from its first bytes (not read from it)
+    with pytest.raises(BatchError, match=r"-: standard input is Zstandard data; reading Zstandard .* needs the "
+                                         r"zstandard package: pip install zstandard \(or decompress it in the pipe"):
+        expand_inputs(["-"])
+    assert sys.stdin.buffer.read() == zst(lines)
 
 
 def test_a_small_zstandard_stream_of_zeros_is_not_decompressed_whole():
