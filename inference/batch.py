@@ -186,8 +186,9 @@ def _zip_member(archive: Path, info: zipfile.ZipInfo) -> Member:
                None if info.compress_type in _ZIP_METHODS else
                f"compressed with a method Python's zipfile cannot read (number {info.compress_type}): extract it "
                "first")
-    # (the member keeps the archive's file open while it is read)
-    return Member(archive, info.filename, problem, lambda: zipfile.ZipFile(archive).open(info.filename))
+    # by its entry, not its name (an archive may hold two files of one name); the member keeps the archive's
+    # file open while it is read
+    return Member(archive, info.filename, problem, lambda: zipfile.ZipFile(archive).open(info))
 
 
 def _compression(path: Path | Member) -> str | None:

@@ -867,6 +867,10 @@ def test_a_zip_archive_is_read_as_a_folder_is(tiny_pipeline, tmp_path):
         z.writestr("a.jsonl", "".join(json.dumps({"text": GOOD}) + "\n" for _ in range(3)))
         z.writestr("b.txt", GOOD)
     assert reader.count([tmp_path / "lines.zip"]) == 4
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(tmp_path / "twice.zip", "w") as z:
+        z.writestr("a.txt", GOOD)
+        z.writestr("a.txt", "Another article about Homs.")
+    assert [r.text for r in reader.read([tmp_path / "twice.zip"])] == [GOOD, "Another article about Homs."]
     with zipfile.ZipFile(tmp_path / "crc.zip", "w") as z:  # stored, and a byte changed near its end: bad CRC
         z.writestr("a.jsonl", "".join(json.dumps({"text": GOOD}) + "\n" for _ in range(2000)))
     data = (tmp_path / "crc.zip").read_bytes()
