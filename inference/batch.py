@@ -1001,7 +1001,7 @@ class _ProgressLines:
     """The progress bar's figures as a plain line every ``every`` seconds, for a job whose stderr is a file:
     until 2026-12-06 such a job (nohup, cron, a scheduler) said nothing from its start to its summary."""
 
-    def __init__(self, log, total: int, done: int, every: float | None):
+    def __init__(self, log, total: int | None, done: int, every: float | None):
         self.log, self.total, self.done, self.every = log, total, done, every
         self.started = self.last = time.monotonic()
         self.count = 0
@@ -1013,6 +1013,9 @@ class _ProgressLines:
             return
         self.last = now
         n, rate = self.done + self.count, self.count / max(now - self.started, 1e-9)
+        if self.total is None:  # CSV, tar archives and standard input are not counted ahead: no share, no end
+            self.log(f"progress: {n:,} records, {rate:.2f} articles/s this run")
+            return
         left = (self.total - n) / rate
         self.log(f"progress: {n:,} of {self.total:,} records ({n / max(self.total, 1):.0%}), {rate:.2f} articles/s "
                  f"this run, about {_duration(left)} left")
