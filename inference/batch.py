@@ -1,6 +1,6 @@
 """The batch job over article dumps: `conflictbrief brief INPUT... -o OUT.jsonl`.
 
-* Inputs: .jsonl/.json/.csv/.tsv/.parquet/.txt/.html files, directories of them (recursively, sorted), .gz,
+* Inputs: .jsonl/.json/.csv/.tsv/.xlsx/.parquet/.txt/.html files, directories of them (recursively, sorted), .gz,
   .bz2, .xz or .zst of any (.zst with the zstandard package), and .zip or tar archives of them (read as a
   folder is; a tar in one pass, in its own order). A saved web page (.html, .htm) is one article: its menus,
   footers and boxes are left out (page.py).
@@ -39,7 +39,8 @@ from .page import page_charset
 
 TEXT_FIELDS = ("text", "article", "content", "body", "article_content", "doc", "story")
 ID_FIELDS = ("id", "doc_id", "article_id", "uuid", "url")
-SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet", ".txt", ".html", ".htm")
+SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".xlsx", ".parquet", ".txt", ".html", ".htm")
+XLSX_INSTALL = "reading Excel (.xlsx) files needs the openpyxl package: pip install openpyxl"
 _SAME_AS = {".ndjson": ".jsonl"}  # another name for a kind
 PAGES = (".html", ".htm")  # saved web pages; a .txt file or a page is one article
 STDIN = Path("-")  # the input "-": JSON Lines from standard input (told apart by identity: "./-" is a file)
@@ -253,26 +254,33 @@ def expand_inputs(inputs: list[str], exclude: tuple[Path, ...] = (), log=None) -
                 names = ", ".join(str(p.relative_to(path)) for p in other[:3]) + (", ..." if len(other) > 3 else "")
                 log(f"warning: {path}: {len(other)} file(s) not read, not of a type read here "
                     f"({'/'.join(SUFFIXES)}, {_OF_THEM}): {names}")
-            _check_zstd(found)
+            _check_packages(found)
             files.extend(found)
         elif path.is_file():
             if path.resolve() in skip:  # with --overwrite it would be emptied before it was read
                 raise BatchError(f"{path} is both an input and the job's output: give another -o")
             if not _kind(path):
                 raise BatchError(f"{path}: unsupported input type; use {', '.join(SUFFIXES)} {_OF_THEM}")
-            _check_zstd([path])
+            _check_packages([path])
             files.append(path)
         else:
             raise BatchError(f"{path}: no such file or directory")
     return files
 
 
-def _check_zstd(files: list[Path]) -> None:
-    """.zst inputs without the zstandard package: a BatchError before the job starts, not an error per file."""
+def _check_packages(files: list[Path]) -> None:
+    """.zst and .xlsx inputs without the package that reads them: a BatchError before the job starts, not an
+    error per file."""
     zst = next((p for p in files if _compression(p) == ".zst"), None)
     if zst and not zstd.available():
         raise BatchError(f"{zst}: {zstd.INSTALL} (or pipe it in: zstd -dc {zst} | conflictbrief brief - -o "
                          "out.jsonl)")
+    xlsx = next((p for p in files if _kind(p) == ".xlsx"), None)
+    if xlsx:
+        import importlib.util
+
+        if importlib.util.find_spec("openpyxl") is None:
+            raise BatchError(f"{xlsx}: {XLSX_INSTALL} (or save the sheet as CSV)")
 
 
 def _open_binary(path: Path | Member):
@@ -341,6 +349,8 @@ class RecordReader:
                     yield from self._json(path)
                 elif kind in (".csv", ".tsv"):
                     yield from self._csv(path, "\t" if kind == ".tsv" else ",")
+                elif kind == ".xlsx":
+                    yield from self._xlsx(path)
                 elif kind == ZIP:
                     yield from self.read(self._members(path))
                 elif kind == TAR:
@@ -599,6 +609,45 @@ class RecordReader:
     def _wanted(self) -> str:
         return f"'{self.text_field}'" if self.text_field else f"any of {TEXT_FIELDS}"
 
+    def _xlsx(self, path: Path | Member) -> Iterator[Record]:
+        """An Excel workbook: every sheet as a CSV file is read (a header row with a text column, a record per
+        row after it; empty rows passed over), its records named ``FILE[SHEET]:ROW``. A sheet without a text
+        column in its header (a notes or codebook sheet) is one error record that names it."""
+        try:
+            import openpyxl
+        except ImportError:
+            raise ImportError(XLSX_INSTALL) from None
+        if isinstance(path, Member) or _compression(path):  # (openpyxl reads the zip inside with seeks)
+            with _open_binary(path) as f:
+                source = io.BytesIO(f.read())
+        else:
+            source = path
+        try:
+            book = openpyxl.load_workbook(source, read_only=True, data_only=True)
+        except (KeyError, zipfile.BadZipFile, OSError) as e:  # not a workbook (KeyError: no workbook part)
+            raise ValueError(f"not a readable .xlsx workbook ({type(e).__name__}: {e})") from None
+        try:
+            for sheet in book.worksheets:
+                name = f"{path}[{sheet.title}]"
+                # (row numbers as the sheet shows them; the header is the first row that is not empty)
+                rows = ((n, row) for n, row in enumerate(sheet.iter_rows(values_only=True), 1)
+                        if not all(v is None or v == "" for v in row))
+                _, header = next(rows, (0, None))
+                if header is None:
+                    continue  # an empty sheet
+                header = [str(h).strip() if h is not None else "" for h in header]
+                if self._text_key(dict.fromkeys(header)) is None:
+                    shown = [h[:40] for h in header[:10]]
+                    yield Record(name, name, error=f"{name}: the header row {shown} has no text column "
+                                                   f"({self._wanted()}); add one, or name it with --text-field")
+                    continue
+                for n, row in rows:
+                    data = {h: _cell_value(v) for h, v in zip(header, row) if h}
+                    source = f"{name}:{n}"
+                    yield self._record(data, source, source)
+        finally:
+            book.close()
+
     def _csv(self, path: Path, delimiter: str = ",") -> Iterator[Record]:
         """CSV or TSV with a header row. Without a text column in the header (a headerless file, say) the
         file is one error record, not one per row."""
@@ -660,6 +709,18 @@ class _Tail(io.RawIOBase):
         buffer[:len(data)] = data
         self.tail = (self.tail + data)[-512:]
         return len(data)
+
+
+def _cell_value(value):
+    """An Excel cell's value for a record: text as it is, an id given as a number as its digits ("12", not
+    "12.0"), a date as ISO text; None for an empty cell."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
 
 
 def _parquet_source(path: Path | Member):

@@ -869,8 +869,8 @@ def test_a_zip_archive_is_read_as_a_folder_is(tiny_pipeline, tmp_path):
     assert records[2].source == zipped + "/articles/b.jsonl:1" and records[4].source == zipped + "/c.csv:2"
     assert "encrypted" in records[7].error and "method Python's zipfile cannot read (number 93)" in records[8].error
     assert messages == [f"warning: {zipped}: 2 file(s) in the archive not read, not of a type read here "
-                        "(.jsonl/.ndjson/.json/.csv/.tsv/.parquet/.txt/.html/.htm, or .gz, .bz2, .xz, .zst of "
-                        "them): "
+                        "(.jsonl/.ndjson/.json/.csv/.tsv/.xlsx/.parquet/.txt/.html/.htm, or .gz, .bz2, .xz, .zst "
+                        "of them): "
                         "inner.zip, notes.pdf"]
     assert reader.count([tmp_path / "dump.zip"]) is None  # a .csv member: counting it is reading it
     with zipfile.ZipFile(tmp_path / "lines.zip", "w") as z:
@@ -1064,3 +1064,53 @@ def test_a_tar_archive_is_read_in_one_pass_in_its_order(tiny_pipeline, tmp_path)
     run_batch(tiny_pipeline, [str(d / "b.tar.gz")], str(out), quiet=True, limit=2)
     summary = run_batch(tiny_pipeline, [str(d / "b.tar.gz")], str(out), quiet=True, resume=True)
     assert summary["written_this_run"] == 3 and summary["failed_total"] == 0
+
+
+def test_an_excel_workbook_is_read_as_csv_files_are(tiny_pipeline, tmp_path, monkeypatch):
+    """.xlsx was "unsupported input type" (analysts keep articles in spreadsheets). Every sheet is read as a CSV
+    file is, from its first row that is not empty; a sheet without a text column is one error record."""
+    import datetime
+    import sys
+    import zipfile
+
+    import openpyxl
+
+    from conflictbrief.inference.batch import RecordReader
+
+    book = openpyxl.Workbook()
+    news = book.active
+    news.title = "News"
+    news["B3"], news["C3"], news["D3"] = "id", "text", "date"  # a title block above the table, as people do
+    news["B4"], news["C4"], news["D4"] = 12, GOOD, datetime.date(2020, 1, 27)
+    news["B6"], news["C6"] = "r2", "Aid reached Aleppo on Monday."
+    news["B7"], news["C7"] = "r3", None
+    notes = book.create_sheet("Codebook")
+    notes.append(["field", "meaning"])
+    notes.append(["text", "the article"])
+    book.create_sheet("Empty")
+    d = tmp_path / "dumps"
+    d.mkdir()
+    book.save(d / "articles.xlsx")
+    (d / "articles.xlsx.gz").write_bytes(gzip.compress((d / "articles.xlsx").read_bytes()))
+    with zipfile.ZipFile(d / "z.zip", "w") as z:
+        z.write(d / "articles.xlsx", "in/articles.xlsx")
+    (d / "broken.xlsx").write_bytes(b"PK\x03\x04 not a workbook")
+    records = list(RecordReader().read(expand_inputs([str(d)])))
+    got = [(r.id.removeprefix(str(d) + "/"), r.source.removeprefix(str(d) + "/"), r.error is None) for r in records]
+    one = [("12", "articles.xlsx[News]:4", True), ("r2", "articles.xlsx[News]:6", True),
+           ("r3", "articles.xlsx[News]:7", False), ("articles.xlsx[Codebook]", "articles.xlsx[Codebook]", False)]
+    assert got[:4] == one and got[4:8] == [(i.replace("xlsx", "xlsx.gz"), s.replace("xlsx", "xlsx.gz"), ok)
+                                          for i, s, ok in one]
+    assert got[8] == ("broken.xlsx:unreadable", "broken.xlsx", False) and "not a readable .xlsx" in records[8].error
+    assert [g[0] for g in got[9:]] == ["12", "r2", "r3", "z.zip/in/articles.xlsx[Codebook]"]
+    assert records[0].text == GOOD and "field 'text' is null" in records[2].error
+    assert "the header row ['field', 'meaning'] has no text column" in records[3].error
+    out = tmp_path / "o.jsonl"
+    run_batch(tiny_pipeline, [str(d / "articles.xlsx")], str(out), quiet=True)
+    assert [json.loads(line)["id"] for line in out.read_text(encoding="utf-8").splitlines()] == \
+        ["12", "r2", "r3", f"{d}/articles.xlsx[Codebook]"]
+    monkeypatch.setitem(sys.modules, "openpyxl", None)  # without the package: stopped before the job starts
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
+    with pytest.raises(BatchError, match=r"articles\.xlsx: reading Excel \(\.xlsx\) files needs the openpyxl "
+                                         r"package: pip install openpyxl \(or save the sheet as CSV\)"):
+        expand_inputs([str(d / "articles.xlsx")])
