@@ -627,26 +627,32 @@ class RecordReader:
         except (KeyError, zipfile.BadZipFile, OSError) as e:  # not a workbook (KeyError: no workbook part)
             raise ValueError(f"not a readable .xlsx workbook ({type(e).__name__}: {e})") from None
         try:
-            for sheet in book.worksheets:
-                name = f"{path}[{sheet.title}]"
-                # (row numbers as the sheet shows them; the header is the first row that is not empty)
-                rows = ((n, row) for n, row in enumerate(sheet.iter_rows(values_only=True), 1)
-                        if not all(v is None or v == "" for v in row))
-                _, header = next(rows, (0, None))
-                if header is None:
-                    continue  # an empty sheet
-                header = [str(h).strip() if h is not None else "" for h in header]
-                if self._text_key(dict.fromkeys(header)) is None:
-                    shown = [h[:40] for h in header[:10]]
-                    yield Record(name, name, error=f"{name}: the header row {shown} has no text column "
-                                                   f"({self._wanted()}); add one, or name it with --text-field")
-                    continue
-                for n, row in rows:
-                    data = {h: _cell_value(v) for h, v in zip(header, row) if h}
-                    source = f"{name}:{n}"
-                    yield self._record(data, source, source)
+            yield from self._sheets(path, book)
+        except SyntaxError as e:  # (xml's ParseError) a sheet cut short or damaged: its records so far stand
+            raise ValueError(f"a sheet of the workbook is damaged ({e})") from None
         finally:
             book.close()
+
+    def _sheets(self, path: Path | Member, book) -> Iterator[Record]:
+        """The records of a workbook's sheets (``_xlsx``)."""
+        for sheet in book.worksheets:
+            name = f"{path}[{sheet.title}]"
+            # (row numbers as the sheet shows them; the header is the first row that is not empty)
+            rows = ((n, row) for n, row in enumerate(sheet.iter_rows(values_only=True), 1)
+                    if not all(v is None or v == "" for v in row))
+            _, header = next(rows, (0, None))
+            if header is None:
+                continue  # an empty sheet
+            header = [str(h).strip() if h is not None else "" for h in header]
+            if self._text_key(dict.fromkeys(header)) is None:
+                shown = [h[:40] for h in header[:10]]
+                yield Record(name, name, error=f"{name}: the header row {shown} has no text column "
+                                               f"({self._wanted()}); add one, or name it with --text-field")
+                continue
+            for n, row in rows:
+                data = {h: _cell_value(v) for h, v in zip(header, row) if h}
+                source = f"{name}:{n}"
+                yield self._record(data, source, source)
 
     def _csv(self, path: Path, delimiter: str = ",") -> Iterator[Record]:
         """CSV or TSV with a header row. Without a text column in the header (a headerless file, say) the

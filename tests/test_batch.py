@@ -1105,6 +1105,14 @@ def test_an_excel_workbook_is_read_as_csv_files_are(tiny_pipeline, tmp_path, mon
     assert [g[0] for g in got[9:]] == ["12", "r2", "r3", "z.zip/in/articles.xlsx[Codebook]"]
     assert records[0].text == GOOD and "field 'text' is null" in records[2].error
     assert "the header row ['field', 'meaning'] has no text column" in records[3].error
+    # a sheet cut short inside the workbook: xml's ParseError (a SyntaxError) stopped the whole job
+    with zipfile.ZipFile(d / "articles.xlsx") as good, zipfile.ZipFile(tmp_path / "cut.xlsx", "w") as cut:
+        for info in good.infolist():
+            data = good.read(info.filename)
+            cut.writestr(info, data[: len(data) // 2] if info.filename == "xl/worksheets/sheet1.xml" else data)
+    records = list(RecordReader().read([tmp_path / "cut.xlsx"]))
+    assert records[-1].id == f"{tmp_path}/cut.xlsx:unreadable" and "a sheet of the workbook is damaged" in \
+        records[-1].error
     out = tmp_path / "o.jsonl"
     run_batch(tiny_pipeline, [str(d / "articles.xlsx")], str(out), quiet=True)
     assert [json.loads(line)["id"] for line in out.read_text(encoding="utf-8").splitlines()] == \
