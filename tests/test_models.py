@@ -1007,6 +1007,7 @@ def test_eval_fraction_holds_out_part_of_the_training_data(tmp_path, monkeypatch
     rows = list(range(10))
     kept, held = hold_out(rows, 0.2, 42, "f")
     assert len(held) == 2 and sorted(kept + held) == rows and hold_out(rows, 0.2, 42, "f") == (kept, held)
+    assert hold_out(rows, 0.2, 42, "/elsewhere/f") == (kept, held)  # a resume from another folder: the same
     assert len(hold_out(rows, 0.01, 42, "f")[1]) == 1 and len(hold_out(rows, 0.99, 42, "f")[0]) == 1
     with pytest.raises(DataError, match="f: 1 example\\(s\\): too few to hold out"):
         hold_out([0], 0.5, 42, "f")

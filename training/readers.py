@@ -336,14 +336,15 @@ def _read_labelstudio(path: Path, text: str, schema: LabelSchema, mapping: str |
 
 def hold_out(rows: list, fraction: float, seed: int, where: str) -> tuple[list, list]:
     """(kept, held out): ``fraction`` of ``rows`` set aside for evaluation, the same rows for a seed and file
-    (rounded, at least one each way). DataError when the file has too few rows to split."""
+    name (rounded, at least one each way; by the name, so that a run resumed from another folder, which names
+    the file by another relative path, holds out the same rows). DataError when the file has too few rows."""
     if not fraction:
         return rows, []
     if len(rows) < 2:
         raise DataError(f"{where}: {len(rows)} example(s): too few to hold out a share for evaluation "
                         "(eval_fraction); give an eval file instead")
     order = list(range(len(rows)))
-    random.Random(f"{seed}:{where}:eval").shuffle(order)
+    random.Random(f"{seed}:{Path(where).name}:eval").shuffle(order)
     held = set(order[: min(max(1, round(len(rows) * fraction)), len(rows) - 1)])
     return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
 
