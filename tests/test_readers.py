@@ -394,6 +394,11 @@ def test_compressed_training_and_evaluation_files_are_read(tmp_path, monkeypatch
         with pytest.raises(DataError, match=r"train\.conll\.zst: is zstd-compressed; reading Zstandard \(\.zst\) "
                                             "data needs the zstandard package: pip install zstandard"):
             read_tagger_file(tmp_path / "train.conll.zst", SCHEMA)
+    (tmp_path / "s.ndjson").write_bytes(spans.encode())  # JSON Lines by another name
+    (tmp_path / "p.ndjson").write_bytes(pairs.encode())
+    assert read_tagger_file(tmp_path / "s.ndjson", SCHEMA)[0]["tags"] == read_tagger_file(tmp_path / "s.jsonl",
+                                                                                          SCHEMA)[0]["tags"]
+    assert len(read_brief_file(tmp_path / "p.ndjson")) == 3
     (tmp_path / "n.target").unlink()  # a compressed target beside a plain source is found as well
     assert read_brief_file(tmp_path / "n.source")[0]["brief"] == "B."
     damaged = gzip.compress(conll)[:-12]

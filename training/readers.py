@@ -59,8 +59,9 @@ def check_file(path: Path, text: bool = True) -> str | None:
 
 def format_suffix(path: Path) -> str:
     """The suffix that names the format, a compression suffix passed over: 'train.conll.gz' -> '.conll'
-    (training and evaluation files may be compressed)."""
-    return Path(path.name[: len(path.name) - len(compression_suffix(path.name))]).suffix.lower()
+    (training and evaluation files may be compressed); '.ndjson', another name for JSON Lines, is '.jsonl'."""
+    suffix = Path(path.name[: len(path.name) - len(compression_suffix(path.name))]).suffix.lower()
+    return ".jsonl" if suffix == ".ndjson" else suffix
 
 
 def _lines(text: str) -> io.StringIO:
