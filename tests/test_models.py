@@ -1033,6 +1033,8 @@ def test_eval_fraction_holds_out_part_of_the_training_data(tmp_path, monkeypatch
         (tmp_path / "out" / "README.md").read_text()
     assert main(train + ["--eval-fraction", "0.2", "--eval", str(data)]) == 2
     assert "--eval and --eval-fraction" in capsys.readouterr().err
+    assert main(train + ["--eval-fraction", "0"]) == 2  # it would drop the config's eval and evaluate on nothing
+    assert "--eval-fraction: a share above 0 and below 1 (0.1 holds out a tenth), got 0" in capsys.readouterr().err
     assert main(train + ["--eval", str(data), str(data)]) == 2  # the second was quietly not used
     assert "train tagger takes one --eval file, got 2" in capsys.readouterr().err
     # the briefer: a "held-out" eval set
