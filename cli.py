@@ -259,10 +259,10 @@ def cmd_train(args) -> int:
     extra = {"output_dir": args.output}
     if args.train:
         extra["train"] = args.train
-    if args.eval_fraction is not None and not 0 < args.eval_fraction < 1:  # 0 would train without evaluation
-        raise ConfigError(f"--eval-fraction: a share above 0 and below 1 (0.1 holds out a tenth), got "
-                          f"{args.eval_fraction:g}")
     if args.eval_fraction is not None and args.kind != "mlm":
+        if not 0 < args.eval_fraction < 1:  # 0 would drop the config's eval files and evaluate on nothing
+            raise ConfigError(f"--eval-fraction: a share above 0 and below 1 (0.1 holds out a tenth), got "
+                              f"{args.eval_fraction:g}")
         if args.eval:
             raise ConfigError("--eval and --eval-fraction: evaluate on the eval files or on a share of the "
                               "training data, not both")
