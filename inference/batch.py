@@ -436,13 +436,13 @@ class RecordReader:
             for info in archive:
                 if not info.isfile() or _skipped(info.name):
                     continue
-                member = Member(path, info.name)
-                if _kind(member) is None:
+                kind = _kind(Member(path, info.name))
+                if kind is None:
                     other.append(info.name)
                     continue
                 found.append(info.name)
                 stream = archive.extractfile(info)
-                if _kind(member) in (".json", ".parquet"):
+                if kind in (".json", ".parquet"):
                     data = stream.read()
                     member = Member(path, info.name, opener=lambda data=data: io.BufferedReader(io.BytesIO(data)))
                 else:
@@ -609,6 +609,12 @@ class RecordReader:
     def _wanted(self) -> str:
         return f"'{self.text_field}'" if self.text_field else f"any of {TEXT_FIELDS}"
 
+    def _header_problem(self, header: list[str]) -> str | None:
+        """What is wrong with a table's header row (CSV, TSV, a sheet): no text column; None when it has one."""
+        if self._text_key(dict.fromkeys(header)) is not None:
+            return None
+        return f"the header row {[h[:40] for h in header[:10]]} has no text column ({self._wanted()})"
+
     def _xlsx(self, path: Path | Member) -> Iterator[Record]:
         """An Excel workbook: every sheet as a CSV file is read (a header row with a text column, a record per
         row after it; empty rows passed over), its records named ``FILE[SHEET]:ROW``. A sheet without a text
@@ -644,10 +650,9 @@ class RecordReader:
             if header is None:
                 continue  # an empty sheet
             header = [str(h).strip() if h is not None else "" for h in header]
-            if self._text_key(dict.fromkeys(header)) is None:
-                shown = [h[:40] for h in header[:10]]
-                yield Record(name, name, error=f"{name}: the header row {shown} has no text column "
-                                               f"({self._wanted()}); add one, or name it with --text-field")
+            problem = self._header_problem(header)
+            if problem:
+                yield Record(name, name, error=f"{name}: {problem}; add one, or name it with --text-field")
                 continue
             for n, row in rows:
                 data = {h: _cell_value(v) for h, v in zip(header, row) if h}
@@ -667,10 +672,9 @@ class RecordReader:
                                       errors="strict" if wide else "surrogateescape", newline="")
             reader = csv.DictReader(stream, delimiter=delimiter)
             header = reader.fieldnames or []
-            if header and self._text_key(dict.fromkeys(header)) is None:
-                shown = [h[:40] for h in header[:10]]
-                yield Record(str(path), str(path), error=f"{path}: the header row {shown} has no text column "
-                                                         f"({self._wanted()}); add a header row, or name the text "
+            problem = header and self._header_problem(header)
+            if problem:
+                yield Record(str(path), str(path), error=f"{path}: {problem}; add a header row, or name the text "
                                                          f"column with --text-field")
                 return
             for n, row in enumerate(reader, 2):
