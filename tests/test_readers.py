@@ -416,3 +416,63 @@ def test_compressed_training_and_evaluation_files_are_read(tmp_path, monkeypatch
     (tmp_path / "c.yaml").write_bytes(gzip.compress(b"epochs: 2\n"))  # configs stay plain text, and say so
     with pytest.raises(ConfigError, match=r"c\.yaml: is gzip-compressed; .* \(gunzip -k "):
         load_config(TaggerConfig, tmp_path / "c.yaml")
+
+
+def test_brief_pairs_from_label_studio_and_doccano_exports(tmp_path, caplog):
+    """Summaries written in Label Studio (Text Summarization template: a TextArea) or in a Doccano
+    sequence-to-sequence project were "no brief" or "no article text" errors."""
+    def area(name, *lines):
+        return {"from_name": name, "to_name": "text", "type": "textarea", "value": {"text": list(lines)}}
+
+    tasks = [
+        {"id": 7, "data": {"text": "Troops entered Idlib on Monday. Talks stalled."},
+         "annotations": [{"was_cancelled": True, "result": [area("answer", "Cancelled.")]},
+                         {"result": [area("answer", "Troops entered Idlib.", "Talks stalled."),
+                                     {"type": "labels", "value": {"start": 15, "end": 20, "labels": ["Location"]}}]}]},
+        {"id": 8, "data": {"text": "Nothing yet."}, "annotations": []},
+        {"id": 9, "data": {"article": "Rebels shelled Homs. Two people died."},
+         "annotations": [{"result": [area("headline", "Shelling in Homs"), area("summary", "Rebels shelled Homs.")]}]},
+    ]
+    f = tmp_path / "ls.json"
+    f.write_text(json.dumps(tasks))
+    with caplog.at_level("WARNING"):
+        pairs = read_brief_file(f)
+    assert pairs == [
+        {"id": f"{f}[task 7]", "text": tasks[0]["data"]["text"], "brief": "Troops entered Idlib.\nTalks stalled.",
+         "headline": None},
+        {"id": f"{f}[task 9]", "text": "Rebels shelled Homs. Two people died.", "brief": "Rebels shelled Homs.",
+         "headline": "Shelling in Homs"}]
+    assert "1 task(s) without a brief yet" in caplog.text
+    # JSON_MIN (and CSV): the data's fields beside each control's answer, one record per annotation
+    m = tmp_path / "min.json"
+    m.write_text(json.dumps([
+        {"id": 1, "text": "Troops entered Idlib.", "answer": "Troops entered Idlib.", "annotator": 2,
+         "annotation_id": 4, "lead_time": 3.5},
+        {"id": 1, "text": "Troops entered Idlib.", "answer": "Another annotator.", "annotation_id": 5},
+        {"id": 2, "text": "Rebels shelled Homs.", "answer": {"text": ["Rebels", "shelled."]}, "annotation_id": 6}]))
+    assert [(p["id"], p["brief"]) for p in read_brief_file(m)] == [
+        (f"{m}[task 1]", "Troops entered Idlib."), (f"{m}[task 2]", "Rebels\nshelled.")]
+    c = tmp_path / "ls.csv"
+    c.write_text("answer,annotation_id,annotator,created_at,id,lead_time,text,updated_at\n"
+                 "Talks stalled.,3,1,2026-12-01,5,2.1,Talks stalled in Geneva.,2026-12-01\n")
+    assert [(p["text"], p["brief"]) for p in read_brief_file(c)] == [("Talks stalled in Geneva.", "Talks stalled.")]
+    two = tmp_path / "two.json"
+    two.write_text(json.dumps([{"id": 3, "data": {"text": "A. B."},
+                                "annotations": [{"result": [area("first", "A."), area("second", "B.")]}]}]))
+    with pytest.raises(DataError, match=r"two.json\[task 3\]: more than one answer \('first', 'second'\) and none "
+                                        r"named as the brief"):
+        read_brief_file(two)
+    # Doccano's sequence-to-sequence export: the responses under 'label'
+    d = tmp_path / "doccano.jsonl"
+    d.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"id": 1, "text": "Troops entered Idlib.", "label": ["Troops entered Idlib.", "A second response."],
+         "Comments": []},
+        {"id": 2, "text": "Not annotated.", "label": []}]))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert [(p["id"], p["brief"]) for p in read_brief_file(d)] == [(f"{d}:1", "Troops entered Idlib.")]
+    assert "1 text(s) with more than one response" in caplog.text and "1 task(s) without a brief" in caplog.text
+    none = tmp_path / "none.json"
+    none.write_text(json.dumps([tasks[1]]))
+    with pytest.raises(DataError, match=r"none.json: no pairs found \(1 task\(s\), none with a brief yet\)"):
+        read_brief_file(none)

@@ -387,8 +387,8 @@ def parse_neus_source(source: str) -> str:
 
 def read_brief_file(path: str | Path) -> list[dict]:
     """Pairs ``{"id", "text", "brief", "headline"}`` from JSONL/CSV/Parquet (text+brief columns, SumLLM's
-    article+abstract, CNN/DailyMail's article+highlights, XSum's document+summary) or from a NeuS ``X.source``
-    file with its ``X.target`` beside it."""
+    article+abstract, CNN/DailyMail's article+highlights, XSum's document+summary), from Label Studio's and
+    Doccano's exports of summaries (``_Export``) or from a NeuS ``X.source`` file with its ``X.target`` beside it."""
     path = Path(path)
     suffix = format_suffix(path)
     if suffix == ".parquet" and compression_suffix(path.name):
@@ -415,22 +415,136 @@ def read_brief_file(path: str | Path) -> list[dict]:
     else:
         raise DataError(f"{path}: brief pairs must be .jsonl, .json, .csv, .parquet or a NeuS .source/.target pair "
                         "(the text files may be .gz, .bz2, .xz or .zst compressed)")
-    pairs = []
+    pairs, export = [], _Export(path)
     for where, record in records:
-        text = next((record[k] for k in BRIEF_TEXT_KEYS if k in record), None)
-        brief = next((record[k] for k in BRIEF_TARGET_KEYS if k in record), None)
+        got = export.pair(where, record)
+        if got is None:
+            continue
+        where, text, brief, headline = got
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"{where}: no article text (looked for {', '.join(BRIEF_TEXT_KEYS)}; the record has "
                             f"{', '.join(map(repr, record)) or 'no fields'})")
         if not isinstance(brief, str) or not brief.strip():
             raise DataError(f"{where}: no brief (looked for {', '.join(BRIEF_TARGET_KEYS)}; the record has "
                             f"{', '.join(map(repr, record))})")
-        headline, brief = parse_neus_target(brief)
+        neus_headline, brief = parse_neus_target(brief)
         check_pair(text, brief, where)
-        pairs.append({"id": where, "text": text, "brief": brief, "headline": record.get("headline", headline)})
+        pairs.append({"id": where, "text": text, "brief": brief, "headline": headline or neus_headline})
+    export.report()
     if not pairs:
-        raise DataError(f"{path}: no pairs found (empty file?)")
+        raise DataError(f"{path}: no pairs found ({export.why_none() or 'empty file?'})")
     return pairs
+
+
+def _joined(value):
+    """A brief as an annotation tool writes it: a string, a list of submitted lines (Label Studio's TextArea,
+    Doccano's responses) or Label Studio JSON_MIN's {"text": [lines]}; the lines joined one per line."""
+    if isinstance(value, dict) and set(value) == {"text"}:
+        value = value["text"]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "\n".join(v.strip() for v in value if v.strip())
+    return value
+
+
+class _Export:
+    """Brief pairs in annotation tools' exports, told apart record by record:
+
+    * Label Studio's JSON export: ``{"data": {"text": ...}, "annotations": [{"result": [{"type": "textarea",
+      "from_name": "answer", "value": {"text": [lines]}}]}]}`` (the Text Summarization template), the first
+      annotation that was not cancelled;
+    * its JSON_MIN and CSV exports: the data's fields and each control's answer side by side, with an
+      ``annotation_id`` (one record per annotation: the first of a task is kept);
+    * Doccano's sequence-to-sequence JSONL: ``{"text": ..., "label": [responses]}``, the first response.
+
+    A control or field named brief/summary/... is the brief and one named headline the headline; a
+    single other TextArea control (or JSON_MIN field) is the brief whatever its name. Tasks that have no
+    brief yet are left out and counted, not read as pairs."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.unannotated = self.repeated = self.more_responses = 0
+        self.seen: set = set()
+
+    def pair(self, where: str, record: dict) -> tuple | None:
+        """(where, text, brief, headline) of a record, or None for a record to leave out."""
+        if isinstance(record.get("data"), dict) and ("annotations" in record or "completions" in record):
+            return self._labelstudio(record)
+        if "annotation_id" in record:
+            return self._json_min(where, record)
+        label = record.get("label")
+        if isinstance(label, list) and all(isinstance(v, str) for v in label) \
+                and not any(k in record for k in BRIEF_TARGET_KEYS):
+            if not label:  # a text that was not annotated yet
+                self.unannotated += 1
+                return None
+            self.more_responses += len(label) > 1
+            return where, _text_of(record), label[0], None
+        return where, _text_of(record), next((record[k] for k in BRIEF_TARGET_KEYS if k in record), None), \
+            record.get("headline")
+
+    def _labelstudio(self, task: dict) -> tuple | None:
+        where = f"{self.path}[task {task.get('id', '?')}]"
+        annotations = [a for a in task.get("annotations") or task.get("completions") or []
+                       if isinstance(a, dict) and not a.get("was_cancelled")]
+        areas: dict[str, list] = {}
+        for r in (annotations[0].get("result") or []) if annotations else []:
+            value = r.get("value") if isinstance(r, dict) else None
+            if isinstance(value, dict) and isinstance(value.get("text"), list) \
+                    and (r.get("type") or "").lower() == "textarea":
+                areas.setdefault(str(r.get("from_name")), []).extend(value["text"])
+        areas = {name: _joined(lines) for name, lines in areas.items()}
+        brief, headline = self._answer(where, {k: v for k, v in areas.items() if v})
+        if brief is None:  # not annotated yet, skipped, or answered without a brief: nothing to learn from
+            self.unannotated += 1
+            return None
+        return where, _task_text(task["data"], where), brief, headline
+
+    def _json_min(self, where: str, record: dict) -> tuple | None:
+        if record.get("id") is not None:
+            where = f"{self.path}[task {record['id']}]"
+            if record["id"] in self.seen:
+                self.repeated += 1
+                return None
+            self.seen.add(record["id"])
+        text_key = next((k for k in BRIEF_TEXT_KEYS if k in record), None)
+        answers = {k: _joined(v) for k, v in record.items() if k not in _MIN_META and k != text_key}
+        answers = {k: v for k, v in answers.items() if isinstance(v, str) and v.strip()}
+        brief, headline = self._answer(where, answers)
+        if brief is None:
+            self.unannotated += 1
+            return None
+        return where, _text_of(record), brief, headline
+
+    @staticmethod
+    def _answer(where: str, answers: dict) -> tuple:
+        """(brief, headline) among a task's answers by name: None for the brief when there is none."""
+        headline = answers.get("headline")
+        brief = next((answers[k] for k in BRIEF_TARGET_KEYS if k in answers), None)
+        others = [k for k in answers if k != "headline"]
+        if brief is None and len(others) == 1:
+            brief = answers[others[0]]
+        elif brief is None and others:
+            raise DataError(f"{where}: more than one answer ({', '.join(map(repr, others))}) and none named as the "
+                            f"brief: name the brief's control one of {', '.join(BRIEF_TARGET_KEYS)}")
+        return brief, headline
+
+    def report(self) -> None:
+        if self.unannotated:
+            logger.warning("%s: %d task(s) without a brief yet (not annotated, skipped or cancelled) left out",
+                           self.path, self.unannotated)
+        if self.repeated:
+            logger.warning("%s: %d more annotation(s) of tasks annotated more than once left out (the first of each "
+                           "task is used)", self.path, self.repeated)
+        if self.more_responses:
+            logger.warning("%s: %d text(s) with more than one response: the first of each is the brief", self.path,
+                           self.more_responses)
+
+    def why_none(self) -> str:
+        return f"{self.unannotated} task(s), none with a brief yet" if self.unannotated else ""
+
+
+def _text_of(record: dict):
+    return next((record[k] for k in BRIEF_TEXT_KEYS if k in record), None)
 
 
 def _json_list_or_lines(path: Path, text: str) -> Iterator[tuple[str, dict]]:
