@@ -641,21 +641,13 @@ class RecordReader:
 
     def _sheets(self, path: Path | Member, book) -> Iterator[Record]:
         """The records of a workbook's sheets (``_xlsx``)."""
-        for sheet in book.worksheets:
-            name = f"{path}[{sheet.title}]"
-            # (row numbers as the sheet shows them; the header is the first row that is not empty)
-            rows = ((n, row) for n, row in enumerate(sheet.iter_rows(values_only=True), 1)
-                    if not all(v is None or v == "" for v in row))
-            _, header = next(rows, (0, None))
-            if header is None:
-                continue  # an empty sheet
-            header = [str(h).strip() if h is not None else "" for h in header]
+        for title, header, rows in sheet_tables(book):
+            name = f"{path}[{title}]"
             problem = self._header_problem(header)
             if problem:
                 yield Record(name, name, error=f"{name}: {problem}; add one, or name it with --text-field")
                 continue
-            for n, row in rows:
-                data = {h: _cell_value(v) for h, v in zip(header, row) if h}
+            for n, data in rows:
                 source = f"{name}:{n}"
                 yield self._record(data, source, source)
 
@@ -719,6 +711,25 @@ class _Tail(io.RawIOBase):
         buffer[:len(data)] = data
         self.tail = (self.tail + data)[-512:]
         return len(data)
+
+
+def sheet_tables(book) -> Iterator[tuple[str, list[str], Iterator[tuple[int, dict]]]]:
+    """(title, header, rows) of each sheet of an openpyxl workbook that is not empty: the header is its first
+    row that is not empty, each row after it ``(number as the sheet shows it, {column: cell value})``; empty
+    rows are passed over."""
+    for sheet in book.worksheets:
+        rows = ((n, row) for n, row in enumerate(sheet.iter_rows(values_only=True), 1)
+                if not all(v is None or v == "" for v in row))
+        _, header = next(rows, (0, None))
+        if header is None:
+            continue
+        header = [str(h).strip() if h is not None else "" for h in header]
+        yield sheet.title, header, _sheet_rows(header, rows)
+
+
+def _sheet_rows(header: list[str], rows) -> Iterator[tuple[int, dict]]:
+    for n, row in rows:
+        yield n, {h: _cell_value(v) for h, v in zip(header, row) if h}
 
 
 def _cell_value(value):

@@ -1,4 +1,5 @@
 import json
+import sys
 
 import pytest
 
@@ -476,3 +477,45 @@ def test_brief_pairs_from_label_studio_and_doccano_exports(tmp_path, caplog):
     none.write_text(json.dumps([tasks[1]]))
     with pytest.raises(DataError, match=r"none.json: no pairs found \(1 task\(s\), none with a brief yet\)"):
         read_brief_file(none)
+
+
+def test_brief_pairs_from_tsv_and_excel_workbooks(tmp_path, caplog, monkeypatch):
+    """Label Studio's TSV export and a workbook of article/brief columns were "must be .jsonl, .json, .csv...";
+    a workbook's notes sheet is passed over, a row without a brief named by its sheet and row."""
+    import openpyxl
+
+    t = tmp_path / "p.tsv"
+    t.write_text('text\tbrief\nTroops entered Idlib, officials said.\tTroops entered Idlib.\n')
+    assert [(p["text"], p["brief"]) for p in read_brief_file(t)] == [("Troops entered Idlib, officials said.",
+                                                                     "Troops entered Idlib.")]
+    book = openpyxl.Workbook()
+    notes = book.active
+    notes.title = "Notes"
+    notes.append(["Briefs written by the desk, November."])
+    pairs = book.create_sheet("Pairs")
+    rows = {2: ["id", "article", "summary"],  # an empty first row: the header is the first row that is not empty
+            3: [12, "Rebels shelled Homs. Two people died.", "Rebels shelled Homs."],
+            5: [13, "Talks stalled in Geneva.", "Talks stalled."]}  # an empty row 4 is passed over
+    for n, row in rows.items():
+        for column, value in enumerate(row, 1):
+            pairs.cell(row=n, column=column, value=value)
+    f = tmp_path / "desk.xlsx"
+    book.save(f)
+    with caplog.at_level("WARNING"):
+        got = read_brief_file(f)
+    assert [(p["id"], p["brief"]) for p in got] == [(f"{f}[Pairs]:3", "Rebels shelled Homs."),
+                                                    (f"{f}[Pairs]:5", "Talks stalled.")]
+    assert "sheet(s) 'Notes' passed over" in caplog.text
+    pairs.append([14, "Shelling resumed."])
+    book.save(f)
+    with pytest.raises(DataError, match=r"desk.xlsx\[Pairs\]:6: no brief"):
+        read_brief_file(f)
+    (tmp_path / "bad.xlsx").write_bytes(b"not a workbook")
+    with pytest.raises(DataError, match=r"bad.xlsx: not a readable .xlsx workbook"):
+        read_brief_file(tmp_path / "bad.xlsx")
+    (tmp_path / "p.xlsx.gz").write_bytes(b"")
+    with pytest.raises(DataError, match=r"p.xlsx.gz: an Excel workbook is compressed inside already"):
+        read_brief_file(tmp_path / "p.xlsx.gz")
+    monkeypatch.setitem(sys.modules, "openpyxl", None)
+    with pytest.raises(DataError, match=r"desk.xlsx: reading Excel \(.xlsx\) files needs the openpyxl package"):
+        read_brief_file(f)

@@ -14,6 +14,7 @@ import logging
 import random
 import sys
 import re
+import zipfile
 from pathlib import Path
 from typing import Iterator
 
@@ -391,30 +392,33 @@ def read_brief_file(path: str | Path) -> list[dict]:
     Doccano's exports of summaries (``_Export``) or from a NeuS ``X.source`` file with its ``X.target`` beside it."""
     path = Path(path)
     suffix = format_suffix(path)
-    if suffix == ".parquet" and compression_suffix(path.name):
-        raise DataError(f"{path}: a Parquet file is compressed inside already; give the .parquet file itself")
-    text = check_file(path, text=suffix != ".parquet")
+    if suffix in (".parquet", ".xlsx") and compression_suffix(path.name):
+        kind = "a Parquet file" if suffix == ".parquet" else "an Excel workbook"
+        raise DataError(f"{path}: {kind} is compressed inside already; give the {suffix} file itself")
+    text = check_file(path, text=suffix not in (".parquet", ".xlsx"))
     if suffix == ".source":
         return _read_neus(path, text)
     if suffix == ".jsonl":
         records = ((f"{path}:{n}", r) for n, r in _jsonl_records(path, text))
     elif suffix == ".json":  # a JSON list of records, or JSON Lines (what Dataset.to_json writes)
         records = _json_list_or_lines(path, text)
-    elif suffix == ".csv":
+    elif suffix in (".csv", ".tsv"):
         csv.field_size_limit(sys.maxsize)  # an article above 131,072 characters stopped the read (csv's default)
         with io.StringIO(text, newline="") as f:
-            reader, records, start = csv.DictReader(f), [], 2
+            reader, records, start = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","), [], 2
             try:
                 for row in reader:  # named by the line its record starts on (a quoted field may hold newlines)
                     records.append((f"{path}:{start}", row))
                     start = reader.line_num + 1
             except csv.Error as e:
-                raise DataError(f"{path}:{reader.line_num}: not readable as CSV ({e})") from None
+                raise DataError(f"{path}:{reader.line_num}: not readable as {suffix[1:].upper()} ({e})") from None
     elif suffix == ".parquet":  # as the datasets library saves a split (Dataset.to_parquet)
         records = ((f"{path}#{n}", r) for n, r in enumerate(_parquet_rows(path), 1))
+    elif suffix == ".xlsx":
+        records = _workbook_rows(path)
     else:
-        raise DataError(f"{path}: brief pairs must be .jsonl, .json, .csv, .parquet or a NeuS .source/.target pair "
-                        "(the text files may be .gz, .bz2, .xz or .zst compressed)")
+        raise DataError(f"{path}: brief pairs must be .jsonl, .json, .csv, .tsv, .parquet, .xlsx or a NeuS "
+                        ".source/.target pair (the text files may be .gz, .bz2, .xz or .zst compressed)")
     pairs, export = [], _Export(path)
     for where, record in records:
         got = export.pair(where, record)
@@ -452,7 +456,7 @@ class _Export:
     * Label Studio's JSON export: ``{"data": {"text": ...}, "annotations": [{"result": [{"type": "textarea",
       "from_name": "answer", "value": {"text": [lines]}}]}]}`` (the Text Summarization template), the first
       annotation that was not cancelled;
-    * its JSON_MIN and CSV exports: the data's fields and each control's answer side by side, with an
+    * its JSON_MIN, CSV and TSV exports: the data's fields and each control's answer side by side, with an
       ``annotation_id`` (one record per annotation: the first of a task is kept);
     * Doccano's sequence-to-sequence JSONL: ``{"text": ..., "label": [responses]}``, the first response.
 
@@ -561,6 +565,36 @@ def _json_list_or_lines(path: Path, text: str) -> Iterator[tuple[str, dict]]:
         if not isinstance(record, dict):
             raise DataError(f"{path}[{n}]: expected a JSON object, got {type(record).__name__}")
         yield f"{path}[{n}]", record
+
+
+def _workbook_rows(path: Path) -> Iterator[tuple[str, dict]]:
+    """The rows of an Excel workbook's sheets whose header row names an article column, as ``FILE[SHEET]:ROW``
+    (the row number the sheet shows); other sheets (notes, a codebook) are passed over and named in a warning."""
+    from conflictbrief.inference.batch import XLSX_INSTALL, sheet_tables
+
+    try:
+        import openpyxl
+    except ImportError:
+        raise DataError(f"{path}: {XLSX_INSTALL} (or save the sheet as CSV)") from None
+
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (KeyError, zipfile.BadZipFile, OSError) as e:  # not a workbook (KeyError: no workbook part)
+        raise DataError(f"{path}: not a readable .xlsx workbook ({type(e).__name__}: {e})") from None
+    passed = []
+    try:
+        for title, header, rows in sheet_tables(book):
+            if not set(header) & set(BRIEF_TEXT_KEYS):
+                passed.append(title)
+                continue
+            yield from ((f"{path}[{title}]:{n}", data) for n, data in rows)
+    except SyntaxError as e:  # (xml's ParseError) a sheet cut short or damaged
+        raise DataError(f"{path}: a sheet of the workbook is damaged ({e})") from None
+    finally:
+        book.close()
+    if passed:
+        logger.warning("%s: sheet(s) %s passed over: no article column (%s) in the header row", path,
+                       ", ".join(map(repr, passed)), ", ".join(BRIEF_TEXT_KEYS))
 
 
 def _parquet_rows(path: Path) -> Iterator[dict]:
