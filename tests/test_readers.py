@@ -431,6 +431,7 @@ def test_brief_pairs_from_label_studio_and_doccano_exports(tmp_path, caplog):
                          {"result": [area("answer", "Troops entered Idlib.", "Talks stalled."),
                                      {"type": "labels", "value": {"start": 15, "end": 20, "labels": ["Location"]}}]}]},
         {"id": 8, "data": {"text": "Nothing yet."}, "annotations": []},
+        {"id": 10, "data": {"text": "Imported, never opened."}},
         {"id": 9, "data": {"article": "Rebels shelled Homs. Two people died."},
          "annotations": [{"result": [area("headline", "Shelling in Homs"), area("summary", "Rebels shelled Homs.")]}]},
     ]
@@ -443,7 +444,7 @@ def test_brief_pairs_from_label_studio_and_doccano_exports(tmp_path, caplog):
          "headline": None},
         {"id": f"{f}[task 9]", "text": "Rebels shelled Homs. Two people died.", "brief": "Rebels shelled Homs.",
          "headline": "Shelling in Homs"}]
-    assert "1 task(s) without a brief yet" in caplog.text
+    assert "2 task(s) without a brief yet" in caplog.text
     # JSON_MIN (and CSV): the data's fields beside each control's answer, one record per annotation
     m = tmp_path / "min.json"
     m.write_text(json.dumps([

@@ -471,7 +471,7 @@ class _Export:
 
     def pair(self, where: str, record: dict) -> tuple | None:
         """(where, text, brief, headline) of a record, or None for a record to leave out."""
-        if isinstance(record.get("data"), dict) and ("annotations" in record or "completions" in record):
+        if isinstance(record.get("data"), dict):  # (a task imported and not annotated yet has no annotations)
             return self._labelstudio(record)
         if "annotation_id" in record:
             return self._json_min(where, record)
