@@ -58,7 +58,7 @@ def test_pipeline_with_a_seq2seq_briefer_on_the_gpu(tiny_tagger_dir, tiny_briefe
     assert all(r.brief and all(s.sources for s in r.brief) for r in (results[0], results[2]))
 
 
-@pytest.mark.parametrize("mixed_precision", ["no", "bf16"])
+@pytest.mark.parametrize("mixed_precision", ["no", "bf16", "fp16"])
 def test_training_runs_on_the_gpu(data_dir, tmp_path, mixed_precision):
     from conflictbrief.training.config import BrieferConfig, DataFile, TaggerConfig, TinyModel
     from conflictbrief.training.briefer import train_briefer

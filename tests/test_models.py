@@ -1,4 +1,5 @@
 """Tiny models trained for a few steps: save, reload through the public loaders, identical predictions."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -546,10 +547,85 @@ def test_bf16_mixed_precision_trains_both_models_and_a_bad_value_stops_first(dat
                                           max_steps=2, batch_size=4, max_new_tokens=4, num_beams=1,
                                           mixed_precision="bf16"), log=quiet)
     assert briefer["steps"] == 2 and briefer["best"] is not None
-    with pytest.raises(ConfigError, match="mixed_precision: must be one of no, bf16, got 'fp8'"):
+    with pytest.raises(ConfigError, match="mixed_precision: must be one of no, bf16, fp16, got 'fp8'"):
         train_tagger(TaggerConfig(tiny_model=TinyModel(), train=[spans], output_dir=str(tmp_path / "x"),
                                   mixed_precision="fp8"), log=quiet)
     assert not (tmp_path / "x").exists()
+
+
+def test_fp16_loss_scaling_skips_an_overflowing_step_and_its_schedule_and_resumes_its_scale(tmp_path):
+    """fp16 (for GPUs without bfloat16) scales the loss; a step whose gradients overflow is skipped, and so is
+    its learning-rate step; the scale travels with the checkpoint. Checked on the CPU, where GradScaler runs."""
+    from types import SimpleNamespace
+
+    from conflictbrief.training.loop import LossScaling, load_checkpoint, make_optimizer, save_checkpoint
+
+    cpu = torch.device("cpu")
+    torch.manual_seed(0)
+    model, x = torch.nn.Linear(3, 2), torch.ones(4, 3)
+    params, optimizer, scheduler = make_optimizer(model, SimpleNamespace(weight_decay=0.0, learning_rate=0.1,
+                                                                         warmup_ratio=0.0), 10)
+    scaling = LossScaling("fp16", cpu)
+    start = [p.detach().clone() for p in model.parameters()]
+    scaling.backward(model(x).pow(2).mean())
+    assert model.weight.grad.abs().max() > 100  # scaled (by 65,536) until unscaled for the update
+    scaling.update(params, optimizer, scheduler)
+    assert scheduler.last_epoch == 1 and scaling.skipped == 0
+    assert not any(torch.equal(a, b) for a, b in zip(start, model.parameters()))
+    taken = [p.detach().clone() for p in model.parameters()]
+    scaling.backward(model(x).sum() * float("inf"))
+    scaling.update(params, optimizer, scheduler)
+    assert all(torch.equal(a, b) for a, b in zip(taken, model.parameters()))  # skipped ...
+    assert scheduler.last_epoch == 1 and scaling.skipped == 1 and scaling.state()["scale"] == 32768.0  # ... backed off
+    assert model.weight.grad is None or not model.weight.grad.any()
+    save_checkpoint(tmp_path / "ck", model, optimizer, scheduler, 2, None, 0.0, scaling=scaling)
+    again = LossScaling("fp16", cpu)
+    load_checkpoint(tmp_path / "ck", model, optimizer, scheduler, again)
+    assert again.state()["scale"] == 32768.0
+    plain = LossScaling("no", cpu)  # bf16 and float32: a plain backward pass and optimiser step
+    plain.backward(model(x).pow(2).mean())
+    plain.update(params, optimizer, scheduler)
+    assert plain.state() is None and scheduler.last_epoch == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is there: fp16 is allowed")
+def test_fp16_without_a_gpu_stops_before_data_is_read(tmp_path):
+    from conflictbrief.training.briefer import train_briefer
+    from conflictbrief.training.config import BrieferConfig, ConfigError, DataFile, TaggerConfig, TinyModel
+    from conflictbrief.training.tagger import train_tagger
+
+    missing = DataFile(str(tmp_path / "no-such-file.jsonl"))
+    for train, config in ((train_tagger, TaggerConfig), (train_briefer, BrieferConfig)):
+        with pytest.raises(ConfigError, match="mixed_precision: fp16 is for a GPU .* on a CPU use bf16"):
+            train(config(tiny_model=TinyModel(), train=[missing], output_dir=str(tmp_path / "x"),
+                         mixed_precision="fp16"), log=lambda m: None)
+    assert not (tmp_path / "x").exists()
+
+
+def test_fp16_briefer_training_runs_and_resumes_with_its_loss_scale(data_dir, tmp_path, monkeypatch):
+    """The trainer's fp16 path end to end, on the CPU (float16 autocast and GradScaler run there; the GPU check
+    is lifted for the test): steps are taken, the checkpoint holds the scale, --resume goes on from it."""
+    from conflictbrief.training import briefer as briefer_module, tagger as tagger_module
+    from conflictbrief.training.briefer import train_briefer
+    from conflictbrief.training.config import BrieferConfig, DataFile, TaggerConfig, TinyModel
+    from conflictbrief.training.tagger import train_tagger
+
+    for module in (briefer_module, tagger_module):
+        monkeypatch.setattr(module, "check_mixed_precision", lambda mixed_precision: None)
+    config = BrieferConfig(tiny_model=TinyModel(), train=[DataFile(str(data_dir / "pairs.jsonl"))],
+                           output_dir=str(tmp_path / "b"), max_steps=2, batch_size=4, max_new_tokens=4, num_beams=1,
+                           mixed_precision="fp16", eval_every=100)
+    assert train_briefer(config, log=lambda m: None)["steps"] == 2
+    state = json.loads((tmp_path / "b" / "checkpoint" / "state.json").read_text())
+    assert state["loss_scaling"]["scale"] > 0
+    lines = []
+    report = train_briefer(dataclasses.replace(config, max_steps=4), resume=True, log=lines.append)
+    assert report["steps"] == 4 and any("resumed from" in line and "at step 2" in line for line in lines)
+    tagger = train_tagger(TaggerConfig(tiny_model=TinyModel(), train=[DataFile(str(data_dir / "spans.jsonl"))],
+                                       output_dir=str(tmp_path / "t"), max_steps=2, mixed_precision="fp16"),
+                          log=lambda m: None)  # through accelerate's backward
+    assert tagger["steps"] == 2
+    assert json.loads((tmp_path / "t" / "checkpoint" / "state.json").read_text())["loss_scaling"]["scale"] > 0
 
 
 def test_cli_evaluate_tagger_prints_one_json_object_with_the_issue_keys(tiny_tagger_dir, data_dir, tmp_path):

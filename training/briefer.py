@@ -18,12 +18,11 @@ import torch
 from conflictbrief.inference.briefer import HEADLINE_SEP, Briefer, lead_sentences, source_for
 from conflictbrief.inference.clean import clean
 from conflictbrief.training.config import BrieferConfig, ConfigError, check_bounds, dump_config
-from conflictbrief.training.loop import check_resume, config_changes_card, fresh_history, last_evaluated_step, \
-    log_config_changes, make_optimizer, run_steps, save_checkpoint, start_or_resume
+from conflictbrief.training.loop import LossScaling, check_resume, config_changes_card, fresh_history, \
+    last_evaluated_step, log_config_changes, make_optimizer, run_steps, save_checkpoint, start_or_resume
 from conflictbrief.training.metrics import rouge_scores
 from conflictbrief.training.readers import DataError, hold_out, read_brief_file
-from conflictbrief.training.tagger import check_mixed_precision, forward_precision, length_grouped_batches, \
-    optimizer_step
+from conflictbrief.training.tagger import check_mixed_precision, forward_precision, length_grouped_batches
 
 
 def load_pairs(files, eval_fraction: float = 0.0, seed: int = 0, held_out: list | None = None) -> list[dict]:
@@ -154,9 +153,10 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     params, optimizer, scheduler = make_optimizer(model, config, total)
+    scaling = LossScaling(config.mixed_precision, device)
     out_dir = Path(config.output_dir)
     step, best, best_score, earlier_seconds = start_or_resume(ckpt, model, optimizer, scheduler, resume, -1.0, log,
-                                                              DataError)
+                                                              DataError, scaling)
     log_config_changes(config_changes, log)
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, out_dir / "training_config.yaml")
@@ -195,14 +195,14 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
 
     def save(step, seconds_this_run):
         save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, earlier_seconds + seconds_this_run,
-                        config=config, config_changes=config_changes)
+                        config=config, config_changes=config_changes, scaling=scaling)
 
     def epoch_batches(epoch):
         return length_grouped_batches(lengths, config.batch_size, random.Random(config.seed + epoch))
 
     model.train()
-    step, _ = run_steps(step, total, epoch_batches, loss_of, lambda: optimizer_step(params, optimizer, scheduler),
-                        steps_per_epoch, config, save, run_eval, log)
+    step, _ = run_steps(step, total, epoch_batches, loss_of, lambda: scaling.update(params, optimizer, scheduler),
+                        steps_per_epoch, config, save, run_eval, log, backward=scaling.backward)
     if last_evaluated_step(history_path) != step:
         run_eval(step)
     seconds = earlier_seconds + time.time() - started

@@ -92,7 +92,8 @@ class TaggerConfig:
     threads: int | None = None
     mixed_precision: str = "no"
     """'bf16': forward passes in bfloat16 autocast (weights and optimiser stay float32); for GPUs and CPUs with
-    AMX (README, performance). 'no': float32 throughout."""
+    AMX (README, performance). 'fp16': float16 autocast with loss scaling, for GPUs without bfloat16 (T4,
+    V100); refused without a GPU. 'no': float32 throughout."""
     label_weight_power: float = 0.0
     """Rare labels weigh more in the loss: (median label count / label count) ** power, at least 1 (0: off)."""
     teachers: list[str] = field(default_factory=list)
@@ -145,7 +146,8 @@ class BrieferConfig:
     time_limit_minutes: float | None = None
     """Stop cleanly (checkpoint, eval, save) after this long; resume later with --resume."""
     mixed_precision: str = "no"
-    """'bf16': forward passes in bfloat16 autocast (weights and optimiser stay float32); 'no': float32."""
+    """'bf16': forward passes in bfloat16 autocast (weights and optimiser stay float32); 'fp16': float16
+    autocast with loss scaling (GPU only); 'no': float32."""
 
 
 @dataclass
@@ -179,6 +181,7 @@ class MlmConfig:
     threads: int | None = None
     time_limit_minutes: float | None = None
     mixed_precision: str = "no"
+    """As the tagger's: 'no', 'bf16' or 'fp16' (GPU only)."""
 
 
 # Bounds of numeric fields, by name, for every config class and its data files: checked by ``check_bounds``

@@ -27,10 +27,58 @@ MODEL_KEYS = frozenset({"base_model", "tiny_model", "labels", "warm_start", "tie
                         "freeze_word_embeddings"})
 
 
+def optimizer_step(params, optimizer, scheduler):
+    """Clip, step, schedule, reset: the same update for every trainer."""
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad()
+
+
+class LossScaling:
+    """float16 mixed precision's loss scaling (``torch.amp.GradScaler``): without it the small gradients of a
+    float16 forward pass flush to zero. The loss is scaled up before the backward pass, the gradients are
+    unscaled before clipping, a step whose gradients overflowed (inf/NaN) is skipped, and then the learning-
+    rate schedule does not advance either (as accelerate does). Inactive for bf16 and float32: a plain
+    backward pass and ``optimizer_step``."""
+
+    def __init__(self, mixed_precision: str, device: torch.device):
+        self.scaler = torch.amp.GradScaler(device.type) if mixed_precision == "fp16" else None
+        self.skipped = 0
+
+    def backward(self, loss: torch.Tensor, backward: Callable[[torch.Tensor], None] | None = None) -> None:
+        scaled = self.scaler.scale(loss) if self.scaler else loss
+        scaled.backward() if backward is None else backward(scaled)
+
+    def update(self, params, optimizer, scheduler) -> None:
+        if self.scaler is None:
+            optimizer_step(params, optimizer, scheduler)
+            return
+        self.scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        before = self.scaler.get_scale()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        if self.scaler.get_scale() < before:  # the scale backs off only when this step was skipped
+            self.skipped += 1
+        else:
+            scheduler.step()
+        optimizer.zero_grad()
+
+    def state(self) -> dict | None:
+        return self.scaler.state_dict() if self.scaler else None
+
+    def load(self, state: dict | None) -> None:
+        if self.scaler and state:
+            self.scaler.load_state_dict(state)
+
+
 def save_checkpoint(path: Path, model, optimizer, scheduler, step: int, best: dict | None, best_score: float,
-                    seconds: float = 0.0, config=None, config_changes: list[str] | tuple = ()):
+                    seconds: float = 0.0, config=None, config_changes: list[str] | tuple = (),
+                    scaling: LossScaling | None = None):
     """Weights, optimiser state and random state to ``state.safetensors``; step, scheduler, best score, the
-    config of the run that wrote it and the config changes of earlier ``--resume`` runs to ``state.json``."""
+    config of the run that wrote it, the config changes of earlier ``--resume`` runs and fp16's loss scale
+    to ``state.json``."""
     path.mkdir(parents=True, exist_ok=True)
     # Cloned: tied weights share storage, which safetensors refuses to write twice.
     tensors = {f"model.{k}": v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -48,11 +96,12 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, step: int, best: di
     meta = {"step": step, "scheduler": scheduler.state_dict(), "param_groups": groups, "best": best,
             "best_score": best_score, "train_seconds": round(seconds, 1),
             "config": dataclasses.asdict(config) if config is not None else None,
-            "config_changes": list(config_changes)}
+            "config_changes": list(config_changes), "loss_scaling": scaling.state() if scaling else None}
     (path / "state.json").write_text(json.dumps(meta))
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, dict | None, float, float]:
+def load_checkpoint(path: Path, model, optimizer, scheduler,
+                    scaling: LossScaling | None = None) -> tuple[int, dict | None, float, float]:
     """(step, best metrics, best score, training seconds of all runs so far)."""
     tensors = load_file(str(path / "state.safetensors"))
     meta = json.loads((path / "state.json").read_text())
@@ -76,6 +125,8 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, dict 
         torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
+    if scaling:
+        scaling.load(meta.get("loss_scaling"))
     return meta["step"], meta["best"], meta["best_score"], meta.get("train_seconds", 0.0)
 
 
@@ -142,13 +193,13 @@ def config_changes_card(changes: list[str]) -> list[str]:
 
 
 def start_or_resume(ckpt: Path, model, optimizer, scheduler, resume: bool, start_score: float, log=print,
-                    error=ValueError) -> tuple[int, dict | None, float, float]:
+                    error=ValueError, scaling: LossScaling | None = None) -> tuple[int, dict | None, float, float]:
     """(step, best metrics, best score, training seconds so far): a fresh start, or the checkpoint's with
     ``--resume`` (``error`` when there is none)."""
     if not resume:
         return 0, None, start_score, 0.0
     check_resume(ckpt, resume, error)
-    state = load_checkpoint(ckpt, model, optimizer, scheduler)
+    state = load_checkpoint(ckpt, model, optimizer, scheduler, scaling)
     log(f"resumed from {ckpt} at step {state[0]}")
     return state
 
@@ -179,7 +230,7 @@ def run_steps(step: int, total: int, epoch_batches: Callable[[int], list],
     Logs every ``config.log_every`` steps, calls ``save(step, seconds of this run)`` every ``save_every`` and
     ``evaluate(step)`` every ``eval_every`` (and, with ``each_epoch``, at the end of every epoch but the
     last), and stops cleanly after ``time_limit_minutes``. ``backward(loss)`` replaces ``loss.backward()``
-    (accelerate's, for the tagger).
+    (``LossScaling.backward``: fp16's scaled loss; through accelerate's, for the tagger).
     Returns (last step, whether the time limit stopped it)."""
     from conflictbrief.training.tagger import progress_line
 

@@ -201,9 +201,9 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
     from accelerate.utils import set_seed
 
     from conflictbrief.model.loading import save_model
-    from conflictbrief.training.loop import check_resume, fresh_history, last_evaluated_step, log_config_changes, \
-        make_optimizer, run_steps, save_checkpoint, start_or_resume
-    from conflictbrief.training.tagger import check_mixed_precision, forward_precision, optimizer_step
+    from conflictbrief.training.loop import LossScaling, check_resume, fresh_history, last_evaluated_step, \
+        log_config_changes, make_optimizer, run_steps, save_checkpoint, start_or_resume
+    from conflictbrief.training.tagger import check_mixed_precision, forward_precision
 
     check_bounds(config)
     if config.threads:
@@ -239,9 +239,10 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     params, optimizer, scheduler = make_optimizer(model, config, total)
+    scaling = LossScaling(config.mixed_precision, device)
     out_dir = Path(config.output_dir)
     step, best, best_score, earlier_seconds = start_or_resume(ckpt, model, optimizer, scheduler, resume,
-                                                              float("-inf"), log, DataError)
+                                                              float("-inf"), log, DataError, scaling)
     log_config_changes(config_changes, log)
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, out_dir / "training_config.yaml")
@@ -290,11 +291,11 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
 
     def save(step, seconds_this_run):
         save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, earlier_seconds + seconds_this_run,
-                        config=config, config_changes=config_changes)
+                        config=config, config_changes=config_changes, scaling=scaling)
 
     model.train()
-    step, _ = run_steps(step, total, epoch_batches, loss_of, lambda: optimizer_step(params, optimizer, scheduler),
-                        steps_per_epoch, config, save, run_eval, log)
+    step, _ = run_steps(step, total, epoch_batches, loss_of, lambda: scaling.update(params, optimizer, scheduler),
+                        steps_per_epoch, config, save, run_eval, log, backward=scaling.backward)
     if last_evaluated_step(history_path) != step:
         run_eval(step)
     seconds = earlier_seconds + time.time() - started

@@ -21,8 +21,8 @@ from conflictbrief.inference.tagger import Tagger, drop_bare_tags, encode_words,
     uses_case_feature
 from conflictbrief.model.labels import OUTSIDE, LabelSchema
 from conflictbrief.training.config import ConfigError, DataFile, TaggerConfig, check_bounds, dump_config
-from conflictbrief.training.loop import check_resume, config_changes_card, fresh_history, last_evaluated_step, \
-    log_config_changes, make_optimizer, run_steps, save_checkpoint, start_or_resume
+from conflictbrief.training.loop import LossScaling, check_resume, config_changes_card, fresh_history, \
+    last_evaluated_step, log_config_changes, make_optimizer, run_steps, save_checkpoint, start_or_resume
 from conflictbrief.training.metrics import entity_errors, entity_scores, restrict_tags
 from conflictbrief.training.readers import DataError, hold_out, read_tagger_file, to_dataset
 
@@ -295,39 +295,36 @@ def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Rand
     return batches
 
 
-def optimizer_step(params, optimizer, scheduler):
-    """Clip, step, schedule, reset: the same update for every trainer."""
-    torch.nn.utils.clip_grad_norm_(params, 1.0)
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad()
-
-
-MIXED_PRECISION = ("no", "bf16")
+MIXED_PRECISION = ("no", "bf16", "fp16")
 
 
 def check_mixed_precision(mixed_precision: str) -> None:
+    """Before any data is read: a known value, and fp16 only where there is a GPU."""
     if mixed_precision not in MIXED_PRECISION:
         raise ConfigError(f"mixed_precision: must be one of {', '.join(MIXED_PRECISION)}, got {mixed_precision!r}")
+    if mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("mixed_precision: fp16 is for a GPU (one without bfloat16, such as a T4 or V100), and "
+                          "torch sees none; on a CPU use bf16 (with AMX) or no")
 
 
 def forward_precision(mixed_precision: str, device: torch.device):
-    """The context for training forward passes: bfloat16 autocast for 'bf16', none for 'no'.
+    """The context for training forward passes: bfloat16 autocast for 'bf16', float16 autocast for 'fp16'
+    (with ``LossScaling``), none for 'no'.
 
-    Weights, gradients and optimiser state stay float32 (no loss scaling needed, unlike float16). On a CPU
+    Weights, gradients and optimiser state stay float32 (bfloat16 needs no loss scaling, float16 does). On a CPU
     with AMX, a MiniLM tagger step (batch 16 x 128 tokens) took 0.46 s in bf16 and 0.71-0.79 s in float32
     (runs/trainspeed.py of 2026-12-03, not kept); on a CPU without bfloat16 units it is slower instead.
     """
     check_mixed_precision(mixed_precision)
     if mixed_precision == "no":
         return contextlib.nullcontext()
-    if device.type == "cpu":
+    if device.type == "cpu" and mixed_precision == "bf16":
         from conflictbrief.model.loading import cpu_has_fast_bf16
 
         if not cpu_has_fast_bf16():
             warnings.warn("mixed_precision: bf16 on a CPU without AMX or AVX512-BF16 units runs emulated, slower "
                           "than float32; use mixed_precision: no here", RuntimeWarning, stacklevel=2)
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    return torch.autocast(device.type, dtype=torch.float16 if mixed_precision == "fp16" else torch.bfloat16)
 
 
 def progress_line(step: int, total: int, mean_loss: float, steps_per_s: float) -> str:
@@ -460,9 +457,10 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
     accelerator = Accelerator()
     params, raw_optimizer, scheduler = make_optimizer(model, config, total)
     model, optimizer = accelerator.prepare(model, raw_optimizer)
+    scaling = LossScaling(config.mixed_precision, accelerator.device)
     out_dir = Path(config.output_dir)
     step, best, best_score, earlier_seconds = start_or_resume(ckpt, accelerator.unwrap_model(model), raw_optimizer,
-                                                              scheduler, resume, -1.0, log, DataError)
+                                                              scheduler, resume, -1.0, log, DataError, scaling)
     log_config_changes(config_changes, log)
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, out_dir / "training_config.yaml")
@@ -520,11 +518,13 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
 
     def save(step, seconds_this_run):
         save_checkpoint(ckpt, accelerator.unwrap_model(model), raw_optimizer, scheduler, step, best, best_score,
-                        earlier_seconds + seconds_this_run, config=config, config_changes=config_changes)
+                        earlier_seconds + seconds_this_run, config=config, config_changes=config_changes,
+                        scaling=scaling)
 
     model.train()
-    step, _ = run_steps(step, total, epoch_batches, loss_of, lambda: optimizer_step(params, optimizer, scheduler),
-                        steps_per_epoch, config, save, run_eval, log, each_epoch=True, backward=accelerator.backward)
+    step, _ = run_steps(step, total, epoch_batches, loss_of, lambda: scaling.update(params, optimizer, scheduler),
+                        steps_per_epoch, config, save, run_eval, log, each_epoch=True,
+                        backward=lambda loss: scaling.backward(loss, accelerator.backward))
     if last_evaluated_step(history_path) != step:
         run_eval(step)
     seconds = earlier_seconds + time.time() - started
