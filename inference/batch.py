@@ -601,10 +601,14 @@ class RecordReader:
             yield self._record(item, source, source)
 
     def _text_key(self, data: dict) -> str | None:
-        """The field of ``data`` that holds the article (``--text-field`` or the first of ``TEXT_FIELDS``)."""
+        """The field of ``data`` that holds the article (``--text-field`` or the first of ``TEXT_FIELDS``, at
+        the top or, for a Label Studio task, under ``data``: ``data.text``)."""
         if self.text_field:
             return self.text_field if _field(data, self.text_field, _MISSING) is not _MISSING else None
-        return next((f for f in TEXT_FIELDS if f in data), None)
+        key = next((f for f in TEXT_FIELDS if f in data), None)
+        if key is None and isinstance(data.get("data"), dict):
+            key = next((f"data.{f}" for f in TEXT_FIELDS if f in data["data"]), None)
+        return key
 
     def _wanted(self) -> str:
         return f"'{self.text_field}'" if self.text_field else f"any of {TEXT_FIELDS}"

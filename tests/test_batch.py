@@ -397,6 +397,19 @@ def test_nested_text_and_id_fields(tmp_path):
     assert records[0].text == GOOD and "'content.body'" in records[1].error
 
 
+def test_label_studio_tasks_are_read_by_their_data_text(tmp_path):
+    """A Label Studio export or import file (tasks with the text under 'data') was an error per task unless
+    --text-field data.text was given; a top-level text field still comes first."""
+    from conflictbrief.inference.batch import RecordReader
+
+    tasks = [{"id": 7, "data": {"text": GOOD}, "annotations": []}, {"id": 8, "data": {"article": GOOD}},
+             {"id": 9, "data": {"url": "https://example.org"}}, {"id": 10, "text": "top", "data": {"text": GOOD}}]
+    (tmp_path / "ls.json").write_text(json.dumps(tasks))
+    records = list(RecordReader().read([tmp_path / "ls.json"]))
+    assert [(r.id, r.text) for r in records] == [("7", GOOD), ("8", GOOD), ("9", None), ("10", "top")]
+    assert "no text field" in records[2].error and "'data'" in records[2].error
+
+
 def test_a_record_the_models_fail_on_is_one_error_and_the_others_go_on(tiny_pipeline, tmp_path, monkeypatch):
     # A lone surrogate (half an emoji, a JSON "\\ud83d" escape) used to stop the whole job in the tokenizer;
     # cleaning drops it now. Any other failure inside the models stays with its record: the batch it was
