@@ -99,8 +99,9 @@ def _add_run(sub):
         p.add_argument("-o", "--output", required=True,
                        help="OUT.jsonl, OUT.parquet for Parquet, OUT.csv for spreadsheets, or - for JSON Lines on "
                             "standard output")
-        p.add_argument("--format", dest="out_format", choices=["jsonl", "parquet", "csv"], default=None,
-                       help="default: by the output's name (.parquet: parquet; .csv: csv; else jsonl)")
+        p.add_argument("--format", dest="out_format", choices=["jsonl", "parquet", "csv", "labelstudio"],
+                       default=None, help="default: by the output's name (.parquet: parquet; .csv: csv; else "
+                                          "jsonl); labelstudio: tasks to import for correction (-o tasks.json)")
         p.add_argument("--text-field", help="field holding the article, a.b for a nested one "
                                             "(default: first of text, article, ...)")
         p.add_argument("--id-field", help="field holding the record id, a.b for a nested one (default: file:line)")

@@ -820,12 +820,13 @@ _NOT_WRITTEN = {".tsv": "TSV", ".txt": "plain text", ".xlsx": "Excel", ".xls": "
                 ".zst": "compressed", ".zip": "compressed"}
 
 
-OUTPUT_FORMATS = {"jsonl": ".jsonl", "parquet": ".parquet", "csv": ".csv"}
-_FORMAT_NAMES = {"jsonl": "JSON Lines", "parquet": "Parquet", "csv": "CSV"}
+OUTPUT_FORMATS = {"jsonl": ".jsonl", "parquet": ".parquet", "csv": ".csv", "labelstudio": ".json"}
+_FORMAT_NAMES = {"jsonl": "JSON Lines", "parquet": "Parquet", "csv": "CSV", "labelstudio": "Label Studio tasks"}
 
 
 def output_format(output: str, out_format: str | None = None) -> str:
-    """``jsonl``, ``parquet`` or ``csv`` for ``-o output``: ``out_format`` when given, else by the name
+    """``jsonl``, ``parquet``, ``csv`` or ``labelstudio`` (named only by ``out_format``, a ``.json`` file) for
+    ``-o output``: ``out_format`` when given, else by the name
     (``.parquet``, ``.csv``; any other name: JSON Lines). A name that says another kind of file (``.tsv``,
     ``.gz``; ``.parquet`` with ``--format jsonl``, ``.jsonl`` with ``--format parquet``) is a BatchError before
     anything is read. Until 2026-12-06 ``-o out.parquet`` or ``-o out.csv`` without ``--format`` wrote JSON Lines
@@ -833,15 +834,19 @@ def output_format(output: str, out_format: str | None = None) -> str:
     if out_format not in (None, *OUTPUT_FORMATS):
         raise BatchError(f"unknown output format {out_format!r}: {', '.join(OUTPUT_FORMATS)}")
     if output == STDOUT:
-        if out_format in ("parquet", "csv"):
+        if out_format in ("parquet", "csv", "labelstudio"):
             raise BatchError(f"-o - writes JSON Lines to standard output; {_FORMAT_NAMES[out_format]} needs a file "
                              f"name (-o out{OUTPUT_FORMATS[out_format]})")
         return "jsonl"
     suffix = Path(output).suffix.lower()
     if suffix in _NOT_WRITTEN:
-        raise BatchError(f"-o {output}: the job writes JSON Lines (name the output .jsonl), Parquet (.parquet) or "
-                         f"CSV (.csv), not {_NOT_WRITTEN[suffix]} files")
+        raise BatchError(f"-o {output}: the job writes JSON Lines (name the output .jsonl), Parquet (.parquet), "
+                         f"CSV (.csv) or Label Studio tasks (.json with --format labelstudio), not "
+                         f"{_NOT_WRITTEN[suffix]} files")
     named = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(suffix)
+    if out_format == "labelstudio" and suffix != ".json":
+        raise BatchError(f"-o {output} with --format labelstudio: Label Studio imports a JSON file; name it "
+                         f"{Path(output).with_suffix('.json').name}")
     if out_format and named and out_format != named:
         raise BatchError(f"-o {output} with --format {out_format}: the name says {named}; name it "
                          f"{Path(output).with_suffix(OUTPUT_FORMATS[out_format]).name} or leave --format out")
@@ -975,7 +980,7 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
             with out.open("rb") as f:
                 summary["failed_total"] = sum(1 for line in f if b'"error": "' in line or b'"error":"' in line)
             # (under the lock: another job's --overwrite must not empty OUT.jsonl while it is converted)
-            convert = {"parquet": _to_parquet, "csv": _to_csv}.get(out_format)
+            convert = {"parquet": _to_parquet, "csv": _to_csv, "labelstudio": _to_labelstudio}.get(out_format)
             summary["output"] = str(convert(out, Path(output)) if convert else out)
     if summary["records"] == 0:  # an empty dump, or a pipe whose writer failed (zcat of a missing file)
         log("warning: the inputs hold no records: " + ", ".join(_display(f) for f in files[:3])
@@ -1283,6 +1288,59 @@ def _to_csv(jsonl: Path, target: Path) -> Path:
                 _brief_text(r), "; ".join(entities),
                 " | ".join(r.get("warnings") or []))])
     return target
+
+
+def _to_labelstudio(jsonl: Path, target: Path) -> Path:
+    """The JSONL output as Label Studio tasks to import for correction (pre-annotation), a line at a time:
+    ``{"data": {"text", "article_id", "source"}, "predictions": [{"model_version", "score", "result": [...]}]}``,
+    and beside it (``tasks.labelstudio.xml`` for ``tasks.json``) the labeling config they belong to: a Labels
+    control ``label`` over the Text ``text`` with the tagger's labels, and, when the job wrote briefs, a TextArea
+    ``brief`` that holds the brief, a sentence a line, to correct. The text is the cleaned text the entities'
+    ``start``/``end`` point into; the prediction's score is its least sure entity's, so that sorting by it
+    puts the doubtful tasks first. Records that are errors have no text to show and are left out (they stay
+    in the JSONL file beside it). The project's JSON export trains the tagger (its label regions) and the
+    briefer (its ``brief`` TextArea) as it is."""
+    labels, briefs = {}, False
+    with jsonl.open(encoding="utf-8") as f, target.open("w", encoding="utf-8") as out:
+        out.write("[")
+        first = True
+        for line in f:
+            r = json.loads(line)
+            if r.get("error") or not isinstance(r.get("text"), str):
+                continue
+            entities = r.get("entities") or []
+            tagger = (r.get("models") or {}).get("tagger") or {}
+            labels.update(dict.fromkeys(tagger.get("labels") or []))
+            labels.update(dict.fromkeys(e["label"] for e in entities))
+            result = [{"id": f"e{n}", "from_name": "label", "to_name": "text", "type": "labels",
+                       "value": {"start": e["start"], "end": e["end"], "text": e["text"], "labels": [e["label"]]},
+                       "score": e.get("score")} for n, e in enumerate(entities)]
+            if r.get("brief"):
+                briefs = True
+                result.append({"id": "brief", "from_name": "brief", "to_name": "text", "type": "textarea",
+                               "value": {"text": [s["text"] for s in r["brief"]]}})
+            task = {"data": {"text": r["text"], "article_id": r.get("id"), "source": r.get("source")},
+                    "predictions": [{
+                        "model_version": f"conflictbrief {tagger.get('ref', '')} {tagger.get('weights', '')}".strip(),
+                        "score": min((e.get("score") or 0.0 for e in entities), default=1.0), "result": result}]}
+            out.write(("\n" if first else ",\n") + json.dumps(task))
+            first = False
+        out.write("\n]\n")
+    target.with_suffix(".labelstudio.xml").write_text(labelstudio_config(list(labels), briefs), encoding="utf-8")
+    return target
+
+
+def labelstudio_config(labels: list[str], brief: bool) -> str:
+    """A Label Studio labeling config for the tasks of ``_to_labelstudio``."""
+    from xml.sax.saxutils import quoteattr
+
+    lines = ["<View>", '  <Labels name="label" toName="text">',
+             *[f"    <Label value={quoteattr(label)}/>" for label in labels], "  </Labels>",
+             '  <Text name="text" value="$text"/>']
+    if brief:
+        lines += ['  <Header value="Brief: a sentence a line; every number, name and place must be in the text"/>',
+                  '  <TextArea name="brief" toName="text" rows="5" editable="true"/>']
+    return "\n".join(lines + ["</View>", ""])
 
 
 def _to_parquet(jsonl: Path, target: Path, rows_per_group: int = 2000) -> Path:

@@ -563,7 +563,9 @@ def test_the_output_format_follows_the_name_and_a_name_of_another_kind_is_refuse
 
     monkeypatch.setattr(pipeline.Pipeline, "load", no_load)
     for argv, said in ((["-o", "o.tsv"], "-o o.tsv: the job writes JSON Lines (name the output .jsonl), "
-                                         "Parquet (.parquet) or CSV (.csv), not TSV files"),
+                                         "Parquet (.parquet), CSV (.csv) or Label Studio tasks (.json with --format "
+                                         "labelstudio), not TSV files"),
+                       (["-o", "o.jsonl", "--format", "labelstudio"], "Label Studio imports a JSON file; name it o.json"),
                        (["-o", "o.jsonl.gz"], "not compressed files"),
                        (["-o", "o.csv", "--format", "parquet"], "the name says csv; name it o.parquet"),
                        (["-o", "-", "--format", "csv"], "CSV needs a file name (-o out.csv)"),
@@ -910,6 +912,49 @@ def test_a_zip_archive_is_read_as_a_folder_is(tiny_pipeline, tmp_path):
     assert len(rows) == 8 and summary["failed_total"] == 3 and rows[0]["brief"]
     run_batch(tiny_pipeline, [zipped], str(out), quiet=True, resume=True)
     assert len(out.read_text(encoding="utf-8").splitlines()) == 8
+
+
+def test_label_studio_tasks_to_correct_and_their_export_trains_both_models(tiny_pipeline, tmp_path):
+    """`--format labelstudio` writes the results as Label Studio tasks with the entities (and the brief) as
+    predictions, and the labeling config beside them; the annotations made from them, exported as JSON, are
+    read by the tagger's and the briefer's training readers as they are."""
+    from conflictbrief.model.labels import LabelSchema
+    from conflictbrief.training.readers import read_brief_file, read_tagger_file
+
+    dump = tmp_path / "d.jsonl"
+    dump.write_text("".join(json.dumps(r) + "\n" for r in ({"id": "r1", "text": "& # 39;" + GOOD},
+                                                           {"id": "r2", "text": ""}, {"id": "r3", "text": GOOD})))
+    out = tmp_path / "tasks.json"
+    summary = run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, out_format="labelstudio")
+    assert summary["output"] == str(out) and (tmp_path / "tasks.jsonl").is_file()
+    tasks = json.loads(out.read_text())
+    results = [json.loads(line) for line in (tmp_path / "tasks.jsonl").read_text().splitlines()]
+    assert [t["data"]["article_id"] for t in tasks] == ["r1", "r3"]  # the error record stays in the JSONL only
+    for task, r in zip(tasks, (results[0], results[2])):
+        regions = task["predictions"][0]["result"]
+        spans = [x["value"] for x in regions if x["type"] == "labels"]
+        assert [(v["start"], v["end"], v["labels"][0]) for v in spans] == [(e["start"], e["end"], e["label"])
+                                                                          for e in r["entities"]]
+        assert all(task["data"]["text"][v["start"]:v["end"]] == v["text"] for v in spans)
+        [area] = [x for x in regions if x["type"] == "textarea"]
+        assert area["value"]["text"] == [s["text"] for s in r["brief"]] and area["from_name"] == "brief"
+    config = (tmp_path / "tasks.labelstudio.xml").read_text()
+    schema = LabelSchema.from_yaml(None)
+    assert all(f'<Label value="{label}"/>' in config for label in schema.labels)
+    assert '<TextArea name="brief" toName="text"' in config and '<Text name="text" value="$text"/>' in config
+    # an annotator accepts the predictions: Label Studio's JSON export of the project
+    export = [{"id": n, "data": t["data"], "annotations": [{"id": 10 + n, "result": t["predictions"][0]["result"]}]}
+              for n, t in enumerate(tasks, 1)]
+    (tmp_path / "export.json").write_text(json.dumps(export))
+    examples = read_tagger_file(tmp_path / "export.json", schema)
+    assert len(examples) == 2 and examples[0]["tokens"][:3] == ["'", "Syrian", "forces"]
+    assert sum(t.startswith("B-") for t in examples[0]["tags"]) == len(results[0]["entities"]) > 0
+    pairs = read_brief_file(tmp_path / "export.json")
+    assert [p["brief"] for p in pairs] == ["\n".join(s["text"] for s in r["brief"]) for r in (results[0], results[2])]
+    with pytest.raises(BatchError, match="Label Studio imports a JSON file; name it tasks.json"):
+        run_batch(tiny_pipeline, [str(dump)], str(tmp_path / "tasks.jsonl"), quiet=True, out_format="labelstudio")
+    with pytest.raises(BatchError, match="-o - writes JSON Lines to standard output; Label Studio tasks needs"):
+        run_batch(tiny_pipeline, [str(dump)], "-", quiet=True, out_format="labelstudio")
 
 
 def test_a_csv_output_for_spreadsheets(tiny_pipeline, tmp_path):
