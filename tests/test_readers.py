@@ -461,6 +461,14 @@ def test_brief_pairs_from_label_studio_and_doccano_exports(tmp_path, caplog):
     two = tmp_path / "two.json"
     two.write_text(json.dumps([{"id": 3, "data": {"text": "A. B."},
                                 "annotations": [{"result": [area("first", "A."), area("second", "B.")]}]}]))
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps([{"id": 4, "data": {"text": "A. B."}, "annotations": [{"result": [
+        {"from_name": "answer", "type": "textarea", "value": {"text": "A."}}]}]}]))
+    assert read_brief_file(odd)[0]["brief"] == "A."  # one string instead of a list of lines
+    odd.write_text(json.dumps([{"id": 5, "data": {"text": "A. B."}, "annotations": [{"result": [
+        {"from_name": "answer", "type": "textarea", "value": {"text": [1, 2]}}]}]}]))
+    with pytest.raises(DataError, match=r"odd.json\[task 5\]: the TextArea 'answer' holds \[1, 2\], not lines"):
+        read_brief_file(odd)
     with pytest.raises(DataError, match=r"two.json\[task 3\]: more than one answer \('first', 'second'\) and none "
                                         r"named as the brief"):
         read_brief_file(two)

@@ -307,10 +307,10 @@ def _read_labelstudio(path: Path, text: str, schema: LabelSchema, mapping: str |
             if not regions and "annotation_id" not in task:
                 raise DataError(f"{where}: a task needs a 'data' object with the text (JSON export), or the text "
                                 "and the label regions at its top (JSON_MIN export)")
-            if task.get("id") is not None and task["id"] in seen:
+            if task.get("id") is not None and repr(task["id"]) in seen:  # (repr: an id may be anything in JSON)
                 repeated += 1  # JSON_MIN writes a record per annotation: the first is kept, as in the JSON export
                 continue
-            seen.add(task.get("id"))
+            seen.add(repr(task.get("id")))
             if not regions and task.get("annotation_id") is None:
                 unannotated += 1
                 continue
@@ -493,9 +493,13 @@ class _Export:
         areas: dict[str, list] = {}
         for r in (annotations[0].get("result") or []) if annotations else []:
             value = r.get("value") if isinstance(r, dict) else None
-            if isinstance(value, dict) and isinstance(value.get("text"), list) \
-                    and (r.get("type") or "").lower() == "textarea":
-                areas.setdefault(str(r.get("from_name")), []).extend(value["text"])
+            if not isinstance(value, dict) or str(r.get("type")).lower() != "textarea":
+                continue
+            lines = value.get("text")
+            lines = [lines] if isinstance(lines, str) else lines
+            if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
+                raise DataError(f"{where}: the TextArea {r.get('from_name')!r} holds {lines!r}, not lines of text")
+            areas.setdefault(str(r.get("from_name")), []).extend(lines)
         areas = {name: _joined(lines) for name, lines in areas.items()}
         brief, headline = self._answer(where, {k: v for k, v in areas.items() if v})
         if brief is None:  # not annotated yet, skipped, or answered without a brief: nothing to learn from
@@ -506,10 +510,10 @@ class _Export:
     def _json_min(self, where: str, record: dict) -> tuple | None:
         if record.get("id") is not None:
             where = f"{self.path}[task {record['id']}]"
-            if record["id"] in self.seen:
+            if repr(record["id"]) in self.seen:
                 self.repeated += 1
                 return None
-            self.seen.add(record["id"])
+            self.seen.add(repr(record["id"]))
         text_key = next((k for k in BRIEF_TEXT_KEYS if k in record), None)
         answers = {k: _joined(v) for k, v in record.items() if k not in _MIN_META and k != text_key}
         answers = {k: v for k, v in answers.items() if isinstance(v, str) and v.strip()}
