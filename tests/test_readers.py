@@ -486,6 +486,8 @@ def test_brief_pairs_from_label_studio_and_doccano_exports(tmp_path, caplog):
     none.write_text(json.dumps([tasks[1]]))
     with pytest.raises(DataError, match=r"none.json: no pairs found \(1 task\(s\), none with a brief yet\)"):
         read_brief_file(none)
+    with pytest.raises(DataError, match=r"none.json: no examples found \(no task annotated yet"):
+        read_tagger_file(none, SCHEMA)  # (it said "empty file?")
 
 
 def test_brief_pairs_from_tsv_and_excel_workbooks(tmp_path, caplog, monkeypatch):

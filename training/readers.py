@@ -108,7 +108,8 @@ def read_tagger_file(
         raise DataError(f"{path}: unknown format {fmt!r}; choose one of {TAGGER_FORMATS}")
     examples = list(readers[fmt](path, text, schema, mapping))
     if not examples:
-        raise DataError(f"{path}: no examples found (empty file?)")
+        why = "no task annotated yet (or an empty export)" if fmt == "labelstudio" else "empty file?"
+        raise DataError(f"{path}: no examples found ({why})")
     return examples
 
 
