@@ -570,13 +570,13 @@ def test_fp16_loss_scaling_skips_an_overflowing_step_and_its_schedule_and_resume
     scaling.backward(model(x).pow(2).mean())
     assert model.weight.grad.abs().max() > 100  # scaled (by 65,536) until unscaled for the update
     scaling.update(params, optimizer, scheduler)
-    assert scheduler.last_epoch == 1 and scaling.skipped == 0
+    assert scheduler.last_epoch == 1
     assert not any(torch.equal(a, b) for a, b in zip(start, model.parameters()))
     taken = [p.detach().clone() for p in model.parameters()]
     scaling.backward(model(x).sum() * float("inf"))
     scaling.update(params, optimizer, scheduler)
     assert all(torch.equal(a, b) for a, b in zip(taken, model.parameters()))  # skipped ...
-    assert scheduler.last_epoch == 1 and scaling.skipped == 1 and scaling.state()["scale"] == 32768.0  # ... backed off
+    assert scheduler.last_epoch == 1 and scaling.state()["scale"] == 32768.0  # ... with its schedule step; backed off
     assert model.weight.grad is None or not model.weight.grad.any()
     save_checkpoint(tmp_path / "ck", model, optimizer, scheduler, 2, None, 0.0, scaling=scaling)
     again = LossScaling("fp16", cpu)

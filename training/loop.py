@@ -44,7 +44,6 @@ class LossScaling:
 
     def __init__(self, mixed_precision: str, device: torch.device):
         self.scaler = torch.amp.GradScaler(device.type) if mixed_precision == "fp16" else None
-        self.skipped = 0
 
     def backward(self, loss: torch.Tensor, backward: Callable[[torch.Tensor], None] | None = None) -> None:
         scaled = self.scaler.scale(loss) if self.scaler else loss
@@ -59,9 +58,7 @@ class LossScaling:
         before = self.scaler.get_scale()
         self.scaler.step(optimizer)
         self.scaler.update()
-        if self.scaler.get_scale() < before:  # the scale backs off only when this step was skipped
-            self.skipped += 1
-        else:
+        if self.scaler.get_scale() >= before:  # the scale backs off only when this step was skipped
             scheduler.step()
         optimizer.zero_grad()
 
