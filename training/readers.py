@@ -522,7 +522,7 @@ class _Export:
         if brief is None:
             self.unannotated += 1
             return None
-        return where, _text_of(record), brief, headline
+        return where, record.get(text_key), brief, headline
 
     @staticmethod
     def _answer(where: str, answers: dict) -> tuple:
