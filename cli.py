@@ -138,11 +138,13 @@ def _add_run(sub):
 
 
 def _add_serve(sub):
-    p = sub.add_parser("serve", help="HTTP service (POST /v1/analyze, GET /healthz, GET /v1/models)")
+    p = sub.add_parser("serve", help="HTTP service (POST /v1/analyze, GET /healthz, GET /v1/models; a Label "
+                                     "Studio ML backend at /labelstudio)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--api-key-file", metavar="FILE",
-                   help="/v1/ requests need the key in FILE (its first line) as 'Authorization: Bearer KEY' or "
-                        "'X-API-Key: KEY'; or set CONFLICTBRIEF_API_KEY. /healthz stays open")
+                   help="/v1/ requests need the key in FILE (its first line) as 'Authorization: Bearer KEY', "
+                        "'X-API-Key: KEY' or HTTP Basic with the key as the password (Label Studio); or set "
+                        "CONFLICTBRIEF_API_KEY. /healthz stays open")
     p.add_argument("--port", type=_at_least(1, 65535), default=8000)
     p.add_argument("--root-path", default="", metavar="PATH",
                    help="the path prefix a reverse proxy serves the service under (/conflictbrief), for /docs")

@@ -35,6 +35,7 @@ from typing import Iterator
 
 from . import zstd
 from .clean import clean, compression_of, compression_suffix
+from .labelstudio import entity_regions, labelstudio_config, least_score, model_version, textarea_region
 from .page import page_charset
 
 TEXT_FIELDS = ("text", "article", "content", "body", "article_content", "doc", "story")
@@ -1312,35 +1313,18 @@ def _to_labelstudio(jsonl: Path, target: Path) -> Path:
             tagger = (r.get("models") or {}).get("tagger") or {}
             labels.update(dict.fromkeys(tagger.get("labels") or []))
             labels.update(dict.fromkeys(e["label"] for e in entities))
-            result = [{"id": f"e{n}", "from_name": "label", "to_name": "text", "type": "labels",
-                       "value": {"start": e["start"], "end": e["end"], "text": e["text"], "labels": [e["label"]]},
-                       "score": e.get("score")} for n, e in enumerate(entities)]
+            result = entity_regions(entities)
             if r.get("brief"):
                 briefs = True
-                result.append({"id": "brief", "from_name": "brief", "to_name": "text", "type": "textarea",
-                               "value": {"text": [s["text"] for s in r["brief"]]}})
+                result.append(textarea_region("brief", "brief", [s["text"] for s in r["brief"]]))
             task = {"data": {"text": r["text"], "article_id": r.get("id"), "source": r.get("source")},
-                    "predictions": [{
-                        "model_version": f"conflictbrief {tagger.get('ref', '')} {tagger.get('weights', '')}".strip(),
-                        "score": min((e.get("score") or 0.0 for e in entities), default=1.0), "result": result}]}
+                    "predictions": [{"model_version": model_version(r.get("models") or {}),
+                                     "score": least_score(result), "result": result}]}
             out.write(("\n" if first else ",\n") + json.dumps(task))
             first = False
         out.write("\n]\n")
     target.with_suffix(".labelstudio.xml").write_text(labelstudio_config(list(labels), briefs), encoding="utf-8")
     return target
-
-
-def labelstudio_config(labels: list[str], brief: bool) -> str:
-    """A Label Studio labeling config for the tasks of ``_to_labelstudio``."""
-    from xml.sax.saxutils import quoteattr
-
-    lines = ["<View>", '  <Labels name="label" toName="text">',
-             *[f"    <Label value={quoteattr(label)}/>" for label in labels], "  </Labels>",
-             '  <Text name="text" value="$text"/>']
-    if brief:
-        lines += ['  <Header value="Brief: a sentence a line; every number, name and place must be in the text"/>',
-                  '  <TextArea name="brief" toName="text" rows="5" editable="true"/>']
-    return "\n".join(lines + ["</View>", ""])
 
 
 def _to_parquet(jsonl: Path, target: Path, rows_per_group: int = 2000) -> Path:

@@ -1,4 +1,5 @@
-"""The HTTP service: POST /v1/analyze, GET /healthz, GET /v1/models (FastAPI; OpenAPI at /docs).
+"""The HTTP service: POST /v1/analyze, GET /healthz, GET /v1/models (FastAPI; OpenAPI at /docs), and a Label
+Studio ML backend under /labelstudio (health, setup, predict; labelstudio.py).
 
 Load degrades into queueing, then 503: at most ``max_concurrency`` requests run the models at once, at most
 ``max_queue`` wait, and any more are refused at once. Bodies above ``max_body_bytes`` get 413 (a chunked
@@ -20,6 +21,7 @@ only the story is read (page.py). A body that is not in its charset gets 400 nam
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import logging
@@ -30,9 +32,10 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, Response
-from pydantic import AfterValidator, BaseModel, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 from starlette.concurrency import run_in_threadpool
 
+from conflictbrief.inference import labelstudio as ls
 from conflictbrief.inference.deadline import CHARS, PER_ARTICLE, budget
 from conflictbrief.inference.page import page_charset
 from conflictbrief.inference.pipeline import InputError, TimeLimitError
@@ -111,9 +114,9 @@ def decode_content(body: bytes, encoding: str, limit: int) -> bytes:
 
 
 class BodyNormaliser:
-    """ASGI middleware for POST /v1/analyze: reads the body (413 once it passes ``max_body_bytes``, with or
-    without a Content-Length, compressed or not), decompresses it (``decode_content``), turns it into UTF-8
-    JSON (``normalise_body``) and hands that on."""
+    """ASGI middleware for POST /v1/analyze and /labelstudio/: reads the body (413 once it passes
+    ``max_body_bytes``, with or without a Content-Length, compressed or not), decompresses it
+    (``decode_content``), for /v1/analyze turns it into UTF-8 JSON (``normalise_body``), and hands that on."""
 
     def __init__(self, app, max_body_bytes: int):
         self.app, self.max_body_bytes = app, max_body_bytes
@@ -129,7 +132,7 @@ class BodyNormaliser:
         path, root = scope["path"], scope.get("root_path", "")
         if root and path.startswith(root):  # behind a proxy (serve --root-path): the server puts the prefix back
             path = path[len(root):]
-        if scope["method"] != "POST" or path != "/v1/analyze":
+        if scope["method"] != "POST" or not (path == "/v1/analyze" or path.startswith("/labelstudio/")):
             return await self.app(scope, receive, send)
         chunks, size = [], 0
         while True:
@@ -149,7 +152,8 @@ class BodyNormaliser:
         query_id = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("id") or [None])[0]
         try:
             body = decode_content(b"".join(chunks), headers.get("content-encoding", ""), self.max_body_bytes)
-            body = normalise_body(body, headers.get("content-type", ""), query_id)
+            if path == "/v1/analyze":  # (Label Studio sends UTF-8 JSON)
+                body = normalise_body(body, headers.get("content-type", ""), query_id)
         except _BodyError as e:
             return await JSONResponse({"detail": e.detail}, status_code=e.status)(scope, receive, send)
         scope = dict(scope)
@@ -187,9 +191,29 @@ class AnalyzeRequest(BaseModel):
                                           "or ?brief=false, which a text/plain or text/html body needs.")
 
 
+class LabelStudioSetup(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    schema_: str = Field(..., alias="schema", min_length=1, description="the project's labeling config (XML)")
+
+
+class LabelStudioPredict(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    tasks: list[dict] = Field(..., description="Label Studio tasks: {'id', 'data': {FIELD: text, ...}}")
+    label_config: str = Field(..., min_length=1, description="the project's labeling config (XML)")
+
+
+@functools.cache
+def _mappings() -> dict:
+    """The packaged label mappings (configs/labels.yaml), by which a project's PER/ORG/LOC are the tagger's."""
+    from conflictbrief.model.labels import LabelSchema
+
+    return LabelSchema.from_yaml().mappings
+
+
 def _key_check(api_key: str | None):
-    """A dependency that lets a request through only with ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``
-    (compared in constant time); no key: every request."""
+    """A dependency that lets a request through only with ``Authorization: Bearer KEY``, ``X-API-Key: KEY`` or
+    HTTP Basic authentication whose password is the key (any user name: Label Studio's ML-backend connection
+    sends that), compared in constant time; no key: every request."""
     expected = api_key.encode("utf-8") if api_key else None
 
     def check(request: Request):
@@ -199,9 +223,19 @@ def _key_check(api_key: str | None):
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if given is None and scheme.lower() == "bearer":
             given = token.strip()
+        elif given is None and scheme.lower() == "basic":
+            import base64
+            import binascii
+
+            try:
+                given = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")[2]
+            except (binascii.Error, UnicodeDecodeError):
+                given = ""
         if given is None or not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected):
-            raise HTTPException(401, "an API key is needed: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
-                                if given is None else "wrong API key", headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(401, "an API key is needed: send 'Authorization: Bearer KEY', 'X-API-Key: KEY' or "
+                                     "HTTP Basic authentication with the key as the password"
+                                if given is None else "wrong API key",
+                                headers={"WWW-Authenticate": 'Bearer, Basic realm="conflictbrief"'})
 
     return check
 
@@ -260,6 +294,105 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
                 raise HTTPException(422, f"'brief' is {str(body.brief).lower()} in the body and "
                                          f"{str(brief).lower()} in the query: give one")
             body.brief = brief
+        def as_dict(result):  # a worker process (workers.ProcessPipeline) sends dicts
+            return result if isinstance(result, dict) else result.to_dict()
+
+        def run():
+            if body.text is None:
+                return {"results": [as_dict(r) for r in pipeline.analyze_batch(
+                    ((a.id, a.text) for a in body.articles), brief=body.brief)]}
+            return as_dict(pipeline.analyze(body.text, body.id, brief=body.brief))
+
+        if body.text is None:
+            chars, n = sum(len(a.text) for a in body.articles), len(body.articles)
+            what = f"a list of {n} article{'s' * (n != 1)}"
+        else:
+            chars, n = len(body.text), 1
+            what = f"record {body.id!r}" if body.id is not None else f"an article of {chars:,} characters"
+        return await limited(run, chars, n, what)
+
+    # Label Studio's ML-backend protocol (labelstudio.py): Label Studio, given http://HOST:PORT/labelstudio as
+    # the backend's URL, calls /health, then /setup with the project's labeling config, then /predict with
+    # tasks, and wants one prediction per task back, in their order.
+    version = ls.model_version(pipeline.models)
+    tagger_labels = list((pipeline.models.get("tagger") or {}).get("labels") or [])
+    configs: dict[str, ls.ProjectConfig] = {}
+
+    def project_config(xml: str) -> ls.ProjectConfig:
+        if xml not in configs:
+            try:
+                config = ls.read_config(xml, tagger_labels, _mappings())
+            except ls.LabelConfigError as e:
+                raise HTTPException(422, str(e)) from None
+            if config.unmatched:
+                log.warning("Label Studio project labels that the tagger does not give: %s (it gives %s)",
+                            ", ".join(config.unmatched), ", ".join(tagger_labels))
+            if len(configs) >= 64:
+                configs.clear()
+            configs[xml] = config
+        return configs[xml]
+
+    @app.get("/labelstudio/health", include_in_schema=False)
+    def labelstudio_health():
+        return {"status": "UP", "model_class": "conflictbrief", "model_version": version}
+
+    @app.post("/labelstudio/setup", dependencies=keyed, summary="Label Studio ML backend: connect a project")
+    def labelstudio_setup(body: LabelStudioSetup):
+        project_config(body.schema_)  # 422 naming the problem, which Label Studio shows
+        return {"model_version": version}
+
+    @app.get("/labelstudio/versions", dependencies=keyed, include_in_schema=False)
+    def labelstudio_versions():
+        return {"versions": [version]}
+
+    @app.post("/labelstudio/predict", dependencies=keyed, summary="Label Studio ML backend: pre-annotate tasks")
+    async def labelstudio_predict(body: LabelStudioPredict):
+        config = project_config(body.label_config)
+        texts = []
+        for n, task in enumerate(body.tasks):
+            data = task.get("data") if isinstance(task.get("data"), dict) else {}
+            text = data.get(config.text_key)
+            texts.append((str(task.get("id", n)), text if isinstance(text, str) and text.strip() else None))
+
+        def run():
+            items = [(i, t) for i, t in texts if t is not None]
+            results = iter(pipeline.analyze_batch(items, brief=config.wants_brief) if items else [])
+            predictions = []
+            for task_id, text in texts:
+                if text is None:
+                    problem = f"no text in its data field {config.text_key!r}"
+                else:
+                    result = next(results)
+                    result = result if isinstance(result, dict) else result.to_dict()
+                    problem = result.get("error")
+                if problem:  # Label Studio wants a prediction for each task: an empty one, and the log says why
+                    log.warning("Label Studio task %s: %s; its prediction is empty", task_id, problem)
+                    predictions.append({"result": [], "score": 0.0, "model_version": version})
+                else:
+                    predictions.append(config.prediction(result, text, version))
+            return {"results": predictions, "model_version": version}
+
+        present = [t for _, t in texts if t is not None]
+        n = len(body.tasks)
+        return await limited(run, sum(map(len, present)), max(1, len(present)),
+                             f"Label Studio tasks ({n} in the request)")
+
+    @app.post("/labelstudio/train", include_in_schema=False)
+    @app.post("/labelstudio/webhook", include_in_schema=False)
+    def labelstudio_train(request: Request):
+        # training from Label Studio's events is not done here: an annotation event is acknowledged (Label
+        # Studio sends one per submitted annotation when training on submission is on); a training request
+        # is told how
+        detail = ("conflictbrief does not train from Label Studio: export the project as JSON and run "
+                  "'conflictbrief train tagger --train export.json' (and 'train briefer'), then serve the model")
+        if request.url.path.endswith("/train"):
+            raise HTTPException(501, detail)
+        return {"status": "ignored", "detail": detail}
+
+    async def limited(job, chars: int, n: int, what: str):
+        """``job()`` in a thread, once one of the ``max_concurrency`` slots is free (503 when ``max_queue``
+        wait already), within the time limit of ``n`` articles of ``chars`` characters in all (504 naming
+        ``what`` past it); a pipeline's InputError is 422 (504 for its time limit), a dead worker 500."""
         if running.locked() and state["waiting"] >= max_queue:  # every slot busy and the queue full
             raise HTTPException(503, "busy: too many requests waiting; retry later",
                                 headers={"Retry-After": "5"})
@@ -269,15 +402,9 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
         finally:
             state["waiting"] -= 1
 
-        def as_dict(result):  # a worker process (workers.ProcessPipeline) sends dicts
-            return result if isinstance(result, dict) else result.to_dict()
-
         def run():
             try:
-                if body.text is None:
-                    return {"results": [as_dict(r) for r in pipeline.analyze_batch(
-                        ((a.id, a.text) for a in body.articles), brief=body.brief)]}
-                return as_dict(pipeline.analyze(body.text, body.id, brief=body.brief))
+                return job()
             except TimeLimitError as e:
                 raise HTTPException(504, str(e)) from None
             except InputError as e:  # a failure of ours is not the request's fault: that stays a 500
@@ -285,10 +412,6 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
             except WorkerError as e:  # a worker process died: a 500 that says so
                 raise HTTPException(500, str(e)) from None
 
-        if body.text is None:
-            chars, n = sum(len(a.text) for a in body.articles), len(body.articles)
-        else:
-            chars, n = len(body.text), 1
         # worker processes stop a runaway themselves (SIGALRM in their main thread; workers.py)
         limit = None if getattr(pipeline, "isolated", False) else budget(time_limit, chars, n)
         work, overran = asyncio.ensure_future(run_in_threadpool(run)), False
@@ -298,10 +421,6 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
         except asyncio.TimeoutError:
             state["overrunning"] += 1
             overran = True
-            if body.text is None:
-                what = f"a list of {n} article{'s' * (n != 1)}"
-            else:
-                what = f"record {body.id!r}" if body.id is not None else f"an article of {chars:,} characters"
             log.warning("%s ran past its time limit of %g s and goes on in the background, holding one of the %d "
                         "analysis slots until it ends", what, limit, max_concurrency)
             per = f"{time_limit:g} s per {CHARS:,} characters, that at least"

@@ -1,4 +1,5 @@
 import json
+import re
 import socket
 import threading
 import time
@@ -301,9 +302,10 @@ def test_an_api_key_guards_the_v1_routes_and_leaves_health_open(tiny_pipeline):
         assert r.status_code == code, (headers, r.text)
         assert client.get("/v1/models", headers=headers).status_code == code
         if code == 401:
-            assert r.headers["www-authenticate"] == "Bearer"
+            assert r.headers["www-authenticate"] == 'Bearer, Basic realm="conflictbrief"'
             assert r.json()["detail"] == ("wrong API key" if headers else
-                                          "an API key is needed: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
+                                          "an API key is needed: send 'Authorization: Bearer KEY', 'X-API-Key: KEY' "
+                                          "or HTTP Basic authentication with the key as the password")
     # checked before the body is validated: a request without the key learns nothing about its body
     assert client.post("/v1/analyze", json={"nothing": 1}).status_code == 401
     assert client.get("/healthz").status_code == 200
@@ -445,3 +447,119 @@ def test_gzip_request_bodies(client):
     assert r.headers["content-encoding"] == "gzip" and len(r.json()["results"]) == 20
     r = client.post("/v1/analyze", json={"articles": [{"text": GOOD}] * 20}, headers={"accept-encoding": "identity"})
     assert "content-encoding" not in r.headers and len(r.json()["results"]) == 20
+
+
+NER_TEMPLATE = """<View>
+  <Labels name="label" toName="text">
+    <Label value="PER" background="red"/><Label value="ORG" background="darkorange"/>
+    <Label value="LOC" background="orange"/><Label value="MISC" background="green"/>
+  </Labels>
+  <Text name="text" value="$text"/>
+</View>"""
+
+
+def _basic(user: str, password: str) -> dict:
+    import base64
+
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def test_label_studio_ml_backend_health_setup_and_predict(tiny_pipeline, caplog):
+    """Label Studio connects to http://HOST:PORT/labelstudio: /health, /setup with the project's labeling config,
+    /predict with its tasks; it authenticates with HTTP Basic (the key as the password) and wants a prediction
+    per task, in order, whose label regions slice the task's own text."""
+    from conflictbrief.inference.labelstudio import model_version
+
+    client = TestClient(create_app(tiny_pipeline, api_key="s3cret-key"))
+    version = model_version(tiny_pipeline.models)
+    assert client.get("/labelstudio/health").json()["status"] == "UP"  # open, as /healthz
+    setup = {"project": "3.1700000000", "schema": NER_TEMPLATE, "hostname": "http://localhost:8080"}
+    assert client.post("/labelstudio/setup", json=setup).status_code == 401
+    assert client.post("/labelstudio/setup", json=setup, headers=_basic("ls", "wrong")).status_code == 401
+    key = _basic("anyone", "s3cret-key")
+    assert client.post("/labelstudio/setup", json=setup, headers=key).json() == {"model_version": version}
+    assert client.get("/labelstudio/versions", headers=key).json() == {"versions": [version]}
+
+    raw = "Raed Saleh of the White Helmets said 120,000 people fled to Turkey &amp; Greece."
+    tasks = [{"id": 11, "data": {"text": "&lt;b&gt;" + SPANS_TEXT}, "project": 3},
+             {"id": 12, "data": {"image": "x.png"}},  # no text: an empty prediction in its place
+             {"id": 13, "data": {"text": raw}}]
+    with caplog.at_level("WARNING", logger="conflictbrief.service"):
+        r = client.post("/labelstudio/predict", headers=key,
+                        json={"tasks": tasks, "label_config": NER_TEMPLATE, "project": "3.1700000000",
+                              "params": {"login": None, "password": None, "context": None}})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert len(results) == 3 and all(p["model_version"] == version for p in results)
+    assert results[1] == {"result": [], "score": 0.0, "model_version": version}
+    assert "Label Studio task 12: no text in its data field 'text'" in caplog.text
+    regions = [g for p in (results[0], results[2]) for g in p["result"]]
+    assert regions, "the tiny tagger finds entities in the texts it was trained on"
+    for task, prediction in ((tasks[0], results[0]), (tasks[2], results[2])):
+        for g in prediction["result"]:
+            assert g["from_name"] == "label" and g["to_name"] == "text" and g["type"] == "labels"
+            assert g["value"]["labels"][0] in ("PER", "ORG", "LOC")  # the project's names, not the tagger's
+            assert task["data"]["text"][g["value"]["start"]:g["value"]["end"]] == g["value"]["text"]
+        assert prediction["score"] == min((g["score"] for g in prediction["result"]), default=1.0)
+    assert not any(g["type"] == "textarea" for g in regions)  # no TextArea in the config: no brief
+
+    # a config with a TextArea gets the brief in it, a sentence a line
+    config = NER_TEMPLATE.replace("</View>", '<TextArea name="summary" toName="text" rows="4"/></View>')
+    r = client.post("/labelstudio/predict", headers=key, json={"tasks": tasks[2:], "label_config": config})
+    [brief] = [g for g in r.json()["results"][0]["result"] if g["type"] == "textarea"]
+    assert brief["from_name"] == "summary" and brief["value"]["text"] and all(
+        isinstance(line, str) and line for line in brief["value"]["text"])
+
+    # a config there is nothing in to predict is refused at setup, with the reason Label Studio shows
+    r = client.post("/labelstudio/setup", headers=key, json={
+        "schema": '<View><Image name="i" value="$image"/><Choices name="c" toName="i"><Choice value="a"/>'
+                  "</Choices></View>"})
+    assert r.status_code == 422 and "no <Text" in r.json()["detail"]
+    assert client.post("/labelstudio/predict", headers=key, json={"tasks": tasks}).status_code == 422
+    # training is not done from Label Studio: said so; annotation events are acknowledged
+    assert "conflictbrief train tagger" in client.post("/labelstudio/train", json={}).json()["detail"]
+    assert client.post("/labelstudio/webhook", json={"action": "ANNOTATION_CREATED"}).status_code == 200
+
+
+SPANS_TEXT = "Syrian forces shelled Idlib on Monday with barrel bombs."
+
+
+def test_label_studio_requests_keep_the_body_limit(client):
+    big = {"tasks": [{"id": 1, "data": {"text": "x" * 60_000}}], "label_config": NER_TEMPLATE}
+    assert client.post("/labelstudio/predict", json=big).status_code == 413
+
+    def chunks():  # no Content-Length
+        yield json.dumps(big).encode()
+
+    assert client.post("/labelstudio/predict", content=chunks(),
+                       headers={"content-type": "application/json"}).status_code == 413
+
+
+def test_label_studio_labeling_configs():
+    from conflictbrief.inference.labelstudio import LabelConfigError, read_config
+
+    ours = ["Organisation", "Location", "Person", "Temporal"]
+    mappings = {"conll": {"PER": "Person", "ORG": "Organisation", "LOC": "Location", "MISC": None}}
+    c = read_config(NER_TEMPLATE, ours, mappings)
+    assert (c.text_name, c.text_key, c.brief, c.headline) == ("text", "text", None, None)
+    assert c.labels == {"Person": ("label", "PER"), "Organisation": ("label", "ORG"), "Location": ("label", "LOC")}
+    assert c.unmatched == ["MISC"] and not c.wants_brief
+    c = read_config("""<View><Header value="Read"/><Text name="article" value="$body"/>
+        <Labels name="who" toName="article"><Label value="person"/><Label value="Organization"/></Labels>
+        <Labels name="when" toName="article"><Label value="Temporal"/></Labels>
+        <TextArea name="note" toName="article" perRegion="true"/>
+        <TextArea name="Title" toName="article"/><TextArea name="abstract" toName="article"/></View>""", ours)
+    assert (c.text_name, c.text_key, c.headline, c.brief) == ("article", "body", "Title", "abstract")
+    assert c.labels == {"Person": ("who", "person"), "Organisation": ("who", "Organization"),
+                        "Temporal": ("when", "Temporal")}
+    assert read_config('<View><Text name="t" value="$t"/><TextArea name="a" toName="t"/></View>', ours).brief == "a"
+    for xml, problem in (("<View><Text", "not XML"),
+                         ('<View><HyperText name="h" value="$html"/></View>',
+                          "<HyperText>: conflictbrief pre-annotates"),
+                         ('<View><Text name="t" value="$url" valueType="url"/><TextArea name="a" toName="t"/></View>',
+                          'valueType="url"'),
+                         ('<View><Text name="t" value="$t"/><Labels name="l" toName="t"><Label value="Cat"/></Labels>'
+                          "</View>", "no Labels control with a label the tagger gives (Organisation, Location, Person, "
+                          "Temporal) and no TextArea")):
+        with pytest.raises(LabelConfigError, match=re.escape(problem)):
+            read_config(xml, ours)
