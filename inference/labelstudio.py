@@ -99,6 +99,9 @@ def read_config(xml: str, tagger_labels: list[str], mappings: dict[str, dict] | 
     tagger gives, no TextArea)."""
     import xml.etree.ElementTree as ET
 
+    if "<!doctype" in xml.lower() or "<!entity" in xml.lower():  # a labeling config has no use for entities
+        raise LabelConfigError("the labeling config has a <!DOCTYPE> or <!ENTITY> declaration; Label Studio's "
+                               "configs have none, and this service does not expand them")
     try:
         root = ET.fromstring(xml)
     except ET.ParseError as e:

@@ -553,7 +553,9 @@ def test_label_studio_labeling_configs():
     assert c.labels == {"Person": ("who", "person"), "Organisation": ("who", "Organization"),
                         "Temporal": ("when", "Temporal")}
     assert read_config('<View><Text name="t" value="$t"/><TextArea name="a" toName="t"/></View>', ours).brief == "a"
-    for xml, problem in (("<View><Text", "not XML"),
+    laughs = ('<?xml version="1.0"?><!DOCTYPE v [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>'
+              '<View><Text name="t" value="$t"/><TextArea name="x" toName="t" placeholder="&b;"/></View>')
+    for xml, problem in (("<View><Text", "not XML"), (laughs, "<!DOCTYPE> or <!ENTITY> declaration"),
                          ('<View><HyperText name="h" value="$html"/></View>',
                           "<HyperText>: conflictbrief pre-annotates"),
                          ('<View><Text name="t" value="$url" valueType="url"/><TextArea name="a" toName="t"/></View>',
