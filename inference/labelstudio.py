@@ -5,18 +5,19 @@ A project's labeling config names the controls that predictions fill: the ``<Tex
 ("$text") is the task's data field to read, the ``<Labels>`` controls over it (their ``<Label value>``s are
 matched to the tagger's labels: the same name, any case, "Organization" for "Organisation", or through a
 mapping of configs/labels.yaml, so that the NER template's PER/ORG/LOC work as they are), and the
-``<TextArea>``s over it: one named ``headline`` or ``title`` gets the headline, another (``brief`` or
-``summary`` first) the brief, a sentence a line.
+``<TextArea>``s over it: one named ``headline`` gets the headline, one named as the brief reader of
+training/readers.py knows briefs (``brief``, ``abstract``, ``summary``...) or the only other one the brief, a
+sentence a line; so that the project's export trains the briefer as it is.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 
+from conflictbrief.training.readers import BRIEF_TARGET_KEYS
+
 log = logging.getLogger("conflictbrief.labelstudio")
 
-HEADLINE_NAMES = ("headline", "title")
-BRIEF_NAMES = ("brief", "summary")
 
 
 class LabelConfigError(ValueError):
@@ -146,14 +147,19 @@ def read_config(xml: str, tagger_labels: list[str], mappings: dict[str, dict] | 
                 config.unmatched.append(value)
             else:
                 config.labels.setdefault(label, (c.get("name"), value))
-    config.headline = next((a for a in areas if a.lower() in HEADLINE_NAMES), None)
-    rest = [a for a in areas if a != config.headline]
-    config.brief = next((a for a in rest if a.lower() in BRIEF_NAMES), rest[0] if rest else None)
+    # named as the brief reader reads an export (readers._Export._answer), so that the export trains as it is
+    config.headline = "headline" if "headline" in areas else None
+    rest = [a for a in areas if a != "headline"]
+    config.brief = next((k for k in BRIEF_TARGET_KEYS if k in rest), rest[0] if len(rest) == 1 else None)
+    if config.brief is None and rest:
+        log.warning("the labeling config has TextAreas %s and none named as the brief (%s): the brief goes into "
+                    "none of them", ", ".join(rest), ", ".join(BRIEF_TARGET_KEYS))
     if not config.labels and not config.wants_brief:
         raise LabelConfigError(
             f"nothing in the labeling config for conflictbrief to predict over <Text name=\"{config.text_name}\">: "
             "no Labels control with a label the tagger gives (" + ", ".join(tagger_labels)
-            + (", or PER/ORG/LOC" if maps else "") + ") and no TextArea for the brief")
+            + (", or PER/ORG/LOC" if maps else "") + ") and no TextArea for the brief (one TextArea, or one named "
+            + " or ".join(BRIEF_TARGET_KEYS[:3]) + ")")
     return config
 
 

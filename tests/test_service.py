@@ -548,11 +548,18 @@ def test_label_studio_labeling_configs():
         <Labels name="who" toName="article"><Label value="person"/><Label value="Organization"/></Labels>
         <Labels name="when" toName="article"><Label value="Temporal"/></Labels>
         <TextArea name="note" toName="article" perRegion="true"/>
-        <TextArea name="Title" toName="article"/><TextArea name="abstract" toName="article"/></View>""", ours)
-    assert (c.text_name, c.text_key, c.headline, c.brief) == ("article", "body", "Title", "abstract")
+        <TextArea name="headline" toName="article"/><TextArea name="comment" toName="article"/>
+        <TextArea name="abstract" toName="article"/></View>""", ours)
+    # the names the brief reader knows in an export, so that it trains as it is
+    assert (c.text_name, c.text_key, c.headline, c.brief) == ("article", "body", "headline", "abstract")
     assert c.labels == {"Person": ("who", "person"), "Organisation": ("who", "Organization"),
                         "Temporal": ("when", "Temporal")}
     assert read_config('<View><Text name="t" value="$t"/><TextArea name="a" toName="t"/></View>', ours).brief == "a"
+    two = '<View><Text name="t" value="$t"/><TextArea name="a" toName="t"/><TextArea name="b" toName="t"/></View>'
+    with pytest.raises(LabelConfigError, match="no TextArea for the brief"):  # which one? the reader would not know
+        read_config(two, ours)
+    assert read_config(two.replace("</View>", '<Labels name="l" toName="t"><Label value="Person"/></Labels></View>'),
+                       ours).brief is None
     laughs = ('<?xml version="1.0"?><!DOCTYPE v [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>'
               '<View><Text name="t" value="$t"/><TextArea name="x" toName="t" placeholder="&b;"/></View>')
     for xml, problem in (("<View><Text", "not XML"), (laughs, "<!DOCTYPE> or <!ENTITY> declaration"),
@@ -562,6 +569,7 @@ def test_label_studio_labeling_configs():
                           'valueType="url"'),
                          ('<View><Text name="t" value="$t"/><Labels name="l" toName="t"><Label value="Cat"/></Labels>'
                           "</View>", "no Labels control with a label the tagger gives (Organisation, Location, Person, "
-                          "Temporal) and no TextArea")):
+                          "Temporal) and no TextArea for the brief (one TextArea, or one named brief or abstract or "
+                          "summary)")):
         with pytest.raises(LabelConfigError, match=re.escape(problem)):
             read_config(xml, ours)
