@@ -94,7 +94,7 @@ def _add_run(sub):
                         ("tag", "entities only, for every article of a dump")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("inputs", nargs="+", metavar="INPUT",
-                       help=".jsonl/.ndjson/.json/.csv/.tsv/.xlsx/.parquet/.txt/.html, dirs, .gz/.bz2/.xz/.zst of "
+                       help=".jsonl/.ndjson/.json/.csv/.tsv/.xlsx/.xls/.parquet/.txt/.html, dirs, .gz/.bz2/.xz/.zst of "
                             "them, .zip or .tar(.gz) archives of them; - for JSON Lines on standard input")
         p.add_argument("-o", "--output", required=True,
                        help="OUT.jsonl, OUT.parquet for Parquet, OUT.csv for spreadsheets, or - for JSON Lines on "

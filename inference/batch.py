@@ -1,6 +1,6 @@
 """The batch job over article dumps: `conflictbrief brief INPUT... -o OUT.jsonl`.
 
-* Inputs: .jsonl/.json/.csv/.tsv/.xlsx/.parquet/.txt/.html files, directories of them (recursively, sorted), .gz,
+* Inputs: .jsonl/.json/.csv/.tsv/.xlsx/.xls/.parquet/.txt/.html files, directories of them (recursively, sorted), .gz,
   .bz2, .xz or .zst of any (.zst with the zstandard package), and .zip or tar archives of them (read as a
   folder is; a tar in one pass, in its own order). A saved web page (.html, .htm) is one article: its menus,
   footers and boxes are left out (page.py).
@@ -29,6 +29,7 @@ import tempfile
 import time
 import zipfile
 from contextlib import contextmanager
+from struct import error as struct_error
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -40,8 +41,10 @@ from .page import page_charset
 
 TEXT_FIELDS = ("text", "article", "content", "body", "article_content", "doc", "story")
 ID_FIELDS = ("id", "doc_id", "article_id", "uuid", "url")
-SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".xlsx", ".parquet", ".txt", ".html", ".htm")
+SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".xlsx", ".xls", ".parquet", ".txt", ".html", ".htm")
 XLSX_INSTALL = "reading Excel (.xlsx) files needs the openpyxl package: pip install openpyxl"
+XLS_INSTALL = "reading Excel 97-2003 (.xls) files needs the xlrd package: pip install xlrd"
+WORKBOOKS = {".xlsx": ("openpyxl", XLSX_INSTALL), ".xls": ("xlrd", XLS_INSTALL)}
 _SAME_AS = {".ndjson": ".jsonl"}  # another name for a kind
 PAGES = (".html", ".htm")  # saved web pages; a .txt file or a page is one article
 STDIN = Path("-")  # the input "-": JSON Lines from standard input (told apart by identity: "./-" is a file)
@@ -270,18 +273,30 @@ def expand_inputs(inputs: list[str], exclude: tuple[Path, ...] = (), log=None) -
 
 
 def _check_packages(files: list[Path]) -> None:
-    """.zst and .xlsx inputs without the package that reads them: a BatchError before the job starts, not an
+    """.zst, .xlsx and .xls inputs without the package that reads them, also as members of a .zip (whose names are
+    at its end, read at once; a tar's are spread through it): a BatchError before the job starts, not an
     error per file."""
+    members = []
+    for p in files:
+        if _kind(p) == ZIP:
+            try:
+                with zipfile.ZipFile(p) as z:
+                    members += [Member(p, n) for n in z.namelist() if not n.endswith("/") and not _skipped(n)]
+            except (OSError, zipfile.BadZipFile):  # the job says so, as an error record
+                continue
+    files = list(files) + members
     zst = next((p for p in files if _compression(p) == ".zst"), None)
     if zst and not zstd.available():
-        raise BatchError(f"{zst}: {zstd.INSTALL} (or pipe it in: zstd -dc {zst} | conflictbrief brief - -o "
-                         "out.jsonl)")
-    xlsx = next((p for p in files if _kind(p) == ".xlsx"), None)
-    if xlsx:
-        import importlib.util
+        raise BatchError(f"{zst}: {zstd.INSTALL} " + (
+            f"(or unpack {zst.archive.name} and decompress its .zst files: zstd -d)" if isinstance(zst, Member)
+            else f"(or pipe it in: zstd -dc {zst} | conflictbrief brief - -o out.jsonl)"))
+    for kind, (package, install) in WORKBOOKS.items():
+        book = next((p for p in files if _kind(p) == kind), None)
+        if book:
+            import importlib.util
 
-        if importlib.util.find_spec("openpyxl") is None:
-            raise BatchError(f"{xlsx}: {XLSX_INSTALL} (or save the sheet as CSV)")
+            if importlib.util.find_spec(package) is None:
+                raise BatchError(f"{book}: {install} (or save the sheet as CSV)")
 
 
 def _open_binary(path: Path | Member):
@@ -350,7 +365,7 @@ class RecordReader:
                     yield from self._json(path)
                 elif kind in (".csv", ".tsv"):
                     yield from self._csv(path, "\t" if kind == ".tsv" else ",")
-                elif kind == ".xlsx":
+                elif kind in WORKBOOKS:
                     yield from self._xlsx(path)
                 elif kind == ZIP:
                     yield from self.read(self._members(path))
@@ -621,22 +636,16 @@ class RecordReader:
         return f"the header row {[h[:40] for h in header[:10]]} has no text column ({self._wanted()})"
 
     def _xlsx(self, path: Path | Member) -> Iterator[Record]:
-        """An Excel workbook: every sheet as a CSV file is read (a header row with a text column, a record per
-        row after it; empty rows passed over), its records named ``FILE[SHEET]:ROW``. A sheet without a text
-        column in its header (a notes or codebook sheet) is one error record that names it."""
-        try:
-            import openpyxl
-        except ImportError:
-            raise ImportError(XLSX_INSTALL) from None
+        """An Excel workbook (.xlsx, or .xls of Excel 97-2003): every sheet as a CSV file is read (a header row
+        with a text column, a record per row after it; empty rows passed over), its records named
+        ``FILE[SHEET]:ROW``. A sheet without a text column in its header (a notes or codebook sheet) is one
+        error record that names it."""
         if isinstance(path, Member) or _compression(path):  # (openpyxl reads the zip inside with seeks)
             with _open_binary(path) as f:
                 source = io.BytesIO(f.read())
         else:
             source = path
-        try:
-            book = openpyxl.load_workbook(source, read_only=True, data_only=True)
-        except (KeyError, zipfile.BadZipFile, OSError) as e:  # not a workbook (KeyError: no workbook part)
-            raise ValueError(f"not a readable .xlsx workbook ({type(e).__name__}: {e})") from None
+        book = open_workbook(source, _kind(path))
         try:
             yield from self._sheets(path, book)
         except SyntaxError as e:  # (xml's ParseError) a sheet cut short or damaged: its records so far stand
@@ -716,6 +725,70 @@ class _Tail(io.RawIOBase):
         buffer[:len(data)] = data
         self.tail = (self.tail + data)[-512:]
         return len(data)
+
+
+def open_workbook(source, kind: str = ".xlsx"):
+    """An Excel workbook (a path or a binary file) for ``sheet_tables``: openpyxl's for .xlsx, ``_XlsBook`` for
+    .xls. ImportError (the install line) without the package; ValueError when it is not a workbook."""
+    package, install = WORKBOOKS[kind]
+    try:
+        module = __import__(package)
+    except ImportError:
+        raise ImportError(install) from None
+    if kind == ".xls":
+        try:
+            data = source.read() if hasattr(source, "read") else Path(source).read_bytes()
+            return _XlsBook(module.open_workbook(file_contents=data, on_demand=True), module)
+        except module.XLRDError as e:  # (an .xlsx named .xls says so: "Excel xlsx file; not supported")
+            raise ValueError(f"not a readable .xls workbook ({e})") from None
+        except (AssertionError, IndexError, struct_error, OSError) as e:  # xlrd on a damaged file
+            raise ValueError(f"not a readable .xls workbook ({type(e).__name__}: {e})") from None
+    try:
+        return module.load_workbook(source, read_only=True, data_only=True)
+    except (KeyError, zipfile.BadZipFile, OSError) as e:  # not a workbook (KeyError: no workbook part)
+        raise ValueError(f"not a readable .xlsx workbook ({type(e).__name__}: {e})") from None
+
+
+class _XlsBook:
+    """An xlrd workbook as ``sheet_tables`` reads openpyxl's: ``worksheets``, each with ``title`` and
+    ``iter_rows(values_only=True)``; dates as datetimes, booleans as booleans, error cells as their text
+    ("#N/A"), as openpyxl gives them."""
+
+    def __init__(self, book, xlrd):
+        self.book, self.xlrd = book, xlrd
+
+    @property
+    def worksheets(self):
+        for n in range(self.book.nsheets):
+            yield _XlsSheet(self, self.book.sheet_by_index(n))
+
+    def close(self):
+        self.book.release_resources()
+
+
+class _XlsSheet:
+    def __init__(self, owner: _XlsBook, sheet):
+        self.owner, self.sheet, self.title = owner, sheet, sheet.name
+
+    def iter_rows(self, values_only: bool = True):
+        xlrd = self.owner.xlrd
+        for r in range(self.sheet.nrows):
+            row = []
+            for cell in self.sheet.row(r):
+                value = cell.value
+                if cell.ctype == xlrd.XL_CELL_DATE:
+                    try:
+                        value = xlrd.xldate.xldate_as_datetime(value, self.owner.book.datemode)
+                    except (ValueError, OverflowError, xlrd.xldate.XLDateError):
+                        pass  # a number out of the date range stays a number
+                elif cell.ctype == xlrd.XL_CELL_BOOLEAN:
+                    value = bool(value)
+                elif cell.ctype == xlrd.XL_CELL_ERROR:
+                    value = xlrd.error_text_from_code.get(value, "#ERROR")
+                elif cell.ctype in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK):
+                    value = None
+                row.append(value)
+            yield tuple(row)
 
 
 def sheet_tables(book) -> Iterator[tuple[str, list[str], Iterator[tuple[int, dict]]]]:

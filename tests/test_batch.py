@@ -884,7 +884,7 @@ def test_a_zip_archive_is_read_as_a_folder_is(tiny_pipeline, tmp_path):
     assert records[2].source == zipped + "/articles/b.jsonl:1" and records[4].source == zipped + "/c.csv:2"
     assert "encrypted" in records[7].error and "method Python's zipfile cannot read (number 93)" in records[8].error
     assert messages == [f"warning: {zipped}: 2 file(s) in the archive not read, not of a type read here "
-                        "(.jsonl/.ndjson/.json/.csv/.tsv/.xlsx/.parquet/.txt/.html/.htm, or .gz, .bz2, .xz, .zst "
+                        "(.jsonl/.ndjson/.json/.csv/.tsv/.xlsx/.xls/.parquet/.txt/.html/.htm, or .gz, .bz2, .xz, .zst "
                         "of them): "
                         "inner.zip, notes.pdf"]
     assert reader.count([tmp_path / "dump.zip"]) is None  # a .csv member: counting it is reading it
@@ -1032,6 +1032,12 @@ def test_zstandard_dumps_files_archives_and_standard_input(tiny_pipeline, tmp_pa
     with pytest.raises(BatchError, match=r"a\.jsonl\.zst: reading Zstandard \(\.zst\) data needs the zstandard "
                                          r"package: pip install zstandard \(or pipe it in: zstd -dc "):
         expand_inputs([str(d / "a.jsonl.zst")])
+    # a .zip's member too (its names are read at once; until 2026-12-06 each such member was an error record)
+    with pytest.raises(BatchError, match=r"z\.zip/in\.jsonl\.zst: reading Zstandard .* pip install zstandard "
+                                         r"\(or unpack z\.zip and decompress its \.zst files: zstd -d\)"):
+        expand_inputs([str(d / "z.zip")])
+    (d / "bad.zip").write_bytes(b"PK\x03\x04 not a zip")
+    assert expand_inputs([str(d / "bad.zip")]) == [d / "bad.zip"]  # a broken archive is the job's error record
     _stdin(monkeypatch, zst(lines))  # told before the job starts, from its first bytes (not read from it)
     with pytest.raises(BatchError, match=r"-: standard input is Zstandard data; reading Zstandard .* needs the "
                                          r"zstandard package: pip install zstandard \(or decompress it in the pipe"):
@@ -1180,3 +1186,85 @@ def test_an_excel_workbook_is_read_as_csv_files_are(tiny_pipeline, tmp_path, mon
     with pytest.raises(BatchError, match=r"articles\.xlsx: reading Excel \(\.xlsx\) files needs the openpyxl "
                                          r"package: pip install openpyxl \(or save the sheet as CSV\)"):
         expand_inputs([str(d / "articles.xlsx")])
+    with zipfile.ZipFile(tmp_path / "sheets.zip", "w") as z:  # also as a .zip's member
+        z.write(d / "articles.xlsx", "2026/articles.xlsx")
+    with pytest.raises(BatchError, match=r"sheets\.zip/2026/articles\.xlsx: reading Excel .* pip install openpyxl"):
+        expand_inputs([str(tmp_path / "sheets.zip")])
+
+
+def test_an_excel_97_2003_workbook_is_read_as_an_xlsx_one(tiny_pipeline, tmp_path, monkeypatch):
+    """.xls (Excel 97-2003, what older systems still export) was "unsupported input type". It is read with xlrd
+    as an .xlsx is with openpyxl: ids given as numbers keep their digits, dates become ISO text, a sheet
+    without a text column is one error record."""
+    import datetime
+    import sys
+
+    import xlwt
+
+    from conflictbrief.inference.batch import RecordReader
+
+    book = xlwt.Workbook()
+    news = book.add_sheet("News")
+    for column, value in enumerate(["id", "text", "date", "checked"]):
+        news.write(2, column + 1, value)  # a title block above the table: rows 1-2 empty, column A empty
+    news.write(3, 1, 12)
+    news.write(3, 2, GOOD)
+    news.write(3, 3, datetime.date(2020, 1, 27), xlwt.easyxf(num_format_str="YYYY-MM-DD"))
+    news.write(3, 4, True)
+    news.write(5, 1, "r2")  # an empty row 5 is passed over
+    news.write(5, 2, "Caf\u00e9 bombed in Kabul on Monday.")
+    news.write(6, 1, "r3")
+    notes = book.add_sheet("Codebook")
+    notes.write(0, 0, "field")
+    notes.write(0, 1, "meaning")
+    d = tmp_path / "dumps"
+    d.mkdir()
+    book.save(str(d / "old.xls"))
+    (d / "old.xls.gz").write_bytes(gzip.compress((d / "old.xls").read_bytes()))
+    (d / "not.xls").write_bytes(b"\xd0\xcf\x11\xe0 not a workbook")
+    records = list(RecordReader().read(expand_inputs([str(d)])))
+    got = [(r.id.removeprefix(str(d) + "/"), r.source.removeprefix(str(d) + "/"), r.error is None) for r in records]
+    assert got[0][:2] == ("not.xls:unreadable", "not.xls") and "not a readable .xls workbook" in records[0].error
+    one = [("12", "old.xls[News]:4", True), ("r2", "old.xls[News]:6", True), ("r3", "old.xls[News]:7", False),
+           ("old.xls[Codebook]", "old.xls[Codebook]", False)]
+    assert got[1:5] == one and got[5:] == [(i.replace("xls", "xls.gz"), s.replace("xls", "xls.gz"), ok)
+                                          for i, s, ok in one]
+    assert records[1].text == GOOD and records[2].text == "Caf\u00e9 bombed in Kabul on Monday."
+    assert "field 'text'" in records[3].error and "has no text column" in records[4].error
+    out = tmp_path / "o.jsonl"
+    run_batch(tiny_pipeline, [str(d / "old.xls")], str(out), quiet=True)
+    assert [json.loads(line)["id"] for line in out.read_text(encoding="utf-8").splitlines()] == \
+        ["12", "r2", "r3", f"{d}/old.xls[Codebook]"]
+    (d / "renamed.xls").write_bytes((tmp_path / "o.jsonl").read_bytes())  # not a workbook at all
+    assert "not a readable .xls workbook" in list(RecordReader().read([d / "renamed.xls"]))[0].error
+    monkeypatch.setitem(sys.modules, "xlrd", None)  # without the package: stopped before the job starts
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
+    with pytest.raises(BatchError, match=r"old\.xls: reading Excel 97-2003 \(\.xls\) files needs the xlrd package: "
+                                         r"pip install xlrd \(or save the sheet as CSV\)"):
+        expand_inputs([str(d / "old.xls")])
+
+
+def test_xls_cells_are_given_as_openpyxl_gives_them():
+    import datetime
+    import io
+
+    import xlwt
+
+    from conflictbrief.inference.batch import _cell_value, open_workbook
+
+    book = xlwt.Workbook()
+    sheet = book.add_sheet("S")
+    sheet.write(0, 0, datetime.datetime(2019, 3, 9, 14, 30), xlwt.easyxf(num_format_str="YYYY-MM-DD HH:MM"))
+    sheet.write(0, 1, False)
+    sheet.write(0, 2, "")
+    sheet.write(0, 3, 3.5)
+    sheet.write(0, 5, "x")  # column E empty
+    buffer = io.BytesIO()
+    book.save(buffer)
+    workbook = open_workbook(io.BytesIO(buffer.getvalue()), ".xls")
+    [sheet] = list(workbook.worksheets)
+    [row] = list(sheet.iter_rows(values_only=True))
+    assert sheet.title == "S"
+    assert row[0] == datetime.datetime(2019, 3, 9, 14, 30) and row[1] is False and row[3] == 3.5 and row[4] is None
+    assert [_cell_value(v) for v in row[3:]] == ["3.5", None, "x"]
+    workbook.close()

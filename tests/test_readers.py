@@ -530,3 +530,32 @@ def test_brief_pairs_from_tsv_and_excel_workbooks(tmp_path, caplog, monkeypatch)
     monkeypatch.setitem(sys.modules, "openpyxl", None)
     with pytest.raises(DataError, match=r"desk.xlsx: reading Excel \(.xlsx\) files needs the openpyxl package"):
         read_brief_file(f)
+
+
+def test_brief_pairs_from_an_excel_97_2003_workbook(tmp_path, caplog, monkeypatch):
+    import sys
+
+    import xlwt
+
+    book = xlwt.Workbook()
+    book.add_sheet("Notes").write(0, 0, "Briefs written by the desk, November.")
+    pairs = book.add_sheet("Pairs")
+    for n, row in {1: ["id", "article", "summary"], 2: [12, "Rebels shelled Homs. Two people died.",
+                                                        "Rebels shelled Homs."],
+                   4: [13, "Talks stalled in Geneva.", "Talks stalled."]}.items():
+        for column, value in enumerate(row):
+            pairs.write(n, column, value)
+    f = tmp_path / "desk.xls"
+    book.save(str(f))
+    with caplog.at_level("WARNING"):
+        got = read_brief_file(f)
+    assert [(p["id"], p["text"], p["brief"]) for p in got] == [
+        (f"{f}[Pairs]:3", "Rebels shelled Homs. Two people died.", "Rebels shelled Homs."),
+        (f"{f}[Pairs]:5", "Talks stalled in Geneva.", "Talks stalled.")]
+    assert "sheet(s) 'Notes' passed over" in caplog.text
+    (tmp_path / "bad.xls").write_bytes(b"not a workbook")
+    with pytest.raises(DataError, match=r"bad.xls: not a readable .xls workbook"):
+        read_brief_file(tmp_path / "bad.xls")
+    monkeypatch.setitem(sys.modules, "xlrd", None)
+    with pytest.raises(DataError, match=r"desk.xls: reading Excel 97-2003 \(.xls\) files needs the xlrd package"):
+        read_brief_file(f)

@@ -14,7 +14,6 @@ import logging
 import random
 import sys
 import re
-import zipfile
 from pathlib import Path
 from typing import Iterator
 
@@ -393,10 +392,10 @@ def read_brief_file(path: str | Path) -> list[dict]:
     Doccano's exports of summaries (``_Export``) or from a NeuS ``X.source`` file with its ``X.target`` beside it."""
     path = Path(path)
     suffix = format_suffix(path)
-    if suffix in (".parquet", ".xlsx") and compression_suffix(path.name):
+    if suffix in (".parquet", ".xlsx", ".xls") and compression_suffix(path.name):
         kind = "a Parquet file" if suffix == ".parquet" else "an Excel workbook"
         raise DataError(f"{path}: {kind} is compressed inside already; give the {suffix} file itself")
-    text = check_file(path, text=suffix not in (".parquet", ".xlsx"))
+    text = check_file(path, text=suffix not in (".parquet", ".xlsx", ".xls"))
     if suffix == ".source":
         return _read_neus(path, text)
     if suffix == ".jsonl":
@@ -415,10 +414,10 @@ def read_brief_file(path: str | Path) -> list[dict]:
                 raise DataError(f"{path}:{reader.line_num}: not readable as {suffix[1:].upper()} ({e})") from None
     elif suffix == ".parquet":  # as the datasets library saves a split (Dataset.to_parquet)
         records = ((f"{path}#{n}", r) for n, r in enumerate(_parquet_rows(path), 1))
-    elif suffix == ".xlsx":
+    elif suffix in (".xlsx", ".xls"):
         records = _workbook_rows(path)
     else:
-        raise DataError(f"{path}: brief pairs must be .jsonl, .json, .csv, .tsv, .parquet, .xlsx or a NeuS "
+        raise DataError(f"{path}: brief pairs must be .jsonl, .json, .csv, .tsv, .parquet, .xlsx, .xls or a NeuS "
                         ".source/.target pair (the text files may be .gz, .bz2, .xz or .zst compressed)")
     pairs, export = [], _Export(path)
     for where, record in records:
@@ -575,17 +574,14 @@ def _json_list_or_lines(path: Path, text: str) -> Iterator[tuple[str, dict]]:
 def _workbook_rows(path: Path) -> Iterator[tuple[str, dict]]:
     """The rows of an Excel workbook's sheets whose header row names an article column, as ``FILE[SHEET]:ROW``
     (the row number the sheet shows); other sheets (notes, a codebook) are passed over and named in a warning."""
-    from conflictbrief.inference.batch import XLSX_INSTALL, sheet_tables
+    from conflictbrief.inference.batch import open_workbook, sheet_tables
 
     try:
-        import openpyxl
-    except ImportError:
-        raise DataError(f"{path}: {XLSX_INSTALL} (or save the sheet as CSV)") from None
-
-    try:
-        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (KeyError, zipfile.BadZipFile, OSError) as e:  # not a workbook (KeyError: no workbook part)
-        raise DataError(f"{path}: not a readable .xlsx workbook ({type(e).__name__}: {e})") from None
+        book = open_workbook(path, path.suffix.lower())
+    except ImportError as e:
+        raise DataError(f"{path}: {e} (or save the sheet as CSV)") from None
+    except ValueError as e:  # not a workbook
+        raise DataError(f"{path}: {e}") from None
     passed = []
     try:
         for title, header, rows in sheet_tables(book):
