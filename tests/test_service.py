@@ -573,3 +573,29 @@ def test_label_studio_labeling_configs():
                           "summary)")):
         with pytest.raises(LabelConfigError, match=re.escape(problem)):
             read_config(xml, ours)
+
+
+def test_doccano_auto_labeling_templates_turn_an_answer_into_its_labels(client):
+    """configs/doccano/*.jinja2 are the mapping templates of doccano's auto labeling (Custom REST Request to
+    /v1/analyze). doccano renders them with Jinja2 over the JSON answer (as ``input``) and reads JSON: entity
+    labels with offsets into the text it sent, and the brief as one text, a sentence a line."""
+    from importlib import resources
+
+    import jinja2
+
+    folder = resources.files("conflictbrief.configs") / "doccano"
+    entities, brief = ((folder / name).read_text(encoding="utf-8") for name in ("entities.jinja2", "brief.jinja2"))
+    text = 'Raed Saleh of the White Helmets said "120,000 people fled" to Turkey &amp; Greece.\n\n' + SPANS_TEXT
+    answer = client.post("/v1/analyze", json={"text": text}).json()
+    labels = json.loads(jinja2.Template(entities).render(input=answer))
+    assert labels and len(labels) == len(answer["entities"])
+    for label, e in zip(labels, answer["entities"]):
+        assert set(label) == {"label", "start_offset", "end_offset"} and label["label"] == e["label"]
+        assert text[label["start_offset"]:label["end_offset"]] == text[e["raw_start"]:e["raw_end"]]
+    assert json.loads(jinja2.Template(entities).render(input={**answer, "entities": []})) == []
+    [written] = json.loads(jinja2.Template(brief).render(input=answer))
+    assert written == {"text": "\n".join(s["text"] for s in answer["brief"])} and written["text"]
+    # quotes and backslashes in a brief stay JSON (doccano's own speech template breaks on a quote)
+    quoted = {**answer, "brief": [{"text": 'He said "go" \\ now.'}, {"text": "Then <left>."}]}
+    assert json.loads(jinja2.Template(brief).render(input=quoted)) == [{"text": 'He said "go" \\ now.\nThen <left>.'}]
+    assert json.loads(jinja2.Template(brief).render(input={**answer, "brief": []})) == []
