@@ -19,7 +19,6 @@ from conflictbrief.training.readers import BRIEF_TARGET_KEYS
 log = logging.getLogger("conflictbrief.labelstudio")
 
 
-
 class LabelConfigError(ValueError):
     """A labeling config that conflictbrief cannot fill."""
 

@@ -202,6 +202,11 @@ class LabelStudioPredict(BaseModel):
     label_config: str = Field(..., min_length=1, description="the project's labeling config (XML)")
 
 
+def _as_dict(result) -> dict:
+    """A result as a dict: a worker process (workers.ProcessPipeline) sends dicts already."""
+    return result if isinstance(result, dict) else result.to_dict()
+
+
 @functools.cache
 def _mappings() -> dict:
     """The packaged label mappings (configs/labels.yaml), by which a project's PER/ORG/LOC are the tagger's."""
@@ -294,14 +299,12 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
                 raise HTTPException(422, f"'brief' is {str(body.brief).lower()} in the body and "
                                          f"{str(brief).lower()} in the query: give one")
             body.brief = brief
-        def as_dict(result):  # a worker process (workers.ProcessPipeline) sends dicts
-            return result if isinstance(result, dict) else result.to_dict()
 
         def run():
             if body.text is None:
-                return {"results": [as_dict(r) for r in pipeline.analyze_batch(
+                return {"results": [_as_dict(r) for r in pipeline.analyze_batch(
                     ((a.id, a.text) for a in body.articles), brief=body.brief)]}
-            return as_dict(pipeline.analyze(body.text, body.id, brief=body.brief))
+            return _as_dict(pipeline.analyze(body.text, body.id, brief=body.brief))
 
         if body.text is None:
             chars, n = sum(len(a.text) for a in body.articles), len(body.articles)
@@ -362,8 +365,7 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
                 if text is None:
                     problem = f"no text in its data field {config.text_key!r}"
                 else:
-                    result = next(results)
-                    result = result if isinstance(result, dict) else result.to_dict()
+                    result = _as_dict(next(results))
                     problem = result.get("error")
                 if problem:  # Label Studio wants a prediction for each task: an empty one, and the log says why
                     log.warning("Label Studio task %s: %s; its prediction is empty", task_id, problem)
