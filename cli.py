@@ -24,6 +24,9 @@ def _add_train(sub):
                                                              "tagger takes one)")
     p.add_argument("--eval-fraction", metavar="F", type=_unit_interval,
                    help="instead of an eval file: hold out this share of the training data (0.1) and evaluate on it")
+    p.add_argument("--mapping", metavar="NAME",
+                   help="tagger: the label mapping (configs/labels.yaml: conll) of the --train and --eval files, for "
+                        "data labelled in another schema (PER/ORG/LOC)")
     p.add_argument("--output", metavar="DIR", help="output directory")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint (OUTPUT/checkpoint)")
     p.set_defaults(accepts_overrides=True)  # trailing key=value words override the config (epochs=1)
@@ -260,8 +263,18 @@ def cmd_train(args) -> int:
     from conflictbrief.training.config import BrieferConfig, ConfigError, MlmConfig, TaggerConfig, load_config
 
     extra = {"output_dir": args.output}
+    if args.mapping is not None:
+        if args.kind != "tagger":
+            raise ConfigError(f"--mapping maps entity labels: train tagger takes it, not train {args.kind}")
+        if not (args.train or args.eval):
+            raise ConfigError("--mapping applies to the --train and --eval files; for the config's own files, set "
+                              "'mapping: NAME' on each of them")
+
+    def files(paths):  # the command line's data files, with --mapping on each
+        return [{"path": p, "mapping": args.mapping} if args.mapping else p for p in paths]
+
     if args.train:
-        extra["train"] = args.train
+        extra["train"] = files(args.train)
     if args.eval_fraction is not None and args.kind != "mlm":
         if not 0 < args.eval_fraction < 1:  # 0 would drop the config's eval files and evaluate on nothing
             raise ConfigError(f"--eval-fraction: a share above 0 and below 1 (0.1 holds out a tenth), got "
@@ -278,7 +291,7 @@ def cmd_train(args) -> int:
             raise ConfigError(f"train tagger takes one --eval file, got {len(args.eval)}; join them into one "
                               "(cat a.conll b.conll > dev.conll) or give one")
         if args.eval:
-            extra["eval"] = args.eval[0]
+            extra["eval"] = files(args.eval)[0]
         config = load_config(TaggerConfig, args.config, args.overrides, extra)
         from conflictbrief.training.tagger import train_tagger
 

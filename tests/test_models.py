@@ -1069,6 +1069,35 @@ def test_a_byte_level_bpe_base_gets_each_word_with_its_leading_space(data_dir, t
     assert isinstance(tagger.tag(["Syrian forces shelled Idlib on Monday."])[0], list)
 
 
+def test_train_tagger_maps_command_line_files_in_another_schema(tmp_path, monkeypatch, capsys):
+    """A Label Studio project on the NER template (PER/ORG/LOC) exports labels of another schema. `evaluate
+    tagger` had --mapping; `train tagger --train export.json` stopped with "unknown label 'PER'" and pointed to a
+    --mapping it did not have (the config's files take 'mapping:', the command line's files nothing)."""
+    from conflictbrief.cli import main
+
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps({"text": f"Ahmed Ali fled Idlib on day {i}.", "entities": [
+        {"start": 0, "end": 9, "label": "PER"}, {"start": 15, "end": 20, "label": "LOC"}]}) + "\n"
+        for i in range(10)))
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "tagger.yaml")
+    monkeypatch.chdir(tmp_path)
+    train = ["train", "tagger", "--config", config, "--train", str(data), "--eval", str(data), "--output", "out",
+             "tiny_model={}", "max_steps=2"]
+    assert main(train) == 2
+    assert "unknown label 'PER'" in capsys.readouterr().err
+    assert main(train + ["--mapping", "conll"]) == 0
+    saved = (tmp_path / "out" / "training_config.yaml").read_text()
+    assert saved.count("mapping: conll") == 2  # the train file and the eval file
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert set(report["best"]["per_label"]) == {"Person", "Location"}
+    assert main(train + ["--mapping", "nosuch"]) == 2
+    assert "unknown mapping 'nosuch'" in capsys.readouterr().err
+    assert main(["train", "tagger", "--config", config, "--mapping", "conll", "tiny_model={}"]) == 2
+    assert "--mapping applies to the --train and --eval files" in capsys.readouterr().err
+    assert main(["train", "briefer", "--train", str(data), "--mapping", "conll"]) == 2
+    assert "train tagger takes it, not train briefer" in capsys.readouterr().err
+
+
 def test_eval_fraction_holds_out_part_of_the_training_data(tmp_path, monkeypatch, capsys):
     """A user with one labelled file had to split it by hand; and `--train mine.jsonl` with the shipped config
     stopped on the config's eval file ("../shared/data/conflibert/re3d/dev.txt: no such file") with no word of
