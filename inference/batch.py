@@ -29,9 +29,9 @@ import tempfile
 import time
 import zipfile
 from contextlib import contextmanager
-from struct import error as struct_error
 from dataclasses import dataclass
 from pathlib import Path
+from struct import error as struct_error
 from typing import Iterator
 
 from . import zstd
@@ -736,23 +736,32 @@ def open_workbook(source, kind: str = ".xlsx"):
     except ImportError:
         raise ImportError(install) from None
     if kind == ".xls":
-        try:
-            data = source.read() if hasattr(source, "read") else Path(source).read_bytes()
-            return _XlsBook(module.open_workbook(file_contents=data, on_demand=True), module)
-        except module.XLRDError as e:  # (an .xlsx named .xls says so: "Excel xlsx file; not supported")
-            raise ValueError(f"not a readable .xls workbook ({e})") from None
-        except (AssertionError, IndexError, struct_error, OSError) as e:  # xlrd on a damaged file
-            raise ValueError(f"not a readable .xls workbook ({type(e).__name__}: {e})") from None
+        data = source.read() if hasattr(source, "read") else Path(source).read_bytes()
+        with _xls_errors(module):
+            # (xlrd writes its warnings to stdout unless told otherwise: -o - would get them in its JSON Lines)
+            return _XlsBook(module.open_workbook(file_contents=data, on_demand=True, logfile=io.StringIO()),
+                            module)
     try:
         return module.load_workbook(source, read_only=True, data_only=True)
     except (KeyError, zipfile.BadZipFile, OSError) as e:  # not a workbook (KeyError: no workbook part)
         raise ValueError(f"not a readable .xlsx workbook ({type(e).__name__}: {e})") from None
 
 
+@contextmanager
+def _xls_errors(xlrd):
+    """What xlrd raises on a file that is not a workbook or is damaged, as ValueError (the job's error record)."""
+    try:
+        yield
+    except xlrd.XLRDError as e:  # (an .xlsx named .xls says so: "Excel xlsx file; not supported")
+        raise ValueError(f"not a readable .xls workbook ({e})") from None
+    except (xlrd.compdoc.CompDocError, AssertionError, IndexError, KeyError, struct_error) as e:  # damaged
+        raise ValueError(f"not a readable .xls workbook ({type(e).__name__}: {e})") from None
+
+
 class _XlsBook:
     """An xlrd workbook as ``sheet_tables`` reads openpyxl's: ``worksheets``, each with ``title`` and
     ``iter_rows(values_only=True)``; dates as datetimes, booleans as booleans, error cells as their text
-    ("#N/A"), as openpyxl gives them."""
+    ("#N/A"), as openpyxl gives them. A sheet is read when its turn comes."""
 
     def __init__(self, book, xlrd):
         self.book, self.xlrd = book, xlrd
@@ -760,7 +769,9 @@ class _XlsBook:
     @property
     def worksheets(self):
         for n in range(self.book.nsheets):
-            yield _XlsSheet(self, self.book.sheet_by_index(n))
+            with _xls_errors(self.xlrd):
+                sheet = self.book.sheet_by_index(n)
+            yield _XlsSheet(self, sheet)
 
     def close(self):
         self.book.release_resources()
@@ -792,7 +803,7 @@ class _XlsSheet:
 
 
 def sheet_tables(book) -> Iterator[tuple[str, list[str], Iterator[tuple[int, dict]]]]:
-    """(title, header, rows) of each sheet of an openpyxl workbook that is not empty: the header is its first
+    """(title, header, rows) of each sheet of a workbook (``open_workbook``) that is not empty: the header is its first
     row that is not empty, each row after it ``(number as the sheet shows it, {column: cell value})``; empty
     rows are passed over."""
     for sheet in book.worksheets:

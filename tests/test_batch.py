@@ -1192,7 +1192,7 @@ def test_an_excel_workbook_is_read_as_csv_files_are(tiny_pipeline, tmp_path, mon
         expand_inputs([str(tmp_path / "sheets.zip")])
 
 
-def test_an_excel_97_2003_workbook_is_read_as_an_xlsx_one(tiny_pipeline, tmp_path, monkeypatch):
+def test_an_excel_97_2003_workbook_is_read_as_an_xlsx_one(tiny_pipeline, tmp_path, monkeypatch, capsys):
     """.xls (Excel 97-2003, what older systems still export) was "unsupported input type". It is read with xlrd
     as an .xlsx is with openpyxl: ids given as numbers keep their digits, dates become ISO text, a sheet
     without a text column is one error record."""
@@ -1237,6 +1237,12 @@ def test_an_excel_97_2003_workbook_is_read_as_an_xlsx_one(tiny_pipeline, tmp_pat
         ["12", "r2", "r3", f"{d}/old.xls[Codebook]"]
     (d / "renamed.xls").write_bytes((tmp_path / "o.jsonl").read_bytes())  # not a workbook at all
     assert "not a readable .xls workbook" in list(RecordReader().read([d / "renamed.xls"]))[0].error
+    capsys.readouterr()
+    for size in (600, len((d / "old.xls").read_bytes()) // 2):  # cut short: one error record, and xlrd's
+        (d / "cut.xls").write_bytes((d / "old.xls").read_bytes()[:size])  # warnings kept off stdout (-o -)
+        [record] = RecordReader().read([d / "cut.xls"])
+        assert record.id.endswith("cut.xls:unreadable") and "not a readable .xls workbook" in record.error
+    assert capsys.readouterr().out == ""
     monkeypatch.setitem(sys.modules, "xlrd", None)  # without the package: stopped before the job starts
     monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
     with pytest.raises(BatchError, match=r"old\.xls: reading Excel 97-2003 \(\.xls\) files needs the xlrd package: "
