@@ -28,6 +28,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,7 +161,9 @@ TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz
 # zip archive that is none, or a member whose CRC is wrong; a tar archive that is none or is cut short);
 # ImportError: Zstandard data (in an archive, or on standard input) without the zstandard package (.zst files
 # are checked before the job starts)
-_BROKEN = (OSError, EOFError, ValueError, lzma.LZMAError, zipfile.BadZipFile, tarfile.TarError, ImportError)
+# (zlib.error: deflate data damaged inside a .gz, a .zip member or an .xlsx, not only cut short)
+_BROKEN = (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error, zipfile.BadZipFile, tarfile.TarError,
+           ImportError)
 _ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 
 
@@ -743,7 +746,7 @@ def open_workbook(source, kind: str = ".xlsx"):
                             module)
     try:
         return module.load_workbook(source, read_only=True, data_only=True)
-    except (KeyError, zipfile.BadZipFile, OSError) as e:  # not a workbook (KeyError: no workbook part)
+    except (KeyError, zipfile.BadZipFile, zlib.error, OSError) as e:  # not a workbook (KeyError: no workbook part)
         raise ValueError(f"not a readable .xlsx workbook ({type(e).__name__}: {e})") from None
 
 

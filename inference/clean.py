@@ -257,6 +257,7 @@ def decompressed(data: bytes, kind: str, path) -> bytes:
     import bz2
     import gzip
     import lzma
+    import zlib
 
     from . import zstd
 
@@ -265,7 +266,7 @@ def decompressed(data: bytes, kind: str, path) -> bytes:
                 "zstd": zstd.decompress}[kind](data)
     except ImportError as e:
         raise TextFileError(path, f"is zstd-compressed; {e}") from None
-    except (OSError, EOFError, ValueError, lzma.LZMAError) as e:
+    except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as e:  # zlib.error: damaged gzip data
         raise TextFileError(path, f"is {kind}-compressed but cannot be decompressed: it is cut short or damaged "
                                   f"({e})") from None
 

@@ -472,6 +472,47 @@ def test_a_corrupt_parquet_or_truncated_gz_is_one_error_record(tiny_pipeline, tm
     assert rows[4]["error"].endswith("field 'text' is null")
 
 
+def damaged_in_the_middle(data: bytes) -> bytes:
+    """``data`` with 40 bytes in its middle overwritten: deflate data that breaks there (zlib.error), where data
+    cut short breaks at its end (EOFError)."""
+    middle = len(data) // 2
+    return data[:middle] + b"\xff" * 40 + data[middle + 40:]
+
+
+def test_damaged_deflate_data_in_a_gz_a_zip_or_a_workbook_is_an_error_record_not_a_stopped_job(tmp_path):
+    """A .gz, a .zip member or an .xlsx whose compressed bytes are damaged (a bad disk, a download with a bad
+    block: not only cut short) raised zlib.error, which stopped the whole job before 2026-12-06."""
+    import zipfile
+    import zlib
+
+    import openpyxl
+
+    from conflictbrief.inference.batch import RecordReader
+
+    lines = "".join(json.dumps({"id": f"r{i}", "text": f"Shelling hit Idlib on day {i}; {i * 7} fled."}) + "\n"
+                    for i in range(400)).encode()
+    with pytest.raises(zlib.error):
+        gzip.decompress(damaged_in_the_middle(gzip.compress(lines)))
+    (tmp_path / "bad.jsonl.gz").write_bytes(damaged_in_the_middle(gzip.compress(lines)))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("in/a.jsonl", lines)
+    (tmp_path / "bad.zip").write_bytes(damaged_in_the_middle(buffer.getvalue()))
+    book = openpyxl.Workbook()
+    for i in range(300):
+        book.active.append([f"r{i}", f"Shelling hit Idlib on day {i}; {i * 7} fled."] if i else ["id", "text"])
+    book.save(tmp_path / "good.xlsx")
+    (tmp_path / "bad.xlsx").write_bytes(damaged_in_the_middle((tmp_path / "good.xlsx").read_bytes()))
+    (tmp_path / "after.jsonl").write_text(json.dumps({"id": "after", "text": GOOD}) + "\n")
+    names = ["bad.jsonl.gz", "bad.zip", "bad.xlsx", "after.jsonl"]
+    records = list(RecordReader().read(expand_inputs([str(tmp_path / n) for n in names])))
+    broken = [r for r in records if r.error]
+    assert [r.id.removeprefix(str(tmp_path) + "/") for r in broken] == [
+        "bad.jsonl.gz:unreadable", "bad.zip/in/a.jsonl:unreadable", "bad.xlsx:unreadable"]
+    assert all("cannot read further" in r.error for r in broken)
+    assert records[-1].id == "after" and 0 < len(records) - 4 < 3 * 400  # the records up to the damage, then on
+
+
 def test_resume_reads_the_output_a_block_at_a_time():
     # --resume used to read the whole output into memory to count its records and find the torn tail.
     import io

@@ -407,6 +407,19 @@ def test_compressed_training_and_evaluation_files_are_read(tmp_path, monkeypatch
     with pytest.raises(DataError, match=r"cut\.conll\.gz: is gzip-compressed but cannot be decompressed: it is cut "
                                         "short or damaged"):
         read_tagger_file(tmp_path / "cut.conll.gz", SCHEMA)
+    # damaged in the middle, not cut short: zlib.error came through as it was until 2026-12-06
+    import zlib
+
+    many = b"".join(b"Idlib B-Location\nwas O\nshelled O\non O\nday O\n%d O\nwith O\n%d O\nrockets O\n\n"
+                    % (i, i * 7919 % 1000) for i in range(400))
+    middle = len(gzip.compress(many)) // 2
+    (tmp_path / "bad.conll.gz").write_bytes(gzip.compress(many)[:middle] + b"\xff" * 40
+                                            + gzip.compress(many)[middle + 40:])
+    with pytest.raises(zlib.error):
+        gzip.decompress((tmp_path / "bad.conll.gz").read_bytes())
+    with pytest.raises(DataError, match=r"bad\.conll\.gz: is gzip-compressed but cannot be decompressed: it is cut "
+                                        r"short or damaged \(Error -3 while decompressing data"):
+        read_tagger_file(tmp_path / "bad.conll.gz", SCHEMA)
     (tmp_path / "x.parquet.gz").write_bytes(gzip.compress(b"PAR1"))
     with pytest.raises(DataError, match="compressed inside already"):
         read_brief_file(tmp_path / "x.parquet.gz")

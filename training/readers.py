@@ -12,8 +12,10 @@ import io
 import json
 import logging
 import random
-import sys
 import re
+import sys
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -589,7 +591,9 @@ def _workbook_rows(path: Path) -> Iterator[tuple[str, dict]]:
                 passed.append(title)
                 continue
             yield from ((f"{path}[{title}]:{n}", data) for n, data in rows)
-    except SyntaxError as e:  # (xml's ParseError) a sheet cut short or damaged
+    # a sheet cut short or damaged: xml's ParseError (a SyntaxError), xlrd's errors (ValueError), a damaged
+    # member of the .xlsx's zip (BadZipFile: bad CRC; zlib.error)
+    except (SyntaxError, ValueError, OSError, zipfile.BadZipFile, zlib.error) as e:
         raise DataError(f"{path}: a sheet of the workbook is damaged ({e})") from None
     finally:
         book.close()
