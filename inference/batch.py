@@ -293,13 +293,12 @@ def _check_packages(files: list[Path]) -> None:
         raise BatchError(f"{zst}: {zstd.INSTALL} " + (
             f"(or unpack {zst.archive.name} and decompress its .zst files: zstd -d)" if isinstance(zst, Member)
             else f"(or pipe it in: zstd -dc {zst} | conflictbrief brief - -o out.jsonl)"))
+    import importlib.util
+
     for kind, (package, install) in WORKBOOKS.items():
         book = next((p for p in files if _kind(p) == kind), None)
-        if book:
-            import importlib.util
-
-            if importlib.util.find_spec(package) is None:
-                raise BatchError(f"{book}: {install} (or save the sheet as CSV)")
+        if book and importlib.util.find_spec(package) is None:
+            raise BatchError(f"{book}: {install} (or save the sheet as CSV)")
 
 
 def _open_binary(path: Path | Member):
