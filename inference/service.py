@@ -202,6 +202,18 @@ class LabelStudioPredict(BaseModel):
     label_config: str = Field(..., min_length=1, description="the project's labeling config (XML)")
 
 
+class SurrogateSafeJSON(JSONResponse):
+    """JSON as UTF-8, or, when the content holds a lone surrogate (half an emoji that a client sent as a JSON
+    "\\ud83d" escape, in an id or in a Label Studio task's text that a region slices), ASCII-escaped JSON that
+    carries it back as it came: UTF-8 cannot encode it, and the answer was a bare 500 until 2026-12-06."""
+
+    def render(self, content) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def _as_dict(result) -> dict:
     """A result as a dict: a worker process (workers.ProcessPipeline) sends dicts already."""
     return result if isinstance(result, dict) else result.to_dict()
@@ -252,7 +264,8 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
     /healthz stays open for liveness probes."""
     keyed = [Depends(_key_check(api_key))]
     app = FastAPI(title="conflictbrief", version=pipeline.models.get("conflictbrief", "0"),
-                  description="Conflict-entity tagging and faithful, neutral briefs of news articles.")
+                  description="Conflict-entity tagging and faithful, neutral briefs of news articles.",
+                  default_response_class=SurrogateSafeJSON)
     app.add_middleware(BodyNormaliser, max_body_bytes=max_body_bytes)
     # a result holds the article's cleaned text: a client that accepts gzip (curl --compressed, requests,
     # httpx) gets it compressed

@@ -55,6 +55,25 @@ def test_a_lone_surrogate_in_the_body_is_a_422_not_a_bare_500(client):
     assert r.json()["detail"][0]["loc"] == ["body", "text"]
 
 
+def test_a_lone_surrogate_in_an_id_or_a_label_studio_text_comes_back_escaped_not_as_a_bare_500(client):
+    # Validation refuses one in a text, but an id (a string or a number) took it, and so does a Label Studio
+    # task's data; the answer echoes them, and UTF-8 cannot encode half an emoji: every such request was a 500.
+    for body in (b'{"text": "' + GOOD.encode() + b'", "id": "a\\ud83d"}',
+                 b'{"articles": [{"text": "' + GOOD.encode() + b'", "id": "a\\ud83d"}]}'):
+        r = client.post("/v1/analyze", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 200, r.text
+        got = r.json()
+        assert (got.get("id") or got["results"][0]["id"]) == "a\ud83d" and b"\\ud83d" in r.content
+    task = {"id": 1, "data": {"text": "Syrian forces shelled Idlib on Monday with barrel\ud83d bombs."}}
+    r = client.post("/labelstudio/predict", content=json.dumps({"tasks": [task], "label_config": NER_TEMPLATE.replace(
+        "</Labels>", '<Label value="Weapon"/><Label value="Nationality"/></Labels>')}).encode(),
+        headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    regions = r.json()["results"][0]["result"]
+    assert regions and all(task["data"]["text"][g["value"]["start"]:g["value"]["end"]] == g["value"]["text"]
+                           for g in regions)
+
+
 def test_bodies_in_other_charsets_plain_text_and_no_content_type(client):
     latin = '{"id": "c1", "text": "Caf\u00e9 bombed in Kabul. 5 people died."}'.encode("cp1252")
     r = client.post("/v1/analyze", content=latin, headers={"content-type": "application/json"})
