@@ -31,7 +31,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 from starlette.concurrency import run_in_threadpool
 
@@ -277,9 +277,7 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
     async def invalid_request(request: Request, exc: RequestValidationError):
         # FastAPI's own handler echoes the input, and a lone surrogate in it (a JSON "\ud800" escape, half an
         # emoji, which the validation refuses) cannot be encoded as UTF-8: the client got a bare 500.
-        # ASCII-escaped JSON carries it.
-        return Response(json.dumps({"detail": jsonable_encoder(exc.errors())}), status_code=422,
-                        media_type="application/json")
+        return SurrogateSafeJSON({"detail": jsonable_encoder(exc.errors())}, status_code=422)
 
     @app.get("/healthz")
     def healthz():
