@@ -1,4 +1,5 @@
 import json
+import re
 import sys
 
 import pytest
@@ -98,6 +99,27 @@ def test_labelstudio_and_doccano(tmp_path):
     dc.write_text(json.dumps({"text": "Russian jets struck Aleppo.", "label": [[20, 26, "Location"]]}) + "\n")
     [row] = read_tagger_file(dc, SCHEMA, "doccano")
     assert row["tags"][3] == "B-Location"
+
+
+def test_a_label_studio_export_of_the_wrong_shape_is_a_data_error_naming_the_task(tmp_path):
+    """Hand-edited or half-converted exports, found by fuzzing (runs/s27/reader_fuzz.py): annotations or a result
+    that is not a list, labels that are not a list of names, stopped both readers with a TypeError or a KeyError
+    before 2026-12-06."""
+    text = "Russian jets struck Aleppo."
+    region = {"type": "labels", "value": {"start": 20, "end": 26, "labels": ["Location"]}}
+    ls = tmp_path / "ls.json"
+    for task, problem in (({"annotations": 3}, "'annotations' is 3, not a list of annotations"),
+                          ({"annotations": True}, "'annotations' is True, not a list of annotations"),
+                          ({"annotations": [{"result": 18}]}, "an annotation's 'result' is 18, not a list of results"),
+                          ({"annotations": [{"result": [{"value": {"start": 20, "end": 26, "labels": {"x": 1}}}]}]},
+                           "a label result's labels are {'x': 1}, not a list of label names")):
+        ls.write_text(json.dumps([{"id": 9, "data": {"text": text}, "annotations": [{"result": [region]}]},
+                                  {"id": 4, "data": {"text": text}} | task]))
+        with pytest.raises(DataError, match=re.escape(f"ls.json[task 4]: {problem}")):
+            read_tagger_file(ls, SCHEMA)
+        if "labels are" not in problem:  # (the brief reader reads TextAreas, not label regions)
+            with pytest.raises(DataError, match=re.escape(f"ls.json[task 4]: {problem}")):
+                read_brief_file(ls)
 
 
 def test_labelstudio_json_min_export_and_a_text_field_of_another_name(tmp_path, caplog):

@@ -283,9 +283,27 @@ def _span(value, where: str):
     labels = value.get("labels") or value.get("hypertextlabels") if isinstance(value, dict) else None
     if not labels:
         return None  # relations, choices and other result types carry no span
+    if not isinstance(labels, list) or not isinstance(labels[0], str):
+        raise DataError(f"{where}: a label result's labels are {labels!r}, not a list of label names")
     if "start" not in value or "end" not in value:
         raise DataError(f"{where}: a label result has no start/end: {value!r}")
     return value["start"], value["end"], labels[0]
+
+
+def first_annotation(task: dict, where: str) -> list | None:
+    """The result list of a Label Studio task's first annotation that was not cancelled (JSON export); None for
+    a task without one (not annotated yet, or skipped); DataError naming the task when ``annotations`` or its
+    ``result`` is not a list."""
+    annotations = task.get("annotations") or task.get("completions") or []
+    if not isinstance(annotations, list):
+        raise DataError(f"{where}: 'annotations' is {annotations!r}, not a list of annotations")
+    annotations = [a for a in annotations if isinstance(a, dict) and not a.get("was_cancelled")]
+    if not annotations:
+        return None
+    result = annotations[0].get("result") or []
+    if not isinstance(result, list):
+        raise DataError(f"{where}: an annotation's 'result' is {result!r}, not a list of results")
+    return result
 
 
 def _read_labelstudio(path: Path, text: str, schema: LabelSchema, mapping: str | None) -> Iterator[dict]:
@@ -320,13 +338,11 @@ def _read_labelstudio(path: Path, text: str, schema: LabelSchema, mapping: str |
             skip = _MIN_META | {k for k, v in task.items() if isinstance(v, list)}
             yield spans_to_example(_task_text(task, where, skip, taken), spans, schema, mapping, where)
             continue
-        annotations = [a for a in task.get("annotations") or task.get("completions") or []
-                       if isinstance(a, dict) and not a.get("was_cancelled")]
-        if not annotations:  # not annotated yet, or skipped by the annotator: nothing to learn, not "no entities"
+        result = first_annotation(task, where)
+        if result is None:  # not annotated yet, or skipped by the annotator: nothing to learn, not "no entities"
             unannotated += 1
             continue
-        spans = [s for s in (_span(r.get("value", {}) if isinstance(r, dict) else {}, where)
-                             for r in annotations[0].get("result") or []) if s]
+        spans = [s for s in (_span(r.get("value", {}) if isinstance(r, dict) else {}, where) for r in result) if s]
         yield spans_to_example(_task_text(task["data"], where, taken=taken), spans, schema, mapping, where)
     if unannotated:
         logger.warning("%s: %d task(s) without an annotation (or only a cancelled one) left out", path, unannotated)
@@ -490,10 +506,8 @@ class _Export:
 
     def _labelstudio(self, task: dict) -> tuple | None:
         where = f"{self.path}[task {task.get('id', '?')}]"
-        annotations = [a for a in task.get("annotations") or task.get("completions") or []
-                       if isinstance(a, dict) and not a.get("was_cancelled")]
         areas: dict[str, list] = {}
-        for r in (annotations[0].get("result") or []) if annotations else []:
+        for r in first_annotation(task, where) or []:
             value = r.get("value") if isinstance(r, dict) else None
             if not isinstance(value, dict) or str(r.get("type")).lower() != "textarea":
                 continue
