@@ -1,4 +1,6 @@
 """Training configs: YAML plus key=value overrides, with every problem reported before training starts."""
+import re
+
 import pytest
 
 from conflictbrief.training.config import BrieferConfig, ConfigError, DataFile, TaggerConfig, check_bounds, \
@@ -37,6 +39,21 @@ def test_missing_file_and_bad_override_syntax(tmp_path):
         load_config(TaggerConfig, tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="key=value"):
         load_config(TaggerConfig, None, ["epochs"])
+
+
+def test_an_override_that_is_not_yaml_and_numbers_that_are_not_finite_are_config_errors():
+    """Found by fuzzing the overrides (runs/s27/config_fuzz.py): a value safe_load refuses came through as yaml's
+    own exception, and learning_rate=inf (or .inf in a file) passed, to train a model of NaNs."""
+    for override, said in (("epochs=[", "override 'epochs=[': the value is not YAML this reads"),
+                           ("epochs=!!python/object:os.system x", "the value is not YAML this reads (could not "
+                                                                   "determine a constructor"),
+                           ("learning_rate=inf", "learning_rate: must be a finite number, got inf"),
+                           ("learning_rate=.inf", "learning_rate: must be a finite number, got inf"),
+                           ("warmup_ratio=.nan", "warmup_ratio: must be a finite number, got nan"),
+                           ("time_limit_minutes=nan", "time_limit_minutes: must be a finite number, got nan")):
+        with pytest.raises(ConfigError, match=re.escape(said)):
+            load_config(TaggerConfig, None, [override])
+    assert load_config(TaggerConfig, None, ["epochs=1e9"]).epochs == 1e9  # large, but a number
 
 
 def test_teachers_take_one_name_or_a_list_and_nothing_else(tmp_path):

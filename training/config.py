@@ -5,6 +5,7 @@ The resolved config is written beside every trained model, so a model directory 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -277,13 +278,16 @@ def _scalar(value: Any, ftype: str, where: str, errors: list[str]) -> Any:
             errors.append(f"{where}: must not be empty")
         return value
     kinds = [_SCALARS[n] for n in names if n in _SCALARS]
-    if not kinds or any(type(value) is k for k in kinds):
-        return value
-    if float in kinds and not isinstance(value, bool):
+    if float in kinds and not isinstance(value, (bool, float)):
         try:
-            return float(value)
+            value = float(value)  # (a string "5e-5", "nan"; an int)
         except (TypeError, ValueError):
             pass
+    if isinstance(value, float) and not math.isfinite(value):  # learning_rate=inf trained a model of NaNs
+        errors.append(f"{where}: must be a finite number, got {value!r}")
+        return value
+    if not kinds or any(type(value) is k for k in kinds):
+        return value
     if int in kinds and isinstance(value, float) and value.is_integer():
         return int(value)
     errors.append(f"{where}: expected {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
@@ -294,7 +298,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key=value (e.g. epochs=1 or eval.path=dev.txt)")
     key, value = text.split("=", 1)
-    return key.split("."), yaml.safe_load(value)
+    try:
+        return key.split("."), yaml.safe_load(value)
+    except yaml.YAMLError as e:  # "epochs=[", or a tag safe_load refuses ("!!python/object:...")
+        problem = " ".join(str(e).split())
+        raise ConfigError(f"override {text!r}: the value is not YAML this reads ({problem})") from None
 
 
 def load_config(cls, path: str | Path | None, overrides: list[str] = (), extra: dict | None = None):
