@@ -216,8 +216,10 @@ def _kind(path: Path | Member) -> str | None:
 
 
 def _skipped(name: str) -> bool:
-    """Files a folder or an archive holds that are no one's data: .DS_Store, .git/, macOS's __MACOSX/."""
-    return any(part.startswith(".") or part == "__MACOSX" for part in name.replace("\\", "/").split("/"))
+    """Files a folder or an archive holds that are no one's data: .DS_Store, .git/, macOS's __MACOSX/. A "./"
+    before a member's name (``tar cf dump.tar .`` writes one before every name) is no hidden folder."""
+    return any(part.startswith(".") and part not in (".", "..") or part == "__MACOSX"
+               for part in name.replace("\\", "/").split("/"))
 
 
 def check_stdin(inputs: list[str]) -> None:
@@ -854,7 +856,8 @@ def _inputs_fingerprint(files: list[Path], options: dict) -> str:
             h.update(b"<stdin>")
             continue
         st = p.stat()
-        h.update(f"{p.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode())
+        # (surrogateescape: a file name that is not UTF-8, bytes a Linux file system allows, stopped the job)
+        h.update(f"{p.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:16]
 
 

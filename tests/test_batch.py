@@ -1107,6 +1107,38 @@ def test_a_small_zstandard_stream_of_zeros_is_not_decompressed_whole():
     assert total == 64 << 20 and peak < 24 << 20
 
 
+def test_a_file_name_that_is_not_utf8_and_a_tar_of_dot(tiny_pipeline, tmp_path):
+    """Found by feeding odd file names to the job (2026-12-06): a name whose bytes are not UTF-8 (a Linux file
+    system allows them; old Latin-1 archives have them) stopped the job before its first record, in the
+    fingerprint that --resume checks; and `tar cf dump.tar .`, which writes "./" before every name, gave
+    nothing: "." was taken for a hidden folder."""
+    import os
+    import tarfile
+
+    d = tmp_path / "dump"
+    d.mkdir()
+    (d / "plain.txt").write_text(GOOD)
+    with open(os.path.join(os.fsencode(d), b"caf\xe9.txt"), "wb") as f:  # Latin-1 "café"
+        f.write(GOOD.encode())
+    out = tmp_path / "o.jsonl"
+    summary = run_batch(tiny_pipeline, [str(d)], str(out), quiet=True)
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert summary["records"] == 2 and not summary["failed_total"]
+    assert sorted(r["id"].rsplit("/", 1)[-1] for r in rows) == ["caf\udce9.txt", "plain.txt"]  # as os.fsdecode has it
+    assert run_batch(tiny_pipeline, [str(d)], str(out), quiet=True, resume=True)["resumed_after"] == 2
+    with tarfile.open(tmp_path / "dot.tar", "w") as t:
+        t.add(d, arcname=".")  # what `tar cf dot.tar .` in the folder writes: ./, ./plain.txt, ...
+    with tarfile.open(tmp_path / "dot.tar") as t:
+        assert sorted(t.getnames()) == [".", "./caf\udce9.txt", "./plain.txt"]
+    summary = run_batch(tiny_pipeline, [str(tmp_path / "dot.tar")], str(tmp_path / "t.jsonl"), quiet=True)
+    assert summary["records"] == 2 and not summary["failed_total"]
+    hidden = tmp_path / "hidden.tar"  # a hidden file inside stays out
+    with tarfile.open(hidden, "w") as t:
+        t.add(d / "plain.txt", arcname="./.DS_Store")
+        t.add(d / "plain.txt", arcname="./a.txt")
+    assert run_batch(tiny_pipeline, [str(hidden)], str(tmp_path / "h.jsonl"), quiet=True)["records"] == 1
+
+
 def test_a_tar_archive_is_read_in_one_pass_in_its_order(tiny_pipeline, tmp_path):
     """A .tar.gz of articles (a folder as Linux ships it) was "unsupported input type". Its files are read in
     one pass, in the archive's order; a .json or .parquet member is read into memory (it is read twice or with
