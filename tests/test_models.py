@@ -1069,6 +1069,28 @@ def test_a_byte_level_bpe_base_gets_each_word_with_its_leading_space(data_dir, t
     assert isinstance(tagger.tag(["Syrian forces shelled Idlib on Monday."])[0], list)
 
 
+def test_training_files_whose_names_are_not_utf8(tmp_path, monkeypatch):
+    """A training file named in Latin-1 bytes (a Linux file system allows them) stopped `train tagger` in the
+    held-out split's seed, then in the datasets conversion of the example ids, then in the model card; `train
+    briefer` in the model card (2026-12-06). The card names it with the bytes escaped."""
+    import os
+
+    from conflictbrief.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    name = os.fsdecode(b"caf\xe9.jsonl")  # "caf\udce9.jsonl"
+    Path(name).write_text("".join(json.dumps({"text": f"Shelling hit Idlib on day {i}.", "brief": "Idlib was hit.",
+                                              "entities": [{"start": 13, "end": 18, "label": "Location"}]}) + "\n"
+                                  for i in range(10)))
+    config = str(Path(__file__).resolve().parents[1] / "configs")
+    assert main(["train", "tagger", "--config", config + "/tagger.yaml", "--train", name, "--eval-fraction", "0.2",
+                 "--output", "t", "tiny_model={}", "max_steps=2"]) == 0
+    assert "caf\\udce9.jsonl" in (tmp_path / "t" / "README.md").read_text(encoding="utf-8")
+    assert main(["train", "briefer", "--config", config + "/briefer.yaml", "--train", name, "--eval-fraction", "0.2",
+                 "--output", "b", "tiny_model={}", "max_steps=1"]) == 0
+    assert (tmp_path / "b" / "model.safetensors").exists()
+
+
 def test_train_tagger_maps_command_line_files_in_another_schema(tmp_path, monkeypatch, capsys):
     """A Label Studio project on the NER template (PER/ORG/LOC) exports labels of another schema. `evaluate
     tagger` had --mapping; `train tagger --train export.json` stopped with "unknown label 'PER'" and pointed to a

@@ -245,7 +245,7 @@ def write_model_card(out_dir: Path, config: BrieferConfig, report: dict):
         *config_changes_card(report.get("config_changes")),
         "The config used is `training_config.yaml`; every evaluation is in `history.jsonl`.",
     ]
-    (out_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8", errors="backslashreplace")
 
 
 def evaluate_briefer_file(model_ref: str, data: str, limit: int | None = None, device: str = "auto",

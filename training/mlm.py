@@ -336,4 +336,4 @@ def write_model_card(out_dir: Path, config: MlmConfig, report: dict, history_pat
         *config_changes_card(report.get("config_changes")),
         f"Kept: step {best.get('step')}. The config used is `training_config.yaml`.",
     ]
-    (out_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8", errors="backslashreplace")

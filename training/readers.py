@@ -364,16 +364,24 @@ def hold_out(rows: list, fraction: float, seed: int, where: str) -> tuple[list, 
         raise DataError(f"{where}: {len(rows)} example(s): too few to hold out a share for evaluation "
                         "(eval_fraction); give an eval file instead")
     order = list(range(len(rows)))
-    random.Random(f"{seed}:{Path(where).name}:eval").shuffle(order)
+    # (as bytes: the same seed as the text for a UTF-8 name, and one for a name that is not UTF-8 too)
+    random.Random(f"{seed}:{Path(where).name}:eval".encode("utf-8", "surrogateescape")).shuffle(order)
     held = set(order[: min(max(1, round(len(rows) * fraction)), len(rows) - 1)])
     return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
+
+
+def printable(name: str) -> str:
+    """A name as UTF-8 can carry it: the bytes of a file name that is not UTF-8 (a Linux file system allows them;
+    Python holds them as lone surrogates, "caf\udce9") as escapes ("caf\\xe9"), for datasets, model cards and
+    JSON; other names as they are."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def to_dataset(examples: list[dict]):
     """Word-level examples as a datasets.Dataset (tags as strings; '' marks an unannotated token)."""
     import datasets
 
-    rows = [{"id": e["id"], "tokens": e["tokens"], "tags": [t if t is not None else "" for t in e["tags"]],
+    rows = [{"id": printable(e["id"]), "tokens": e["tokens"], "tags": [t if t is not None else "" for t in e["tags"]],
              "mapping": e["mapping"] or ""} for e in examples]
     return datasets.Dataset.from_list(rows)
 

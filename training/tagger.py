@@ -571,4 +571,4 @@ def write_model_card(out_dir: Path, config: TaggerConfig, report: dict, case: bo
         *config_changes_card(report.get("config_changes")),
         "The config used is `training_config.yaml`; full figures in `metrics.json`.",
     ]
-    (out_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8", errors="backslashreplace")
