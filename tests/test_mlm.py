@@ -121,6 +121,8 @@ def test_unusable_text_stops_with_the_file_named(tmp_path):
     for bad in ({"mask_probability": 1.5}, {"eval_fraction": 1.0}):
         with pytest.raises(ConfigError, match=next(iter(bad))):
             train_mlm(MlmConfig(train=[DataFile(str(empty))], **bad), log=lambda m: None)
+    with pytest.raises(ConfigError, match="base_model default: a compact model directory"):  # not OSError
+        train_mlm(MlmConfig(base_model="default", train=[DataFile(str(empty))]), log=lambda m: None)
     with pytest.raises(DataError, match="--resume: no checkpoint in"):  # said before any text is read
         train_mlm(MlmConfig(train=[DataFile(str(empty))], output_dir=str(tmp_path / "none")), resume=True,
                   log=lambda m: None)

@@ -1172,3 +1172,73 @@ def test_eval_fraction_holds_out_part_of_the_training_data(tmp_path, monkeypatch
                                          output_dir=str(tmp_path / "b"), max_steps=1, batch_size=2),
                            log=lambda m: None)
     assert report["best"]["held-out"]["n"] == 3 and report["eval_fraction"] == 0.3
+
+
+def test_training_goes_on_from_the_shipped_tagger_and_from_a_tagger_of_other_labels(tmp_path):
+    # `base_model: default` stopped with "no file named model.safetensors" (the default is a compact delta), and
+    # a tagger of other labels with "You set `ignore_mismatched_sizes` to `False`".
+    from conflictbrief.model.labels import LabelSchema
+    from conflictbrief.training.config import DataFile, TaggerConfig, TinyModel
+    from conflictbrief.training.tagger import build_model, train_tagger
+
+    shipped, _ = load_tagger("default", device="cpu")
+    schema = LabelSchema.from_yaml(None)
+    model, tokenizer = build_model(TaggerConfig(base_model="default"), schema, log=lambda m: None)
+    assert model.config.id2label == shipped.config.id2label and model.dtype == torch.float32
+    for (name, mine), theirs in zip(model.state_dict().items(), shipped.state_dict().values()):
+        assert torch.equal(mine, theirs.float()), name
+    from transformers import AutoTokenizer
+
+    from conflictbrief.model.loading import base_model_path
+    assert tokenizer.get_vocab() == AutoTokenizer.from_pretrained(base_model_path()).get_vocab()
+
+    own = tmp_path / "own.yaml"
+    own.write_text("labels:\n  Actor: an armed group\n  Place: a place\n")
+    data = tmp_path / "mine.jsonl"
+    data.write_text(json.dumps({"text": "The Taliban attacked Kabul.", "entities": [
+        {"start": 4, "end": 11, "label": "Actor"}, {"start": 21, "end": 26, "label": "Place"}]}) + "\n")
+    train_tagger(TaggerConfig(tiny_model=TinyModel(), labels=str(own), train=[DataFile(str(data))],
+                              output_dir=str(tmp_path / "own"), max_steps=2), log=lambda m: None)
+    first, _ = load_tagger(str(tmp_path / "own"), device="cpu")
+    more = tmp_path / "more.yaml"  # a label more, and the old ones in another order
+    more.write_text("labels:\n  Vehicle: a vehicle\n  Place: a place\n  Actor: an armed group\n")
+    logged = []
+    second, _ = build_model(TaggerConfig(base_model=str(tmp_path / "own"), labels=str(more)),
+                            LabelSchema.from_yaml(str(more)), log=logged.append)
+    old, new = first.config.label2id, second.config.label2id
+    assert set(new) == set(old) | {"B-Vehicle", "I-Vehicle"} and new != old
+    for tag, i in old.items():
+        assert torch.equal(second.classifier.weight[new[tag]], first.classifier.weight[i]), tag
+        assert second.classifier.bias[new[tag]] == first.classifier.bias[i]
+    assert second.classifier.bias[new["B-Vehicle"]] == 0
+    layer = "bert.encoder.layer.0.output.dense.weight"
+    assert torch.equal(second.state_dict()[layer], first.state_dict()[layer])
+    assert logged and "new labels: Vehicle; left out: none" in logged[0]
+    report = train_tagger(TaggerConfig(base_model=str(tmp_path / "own"), labels=str(more),
+                                       train=[DataFile(str(data))], output_dir=str(tmp_path / "second"),
+                                       max_steps=2), log=lambda m: None)
+    assert report["best"]["step"] == 2
+    assert load_tagger(str(tmp_path / "second"), device="cpu")[0].config.num_labels == 7  # O and B-/I- of 3 labels
+
+
+def test_briefer_training_goes_on_from_a_trained_briefer_and_an_encoder_needs_warm_start(tiny_briefer_dir,
+                                                                                        data_dir, tmp_path):
+    # A briefer as base_model with the shipped config (warm_start: true) stopped in transformers with "Unrecognized
+    # configuration class EncoderDecoderConfig for this kind of AutoModel" and a list of 600 configs.
+    from conflictbrief.model.loading import load_briefer
+    from conflictbrief.training.briefer import build_model, train_briefer
+    from conflictbrief.training.config import BrieferConfig, ConfigError, DataFile
+
+    logged = []
+    model, _ = build_model(BrieferConfig(base_model=str(tiny_briefer_dir)), log=logged.append)
+    trained, _ = load_briefer(str(tiny_briefer_dir), device="cpu")
+    for (name, mine), theirs in zip(model.state_dict().items(), trained.state_dict().values()):
+        assert torch.equal(mine, theirs), name
+    assert logged == [f"base {tiny_briefer_dir}: a seq2seq model, fine-tuned as it is (warm_start is for encoders)"]
+    report = train_briefer(BrieferConfig(base_model=str(tiny_briefer_dir),
+                                         train=[DataFile(str(data_dir / "pairs.jsonl"))],
+                                         output_dir=str(tmp_path / "more"), max_steps=2, max_new_tokens=8),
+                           log=lambda m: None)
+    assert report["best"]["step"] == 2
+    with pytest.raises(ConfigError, match="an encoder, not a seq2seq model; warm_start=true"):
+        build_model(BrieferConfig(base_model="minilm", warm_start=False))

