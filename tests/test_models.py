@@ -453,6 +453,52 @@ def test_mention_replacement_swaps_whole_mentions_within_a_label():
     assert all(r["tokens"][-1] == "Monday" for r in out if r["id"].startswith("b"))  # only one Temporal
 
 
+def test_mention_replacement_also_draws_from_an_outside_list_of_mentions(tmp_path):
+    import random
+
+    from conflictbrief.model.labels import LabelSchema
+    from conflictbrief.training.config import ConfigError, DataFile, TaggerConfig, TinyModel
+    from conflictbrief.training.readers import DataError
+    from conflictbrief.training.tagger import load_examples, mention_spans, read_outside_mentions, \
+        replace_mentions, train_tagger
+
+    schema = LabelSchema.from_yaml(None)
+    places = tmp_path / "places.tsv"
+    places.write_text("# GeoNames\nLocation\tKafr Nabl\n\nLocation\tJisr al-Shughur\nPerson\tAbu Ali\n")
+    outside = read_outside_mentions(str(places), schema)
+    jisr = ("Jisr", "al", "-", "Shughur")  # split into words as the tagger splits a text
+    assert outside == {"Location": [["Kafr", "Nabl"], list(jisr)], "Person": [["Abu", "Ali"]]}
+    rows = [{"id": "b", "tokens": ["Rebels", "left", "Idlib", "on", "Monday"], "mapping": None,
+             "tags": ["O", "O", "B-Location", "O", "B-Temporal"]}]
+    out = replace_mentions(rows, 400, random.Random(0), outside=outside, outside_share=0.5)
+    seen = [tuple(r["tokens"][s:e]) for r in out for s, e, label in mention_spans(r["tags"]) if label == "Location"]
+    # half kept, a quarter from the file (Idlib), a quarter from the outside list
+    assert 0.4 < seen.count(("Idlib",)) / len(seen) < 0.85 and set(seen) == {
+        ("Idlib",), ("Kafr", "Nabl"), jisr}
+    assert all(r["tokens"][-1] == "Monday" for r in out)  # Temporal is not in the list: as before
+    assert replace_mentions(rows, 5, random.Random(1)) == replace_mentions(rows, 5, random.Random(1), outside={})
+
+    for text, problem in (("Location Kafr Nabl\n", "1: expected 'Label<TAB>mention'"),
+                          ("Location\t\n", "1: expected 'Label<TAB>mention'"),
+                          ("Location\tAleppo\nTown\tHoms\n", "2: unknown label 'Town'"), ("\n", "no mentions")):
+        places.write_text(text)
+        with pytest.raises(DataError, match=problem):
+            read_outside_mentions(str(places), schema)
+    spans = tmp_path / "s.jsonl"
+    spans.write_text(json.dumps({"text": "Rebels left Idlib.", "entities": [
+        {"start": 12, "end": 17, "label": "Location"}]}) + "\n")
+    places.write_text("Location Kafr Nabl\n")
+    with pytest.raises(DataError, match="places.tsv:1: expected"):  # read with the data, before any training
+        load_examples([DataFile(str(spans), augment=1, outside_mentions=str(places))], schema)
+    with pytest.raises(ConfigError, match="train.0.outside_mentions .*give the file augment: N"):
+        train_tagger(TaggerConfig(tiny_model=TinyModel(), train=[DataFile(str(spans), outside_mentions=str(places))],
+                                  output_dir=str(tmp_path / "m")), log=lambda m: None)
+    with pytest.raises(ConfigError, match="outside_share .*between 0 and 1"):
+        train_tagger(TaggerConfig(tiny_model=TinyModel(), train=[DataFile(str(spans), augment=1,
+                                  outside_mentions=str(places), outside_share=1.5)],
+                                  output_dir=str(tmp_path / "m")), log=lambda m: None)
+
+
 def test_cropping_cuts_annotated_examples_into_short_pieces_between_entities():
     import random
 

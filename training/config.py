@@ -31,6 +31,11 @@ class DataFile:
     augment: int = 0
     """Tagger: add this many copies of the file's examples with entity mentions swapped for other mentions of
     the same label from the file (mention replacement; fully annotated examples only)."""
+    outside_mentions: str | None = None
+    """Tagger, with ``augment``: a file of ``Label<TAB>mention`` lines (UTF-8) that mention replacement also
+    draws from, for the labels it lists: names the file never has, such as a gazetteer's place names."""
+    outside_share: float = 0.5
+    """The share of the replacements of a label in ``outside_mentions`` that are drawn from it."""
     crop: int = 0
     """Tagger: add this many copies of the file's fully annotated examples cut into pieces of 4 to 16 words
     (never inside an entity), so the model also learns to tag short texts, where context is scarce."""
@@ -196,7 +201,7 @@ _BOUNDS: dict[str, tuple[Callable[[float], bool], str]] = {
     **{name: (lambda v, least=least: v >= least, f"{least} or more") for name, least in _AT_LEAST.items()},
     **{name: (lambda v: v > 0, "above 0") for name in ("epochs", "learning_rate", "time_limit_minutes")},
     **{name: (lambda v: 0 <= v <= 1, "between 0 and 1")
-       for name in ("warmup_ratio", "case_dropout", "distill_weight", "label_smoothing")},
+       for name in ("warmup_ratio", "case_dropout", "distill_weight", "label_smoothing", "outside_share")},
     "mask_probability": (lambda v: 0 < v < 1, "above 0 and below 1"),
     "eval_fraction": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
 }

@@ -65,7 +65,9 @@ def load_examples(files, schema: LabelSchema, seed: int = 0, log=print, eval_fra
         rows, held = hold_out(rows, eval_fraction, seed, df.path)
         if held_out is not None:
             held_out.extend(held)
-        extra = replace_mentions(rows, df.augment, random.Random(f"{seed}:{df.path}")) if df.augment else []
+        outside = read_outside_mentions(df.outside_mentions, schema) if df.outside_mentions else None
+        extra = replace_mentions(rows, df.augment, random.Random(f"{seed}:{df.path}"), outside=outside,
+                                 outside_share=df.outside_share) if df.augment else []
         extra += crop_examples(rows, df.crop, random.Random(f"{seed}:{df.path}:crop")) if df.crop else []
         examples.extend(rows * max(1, df.repeat) + extra)
     return examples
@@ -86,10 +88,34 @@ def fully_annotated(row: dict) -> bool:
     return all(t is not None for t in row["tags"])
 
 
-def replace_mentions(rows: list[dict], copies: int, rng: random.Random, rate: float = 0.5) -> list[dict]:
+def read_outside_mentions(path: str, schema: LabelSchema) -> dict[str, list[list[str]]]:
+    """The mentions of an ``outside_mentions`` file, by label, as words: ``Label<TAB>mention`` lines (blank
+    lines and lines that begin with # left out); DataError naming the line of one that is not."""
+    from conflictbrief.training.readers import check_file, words_with_offsets
+
+    mentions: dict[str, list[list[str]]] = {}
+    for lineno, line in enumerate(check_file(Path(path)).splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        label, tab, mention = line.partition("\t")
+        words = [w for w, _, _ in words_with_offsets(mention)]
+        if not tab or not words:
+            raise DataError(f"{path}:{lineno}: expected 'Label<TAB>mention', got {line[:80]!r}")
+        if label not in schema.labels:
+            raise DataError(f"{path}:{lineno}: unknown label {label!r}; the schema's labels are {list(schema.labels)}")
+        mentions.setdefault(label, []).append(words)
+    if not mentions:
+        raise DataError(f"{path}: no mentions (empty file?)")
+    return mentions
+
+
+def replace_mentions(rows: list[dict], copies: int, rng: random.Random, rate: float = 0.5,
+                     outside: dict[str, list[list[str]]] | None = None, outside_share: float = 0.5) -> list[dict]:
     """Mention replacement (Dai & Adel, COLING 2020): ``copies`` new versions of every example with entities,
-    each entity swapped with probability ``rate`` for a mention of the same label drawn from the same file.
+    each entity swapped with probability ``rate`` for a mention of the same label drawn from the same file, or,
+    for a label of ``outside`` (``outside_mentions``), ``outside_share`` of the time from there.
     Only fully annotated examples take part (a mapped file with unannotated labels keeps its gaps)."""
+    outside = outside or {}
     annotated = [(r, mention_spans(r["tags"])) for r in rows if fully_annotated(r)]
     full = [(r, spans) for r, spans in annotated if spans]
     pool: dict[str, list[list[str]]] = {}
@@ -103,7 +129,11 @@ def replace_mentions(rows: list[dict], copies: int, rng: random.Random, rate: fl
             for s, e, label in spans:
                 tokens += r["tokens"][last:s]
                 tags += r["tags"][last:s]
-                words = rng.choice(pool[label]) if rng.random() < rate else r["tokens"][s:e]
+                if rng.random() < rate:
+                    from_outside = label in outside and rng.random() < outside_share
+                    words = rng.choice(outside[label] if from_outside else pool[label])
+                else:
+                    words = r["tokens"][s:e]
                 tokens += words
                 tags += [f"B-{label}"] + [f"I-{label}"] * (len(words) - 1)
                 last = e
@@ -455,7 +485,8 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
         torch.set_num_threads(config.threads)
     if not config.train:
         raise DataError("no training data: give --train FILE or 'train:' in the config")
-    for key, what in (("augment", "mention replacement"), ("crop", "cropping")):
+    for key, what in (("augment", "mention replacement"), ("crop", "cropping"),
+                      ("outside_mentions", "mention replacement")):
         if config.eval and getattr(config.eval, key):
             raise ConfigError(f"eval.{key}: {what} is for training files; evaluate on the data as it is")
     if config.eval and config.eval.unlabelled:
@@ -464,6 +495,9 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
         if df.unlabelled and not config.teachers:
             raise ConfigError(f"train.{i}.unlabelled ({df.path}): unlabelled text teaches only through teachers; "
                               "name them in 'teachers:'")
+        if df.outside_mentions and not df.augment:
+            raise ConfigError(f"train.{i}.outside_mentions ({df.path}): mention replacement draws from it; give "
+                              "the file augment: N (copies) as well")
         if df.unlabelled and (df.augment or df.crop or df.mapping):
             raise ConfigError(f"train.{i} ({df.path}): augment, crop and mapping are for labelled files, "
                               "not unlabelled text")
