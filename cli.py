@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -407,6 +408,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_OVERRIDE = re.compile(r"[A-Za-z_][\w.]*=")
+
+
+def _overrides_out_of_file_lists(parser, args) -> list[str]:
+    """The key=value words that argparse took into --train or --eval's list of files (``--eval dev.txt
+    epochs=3``, which read "epochs=3" as a second eval file), taken back out as overrides; a word that names
+    an existing file stays a file."""
+    moved = []
+    for name in ("train", "eval"):
+        files = getattr(args, name, None) if getattr(args, "accepts_overrides", False) else None
+        if not files:
+            continue
+        kept = []
+        for f in files:
+            (moved if _OVERRIDE.match(f) and not Path(f).exists() else kept).append(f)
+        if not kept:
+            parser.error(f"--{name}: expected at least one file, got only key=value overrides: {' '.join(files)}")
+        setattr(args, name, kept)
+    return moved
+
+
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "brief": cmd_run, "tag": cmd_run, "serve": cmd_serve,
             "export": cmd_export}
 
@@ -424,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     bad = [r for r in rest if "=" not in r or not getattr(args, "accepts_overrides", False)]
     if bad:
         parser.error(f"unrecognized arguments: {' '.join(bad)}")
-    args.overrides = rest
+    args.overrides = _overrides_out_of_file_lists(parser, args) + rest
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, DataError, SchemaError, ModelLoadError, BatchError, LexiconError) as e:

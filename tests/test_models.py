@@ -1288,3 +1288,23 @@ def test_briefer_training_goes_on_from_a_trained_briefer_and_an_encoder_needs_wa
     assert report["best"]["step"] == 2
     with pytest.raises(ConfigError, match="an encoder, not a seq2seq model; warm_start=true"):
         build_model(BrieferConfig(base_model="minilm", warm_start=False))
+
+
+def test_overrides_written_after_the_train_and_eval_files_are_overrides(tmp_path, monkeypatch, capsys):
+    # `--eval dev.txt epochs=3` read "epochs=3" as a second eval file ("train tagger takes one --eval file, got
+    # 2"); after --train, as a training file ("epochs=3: no such file").
+    from conflictbrief.cli import main
+
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps({"text": f"Ahmed Ali fled Idlib on day {i}.", "entities": [
+        {"start": 0, "end": 9, "label": "Person"}, {"start": 15, "end": 20, "label": "Location"}]}) + "\n"
+        for i in range(6)))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "odd=name.jsonl").write_text(data.read_text())  # a file that exists stays a file
+    assert main(["train", "tagger", "--output", "out", "--train", str(data), "odd=name.jsonl", "tiny_model={}",
+                 "--eval", str(data), "max_steps=2", "seed=7"]) == 0
+    saved = (tmp_path / "out" / "training_config.yaml").read_text()
+    assert "max_steps: 2" in saved and "seed: 7" in saved and "path: odd=name.jsonl" in saved
+    with pytest.raises(SystemExit):
+        main(["train", "tagger", "--train", "epochs=1", "tiny_model={}"])
+    assert "--train: expected at least one file, got only key=value overrides: epochs=1" in capsys.readouterr().err
