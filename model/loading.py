@@ -382,11 +382,13 @@ def export_compact(model_dir: str | Path, kind: str, out_dir: str | Path) -> dic
         raise ModelLoadError(f"{out_dir}: exists and is not a folder; --to names the folder to write")
     if kind == "tagger":
         trained, _ = load_tagger(str(model_dir), device="cpu")
-        fresh = AutoModelForTokenClassification.from_pretrained(base_model_path(),
-                                                                config=AutoConfig.from_pretrained(model_dir))
+        with _no_weight_bar():  # (the base, loaded to compare with: "Loading weights" said nothing of use)
+            fresh = AutoModelForTokenClassification.from_pretrained(base_model_path(),
+                                                                    config=AutoConfig.from_pretrained(model_dir))
     else:
         trained, _ = load_briefer(str(model_dir), device="cpu")
-        fresh = warm_start_briefer(base_model_path())
+        with _no_weight_bar():
+            fresh = warm_start_briefer(base_model_path())
     delta = save_compact(trained, out_dir, kind, base_state_dict(fresh))
     for name in ("README.md", "metrics.json", "training_config.yaml", "history.jsonl"):
         if (model_dir / name).is_file():

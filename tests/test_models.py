@@ -1220,7 +1220,7 @@ def test_eval_fraction_holds_out_part_of_the_training_data(tmp_path, monkeypatch
     assert report["best"]["held-out"]["n"] == 3 and report["eval_fraction"] == 0.3
 
 
-def test_training_goes_on_from_the_shipped_tagger_and_from_a_tagger_of_other_labels(tmp_path):
+def test_training_goes_on_from_the_shipped_tagger_and_from_a_tagger_of_other_labels(tmp_path, capfd):
     # `base_model: default` stopped with "no file named model.safetensors" (the default is a compact delta), and
     # a tagger of other labels with "You set `ignore_mismatched_sizes` to `False`".
     from conflictbrief.model.labels import LabelSchema
@@ -1237,6 +1237,22 @@ def test_training_goes_on_from_the_shipped_tagger_and_from_a_tagger_of_other_lab
 
     from conflictbrief.model.loading import base_model_path
     assert tokenizer.get_vocab() == AutoTokenizer.from_pretrained(base_model_path()).get_vocab()
+    # trained further, exported compactly again, loaded as the default is: the same tagger
+    from conflictbrief.model.loading import export_compact
+
+    spans = tmp_path / "re3d.jsonl"
+    spans.write_text(json.dumps({"text": "Rebels shelled Kafr Nabl on Monday.", "entities": [
+        {"start": 15, "end": 24, "label": "Location"}, {"start": 28, "end": 34, "label": "Temporal"}]}) + "\n")
+    train_tagger(TaggerConfig(base_model="default", train=[DataFile(str(spans))], output_dir=str(tmp_path / "more"),
+                              max_steps=1), log=lambda m: None)
+    capfd.readouterr()
+    export_compact(tmp_path / "more", "tagger", tmp_path / "more-compact")
+    assert "Loading weights" not in capfd.readouterr().err
+    texts = ["Syrian forces shelled Idlib on Monday.", "Residents of Kafr Nabl fled."]
+    full, compact = Tagger.load(str(tmp_path / "more"), device="cpu"), Tagger.load(str(tmp_path / "more-compact"),
+                                                                                     device="cpu")
+    assert [[(e.label, e.start, e.end) for e in ents] for ents in full.tag(texts)] == \
+        [[(e.label, e.start, e.end) for e in ents] for ents in compact.tag(texts)]
 
     own = tmp_path / "own.yaml"
     own.write_text("labels:\n  Actor: an armed group\n  Place: a place\n")
