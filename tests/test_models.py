@@ -1304,6 +1304,11 @@ def test_briefer_training_goes_on_from_a_trained_briefer_and_an_encoder_needs_wa
     assert report["best"]["step"] == 2
     with pytest.raises(ConfigError, match="an encoder, not a seq2seq model; warm_start=true"):
         build_model(BrieferConfig(base_model="minilm", warm_start=False))
+    from conflictbrief.model.labels import LabelSchema
+    from conflictbrief.training.config import TaggerConfig
+    from conflictbrief.training.tagger import build_model as build_tagger
+    with pytest.raises(ConfigError, match="a seq2seq model \\(a briefer\\); a tagger starts from an encoder"):
+        build_tagger(TaggerConfig(base_model=str(tiny_briefer_dir)), LabelSchema.from_yaml(None))
 
 
 def test_overrides_written_after_the_train_and_eval_files_are_overrides(tmp_path, monkeypatch, capsys):

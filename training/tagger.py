@@ -402,7 +402,10 @@ def tagger_from_base(base: str, tags: list[str], log=print):
     if _is_compact(base):
         model, _ = load_tagger(base, device="cpu")
         model.float()  # the delta is stored in float16; training runs on float32 weights
-    elif any(a.endswith("ForTokenClassification") for a in AutoConfig.from_pretrained(base).architectures or []):
+    elif (spec := AutoConfig.from_pretrained(base)).is_encoder_decoder:
+        raise ConfigError(f"base_model {base}: a seq2seq model (a briefer); a tagger starts from an encoder "
+                          "(minilm, a Hub name or directory of one) or from a tagger (default, a trained one)")
+    elif any(a.endswith("ForTokenClassification") for a in spec.architectures or []):
         model = AutoModelForTokenClassification.from_pretrained(base, use_safetensors=True)
     else:
         return AutoModelForTokenClassification.from_pretrained(base, use_safetensors=True, **label_kw(tags))
