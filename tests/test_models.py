@@ -1276,10 +1276,12 @@ def test_training_goes_on_from_the_shipped_tagger_and_from_a_tagger_of_other_lab
     layer = "bert.encoder.layer.0.output.dense.weight"
     assert torch.equal(second.state_dict()[layer], first.state_dict()[layer])
     assert logged and "new labels: Vehicle; left out: none" in logged[0]
+    capfd.readouterr()
     report = train_tagger(TaggerConfig(base_model=str(tmp_path / "own"), labels=str(more),
                                        train=[DataFile(str(data))], output_dir=str(tmp_path / "second"),
                                        max_steps=2), log=lambda m: None)
     assert report["best"]["step"] == 2
+    assert "Loading weights" not in capfd.readouterr().err  # the training log has no bar of the base's loading
     assert load_tagger(str(tmp_path / "second"), device="cpu")[0].config.num_labels == 7  # O and B-/I- of 3 labels
 
 

