@@ -497,6 +497,12 @@ def test_mention_replacement_also_draws_from_an_outside_list_of_mentions(tmp_pat
         train_tagger(TaggerConfig(tiny_model=TinyModel(), train=[DataFile(str(spans), augment=1,
                                   outside_mentions=str(places), outside_share=1.5)],
                                   output_dir=str(tmp_path / "m")), log=lambda m: None)
+    places.write_text("Location\tKafr Nabl\n")
+    train_tagger(TaggerConfig(tiny_model=TinyModel(), train=[DataFile(str(spans), augment=2,
+                              outside_mentions=str(places), outside_share=0.25)],
+                              output_dir=str(tmp_path / "m"), max_steps=1), log=lambda m: None)
+    assert f"2 mention-replaced copies (swaps for a label of `{places}` drawn from it 0.25 of the time)" in \
+        (tmp_path / "m" / "README.md").read_text()
 
 
 def test_cropping_cuts_annotated_examples_into_short_pieces_between_entities():

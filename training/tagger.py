@@ -632,6 +632,8 @@ def write_model_card(out_dir: Path, config: TaggerConfig, report: dict, case: bo
         "## Data", "",
         *[f"- train: `{f.path}` (format {f.format or 'auto'}, mapping {f.mapping or 'none'}, x{f.repeat}"
           + (f", first {f.limit}" if f.limit else "") + (f", {f.augment} mention-replaced copies" if f.augment else "")
+          + (f" (swaps for a label of `{f.outside_mentions}` drawn from it {f.outside_share:g} of the time)"
+             if f.augment and f.outside_mentions else "")
           + (f", {f.crop} copies cut into short pieces" if f.crop else "")
           + (", unlabelled: taught by the teachers only" if f.unlabelled else "") + ")" for f in config.train],
         *([f"- distilled from: {', '.join(f'`{t}`' for t in config.teachers)} (distill_weight "
