@@ -860,9 +860,9 @@ def test_a_missing_model_directory_is_named_as_one(tmp_path):
     assert resolve_ref(str(tmp_path), "tagger") == str(tmp_path)
 
 
-def test_cli_evaluates_a_tagger_trained_on_its_own_labels(tmp_path, capsys):
-    # The data was read with the packaged schema whatever the model's labels: "unknown label 'Actor'".
-    from conflictbrief.cli import main
+def train_own_label_tagger(tmp_path, out):
+    """A tiny tagger trained for 2 steps on one sentence in a schema of its own (Actor, Place) into ``out``;
+    returns (its labels.yaml, the data)."""
     from conflictbrief.training.config import DataFile, TaggerConfig, TinyModel
     from conflictbrief.training.tagger import train_tagger
 
@@ -872,7 +872,15 @@ def test_cli_evaluates_a_tagger_trained_on_its_own_labels(tmp_path, capsys):
     data.write_text(json.dumps({"text": "The Taliban attacked Kabul.", "entities": [
         {"start": 4, "end": 11, "label": "Actor"}, {"start": 21, "end": 26, "label": "Place"}]}) + "\n")
     train_tagger(TaggerConfig(tiny_model=TinyModel(), labels=str(labels), train=[DataFile(str(data))],
-                              output_dir=str(tmp_path / "model"), max_steps=2), log=lambda m: None)
+                              output_dir=str(out), max_steps=2), log=lambda m: None)
+    return labels, data
+
+
+def test_cli_evaluates_a_tagger_trained_on_its_own_labels(tmp_path, capsys):
+    # The data was read with the packaged schema whatever the model's labels: "unknown label 'Actor'".
+    from conflictbrief.cli import main
+
+    labels, data = train_own_label_tagger(tmp_path, tmp_path / "model")
     assert main(["evaluate", "tagger", "--model", str(tmp_path / "model"), "--data", str(data),
                  "--device", "cpu"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -1230,7 +1238,7 @@ def test_training_goes_on_from_the_shipped_tagger_and_from_a_tagger_of_other_lab
     # `base_model: default` stopped with "no file named model.safetensors" (the default is a compact delta), and
     # a tagger of other labels with "You set `ignore_mismatched_sizes` to `False`".
     from conflictbrief.model.labels import LabelSchema
-    from conflictbrief.training.config import DataFile, TaggerConfig, TinyModel
+    from conflictbrief.training.config import DataFile, TaggerConfig
     from conflictbrief.training.tagger import build_model, train_tagger
 
     shipped, _ = load_tagger("default", device="cpu")
@@ -1260,13 +1268,7 @@ def test_training_goes_on_from_the_shipped_tagger_and_from_a_tagger_of_other_lab
     assert [[(e.label, e.start, e.end) for e in ents] for ents in full.tag(texts)] == \
         [[(e.label, e.start, e.end) for e in ents] for ents in compact.tag(texts)]
 
-    own = tmp_path / "own.yaml"
-    own.write_text("labels:\n  Actor: an armed group\n  Place: a place\n")
-    data = tmp_path / "mine.jsonl"
-    data.write_text(json.dumps({"text": "The Taliban attacked Kabul.", "entities": [
-        {"start": 4, "end": 11, "label": "Actor"}, {"start": 21, "end": 26, "label": "Place"}]}) + "\n")
-    train_tagger(TaggerConfig(tiny_model=TinyModel(), labels=str(own), train=[DataFile(str(data))],
-                              output_dir=str(tmp_path / "own"), max_steps=2), log=lambda m: None)
+    _, data = train_own_label_tagger(tmp_path, tmp_path / "own")
     first, _ = load_tagger(str(tmp_path / "own"), device="cpu")
     more = tmp_path / "more.yaml"  # a label more, and the old ones in another order
     more.write_text("labels:\n  Vehicle: a vehicle\n  Place: a place\n  Actor: an armed group\n")
