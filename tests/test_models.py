@@ -1132,7 +1132,8 @@ def test_a_byte_level_bpe_base_gets_each_word_with_its_leading_space(data_dir, t
 def test_training_files_whose_names_are_not_utf8(tmp_path, monkeypatch):
     """A training file named in Latin-1 bytes (a Linux file system allows them) stopped `train tagger` in the
     held-out split's seed, then in the datasets conversion of the example ids, then in the model card; `train
-    briefer` in the model card (2026-12-06). The card names it with the bytes escaped."""
+    briefer` in the model card (2026-12-06). The cards name it with the bytes escaped as the example ids do
+    ("caf\\xe9.jsonl"; they wrote "caf\\udce9.jsonl" until 2026-12-06)."""
     import os
 
     from conflictbrief.cli import main
@@ -1145,10 +1146,20 @@ def test_training_files_whose_names_are_not_utf8(tmp_path, monkeypatch):
     config = str(Path(__file__).resolve().parents[1] / "configs")
     assert main(["train", "tagger", "--config", config + "/tagger.yaml", "--train", name, "--eval-fraction", "0.2",
                  "--output", "t", "tiny_model={}", "max_steps=2"]) == 0
-    assert "caf\\udce9.jsonl" in (tmp_path / "t" / "README.md").read_text(encoding="utf-8")
+    assert "caf\\xe9.jsonl" in (tmp_path / "t" / "README.md").read_text(encoding="utf-8")
     assert main(["train", "briefer", "--config", config + "/briefer.yaml", "--train", name, "--eval-fraction", "0.2",
                  "--output", "b", "tiny_model={}", "max_steps=1"]) == 0
     assert (tmp_path / "b" / "model.safetensors").exists()
+    assert "caf\\xe9.jsonl" in (tmp_path / "b" / "README.md").read_text(encoding="utf-8")
+
+
+def test_printable_spells_file_system_bytes_and_other_lone_surrogates_apart():
+    import os
+
+    from conflictbrief.training.readers import printable
+
+    assert printable(os.fsdecode(b"caf\xe9 \xff.jsonl")) == "caf\\xe9 \\xff.jsonl"
+    assert printable("half an emoji \ud83d, caf\u00e9") == "half an emoji \\ud83d, caf\u00e9"
 
 
 def test_train_tagger_maps_command_line_files_in_another_schema(tmp_path, monkeypatch, capsys):

@@ -21,7 +21,7 @@ from conflictbrief.training.config import BrieferConfig, ConfigError, check_boun
 from conflictbrief.training.loop import LossScaling, check_resume, config_changes_card, fresh_history, \
     last_evaluated_step, log_config_changes, make_optimizer, run_steps, save_checkpoint, start_or_resume
 from conflictbrief.training.metrics import rouge_scores
-from conflictbrief.training.readers import DataError, hold_out, read_brief_file
+from conflictbrief.training.readers import DataError, hold_out, read_brief_file, write_card
 from conflictbrief.training.tagger import check_mixed_precision, forward_precision, length_grouped_batches
 
 
@@ -260,7 +260,7 @@ def write_model_card(out_dir: Path, config: BrieferConfig, report: dict):
         *config_changes_card(report.get("config_changes")),
         "The config used is `training_config.yaml`; every evaluation is in `history.jsonl`.",
     ]
-    (out_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8", errors="backslashreplace")
+    write_card(out_dir, lines)
 
 
 def evaluate_briefer_file(model_ref: str, data: str, limit: int | None = None, device: str = "auto",

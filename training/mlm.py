@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from conflictbrief.training.config import ConfigError, DataFile, MlmConfig, check_bounds, dump_config
-from conflictbrief.training.readers import DataError, format_suffix
+from conflictbrief.training.readers import DataError, format_suffix, write_card
 
 LINE_FORMATS = ("lines", "conll")
 
@@ -342,4 +342,4 @@ def write_model_card(out_dir: Path, config: MlmConfig, report: dict, history_pat
         *config_changes_card(report.get("config_changes")),
         f"Kept: step {best.get('step')}. The config used is `training_config.yaml`.",
     ]
-    (out_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8", errors="backslashreplace")
+    write_card(out_dir, lines)

@@ -370,11 +370,21 @@ def hold_out(rows: list, fraction: float, seed: int, where: str) -> tuple[list, 
     return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def printable(name: str) -> str:
     """A name as UTF-8 can carry it: the bytes of a file name that is not UTF-8 (a Linux file system allows them;
     Python holds them as lone surrogates, "caf\udce9") as escapes ("caf\\xe9"), for datasets, model cards and
-    JSON; other names as they are."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    JSON; other lone surrogates (a JSON "\\ud800" escape) as "\\ud800"; other names as they are."""
+    return _SURROGATE.sub(lambda m: (f"\\x{ord(m[0]) - 0xDC00:02x}" if "\udc80" <= m[0] <= "\udcff"
+                                     else f"\\u{ord(m[0]):04x}"), name)
+
+
+def write_card(out_dir: Path, lines: list[str]) -> None:
+    """A trained model's README.md, with a file name that is not UTF-8 spelt as `printable` spells it for the
+    datasets and the JSON ("caf\\xe9.jsonl"), not as the surrogate Python holds ("caf\\udce9.jsonl")."""
+    (Path(out_dir) / "README.md").write_text(printable("\n".join(lines)) + "\n", encoding="utf-8")
 
 
 def to_dataset(examples: list[dict]):

@@ -24,7 +24,7 @@ from conflictbrief.training.config import ConfigError, DataFile, TaggerConfig, c
 from conflictbrief.training.loop import LossScaling, check_resume, config_changes_card, fresh_history, \
     last_evaluated_step, log_config_changes, make_optimizer, run_steps, save_checkpoint, start_or_resume
 from conflictbrief.training.metrics import entity_errors, entity_scores, restrict_tags
-from conflictbrief.training.readers import DataError, hold_out, read_tagger_file, to_dataset
+from conflictbrief.training.readers import DataError, hold_out, read_tagger_file, to_dataset, write_card
 
 
 UNLABELLED = "<unlabelled>"
@@ -656,4 +656,4 @@ def write_model_card(out_dir: Path, config: TaggerConfig, report: dict, case: bo
         *config_changes_card(report.get("config_changes")),
         "The config used is `training_config.yaml`; full figures in `metrics.json`.",
     ]
-    (out_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8", errors="backslashreplace")
+    write_card(out_dir, lines)
