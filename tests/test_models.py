@@ -1332,6 +1332,41 @@ def test_briefer_training_goes_on_from_a_trained_briefer_and_an_encoder_needs_wa
         build_tagger(TaggerConfig(base_model=str(tiny_briefer_dir)), LabelSchema.from_yaml(None))
 
 
+
+def test_briefer_training_goes_on_from_a_compact_export(data_dir, tmp_path):
+    """A compact briefer (`conflictbrief export`: a float16 delta over a MiniLM BERT2BERT, no tokenizer of its
+    own) as base_model is rebuilt as load_briefer rebuilds it and trains on; checked by hand only until
+    2026-12-06."""
+    from transformers import AutoTokenizer
+
+    from conflictbrief.model.loading import base_model_path, export_compact, load_briefer, save_model, \
+        warm_start_briefer
+    from conflictbrief.training.briefer import build_model, train_briefer
+    from conflictbrief.training.config import BrieferConfig, DataFile
+
+    model = warm_start_briefer(base_model_path())
+    with torch.no_grad():  # a stand-in for training
+        model.decoder.cls.predictions.bias.add_(0.5)
+    save_model(model, AutoTokenizer.from_pretrained(base_model_path()), tmp_path / "full")
+    export_compact(tmp_path / "full", "briefer", tmp_path / "compact")
+    logged = []
+    built, tokenizer = build_model(BrieferConfig(base_model=str(tmp_path / "compact")), log=logged.append)
+    assert logged == [f"base {tmp_path / 'compact'}: a seq2seq model, fine-tuned as it is "
+                      "(warm_start is for encoders)"]
+    assert tokenizer.vocab_size == 30522 and next(built.parameters()).dtype == torch.float32
+    for (name, mine), theirs in zip(built.state_dict().items(), load_briefer(str(tmp_path / "compact"),
+                                                                             device="cpu")[0].state_dict().values()):
+        assert torch.equal(mine, theirs.float()), name
+    assert torch.allclose(built.decoder.cls.predictions.bias, model.decoder.cls.predictions.bias, atol=1e-3)
+    report = train_briefer(BrieferConfig(base_model=str(tmp_path / "compact"),
+                                         train=[DataFile(str(data_dir / "pairs.jsonl"))],
+                                         output_dir=str(tmp_path / "more"), max_steps=1, max_new_tokens=4,
+                                         max_source_length=64, max_target_length=16),
+                           log=lambda m: None)
+    assert report["best"]["step"] == 1
+    assert (tmp_path / "more" / "model.safetensors").exists()
+
+
 def test_overrides_written_after_the_train_and_eval_files_are_overrides(tmp_path, monkeypatch, capsys):
     # `--eval dev.txt epochs=3` read "epochs=3" as a second eval file ("train tagger takes one --eval file, got
     # 2"); after --train, as a training file ("epochs=3: no such file").
