@@ -1,4 +1,5 @@
-"""Fine-tuning the briefer: an explicit, resumable seq2seq training loop on accelerate, and its evaluation.
+"""Fine-tuning the briefer: an explicit, resumable seq2seq training loop on accelerate (CPU or one GPU), and
+its evaluation.
 
 Sources are prepared exactly as at inference (clean -> salient sentences within the encoder window).
 Checkpoints (weights *and* optimizer state) are safetensors; the data order of every epoch is a function of
@@ -18,8 +19,8 @@ import torch
 from conflictbrief.inference.briefer import HEADLINE_SEP, Briefer, lead_sentences, source_for
 from conflictbrief.inference.clean import clean
 from conflictbrief.training.config import BrieferConfig, ConfigError, check_bounds, dump_config
-from conflictbrief.training.loop import LossScaling, check_resume, config_changes_card, fresh_history, \
-    last_evaluated_step, log_config_changes, make_optimizer, run_steps, save_checkpoint, start_or_resume
+from conflictbrief.training.loop import check_resume, config_changes_card, fresh_history, last_evaluated_step, \
+    log_config_changes, prepare_training, run_steps, save_checkpoint, start_or_resume
 from conflictbrief.training.metrics import rouge_scores
 from conflictbrief.training.readers import DataError, hold_out, read_brief_file, write_card
 from conflictbrief.training.tagger import check_mixed_precision, forward_precision, length_grouped_batches
@@ -165,25 +166,24 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
     lengths = [len(f["input_ids"]) + len(f["labels"]) for f in features]
     steps_per_epoch = math.ceil(len(features) / config.batch_size)
     total = config.max_steps or max(1, int(steps_per_epoch * config.epochs))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
-    params, optimizer, scheduler = make_optimizer(model, config, total)
-    scaling = LossScaling(config.mixed_precision, device)
+    trainee = prepare_training(model, config, total)
+    model = trainee.model
     out_dir = Path(config.output_dir)
-    step, best, best_score, earlier_seconds = start_or_resume(ckpt, model, optimizer, scheduler, resume, -1.0, log,
-                                                              DataError, scaling)
+    step, best, best_score, earlier_seconds = start_or_resume(ckpt, trainee.unwrapped(), trainee.raw_optimizer,
+                                                              trainee.scheduler, resume, -1.0, log, DataError,
+                                                              trainee.scaling)
     log_config_changes(config_changes, log)
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, out_dir / "training_config.yaml")
     log(f"train: {len(train_pairs)} pairs, {total} steps ({steps_per_epoch}/epoch); eval: {len(eval_pairs)} "
-        f"pairs; device {device}")
+        f"pairs; device {trainee.device}")
     history_path = fresh_history(out_dir / "history.jsonl", resume)
     started = time.time()
 
     def run_eval(step: int):
         nonlocal best, best_score
         model.eval()
-        briefer = Briefer(model, tokenizer, config.max_source_length, config.eval_batch_size)
+        briefer = Briefer(trainee.unwrapped(), tokenizer, config.max_source_length, config.eval_batch_size)
         metrics = {"step": step}
         for name, pairs in eval_sets.items():
             metrics[name] = evaluate_pairs(briefer, pairs, num_beams=1)
@@ -195,13 +195,14 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
         log(f"eval step {step}: {json.dumps(metrics)}")
         if score > best_score:
             best_score, best = score, metrics
-            save_model(model, tokenizer, out_dir)
+            save_model(trainee.unwrapped(), tokenizer, out_dir)
         model.train()
 
-    precision = forward_precision(config.mixed_precision, device)
+    precision = forward_precision(config.mixed_precision, trainee.device)
 
     def loss_of(batch_idx, step):
-        batch = {k: v.to(device) for k, v in collate([features[i] for i in batch_idx], tokenizer.pad_token_id).items()}
+        batch = collate([features[i] for i in batch_idx], tokenizer.pad_token_id)
+        batch = {k: v.to(trainee.device) for k, v in batch.items()}
         labels = batch.pop("labels")
         with precision:
             logits = model(**batch).logits
@@ -209,15 +210,16 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
                                                  ignore_index=-100, label_smoothing=config.label_smoothing)
 
     def save(step, seconds_this_run):
-        save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, earlier_seconds + seconds_this_run,
-                        config=config, config_changes=config_changes, scaling=scaling)
+        save_checkpoint(ckpt, trainee.unwrapped(), trainee.raw_optimizer, trainee.scheduler, step, best, best_score,
+                        earlier_seconds + seconds_this_run, config=config, config_changes=config_changes,
+                        scaling=trainee.scaling)
 
     def epoch_batches(epoch):
         return length_grouped_batches(lengths, config.batch_size, random.Random(config.seed + epoch))
 
     model.train()
-    step, _ = run_steps(step, total, epoch_batches, loss_of, lambda: scaling.update(params, optimizer, scheduler),
-                        steps_per_epoch, config, save, run_eval, log, backward=scaling.backward)
+    step, _ = run_steps(step, total, epoch_batches, loss_of, trainee.update, steps_per_epoch, config, save, run_eval,
+                        log, backward=trainee.backward)
     if last_evaluated_step(history_path) != step:
         run_eval(step)
     seconds = earlier_seconds + time.time() - started

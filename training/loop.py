@@ -140,6 +140,45 @@ def make_optimizer(model, config, total: int):
     return params, optimizer, scheduler
 
 
+
+@dataclasses.dataclass
+class Trainee:
+    """A model set up by accelerate for training (on its device: the CPU, one GPU or Apple's MPS), with its
+    optimiser, learning-rate schedule and loss scaling: the same set-up for every trainer."""
+    accelerator: object
+    model: torch.nn.Module  # as accelerate prepared it: what the forward pass runs
+    params: list
+    optimizer: object  # accelerate's wrapper, which steps
+    raw_optimizer: torch.optim.Optimizer  # torch's, which checkpoints hold
+    scheduler: object
+    scaling: LossScaling
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    def unwrapped(self) -> torch.nn.Module:
+        """The model itself, to save, evaluate or checkpoint."""
+        return self.accelerator.unwrap_model(self.model)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.scaling.backward(loss, self.accelerator.backward)
+
+    def update(self) -> None:
+        self.scaling.update(self.params, self.optimizer, self.scheduler)
+
+
+def prepare_training(model, config, total: int) -> Trainee:
+    """``model`` with AdamW and its schedule (``make_optimizer``) on accelerate's device, and loss scaling for
+    ``config.mixed_precision``."""
+    from accelerate import Accelerator
+
+    accelerator = Accelerator()
+    params, raw_optimizer, scheduler = make_optimizer(model, config, total)
+    prepared, optimizer = accelerator.prepare(model, raw_optimizer)
+    return Trainee(accelerator, prepared, params, optimizer, raw_optimizer, scheduler,
+                   LossScaling(config.mixed_precision, accelerator.device))
+
 def check_resume(ckpt: Path, resume: bool, error=ValueError, config=None) -> list[str]:
     """With ``--resume``, stop at once (before data is read) when ``ckpt`` holds no checkpoint, or when
     ``config`` changes a key of ``MODEL_KEYS`` against the config that wrote the checkpoint (ConfigError).
@@ -227,7 +266,7 @@ def run_steps(step: int, total: int, epoch_batches: Callable[[int], list],
     Logs every ``config.log_every`` steps, calls ``save(step, seconds of this run)`` every ``save_every`` and
     ``evaluate(step)`` every ``eval_every`` (and, with ``each_epoch``, at the end of every epoch but the
     last), and stops cleanly after ``time_limit_minutes``. ``backward(loss)`` replaces ``loss.backward()``
-    (``LossScaling.backward``: fp16's scaled loss; through accelerate's, for the tagger).
+    (``Trainee.backward``: fp16's scaled loss, through accelerate's backward).
     Returns (last step, whether the time limit stopped it)."""
     from conflictbrief.training.tagger import progress_line
 

@@ -207,8 +207,8 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
     from accelerate.utils import set_seed
 
     from conflictbrief.model.loading import save_model
-    from conflictbrief.training.loop import LossScaling, check_resume, fresh_history, last_evaluated_step, \
-        log_config_changes, make_optimizer, run_steps, save_checkpoint, start_or_resume
+    from conflictbrief.training.loop import check_resume, fresh_history, last_evaluated_step, log_config_changes, \
+        prepare_training, run_steps, save_checkpoint, start_or_resume
     from conflictbrief.training.tagger import check_mixed_precision, forward_precision
 
     check_bounds(config)
@@ -242,13 +242,12 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
 
     steps_per_epoch = math.ceil(len(train_blocks) / config.batch_size)
     total = config.max_steps or max(1, int(steps_per_epoch * config.epochs))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
-    params, optimizer, scheduler = make_optimizer(model, config, total)
-    scaling = LossScaling(config.mixed_precision, device)
+    trainee = prepare_training(model, config, total)
+    model, device = trainee.model, trainee.device
     out_dir = Path(config.output_dir)
-    step, best, best_score, earlier_seconds = start_or_resume(ckpt, model, optimizer, scheduler, resume,
-                                                              float("-inf"), log, DataError, scaling)
+    step, best, best_score, earlier_seconds = start_or_resume(ckpt, trainee.unwrapped(), trainee.raw_optimizer,
+                                                              trainee.scheduler, resume, float("-inf"), log,
+                                                              DataError, trainee.scaling)
     log_config_changes(config_changes, log)
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, out_dir / "training_config.yaml")
@@ -276,7 +275,7 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
         # best_score is the negated loss, so the checkpoint format (higher is better) is shared.
         if not eval_rows or -loss > best_score:
             best_score, best = -loss, metrics
-            save_model(model, tokenizer, out_dir)
+            save_model(trainee.unwrapped(), tokenizer, out_dir)
         model.train()
 
     if eval_rows and step == 0:
@@ -296,12 +295,13 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
             return masked_loss(model, batch)
 
     def save(step, seconds_this_run):
-        save_checkpoint(ckpt, model, optimizer, scheduler, step, best, best_score, earlier_seconds + seconds_this_run,
-                        config=config, config_changes=config_changes, scaling=scaling)
+        save_checkpoint(ckpt, trainee.unwrapped(), trainee.raw_optimizer, trainee.scheduler, step, best, best_score,
+                        earlier_seconds + seconds_this_run, config=config, config_changes=config_changes,
+                        scaling=trainee.scaling)
 
     model.train()
-    step, _ = run_steps(step, total, epoch_batches, loss_of, lambda: scaling.update(params, optimizer, scheduler),
-                        steps_per_epoch, config, save, run_eval, log, backward=scaling.backward)
+    step, _ = run_steps(step, total, epoch_batches, loss_of, trainee.update, steps_per_epoch, config, save, run_eval,
+                        log, backward=trainee.backward)
     if last_evaluated_step(history_path) != step:
         run_eval(step)
     seconds = earlier_seconds + time.time() - started

@@ -21,8 +21,8 @@ from conflictbrief.inference.tagger import Tagger, drop_bare_tags, encode_words,
     uses_case_feature
 from conflictbrief.model.labels import OUTSIDE, LabelSchema
 from conflictbrief.training.config import ConfigError, DataFile, TaggerConfig, check_bounds, dump_config
-from conflictbrief.training.loop import LossScaling, check_resume, config_changes_card, fresh_history, \
-    last_evaluated_step, log_config_changes, make_optimizer, run_steps, save_checkpoint, start_or_resume
+from conflictbrief.training.loop import check_resume, config_changes_card, fresh_history, last_evaluated_step, \
+    log_config_changes, prepare_training, run_steps, save_checkpoint, start_or_resume
 from conflictbrief.training.metrics import entity_errors, entity_scores, restrict_tags
 from conflictbrief.training.readers import DataError, hold_out, read_tagger_file, to_dataset, write_card
 
@@ -479,7 +479,6 @@ def evaluate_tagger(tagger: Tagger, examples: list[dict], schema: LabelSchema | 
 def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
     """Train, evaluate, keep the best model in ``config.output_dir``; returns a report with the best metrics.
     ``resume``: continue from ``OUTPUT/checkpoint`` (written every ``save_every`` steps and at the end)."""
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     from conflictbrief.model.loading import save_model
@@ -537,18 +536,17 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
     steps_per_epoch = math.ceil(len(features) / config.batch_size)
     total = config.max_steps or max(1, int(steps_per_epoch * config.epochs))
 
-    accelerator = Accelerator()
-    params, raw_optimizer, scheduler = make_optimizer(model, config, total)
-    model, optimizer = accelerator.prepare(model, raw_optimizer)
-    scaling = LossScaling(config.mixed_precision, accelerator.device)
+    trainee = prepare_training(model, config, total)
+    model = trainee.model
     out_dir = Path(config.output_dir)
-    step, best, best_score, earlier_seconds = start_or_resume(ckpt, accelerator.unwrap_model(model), raw_optimizer,
-                                                              scheduler, resume, -1.0, log, DataError, scaling)
+    step, best, best_score, earlier_seconds = start_or_resume(ckpt, trainee.unwrapped(), trainee.raw_optimizer,
+                                                              trainee.scheduler, resume, -1.0, log, DataError,
+                                                              trainee.scaling)
     log_config_changes(config_changes, log)
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, out_dir / "training_config.yaml")
     log(f"train: {len(train_examples)} examples -> {len(features)} windows; {total} steps; "
-        f"eval: {len(eval_examples)} examples; device {accelerator.device}")
+        f"eval: {len(eval_examples)} examples; device {trainee.device}")
     history_path = fresh_history(out_dir / "history.jsonl", resume)
     started = time.time()
 
@@ -558,7 +556,7 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
             metrics = {"step": step}
         else:
             model.eval()
-            tagger = Tagger(accelerator.unwrap_model(model), tokenizer, config.max_length, config.stride,
+            tagger = Tagger(trainee.unwrapped(), tokenizer, config.max_length, config.stride,
                             config.eval_batch_size)
             metrics = {"step": step, **evaluate_tagger(tagger, eval_examples, schema)}
             model.train()
@@ -569,13 +567,13 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
                                                                            "macro_f1")}))
         if score > best_score:
             best_score, best = score, metrics
-            save_model(accelerator.unwrap_model(model), tokenizer, out_dir)
+            save_model(trainee.unwrapped(), tokenizer, out_dir)
 
-    precision = forward_precision(config.mixed_precision, accelerator.device)
+    precision = forward_precision(config.mixed_precision, trainee.device)
 
     def loss_of(batch_idx, step):
         batch = collate([features[i] for i in batch_idx], tokenizer.pad_token_id, n_tags)
-        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        batch = {k: v.to(trainee.device) for k, v in batch.items()}
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
         if case:
             inputs["token_type_ids"] = batch["token_type_ids"]
@@ -600,14 +598,13 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
         return order["batches"]
 
     def save(step, seconds_this_run):
-        save_checkpoint(ckpt, accelerator.unwrap_model(model), raw_optimizer, scheduler, step, best, best_score,
+        save_checkpoint(ckpt, trainee.unwrapped(), trainee.raw_optimizer, trainee.scheduler, step, best, best_score,
                         earlier_seconds + seconds_this_run, config=config, config_changes=config_changes,
-                        scaling=scaling)
+                        scaling=trainee.scaling)
 
     model.train()
-    step, _ = run_steps(step, total, epoch_batches, loss_of, lambda: scaling.update(params, optimizer, scheduler),
-                        steps_per_epoch, config, save, run_eval, log, each_epoch=True,
-                        backward=lambda loss: scaling.backward(loss, accelerator.backward))
+    step, _ = run_steps(step, total, epoch_batches, loss_of, trainee.update, steps_per_epoch, config, save, run_eval,
+                        log, each_epoch=True, backward=trainee.backward)
     if last_evaluated_step(history_path) != step:
         run_eval(step)
     seconds = earlier_seconds + time.time() - started
