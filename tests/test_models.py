@@ -1038,7 +1038,7 @@ def test_greedy_generation_of_a_beam_search_model_does_not_warn_of_its_beam_flag
 
 
 def test_entity_errors_sort_every_mistake_the_scores_count():
-    from conflictbrief.training.metrics import entity_errors, entity_scores
+    from conflictbrief.training.metrics import entity_errors, entity_scores, label_errors
 
     tokens = [["Russian", "jets", "struck", "the", "town", "of", "Idlib", "on", "Monday"], ["He", "left", "."]]
     gold = [["B-Nationality", "O", "O", "B-Location", "I-Location", "I-Location", "I-Location", "O", "B-Temporal"],
@@ -1059,6 +1059,17 @@ def test_entity_errors_sort_every_mistake_the_scores_count():
     predicted = right + counts["spurious"] + counts["wrong_label"] + counts["wrong_span"]
     assert right == 1 and (scores["recall"], scores["precision"]) == (right / 4, right / predicted)
     assert entity_errors(tokens, gold, gold) == ({"missed": 0, "spurious": 0, "wrong_label": 0, "wrong_span": 0}, [])
+    # by label: what each label lost, and what it was taken for
+    assert label_errors(records) == {
+        "Location": {"missed": 0, "spurious": 0, "wrong_span": 1, "labelled_as": {}},
+        "Nationality": {"missed": 0, "spurious": 0, "wrong_span": 0, "labelled_as": {"Organisation": 1}},
+        "Temporal": {"missed": 1, "spurious": 0, "wrong_span": 0, "labelled_as": {}},
+        "Weapon": {"missed": 0, "spurious": 1, "wrong_span": 0, "labelled_as": {}}}
+    more = [{"missed": [], "spurious": [], "wrong_span": [], "wrong_label": [
+        {"text": t, "gold": "Location", "predicted": p} for t, p in (("Iraq", "Organisation"), ("Raqqa", "Person"),
+                                                                     ("Syria", "Organisation"))]}]
+    assert list(label_errors(more)["Location"]["labelled_as"].items()) == [("Organisation", 2), ("Person", 1)]
+    assert label_errors([]) == {}
 
 
 def test_cli_evaluate_tagger_writes_the_sentences_with_mistakes(tiny_tagger_dir, data_dir, tmp_path, capsys):
@@ -1072,6 +1083,9 @@ def test_cli_evaluate_tagger_writes_the_sentences_with_mistakes(tiny_tagger_dir,
     counts = report["entity_errors"]
     assert report["errors_file"] == str(out) and set(counts) == {"missed", "spurious", "wrong_label", "wrong_span"}
     assert sum(counts.values()) == sum(len(r[k]) for r in records for k in counts)
+    by_label = report["label_errors"]
+    assert sum(c[k] for c in by_label.values() for k in ("missed", "spurious", "wrong_span")) + sum(
+        n for c in by_label.values() for n in c["labelled_as"].values()) == sum(counts.values())
     assert all(r["id"].startswith(str(data_dir / "spans.jsonl")) for r in records)
     assert main(["evaluate", "briefer", "--data", str(data_dir / "pairs.jsonl"), "--errors", str(out)]) == 2
     assert "--errors is for evaluate tagger" in capsys.readouterr().err

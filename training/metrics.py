@@ -64,6 +64,29 @@ def entity_errors(tokens: list[list[str]], gold: list[list[str]], pred: list[lis
     return counts, records
 
 
+
+def label_errors(records: list[dict]) -> dict:
+    """``entity_errors``' records summed by gold label (by predicted label for spurious entities), the kinds a
+    label has: ``{label: {"missed", "spurious", "wrong_span", "labelled_as": {other label: n}}}``, so that a
+    report says which labels are taken for which (a gold entity whose exact extent got another label)."""
+    out: dict[str, dict] = {}
+
+    def of(label: str) -> dict:
+        return out.setdefault(label, {"missed": 0, "spurious": 0, "wrong_span": 0, "labelled_as": {}})
+
+    for r in records:
+        for kind in ("missed", "spurious"):
+            for e in r[kind]:
+                of(e["label"])[kind] += 1
+        for e in r["wrong_span"]:
+            of(e["label"])["wrong_span"] += 1
+        for e in r["wrong_label"]:
+            taken = of(e["gold"])["labelled_as"]
+            taken[e["predicted"]] = taken.get(e["predicted"], 0) + 1
+    for counts in out.values():
+        counts["labelled_as"] = dict(sorted(counts["labelled_as"].items(), key=lambda kv: (-kv[1], kv[0])))
+    return dict(sorted(out.items()))
+
 def restrict_tags(tags: list[str], keep: set[str]) -> list[str]:
     """Set tags of labels outside ``keep`` to O (evaluating a schema-wide tagger on CoNLL's three types)."""
     return [t if t == OUTSIDE or split_tag(t)[1] in keep else OUTSIDE for t in tags]

@@ -23,7 +23,7 @@ from conflictbrief.model.labels import OUTSIDE, LabelSchema
 from conflictbrief.training.config import ConfigError, DataFile, TaggerConfig, check_bounds, dump_config
 from conflictbrief.training.loop import check_resume, config_changes_card, fresh_history, last_evaluated_step, \
     log_config_changes, prepare_training, run_steps, save_checkpoint, start_or_resume
-from conflictbrief.training.metrics import entity_errors, entity_scores, restrict_tags
+from conflictbrief.training.metrics import entity_errors, entity_scores, label_errors, restrict_tags
 from conflictbrief.training.readers import DataError, hold_out, read_tagger_file, to_dataset, write_card
 
 
@@ -458,7 +458,8 @@ def evaluate_tagger(tagger: Tagger, examples: list[dict], schema: LabelSchema | 
     the figure is F1 on the mapped labels only. A tagger with ``mentions="names"`` is scored on names only:
     bare pronoun and determiner mentions ("he", "we") leave the gold data as they leave the predictions.
     ``entity_errors``: how many entities were missed, spurious, wrongly labelled or wrongly cut
-    (``metrics.entity_errors``); ``errors_to``, a list, gets a record per sentence with a mistake.
+    (``metrics.entity_errors``), and ``label_errors`` the same by label, with the labels each was taken for
+    (``metrics.label_errors``); ``errors_to``, a list, gets a record per sentence with a mistake.
     """
     gold = [[t if t else OUTSIDE for t in e["tags"]] for e in examples]
     if tagger.mentions == "names":
@@ -472,8 +473,8 @@ def evaluate_tagger(tagger: Tagger, examples: list[dict], schema: LabelSchema | 
     counts, records = entity_errors([e["tokens"] for e in examples], gold, pred, [e["id"] for e in examples])
     if errors_to is not None:
         errors_to.extend(records)
-    return {**entity_scores(gold, pred), "entity_errors": counts, "mentions": tagger.mentions,
-            "min_score": tagger.min_score}
+    return {**entity_scores(gold, pred), "entity_errors": counts, "label_errors": label_errors(records),
+            "mentions": tagger.mentions, "min_score": tagger.min_score}
 
 
 def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
@@ -561,7 +562,7 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
             metrics = {"step": step, **evaluate_tagger(tagger, eval_examples, schema)}
             model.train()
         with history_path.open("a") as h:
-            h.write(json.dumps({k: v for k, v in metrics.items() if k != "per_label"}) + "\n")
+            h.write(json.dumps({k: v for k, v in metrics.items() if k not in ("per_label", "label_errors")}) + "\n")
         score = metrics.get(config.select_metric, step)
         log(f"eval step {step}: " + json.dumps({k: metrics.get(k) for k in ("precision", "recall", "f1",
                                                                            "macro_f1")}))
