@@ -1072,6 +1072,21 @@ def test_entity_errors_sort_every_mistake_the_scores_count():
     assert label_errors([]) == {}
 
 
+
+def test_tagger_card_says_what_each_label_missed_and_was_taken_for(tmp_path):
+    from conflictbrief.training.config import TaggerConfig
+    from conflictbrief.training.tagger import write_model_card
+
+    scores = {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    best = {"step": 3, "f1": 0.5, "per_label": {"Location": scores, "Person": scores},
+            "label_errors": {"Location": {"missed": 1, "spurious": 2, "wrong_span": 3,
+                                          "labelled_as": {"Organisation": 4, "Person": 1}}}}
+    write_model_card(tmp_path, TaggerConfig(), {"best": best, "train_seconds": 1.0, "steps": 3})
+    card = (tmp_path / "README.md").read_text(encoding="utf-8")
+    assert "| label | precision | recall | f1 | support | missed | spurious | other extent | taken for |" in card
+    assert "| Location | 0.5 | 0.5 | 0.5 | 2 | 1 | 2 | 3 | Organisation 4, Person 1 |" in card
+    assert "| Person | 0.5 | 0.5 | 0.5 | 2 | 0 | 0 | 0 | |" in card
+
 def test_cli_evaluate_tagger_writes_the_sentences_with_mistakes(tiny_tagger_dir, data_dir, tmp_path, capsys):
     from conflictbrief.cli import main
 

@@ -622,8 +622,17 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
     return report
 
 
+def error_cells(errors: dict | None) -> str:
+    """A label's ``label_errors`` as the last cells of its row in a model card's table."""
+    if not errors:
+        return "0 | 0 | 0 | |"
+    taken = ", ".join(f"{label} {n}" for label, n in errors["labelled_as"].items())
+    return f"{errors['missed']} | {errors['spurious']} | {errors['wrong_span']} | {taken} |"
+
+
 def write_model_card(out_dir: Path, config: TaggerConfig, report: dict, case: bool = False):
     best = report["best"] or {}
+    errors = best.get("label_errors") or {}
     lines = [
         "# conflictbrief tagger", "",
         f"Token classifier fine-tuned from `{config.base_model}` with `conflictbrief train tagger`.", "",
@@ -645,8 +654,9 @@ def write_model_card(out_dir: Path, config: TaggerConfig, report: dict, case: bo
         "## Evaluation (entity level, seqeval strict IOB2)", "",
         f"micro P/R/F1: {best.get('precision')} / {best.get('recall')} / {best.get('f1')}; "
         f"macro F1: {best.get('macro_f1')} (selected on {config.select_metric}, step {best.get('step')})", "",
-        "| label | precision | recall | f1 | support |", "|---|---|---|---|---|",
-        *[f"| {k} | {v['precision']} | {v['recall']} | {v['f1']} | {v['support']} |"
+        "| label | precision | recall | f1 | support | missed | spurious | other extent | taken for |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *[f"| {k} | {v['precision']} | {v['recall']} | {v['f1']} | {v['support']} | " + error_cells(errors.get(k))
           for k, v in sorted((best.get("per_label") or {}).items())], "",
         f"Training time: {report['train_seconds']} s for {report['steps']} steps"
         + ("." if report.get("finished", True) else f" of {report['total_steps']} (not finished: continue with "
