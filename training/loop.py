@@ -140,7 +140,6 @@ def make_optimizer(model, config, total: int):
     return params, optimizer, scheduler
 
 
-
 @dataclasses.dataclass
 class Trainee:
     """A model set up by accelerate for training (on its device: the CPU, one GPU or Apple's MPS), with its
