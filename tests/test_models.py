@@ -1081,8 +1081,9 @@ def test_tagger_card_says_what_each_label_missed_and_was_taken_for(tmp_path):
     best = {"step": 3, "f1": 0.5, "per_label": {"Location": scores, "Person": scores},
             "label_errors": {"Location": {"missed": 1, "spurious": 2, "wrong_span": 3,
                                           "labelled_as": {"Organisation": 4, "Person": 1}}}}
-    write_model_card(tmp_path, TaggerConfig(), {"best": best, "train_seconds": 1.0, "steps": 3})
+    write_model_card(tmp_path, TaggerConfig(reinit_layers=1), {"best": best, "train_seconds": 1.0, "steps": 3})
     card = (tmp_path / "README.md").read_text(encoding="utf-8")
+    assert "- reinit_layers: 1 (the base's top layers started from fresh weights)" in card
     assert "| label | precision | recall | f1 | support | missed | spurious | other extent | taken for |" in card
     assert "| Location | 0.5 | 0.5 | 0.5 | 2 | 1 | 2 | 3 | Organisation 4, Person 1 |" in card
     assert "| Person | 0.5 | 0.5 | 0.5 | 2 | 0 | 0 | 0 | |" in card
@@ -1395,6 +1396,32 @@ def test_briefer_training_goes_on_from_a_compact_export(data_dir, tmp_path):
     assert report["best"]["step"] == 1
     assert (tmp_path / "more" / "model.safetensors").exists()
 
+
+
+def test_reinit_layers_starts_the_top_layers_of_an_encoder_afresh_and_refuses_a_tagger():
+    from conflictbrief.model.labels import LabelSchema
+    from conflictbrief.training.config import ConfigError, TaggerConfig
+    from conflictbrief.training.tagger import build_model
+
+    schema = LabelSchema.from_yaml(None)
+    torch.manual_seed(0)
+    plain, _ = build_model(TaggerConfig(), schema, log=lambda m: None)
+    logged = []
+    torch.manual_seed(0)
+    fresh, _ = build_model(TaggerConfig(reinit_layers=2), schema, log=logged.append)
+    assert logged == ["reinit_layers: the top 2 of 6 layers of minilm start from fresh random weights"]
+    mine, theirs = fresh.state_dict(), plain.state_dict()
+    kept = [k for k in mine if not k.startswith(("bert.encoder.layer.4.", "bert.encoder.layer.5."))]
+    assert all(torch.equal(mine[k], theirs[k]) for k in kept if not k.startswith("classifier."))
+    for i in (4, 5):
+        dense = mine[f"bert.encoder.layer.{i}.intermediate.dense.weight"]
+        assert not torch.equal(dense, theirs[f"bert.encoder.layer.{i}.intermediate.dense.weight"])
+        assert abs(dense.std().item() - 0.02) < 0.002 and not mine[f"bert.encoder.layer.{i}.output.dense.bias"].any()
+        assert torch.equal(mine[f"bert.encoder.layer.{i}.output.LayerNorm.weight"], torch.ones(384))
+    with pytest.raises(ConfigError, match="reinit_layers=1: base_model default is a tagger"):
+        build_model(TaggerConfig(base_model="default", reinit_layers=1), schema)
+    with pytest.raises(ConfigError, match="reinit_layers=7: base_model minilm has 6 layers"):
+        build_model(TaggerConfig(reinit_layers=7), schema)
 
 def test_overrides_written_after_the_train_and_eval_files_are_overrides(tmp_path, monkeypatch, capsys):
     # `--eval dev.txt epochs=3` read "epochs=3" as a second eval file ("train tagger takes one --eval file, got

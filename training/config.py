@@ -89,6 +89,10 @@ class TaggerConfig:
     select_metric: str = "macro_f1"
     freeze_word_embeddings: bool = True
     """Keeps the vocabulary matrix at the base's values: faster, and the shipped delta stays small."""
+    reinit_layers: int = 0
+    """Start the top N transformer layers of an encoder base from fresh random weights (BERT's initialisation,
+    from the seed): layers that pre-training shaped for its own task, here MiniLM's sentence embeddings, and
+    that fine-tuning must otherwise unlearn. For an encoder only; a tagger as base keeps what it learned."""
     case_feature: bool = False
     """Feed each word's capitalisation to an uncased BERT-style encoder through its token-type embeddings."""
     case_dropout: float = 0.1
@@ -196,7 +200,8 @@ class MlmConfig:
 _AT_LEAST = {"batch_size": 1, "eval_batch_size": 1, "max_steps": 1, "eval_every": 1, "save_every": 1,
              "log_every": 1, "threads": 1, "repeat": 1, "limit": 1, "eval_limit": 1, "num_beams": 1,
              "max_new_tokens": 1, "max_target_length": 2, "max_length": 3, "max_source_length": 3, "stride": 0,
-             "augment": 0, "crop": 0, "weight_decay": 0, "label_weight_power": 0, "no_repeat_ngram_size": 0}
+             "augment": 0, "crop": 0, "weight_decay": 0, "label_weight_power": 0, "no_repeat_ngram_size": 0,
+             "reinit_layers": 0}
 _BOUNDS: dict[str, tuple[Callable[[float], bool], str]] = {
     **{name: (lambda v, least=least: v >= least, f"{least} or more") for name, least in _AT_LEAST.items()},
     **{name: (lambda v: v > 0, "above 0") for name in ("epochs", "learning_rate", "time_limit_minutes")},

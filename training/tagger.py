@@ -378,8 +378,13 @@ def build_model(config: TaggerConfig, schema: LabelSchema, log=print):
                           **vars(config.tiny_model), **label_kw(tags))
         model = AutoModelForTokenClassification.from_config(bert)
     else:
+        if config.reinit_layers and is_tagger(base):
+            raise ConfigError(f"reinit_layers={config.reinit_layers}: base_model {config.base_model} is a tagger, "
+                              "which goes on from what it learned; re-initialising is for an encoder base")
         with _quiet_load(base):  # no "Loading weights" bar in the training log (a Hub download keeps its bars)
             model = tagger_from_base(base, tags, log)
+    if config.reinit_layers:
+        reinit_top_layers(model, config.reinit_layers, config.base_model, log)
     if config.case_feature:
         enable_case_feature(model)
     if config.freeze_word_embeddings:
@@ -387,8 +392,45 @@ def build_model(config: TaggerConfig, schema: LabelSchema, log=print):
     return model, tokenizer
 
 
+def reinit_top_layers(model, n: int, base: str, log=print) -> None:
+    """Give the top ``n`` transformer layers of a freshly built token classifier BERT's initial weights (normal
+    with the config's ``initializer_range``, zero biases, unit LayerNorms), drawn from torch's seeded random
+    state. Pre-training shapes the top layers for its own objective (MiniLM's: sentence embeddings, pooled over
+    the words) and a tagger has to unlearn it; small-data fine-tuning often does better starting them afresh
+    (Zhang et al., 2021, "Revisiting few-sample BERT fine-tuning")."""
+    layers = getattr(getattr(model.base_model, "encoder", None), "layer", None)
+    if layers is None:
+        raise ConfigError(f"reinit_layers={n}: base_model {base} has no encoder.layer list (BERT, RoBERTa, "
+                          "ELECTRA and the like have one)")
+    if n > len(layers):
+        raise ConfigError(f"reinit_layers={n}: base_model {base} has {len(layers)} layers")
+    std = getattr(model.config, "initializer_range", 0.02)
+    with torch.no_grad():
+        for module in (m for layer in layers[-n:] for m in layer.modules()):
+            if isinstance(module, torch.nn.Linear):
+                module.weight.normal_(0.0, std)
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, torch.nn.LayerNorm):
+                module.weight.fill_(1.0)
+                module.bias.zero_()
+    log(f"reinit_layers: the top {n} of {len(layers)} layers of {base} start from fresh random weights")
+
+
 def label_kw(tags: list[str]) -> dict:
     return {"num_labels": len(tags), "id2label": dict(enumerate(tags)), "label2id": {t: i for i, t in enumerate(tags)}}
+
+
+def is_tagger(base: str) -> bool:
+    """Whether a base model is a token classifier already (a compact export such as the shipped default, or a
+    directory or Hub name whose config says so)."""
+    from transformers import AutoConfig
+
+    from conflictbrief.model.loading import _is_compact
+
+    if _is_compact(base):
+        return True
+    return any(a.endswith("ForTokenClassification") for a in AutoConfig.from_pretrained(base).architectures or [])
 
 
 def tagger_from_base(base: str, tags: list[str], log=print):
@@ -646,6 +688,8 @@ def write_model_card(out_dir: Path, config: TaggerConfig, report: dict, case: bo
         *([f"- distilled from: {', '.join(f'`{t}`' for t in config.teachers)} (distill_weight "
            f"{config.distill_weight})"] if config.teachers else []),
         *([f"- label_weight_power: {config.label_weight_power}"] if config.label_weight_power else []),
+        *([f"- reinit_layers: {config.reinit_layers} (the base's top layers started from fresh weights)"]
+          if config.reinit_layers else []),
         *(["- case feature: on (capitalisation through token types; case dropout "
            f"{config.case_dropout})"] if case else []),
         f"- eval: `{config.eval.path}`" if config.eval else
