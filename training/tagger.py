@@ -428,9 +428,12 @@ def is_tagger(base: str) -> bool:
 
     from conflictbrief.model.loading import _is_compact
 
-    if _is_compact(base):
-        return True
-    return any(a.endswith("ForTokenClassification") for a in AutoConfig.from_pretrained(base).architectures or [])
+    return _is_compact(base) or trained_as_tagger(AutoConfig.from_pretrained(base))
+
+
+def trained_as_tagger(spec) -> bool:
+    """Whether a model config was saved by a token classifier."""
+    return any(a.endswith("ForTokenClassification") for a in spec.architectures or [])
 
 
 def tagger_from_base(base: str, tags: list[str], log=print):
@@ -448,7 +451,7 @@ def tagger_from_base(base: str, tags: list[str], log=print):
     elif (spec := AutoConfig.from_pretrained(base)).is_encoder_decoder:
         raise ConfigError(f"base_model {base}: a seq2seq model (a briefer); a tagger starts from an encoder "
                           "(minilm, a Hub name or directory of one) or from a tagger (default, a trained one)")
-    elif any(a.endswith("ForTokenClassification") for a in spec.architectures or []):
+    elif trained_as_tagger(spec):
         model = AutoModelForTokenClassification.from_pretrained(base, use_safetensors=True)
     else:
         return AutoModelForTokenClassification.from_pretrained(base, use_safetensors=True, **label_kw(tags))
