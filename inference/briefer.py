@@ -13,6 +13,7 @@ import unicodedata
 from collections import Counter
 from contextlib import contextmanager, nullcontext
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 
@@ -125,6 +126,34 @@ def source_for(clean_text: CleanText, tokenizer, max_source_length: int) -> tupl
     lengths = [len(ids) for ids in tokenizer(sentences, add_special_tokens=False)["input_ids"]]
     used = select_sentences(sentences, lengths, max_source_length - 2)
     return " ".join(sentences[i] for i in used), used, sentences
+
+
+MAX_SOURCE_WINDOW = 1024
+
+
+def source_window(model, tokenizer, path: str) -> int:
+    """Encoder input length in tokens for a loaded briefer: the ``max_source_length`` it was trained with here
+    (its training_config.yaml, which exports copy), else the model's own limit, at most ``MAX_SOURCE_WINDOW``
+    (a pretrained BART or T5 from the Hub). Until 2026-12-07 every briefer read 256 tokens, whatever it was
+    trained with."""
+    import yaml
+
+    from conflictbrief.model.loading import ModelLoadError
+
+    saved = Path(path) / "training_config.yaml"
+    if saved.is_file():
+        try:
+            value = (yaml.safe_load(saved.read_text(encoding="utf-8")) or {}).get("max_source_length")
+        except (yaml.YAMLError, UnicodeDecodeError, AttributeError) as e:
+            raise ModelLoadError(f"{saved}: not a training config ({str(e).splitlines()[0]})") from e
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 8:
+                raise ModelLoadError(f"{saved}: max_source_length {value!r} is not a number of tokens (8 or more)")
+            return value
+    config = model.config
+    limits = [getattr(getattr(config, "encoder", None), "max_position_embeddings", None),
+              getattr(config, "max_position_embeddings", None), tokenizer.model_max_length]
+    return min([MAX_SOURCE_WINDOW] + [n for n in limits if isinstance(n, int) and n > 8])
 
 
 _NO_SPACE_BEFORE = set(",.;:!?)]%'’”") | {"'s", "n't"}
@@ -410,11 +439,15 @@ class Briefer:
         self.generate_kwargs = generate_kwargs
 
     @classmethod
-    def load(cls, ref: str | None = "default", device: str = "auto", dtype=None, **kwargs) -> "Briefer":
-        from conflictbrief.model.loading import load_briefer
+    def load(cls, ref: str | None = "default", device: str = "auto", dtype=None, max_source_length: int | None = None,
+             **kwargs) -> "Briefer":
+        """``max_source_length``: the encoder input in tokens; by default the one the model was trained with
+        (``source_window``)."""
+        from conflictbrief.model.loading import load_briefer, resolve_ref
 
         model, tokenizer = load_briefer(ref, device=device, dtype=dtype)
-        return cls(model, tokenizer, **kwargs)
+        window = max_source_length or source_window(model, tokenizer, resolve_ref(ref, "briefer"))
+        return cls(model, tokenizer, max_source_length=window, **kwargs)
 
     def _greedy(self, kwargs: dict) -> bool:
         gen = self.model.generation_config

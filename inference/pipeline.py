@@ -167,7 +167,8 @@ class Pipeline:
         models = {"conflictbrief": __version__,
                   "tagger": {"ref": tagger or "default", "weights": _fingerprint(t.model), "labels": t.labels,
                              "mentions": mentions, "min_score": min_score},
-                  "briefer": {"ref": briefer, "weights": _fingerprint(b.model)} if b else None,
+                  "briefer": {"ref": briefer, "weights": _fingerprint(b.model), "source_tokens": b.max_source_length}
+                  if b else None,
                   "device": str(next(t.model.parameters()).device),
                   "dtype": str(dtype).replace("torch.", "") if dtype is not None else "float32"}
         if extractive:

@@ -59,6 +59,39 @@ def test_briefer_trains_generates_and_resumes(_tiny_briefer_dir, tiny_briefer_di
     assert "30 of 30 steps" in first_card and "pairs.jsonl |" in first_card
 
 
+
+def test_a_briefer_reads_as_many_source_tokens_as_it_was_trained_with(tiny_briefer_dir, tiny_tagger_dir):
+    # Until 2026-12-07 every loaded briefer read 256 tokens of salient sentences, whatever its
+    # training_config.yaml said: a model trained on 128 tokens was fed twice as much at inference.
+    import yaml
+
+    from conflictbrief.inference.pipeline import Pipeline
+    from conflictbrief.model.loading import ModelLoadError
+
+    article = clean(" ".join(f"Shelling hit district number {i} of Idlib province overnight, officials said."
+                             for i in range(40)))
+    saved = tiny_briefer_dir / "training_config.yaml"
+    config = yaml.safe_load(saved.read_text())
+    assert config["max_source_length"] == 256 and Briefer.load(str(tiny_briefer_dir)).max_source_length == 256
+    config["max_source_length"] = 64
+    saved.write_text(yaml.safe_dump(config))
+    briefer = Briefer.load(str(tiny_briefer_dir), device="cpu", max_new_tokens=4)
+    assert briefer.max_source_length == 64
+    used_64 = briefer.brief([article])[0]["used"]
+    used_256 = Briefer.load(str(tiny_briefer_dir), device="cpu", max_source_length=256, max_new_tokens=4) \
+        .brief([article])[0]["used"]
+    assert 2 <= len(used_64) < len(used_256) < 40
+    pipeline = Pipeline.load(tagger=str(tiny_tagger_dir), briefer=str(tiny_briefer_dir), device="cpu")
+    assert pipeline.models["briefer"]["source_tokens"] == 64
+    saved.unlink()  # no training config (a model from elsewhere): its own limit, 512 positions here
+    assert Briefer.load(str(tiny_briefer_dir)).max_source_length == 512
+    saved.write_text("max_source_length: many\n")
+    with pytest.raises(ModelLoadError, match="training_config.yaml: max_source_length 'many' is not a number"):
+        Briefer.load(str(tiny_briefer_dir))
+    saved.write_text("max_source_length: [\n")
+    with pytest.raises(ModelLoadError, match="training_config.yaml: not a training config"):
+        Briefer.load(str(tiny_briefer_dir))
+
 def test_cli_train_rejects_bad_data_before_training(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "Idlib", "entities": [{"start": 0, "end": 5, "label": "Town"}]}\n')
