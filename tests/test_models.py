@@ -11,7 +11,7 @@ from conflictbrief.inference.briefer import Briefer
 from conflictbrief.inference.clean import clean
 import torch
 
-from conflictbrief.inference.tagger import Tagger, predict_word_probs, word_windows
+from conflictbrief.inference.tagger import Tagger, predict_word_probs, viterbi_tags, word_windows
 from conflictbrief.model.loading import load_tagger
 
 
@@ -36,6 +36,42 @@ def test_long_text_is_windowed_not_truncated(tiny_tagger_dir):
     assert torch.allclose(probs.sum(-1), torch.ones(len(words)), atol=1e-4)  # every word was predicted
     assert word_windows([1] * 10, 4, 1)[-1][1] == 10
     assert word_windows([9, 1], 4, 1) == [(0, 1), (1, 2)]  # a word longer than the window keeps its slot
+
+
+def test_windows_hold_whole_sentences_and_a_line_without_punctuation_stands_alone(tiny_tagger_dir):
+    # Until 2026-12-07 windows of 256 subwords slid over the whole text, across sentences and table rows; a
+    # model trained on single sentences read table rows packed together much worse (README, Status, "Windows").
+    from conflictbrief.inference.tagger import sentence_segments, sentence_windows, words_text
+    from conflictbrief.training.readers import words_with_offsets
+
+    text = ("SOCCER - JAPAN WIN\nTOKYO 1996-12-06\nJapan beat Syria 2-1 on Friday. \"It was hard,\" the coach "
+            "said.\nJapan 2 Syria 1\nChina 0 Qatar 1")
+    words = words_with_offsets(text)
+    segments = sentence_segments(text, [(a, b) for _, a, b in words])
+    assert [(" ".join(w for w, _, _ in words[a:b]), ended) for a, b, ended in segments] == [
+        ("SOCCER - JAPAN WIN", False), ("TOKYO 1996 - 12 - 06", False), ("Japan beat Syria 2 - 1 on Friday .", True),
+        ('" It was hard , " the coach said .', True), ("Japan 2 Syria 1", False), ("China 0 Qatar 1", False)]
+    ones = [1] * len(words)
+    # the two sentences share a window; the headline, the dateline and each table row have their own
+    assert sentence_windows(ones, segments, 64, 4) == [(0, 4), (4, 10), (10, 29), (29, 33), (33, 37)]
+    # over the budget: the sentences part, and one longer than it slides within itself
+    assert sentence_windows(ones, segments, 10, 2) == [(0, 4), (4, 10), (10, 19), (19, 29), (29, 33), (33, 37)]
+    assert sentence_windows(ones, segments, 6, 2) == [(0, 4), (4, 10), (10, 16), (14, 19), (19, 25), (23, 29),
+                                                      (29, 33), (33, 37)]
+    assert sentence_segments(*words_text(["Gen", ".", "Ali", "left", "."])) == [(0, 2, True), (2, 5, True)]
+    tagger = Tagger.load(str(tiny_tagger_dir), device="cpu")
+    rows = ["Japan 2 Syria 1", "China 0 Qatar 1 Idlib"]
+    together = tagger.tag(["\n".join(rows)])[0]
+    alone = [tagger.tag([row])[0] for row in rows]
+    shift = len(rows[0]) + 1
+    assert [(e.label, e.start, e.end, round(e.score, 5)) for e in together] == \
+        [(e.label, e.start, e.end, round(e.score, 5)) for e in alone[0]] + \
+        [(e.label, e.start + shift, e.end + shift, round(e.score, 5)) for e in alone[1]]
+    assert together  # (the tiny model tags "Idlib")
+    # words that fit one window (a sentence of an evaluation file) are one window, as before
+    words = "Maj . Gen . Ali said".split()
+    assert tagger.tag_words([words]) == [[tagger.tag_list[i] for i in viterbi_tags(
+        predict_word_probs(tagger.model, tagger.tokenizer, [words])[0], tagger.tag_list)]]
 
 
 def test_briefer_trains_generates_and_resumes(_tiny_briefer_dir, tiny_briefer_dir, data_dir):
