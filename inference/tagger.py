@@ -125,6 +125,14 @@ def words_text(words: list[str]) -> tuple[str, list[tuple[int, int]]]:
     return " ".join(words), offsets
 
 
+def word_list_segments(words: list[str], pieces: list[list[int]], budget: int) -> list[Segment] | None:
+    """Sentences of pre-split words for windows of whole sentences, found in the words joined by spaces; None
+    (one window, as before 2026-12-07) for words that fit ``budget`` subwords, as every sentence of an
+    evaluation or training file does: words carry no line breaks, and tokenised text such as "Maj . Gen ."
+    would be cut inside a sentence."""
+    return sentence_segments(*words_text(words)) if sum(map(len, pieces)) > budget else None
+
+
 def sentence_windows(counts: list[int], segments: list[Segment], budget: int, stride: int) -> list[tuple[int, int]]:
     """Windows of whole sentences: consecutive ``segments`` that end in sentence punctuation share a window
     while their subwords (``counts``) fit the ``budget``; one without (a heading, a dateline, a table row) has
@@ -570,12 +578,9 @@ class Tagger:
 
     def tag_words(self, word_lists: list[list[str]]) -> list[list[str]]:
         """IOB2 tags for pre-split words (used for evaluation on CoNLL-style data). Words that fit one window
-        are one window, as a text of one sentence is; a longer list (a whole article of a span file) is
-        windowed by the sentences found in its words joined by spaces (words carry no line breaks, and
-        tokenised text such as "Maj . Gen ." would be cut wrongly inside a sentence)."""
-        budget = self.max_length - 2
-        segments = [sentence_segments(*words_text(words))
-                    if sum(map(len, subwords_per_word(self.tokenizer, words))) > budget else None
+        are one window; a longer list (a whole article of a span file) is windowed by its sentences
+        (``word_list_segments``)."""
+        segments = [word_list_segments(words, subwords_per_word(self.tokenizer, words), self.max_length - 2)
                     for words in word_lists]
         probs = predict_word_probs(self.model, self.tokenizer, word_lists, self.max_length, self.stride,
                                    self.batch_size, segments)

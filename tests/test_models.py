@@ -499,6 +499,26 @@ def test_case_dropout_hides_case_bits_from_a_share_of_examples(tmp_path):
     assert 140 < capitalised(0.25) < 180   # about 150 keep their bits; repeats of one example differ
 
 
+
+def test_a_long_training_example_is_windowed_by_its_sentences_as_evaluation_windows_it():
+    from transformers import AutoTokenizer
+
+    from conflictbrief.model.labels import LabelSchema
+    from conflictbrief.model.loading import base_model_path
+    from conflictbrief.training.readers import to_dataset
+    from conflictbrief.training.tagger import featurize
+
+    tok = AutoTokenizer.from_pretrained(base_model_path())
+    sentence = ["Aleppo", "was", "shelled", "again", "."]  # 6 subwords
+    tags = ["B-Location", "O", "O", "O", "O"]
+    rows = [{"id": "a", "tokens": sentence * 5, "tags": tags * 5, "mapping": None},  # 30 subwords
+            {"id": "b", "tokens": sentence, "tags": tags, "mapping": None}]
+    feats = featurize(to_dataset(rows), tok, LabelSchema.from_yaml(None), 14, 4)  # 12 subwords a window
+    start = [tok.cls_token_id, tok("Aleppo", add_special_tokens=False)["input_ids"][0]]
+    # two sentences a window (12 subwords), none cut, no overlap; a sentence that fits is one window as before
+    assert [len(ids) for ids in feats["input_ids"]] == [14, 14, 8, 8]
+    assert all(ids[:2] == start and ids[-1] == tok.sep_token_id for ids in feats["input_ids"])
+
 def test_mention_replacement_swaps_whole_mentions_within_a_label():
     import random
 

@@ -1,8 +1,9 @@
 """Fine-tuning the entity tagger: an explicit training loop on accelerate (CPU or one GPU).
 
-Data -> word-level examples (readers) -> windows of subwords (the same windowing inference uses) -> a
-partial-label cross-entropy: each first subword has a set of allowed tags (one for fully annotated data; O or
-any unannotated label for data such as CoNLL that lacks Weapon, Temporal, ...). Other subwords carry no loss.
+Data -> word-level examples (readers) -> windows of subwords (as ``Tagger.tag_words`` makes them: one per
+example that fits, whole sentences for a longer one) -> a partial-label cross-entropy: each first subword has a
+set of allowed tags (one for fully annotated data; O or any unannotated label for data such as CoNLL that lacks
+Weapon, Temporal, ...). Other subwords carry no loss.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 
 from conflictbrief.inference.tagger import Tagger, drop_bare_tags, encode_words, mention_spans, subwords_per_word, \
-    uses_case_feature
+    uses_case_feature, word_list_segments
 from conflictbrief.model.labels import OUTSIDE, LabelSchema
 from conflictbrief.training.config import ConfigError, DataFile, TaggerConfig, check_bounds, dump_config
 from conflictbrief.training.loop import check_resume, config_changes_card, fresh_history, last_evaluated_step, \
@@ -199,8 +200,9 @@ def featurize(dataset, tokenizer, schema: LabelSchema, max_length: int, stride: 
         for n, (index, tokens, tags, mapping) in enumerate(zip(indices, batch["tokens"], batch["tags"],
                                                                 batch["mapping"])):
             drop = case_dropout > 0 and zlib.crc32(f"{seed}:{index}".encode()) / 2**32 < case_dropout
-            for w in encode_words(tokenizer, tokens, max_length, stride, pieces=subwords_per_word(tokenizer, tokens),
-                                  case=case, drop_case=drop):
+            pieces = subwords_per_word(tokenizer, tokens)
+            for w in encode_words(tokenizer, tokens, max_length, stride, pieces=pieces, case=case, drop_case=drop,
+                                  segments=word_list_segments(tokens, pieces, max_length - 2)):
                 keep = [(p, allowed(tags[w.start + k], mapping)) for k, p in enumerate(w.first_subword)
                         if p < len(w.input_ids) - 1]
                 out["input_ids"].append(w.input_ids)
