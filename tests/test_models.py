@@ -48,12 +48,18 @@ def test_windows_hold_whole_sentences_and_a_line_without_punctuation_stands_alon
             "said.\nJapan 2 Syria 1\nChina 0 Qatar 1")
     words = words_with_offsets(text)
     segments = sentence_segments(text, [(a, b) for _, a, b in words])
-    assert [(" ".join(w for w, _, _ in words[a:b]), ended) for a, b, ended in segments] == [
-        ("SOCCER - JAPAN WIN", False), ("TOKYO 1996 - 12 - 06", False), ("Japan beat Syria 2 - 1 on Friday .", True),
+    assert [(" ".join(w for w, _, _ in words[a:b]), shares) for a, b, shares in segments] == [
+        ("SOCCER - JAPAN WIN", True), ("TOKYO 1996 - 12 - 06", False), ("Japan beat Syria 2 - 1 on Friday .", True),
         ('" It was hard , " the coach said .', True), ("Japan 2 Syria 1", False), ("China 0 Qatar 1", False)]
     ones = [1] * len(words)
-    # the two sentences share a window; the headline, the dateline and each table row have their own
+    # the two sentences share a window; the dateline and each table row (no end punctuation, a digit) have
+    # their own; the headline would share one, but the dateline follows it
     assert sentence_windows(ones, segments, 64, 4) == [(0, 4), (4, 10), (10, 29), (29, 33), (33, 37)]
+    text2 = "Raed Saleh said people fled the camp\nIdlib\nThe bombing of Idlib resumed."
+    words2 = words_with_offsets(text2)
+    # a line of one name (a page's tag link) keeps the article around it
+    assert sentence_windows([1] * len(words2), sentence_segments(text2, [(a, b) for _, a, b in words2]), 64, 4) == \
+        [(0, len(words2))]
     # over the budget: the sentences part, and one longer than it slides within itself
     assert sentence_windows(ones, segments, 10, 2) == [(0, 4), (4, 10), (10, 19), (19, 29), (29, 33), (33, 37)]
     assert sentence_windows(ones, segments, 6, 2) == [(0, 4), (4, 10), (10, 16), (14, 19), (19, 25), (23, 29),
