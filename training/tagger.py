@@ -306,7 +306,8 @@ def teacher_probs(teachers: list[str], examples: list[dict], schema: LabelSchema
             raise ConfigError(f"teachers: {ref} predicts the tags {tags}, not this training's {schema.tags}; "
                               "a teacher must be trained with the same label schema")
         model.eval()
-        probs = predict_word_probs(model, tokenizer, words, max_length, stride, batch_size)
+        segments = [word_list_segments(w, subwords_per_word(tokenizer, w), max_length - 2) for w in words]
+        probs = predict_word_probs(model, tokenizer, words, max_length, stride, batch_size, segments)
         total = probs if total is None else [a + b for a, b in zip(total, probs)]
         log(f"teacher {ref}: {len(words)} distinct examples in {time.time() - started:.0f} s")
         del model
