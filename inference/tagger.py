@@ -177,13 +177,17 @@ def sentence_windows(counts: list[int], segments: list[Segment], budget: int, st
 
 def encode_words(tokenizer, words: list[str], max_length: int, stride: int, text_index: int = 0,
                  pieces: list[list[int]] | None = None, case: bool = False,
-                 drop_case: bool = False, segments: list[Segment] | None = None) -> list[Window]:
+                 drop_case: bool = False, segments: list[Segment] | None = None,
+                 by_sentence: bool = False) -> list[Window]:
     """Windows of whole words; with ``case``, token types carry each word's case bit (all 0 if ``drop_case``).
-    With ``segments`` (the words' sentences) the windows hold whole sentences (``sentence_windows``), else they
-    slide over the words (``word_windows``)."""
+    With ``segments`` (the words' sentences) the windows hold whole sentences (``sentence_windows``); with
+    ``by_sentence``, words that do not fit one window are cut between the sentences found in them
+    (``word_list_segments``); else the windows slide over the words (``word_windows``)."""
     budget = max_length - 2
     pieces = subwords_per_word(tokenizer, words) if pieces is None else pieces
     cases = ([0] * len(words) if drop_case else case_types(words)) if case else None
+    if segments is None and by_sentence:
+        segments = word_list_segments(words, pieces, budget)
     counts = [len(p) for p in pieces]
     windows = []
     spans = sentence_windows(counts, segments, budget, stride) if segments is not None \
@@ -343,13 +347,16 @@ def pad_batch(windows: list[Window], pad_id: int, device) -> dict[str, torch.Ten
 
 @torch.inference_mode()
 def predict_word_probs(model, tokenizer, word_lists: list[list[str]], max_length: int = 256, stride: int = 32,
-                       batch_size: int = 32, segments: list[list[Segment]] | None = None) -> list[torch.Tensor]:
+                       batch_size: int = 32, segments: list[list[Segment]] | None = None,
+                       by_sentence: bool = False) -> list[torch.Tensor]:
     """Per text, a [n_words, n_tags] tensor of tag probabilities (first subword, best window). ``segments``:
-    per text, its sentences, for windows of whole sentences (``sentence_windows``)."""
+    per text, its sentences, for windows of whole sentences (``sentence_windows``); ``by_sentence``: find
+    them in word lists that do not fit one window (``encode_words``)."""
     case = uses_case_feature(model)
     segments = segments or [None] * len(word_lists)
     windows = [w for i, (words, segs) in enumerate(zip(word_lists, segments))
-               for w in encode_words(tokenizer, words, max_length, stride, i, case=case, segments=segs)]
+               for w in encode_words(tokenizer, words, max_length, stride, i, case=case, segments=segs,
+                                     by_sentence=by_sentence)]
     n_tags = model.config.num_labels
     probs = [torch.zeros(len(words), n_tags) for words in word_lists]
     margin = [torch.full((len(words),), -1) for words in word_lists]
@@ -591,10 +598,8 @@ class Tagger:
         """IOB2 tags for pre-split words (used for evaluation on CoNLL-style data). Words that fit one window
         are one window; a longer list (a whole article of a span file) is windowed by its sentences
         (``word_list_segments``)."""
-        segments = [word_list_segments(words, subwords_per_word(self.tokenizer, words), self.max_length - 2)
-                    for words in word_lists]
         probs = predict_word_probs(self.model, self.tokenizer, word_lists, self.max_length, self.stride,
-                                   self.batch_size, segments)
+                                   self.batch_size, by_sentence=True)
         tags = []
         for p, words in zip(probs, word_lists):
             if not len(p):

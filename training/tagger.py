@@ -18,8 +18,7 @@ from pathlib import Path
 
 import torch
 
-from conflictbrief.inference.tagger import Tagger, drop_bare_tags, encode_words, mention_spans, subwords_per_word, \
-    uses_case_feature, word_list_segments
+from conflictbrief.inference.tagger import Tagger, drop_bare_tags, encode_words, mention_spans, uses_case_feature
 from conflictbrief.model.labels import OUTSIDE, LabelSchema
 from conflictbrief.training.config import ConfigError, DataFile, TaggerConfig, check_bounds, dump_config
 from conflictbrief.training.loop import check_resume, config_changes_card, fresh_history, last_evaluated_step, \
@@ -200,9 +199,7 @@ def featurize(dataset, tokenizer, schema: LabelSchema, max_length: int, stride: 
         for n, (index, tokens, tags, mapping) in enumerate(zip(indices, batch["tokens"], batch["tags"],
                                                                 batch["mapping"])):
             drop = case_dropout > 0 and zlib.crc32(f"{seed}:{index}".encode()) / 2**32 < case_dropout
-            pieces = subwords_per_word(tokenizer, tokens)
-            for w in encode_words(tokenizer, tokens, max_length, stride, pieces=pieces, case=case, drop_case=drop,
-                                  segments=word_list_segments(tokens, pieces, max_length - 2)):
+            for w in encode_words(tokenizer, tokens, max_length, stride, case=case, drop_case=drop, by_sentence=True):
                 keep = [(p, allowed(tags[w.start + k], mapping)) for k, p in enumerate(w.first_subword)
                         if p < len(w.input_ids) - 1]
                 out["input_ids"].append(w.input_ids)
@@ -306,8 +303,7 @@ def teacher_probs(teachers: list[str], examples: list[dict], schema: LabelSchema
             raise ConfigError(f"teachers: {ref} predicts the tags {tags}, not this training's {schema.tags}; "
                               "a teacher must be trained with the same label schema")
         model.eval()
-        segments = [word_list_segments(w, subwords_per_word(tokenizer, w), max_length - 2) for w in words]
-        probs = predict_word_probs(model, tokenizer, words, max_length, stride, batch_size, segments)
+        probs = predict_word_probs(model, tokenizer, words, max_length, stride, batch_size, by_sentence=True)
         total = probs if total is None else [a + b for a, b in zip(total, probs)]
         log(f"teacher {ref}: {len(words)} distinct examples in {time.time() - started:.0f} s")
         del model
