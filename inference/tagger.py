@@ -594,12 +594,14 @@ class Tagger:
     def labels(self) -> list[str]:
         return sorted({split_tag(t)[1] for t in self.id2label.values() if t != OUTSIDE})
 
-    def tag_words(self, word_lists: list[list[str]]) -> list[list[str]]:
-        """IOB2 tags for pre-split words (used for evaluation on CoNLL-style data). Words that fit one window
-        are one window; a longer list (a whole article of a span file) is windowed by its sentences
+    def tag_words(self, word_lists: list[list[str]], segments: list[list[Segment] | None] | None = None
+                  ) -> list[list[str]]:
+        """IOB2 tags for pre-split words (used for evaluation on CoNLL-style data). ``segments``: per list, its
+        sentences where the text is known (``sentence_segments``: windowed as ``tag`` windows the text). Else
+        words that fit one window are one window, and a longer list is windowed by the sentences found in it
         (``word_list_segments``)."""
         probs = predict_word_probs(self.model, self.tokenizer, word_lists, self.max_length, self.stride,
-                                   self.batch_size, by_sentence=True)
+                                   self.batch_size, segments, by_sentence=True)
         tags = []
         for p, words in zip(probs, word_lists):
             if not len(p):

@@ -506,6 +506,24 @@ def test_case_dropout_hides_case_bits_from_a_share_of_examples(tmp_path):
 
 
 
+def test_evaluation_of_a_span_file_windows_its_text_as_tag_does(tiny_tagger_dir):
+    # A span file (or a Label Studio export) has the text with its line breaks: evaluate tagger reads it in
+    # the windows Tagger.tag makes of that text, table rows apart, not in windows of its words alone.
+    from conflictbrief.model.labels import LabelSchema
+    from conflictbrief.training.readers import spans_to_example
+    from conflictbrief.training.tagger import evaluate_tagger, text_segments
+
+    tagger = Tagger.load(str(tiny_tagger_dir), device="cpu")
+    text = "Japan 2 Syria 1\nChina 0 Qatar 1 Idlib"
+    found = tagger.tag([text])[0]
+    assert found
+    example = spans_to_example(text, [(e.start, e.end, e.label) for e in found], LabelSchema.from_yaml(None), None,
+                               "mine.jsonl:1")
+    assert text_segments(example) == [(0, 4, False), (4, 9, False)]
+    assert evaluate_tagger(tagger, [example])["f1"] == 1.0  # the gold is what tag() found in the text
+    assert text_segments({**example, "tokens": example["tokens"][1:]}) is None  # words that are not the text's
+    assert text_segments({"tokens": ["Idlib"], "tags": ["B-Location"], "mapping": None}) is None  # CoNLL
+
 def test_a_long_training_example_is_windowed_by_its_sentences_as_evaluation_windows_it():
     from transformers import AutoTokenizer
 

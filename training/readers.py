@@ -194,7 +194,7 @@ def spans_to_example(
             raise DataError(f"{where}: span ({start}, {end}, {label!r}) covers no word")
         for k, i in enumerate(inside):
             tags[i] = None if ours is None else f"{'B' if k == 0 else 'I'}-{ours}"
-    return {"id": where, "tokens": [w for w, _, _ in words], "tags": tags, "mapping": mapping}
+    return {"id": where, "tokens": [w for w, _, _ in words], "tags": tags, "mapping": mapping, "text": text}
 
 
 def _jsonl_records(path: Path, text: str) -> Iterator[tuple[int, dict]]:

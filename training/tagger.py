@@ -18,13 +18,15 @@ from pathlib import Path
 
 import torch
 
-from conflictbrief.inference.tagger import Tagger, drop_bare_tags, encode_words, mention_spans, uses_case_feature
+from conflictbrief.inference.tagger import Tagger, drop_bare_tags, encode_words, mention_spans, sentence_segments, \
+    uses_case_feature
 from conflictbrief.model.labels import OUTSIDE, LabelSchema
 from conflictbrief.training.config import ConfigError, DataFile, TaggerConfig, check_bounds, dump_config
 from conflictbrief.training.loop import check_resume, config_changes_card, fresh_history, last_evaluated_step, \
     log_config_changes, prepare_training, run_steps, save_checkpoint, start_or_resume
 from conflictbrief.training.metrics import entity_errors, entity_scores, label_errors, restrict_tags
-from conflictbrief.training.readers import DataError, hold_out, read_tagger_file, to_dataset, write_card
+from conflictbrief.training.readers import DataError, hold_out, read_tagger_file, to_dataset, words_with_offsets, \
+    write_card
 
 
 UNLABELLED = "<unlabelled>"
@@ -36,7 +38,6 @@ def read_unlabelled(df, log=print) -> list[dict]:
     ``df.limit`` counts sentences, so documents are read whole and cleaning stops once it is reached."""
     from conflictbrief.inference.clean import clean, split_sentences
     from conflictbrief.training.mlm import read_texts
-    from conflictbrief.training.readers import words_with_offsets
 
     rows = []
     for d, text in enumerate(read_texts(DataFile(df.path, df.format, text_field=df.text_field), log)):
@@ -91,7 +92,7 @@ def fully_annotated(row: dict) -> bool:
 def read_outside_mentions(path: str, schema: LabelSchema) -> dict[str, list[list[str]]]:
     """The mentions of an ``outside_mentions`` file, by label, as words: ``Label<TAB>mention`` lines (blank
     lines and lines that begin with # left out); DataError naming the line of one that is not."""
-    from conflictbrief.training.readers import check_file, words_with_offsets
+    from conflictbrief.training.readers import check_file
 
     mentions: dict[str, list[list[str]]] = {}
     for lineno, line in enumerate(check_file(Path(path)).splitlines(), 1):
@@ -494,6 +495,18 @@ def enable_case_feature(model):
         model.config.case_feature = True
 
 
+def text_segments(example: dict):
+    """The sentences of an example read from a text (span files, Label Studio, Doccano), found as ``Tagger.tag``
+    finds them, line breaks included; None for one without (CoNLL) or whose words are no longer the text's."""
+    text = example.get("text")
+    if not text:
+        return None
+    words = words_with_offsets(text)
+    if [w for w, _, _ in words] != list(example["tokens"]):
+        return None
+    return sentence_segments(text, [(a, b) for _, a, b in words])
+
+
 def evaluate_tagger(tagger: Tagger, examples: list[dict], schema: LabelSchema | None = None,
                     errors_to: list | None = None) -> dict:
     """Entity-level scores of ``tagger`` on word-level examples (unannotated gold tokens count as O).
@@ -508,7 +521,7 @@ def evaluate_tagger(tagger: Tagger, examples: list[dict], schema: LabelSchema | 
     gold = [[t if t else OUTSIDE for t in e["tags"]] for e in examples]
     if tagger.mentions == "names":
         gold = [drop_bare_tags(g, e["tokens"]) for g, e in zip(gold, examples)]
-    pred = tagger.tag_words([e["tokens"] for e in examples])
+    pred = tagger.tag_words([e["tokens"] for e in examples], [text_segments(e) for e in examples])
     mappings = {e["mapping"] for e in examples if e["mapping"]}
     if mappings and schema is not None:
         keep = set().union(*(schema.annotated_labels(m) for m in mappings))
