@@ -6,7 +6,8 @@ over all documents, the "prose" ones (most sentences end in . ! ? or a quote) an
 - as text (``Tagger.tag``, what `tag`/`brief`/`serve` do): a sentence that ends in . ! ? or a quote goes on in
   the same paragraph and any other is a line of its own, as on a wire page; an entity tags the gold tokens it
   covers;
-- as words (``Tagger.tag_words``, what `evaluate tagger` does with a span file of whole articles).
+- as words (``Tagger.tag_words``, what `evaluate tagger` does with a CoNLL/BIO file of whole documents; a span
+  file is read as its text since 2026-12-07).
 Each with windows of whole sentences (the default since 2026-12-07) and with windows sliding over the whole
 text (before); and sentence by sentence, the evaluation file as it is.
 
