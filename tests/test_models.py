@@ -543,6 +543,41 @@ def test_a_long_training_example_is_windowed_by_its_sentences_as_evaluation_wind
     assert [len(ids) for ids in feats["input_ids"]] == [14, 14, 8, 8]
     assert all(ids[:2] == start and ids[-1] == tok.sep_token_id for ids in feats["input_ids"])
 
+def test_training_windows_a_span_record_as_tag_windows_its_text(tmp_path):
+    # A record read from a text (span file, Label Studio, Doccano) is trained on in the windows Tagger.tag makes
+    # of that text, line breaks included: a table row alone, prose sentences together; its mention-replaced
+    # copies keep those sentences, moved with the mentions.
+    from transformers import AutoTokenizer
+
+    from conflictbrief.model.labels import LabelSchema
+    from conflictbrief.model.loading import base_model_path
+    from conflictbrief.training.config import DataFile
+    from conflictbrief.training.readers import to_dataset
+    from conflictbrief.training.tagger import featurize, load_examples, moved_segments
+
+    text = "Japan 2 Syria 1\nShelling hit Aleppo. Rebels left Idlib."
+    spans = [{"start": 0, "end": 5, "label": "Location"}, {"start": 8, "end": 13, "label": "Location"},
+             {"start": 29, "end": 35, "label": "Location"}, {"start": 49, "end": 54, "label": "Location"}]
+    f = tmp_path / "mine.jsonl"
+    f.write_text(json.dumps({"text": text, "entities": spans}) + "\n")
+    schema = LabelSchema.from_yaml(None)
+    original, *copies = load_examples([DataFile(str(f), augment=3)], schema, seed=1)
+    assert original["segments"] == [(0, 4, False), (4, 8, True), (8, 12, True)]
+    tok = AutoTokenizer.from_pretrained(base_model_path())
+    [row_window, prose_window] = featurize(to_dataset([original]), tok, schema, 64, 8)["input_ids"]
+    assert tok.decode(row_window[1:-1]) == "japan 2 syria 1"  # alone, as tag() reads it
+    assert tok.decode(prose_window[1:-1]) == "shelling hit aleppo. rebels left idlib."
+    assert any(c["tokens"] != original["tokens"] for c in copies)
+    for copy in copies:
+        first_row = copy["tokens"][: copy["segments"][0][1]]
+        assert first_row[-1] == "1" and copy["segments"][-1][1] == len(copy["tokens"])
+        assert len(featurize(to_dataset([copy]), tok, schema, 64, 8)) == 2
+    # a sentence boundary inside a replaced mention goes to the new mention's end
+    assert moved_segments([(0, 3, True), (3, 6, True)], [(2, 4, 2, 3)]) == [(0, 3, True), (3, 5, True)]
+    assert moved_segments([(0, 4, False), (4, 9, True)], [(0, 1, 0, 2)]) == [(0, 5, False), (5, 10, True)]
+    assert moved_segments(None, [(0, 1, 0, 2)]) is None
+
+
 def test_mention_replacement_swaps_whole_mentions_within_a_label():
     import random
 

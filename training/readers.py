@@ -388,11 +388,16 @@ def write_card(out_dir: Path, lines: list[str]) -> None:
 
 
 def to_dataset(examples: list[dict]):
-    """Word-level examples as a datasets.Dataset (tags as strings; '' marks an unannotated token)."""
+    """Word-level examples as a datasets.Dataset (tags as strings; '' marks an unannotated token). Examples
+    with ``segments`` (their text's sentences, ``training.tagger.text_segments``) keep them as
+    ``[start, end, shares]`` rows, ``[]`` for none."""
     import datasets
 
     rows = [{"id": printable(e["id"]), "tokens": e["tokens"], "tags": [t if t is not None else "" for t in e["tags"]],
              "mapping": e["mapping"] or ""} for e in examples]
+    if any(e.get("segments") for e in examples):
+        for row, e in zip(rows, examples):
+            row["segments"] = [[start, end, int(shares)] for start, end, shares in e.get("segments") or ()]
     return datasets.Dataset.from_list(rows)
 
 

@@ -1,7 +1,8 @@
 """Fine-tuning the entity tagger: an explicit training loop on accelerate (CPU or one GPU).
 
-Data -> word-level examples (readers) -> windows of subwords (as ``Tagger.tag_words`` makes them: one per
-example that fits, whole sentences for a longer one) -> a partial-label cross-entropy: each first subword has a
+Data -> word-level examples (readers) -> windows of subwords (as ``evaluate tagger`` makes them: the sentences
+of an example read from a text as ``Tagger.tag`` windows that text; else one window per example that fits, whole
+sentences for a longer one) -> a partial-label cross-entropy: each first subword has a
 set of allowed tags (one for fully annotated data; O or any unannotated label for data such as CoNLL that lacks
 Weapon, Temporal, ...). Other subwords carry no loss.
 """
@@ -63,6 +64,8 @@ def load_examples(files, schema: LabelSchema, seed: int = 0, log=print, eval_fra
             continue
         rows = read_tagger_file(df.path, schema, df.format, df.mapping)
         rows = rows[: df.limit] if df.limit else rows
+        for row in rows:  # windows of a text's sentences, as Tagger.tag makes them (None: found in the words)
+            row["segments"] = text_segments(row)
         rows, held = hold_out(rows, eval_fraction, seed, df.path)
         if held_out is not None:
             held_out.extend(held)
@@ -126,7 +129,7 @@ def replace_mentions(rows: list[dict], copies: int, rng: random.Random, rate: fl
     out = []
     for k in range(copies):
         for r, spans in full:
-            tokens, tags, last = [], [], 0
+            tokens, tags, last, moved = [], [], 0, []
             for s, e, label in spans:
                 tokens += r["tokens"][last:s]
                 tags += r["tags"][last:s]
@@ -135,13 +138,35 @@ def replace_mentions(rows: list[dict], copies: int, rng: random.Random, rate: fl
                     words = rng.choice(outside[label] if from_outside else pool[label])
                 else:
                     words = r["tokens"][s:e]
+                moved.append((s, e, len(tokens), len(tokens) + len(words)))
                 tokens += words
                 tags += [f"B-{label}"] + [f"I-{label}"] * (len(words) - 1)
                 last = e
             tokens += r["tokens"][last:]
             tags += r["tags"][last:]
-            out.append({**r, "id": f"{r['id']}#mr{k}", "tokens": tokens, "tags": tags})
+            out.append({**r, "id": f"{r['id']}#mr{k}", "tokens": tokens, "tags": tags,
+                        "segments": moved_segments(r.get("segments"), moved)})
     return out
+
+
+def moved_segments(segments, moved: list[tuple[int, int, int, int]]):
+    """A copy's sentences after mention replacement: ``moved`` holds each mention's old and new (start, end), in
+    order; a sentence boundary inside a mention goes to the new mention's end (a mention stays in one window)."""
+    if not segments:
+        return segments
+
+    def where(b: int) -> int:
+        shift = 0
+        for s, e, new_s, new_e in moved:
+            if b <= s:
+                break
+            if b < e:
+                return new_e
+            shift = new_e - e
+        return b + shift
+
+    out = [(where(first), where(last), shares) for first, last, shares in segments]
+    return [seg for seg in out if seg[0] < seg[1]]
 
 
 def crop_examples(rows: list[dict], copies: int, rng: random.Random, shortest: int = 4,
@@ -160,7 +185,7 @@ def crop_examples(rows: list[dict], copies: int, rng: random.Random, shortest: i
                 continue
             for n, (start, end) in enumerate(piece_bounds(tags, shortest, longest, rng)):
                 out.append({**r, "id": f"{r['id']}#crop{k}.{n}", "tokens": r["tokens"][start:end],
-                            "tags": tags[start:end]})
+                            "tags": tags[start:end], "segments": None})
     return out
 
 
@@ -194,13 +219,16 @@ def featurize(dataset, tokenizer, schema: LabelSchema, max_length: int, stride: 
         return cache[tag]
 
     soft = "soft" in dataset.column_names
+    with_segments = "segments" in dataset.column_names
 
     def fn(batch, indices):
         out = {"input_ids": [], "allowed": [], "positions": [], "token_types": [], **({"soft": []} if soft else {})}
         for n, (index, tokens, tags, mapping) in enumerate(zip(indices, batch["tokens"], batch["tags"],
                                                                 batch["mapping"])):
             drop = case_dropout > 0 and zlib.crc32(f"{seed}:{index}".encode()) / 2**32 < case_dropout
-            for w in encode_words(tokenizer, tokens, max_length, stride, case=case, drop_case=drop, by_sentence=True):
+            segments = ([(a, b, bool(c)) for a, b, c in batch["segments"][n]] or None) if with_segments else None
+            for w in encode_words(tokenizer, tokens, max_length, stride, case=case, drop_case=drop,
+                                  segments=segments, by_sentence=True):
                 keep = [(p, allowed(tags[w.start + k], mapping)) for k, p in enumerate(w.first_subword)
                         if p < len(w.input_ids) - 1]
                 out["input_ids"].append(w.input_ids)
@@ -292,9 +320,10 @@ def teacher_probs(teachers: list[str], examples: list[dict], schema: LabelSchema
     from conflictbrief.model.loading import load_tagger
     from conflictbrief.inference.tagger import predict_word_probs
 
-    index: dict[tuple[str, ...], int] = {}  # repeated examples (repeat: N, duplicates) are predicted once
-    slots = [index.setdefault(tuple(e["tokens"]), len(index)) for e in examples]
-    words = [list(k) for k in index]
+    index: dict[tuple, int] = {}  # repeated examples (repeat: N, duplicates) are predicted once
+    slots = [index.setdefault((tuple(e["tokens"]), tuple(e.get("segments") or ())), len(index)) for e in examples]
+    words = [list(k[0]) for k in index]
+    segments = [list(k[1]) or None for k in index]
     total = None
     for ref in teachers:
         started = time.time()
@@ -304,7 +333,7 @@ def teacher_probs(teachers: list[str], examples: list[dict], schema: LabelSchema
             raise ConfigError(f"teachers: {ref} predicts the tags {tags}, not this training's {schema.tags}; "
                               "a teacher must be trained with the same label schema")
         model.eval()
-        probs = predict_word_probs(model, tokenizer, words, max_length, stride, batch_size, by_sentence=True)
+        probs = predict_word_probs(model, tokenizer, words, max_length, stride, batch_size, segments, True)
         total = probs if total is None else [a + b for a, b in zip(total, probs)]
         log(f"teacher {ref}: {len(words)} distinct examples in {time.time() - started:.0f} s")
         del model
@@ -521,7 +550,8 @@ def evaluate_tagger(tagger: Tagger, examples: list[dict], schema: LabelSchema | 
     gold = [[t if t else OUTSIDE for t in e["tags"]] for e in examples]
     if tagger.mentions == "names":
         gold = [drop_bare_tags(g, e["tokens"]) for g, e in zip(gold, examples)]
-    pred = tagger.tag_words([e["tokens"] for e in examples], [text_segments(e) for e in examples])
+    pred = tagger.tag_words([e["tokens"] for e in examples],
+                            [e["segments"] if "segments" in e else text_segments(e) for e in examples])
     mappings = {e["mapping"] for e in examples if e["mapping"]}
     if mappings and schema is not None:
         keep = set().union(*(schema.annotated_labels(m) for m in mappings))
