@@ -345,8 +345,21 @@ def pad_batch(windows: list[Window], pad_id: int, device) -> dict[str, torch.Ten
     return {k: v.to(device) for k, v in inputs.items()}
 
 
+WINDOW = 256
+"""Subwords in a window of ``Tagger`` (``tag``, ``brief``, ``serve``, ``evaluate tagger`` and the evaluations of
+``train tagger``, whatever ``max_length`` a model was trained with): on CoNLL-2003 test documents 256 read better
+than 128 and 512 (README, Status, "Windows")."""
+
+
+def position_limit(model) -> int | None:
+    """The longest input a model's position embeddings take: two fewer than it has (RoBERTa-style models number
+    positions from after the padding index); None when its config does not say."""
+    n = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return n - 2 if isinstance(n, int) and n > 16 else None
+
+
 @torch.inference_mode()
-def predict_word_probs(model, tokenizer, word_lists: list[list[str]], max_length: int = 256, stride: int = 32,
+def predict_word_probs(model, tokenizer, word_lists: list[list[str]], max_length: int = WINDOW, stride: int = 32,
                        batch_size: int = 32, segments: list[list[Segment]] | None = None,
                        by_sentence: bool = False) -> list[torch.Tensor]:
     """Per text, a [n_words, n_tags] tensor of tag probabilities (first subword, best window). ``segments``:
@@ -570,13 +583,15 @@ class Tagger:
     determiner mentions left out; the default of ``Pipeline`` and the command line). ``min_score``: entities
     whose score (the mean probability of their words' tags) is lower are left out; 0 keeps all."""
 
-    def __init__(self, model, tokenizer, max_length: int = 256, stride: int = 32, batch_size: int = 32,
+    def __init__(self, model, tokenizer, max_length: int = WINDOW, stride: int = 32, batch_size: int = 32,
                  mentions: str = "all", min_score: float = 0.0):
         if mentions not in MENTIONS:
             raise ValueError(f"mentions must be one of {MENTIONS}, not {mentions!r}")
         if not 0.0 <= min_score <= 1.0:
             raise ValueError(f"min_score must be between 0 and 1, not {min_score!r}")
         self.model, self.tokenizer = model, tokenizer
+        limit = position_limit(model)
+        max_length = min(max_length, limit) if limit else max_length
         self.max_length, self.stride, self.batch_size = max_length, stride, batch_size
         self.mentions, self.min_score = mentions, min_score
         self.id2label = {int(k): v for k, v in model.config.id2label.items()}

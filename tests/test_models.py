@@ -578,6 +578,38 @@ def test_training_windows_a_span_record_as_tag_windows_its_text(tmp_path):
     assert moved_segments(None, [(0, 1, 0, 2)]) is None
 
 
+def test_training_evaluates_in_the_windows_tag_reads_and_no_window_outgrows_the_positions(tmp_path, data_dir,
+                                                                                         monkeypatch):
+    # The evaluations of train tagger select the model and fill its card: they read as tag() reads (WINDOW
+    # subwords), not in training's max_length, which differ on an article of a span file or a Label Studio
+    # export. And a model with fewer positions than a window gets windows it can take (it raised IndexError).
+    from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
+
+    from conflictbrief.inference import tagger as tagger_module
+    from conflictbrief.model.loading import base_model_path
+    from conflictbrief.training import tagger as training
+    from conflictbrief.training.config import DataFile, TaggerConfig, TinyModel
+
+    seen = []
+    evaluate = training.evaluate_tagger
+    monkeypatch.setattr(training, "evaluate_tagger", lambda t, *a, **k: seen.append(t.max_length) or evaluate(t, *a, **k))
+    spans = str(data_dir / "spans.jsonl")
+    training.train_tagger(TaggerConfig(tiny_model=TinyModel(), train=[DataFile(spans)], eval=DataFile(spans),
+                                       output_dir=str(tmp_path / "out"), max_length=32, max_steps=1,
+                                       log_every=1000), log=lambda m: None)
+    assert seen == [tagger_module.WINDOW]
+
+    tok = AutoTokenizer.from_pretrained(base_model_path())
+    model = BertForTokenClassification(BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1,
+                                                  num_attention_heads=2, intermediate_size=32,
+                                                  max_position_embeddings=40, num_labels=3,
+                                                  id2label={0: "O", 1: "B-Location", 2: "I-Location"}))
+    tagger = Tagger(model.eval(), tok)
+    assert tagger.max_length == 38
+    [entities] = tagger.tag(["Shelling hit the town of Maarat al-Numan again on Monday. " * 12])
+    assert all(0 <= e.start < e.end for e in entities)
+
+
 def test_mention_replacement_swaps_whole_mentions_within_a_label():
     import random
 

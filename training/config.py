@@ -70,7 +70,7 @@ class TaggerConfig:
     """Without an eval file: hold out this share of each labelled training file's examples (the same ones for
     a seed, before augmentation and repeats) and evaluate on them (``--eval-fraction 0.1``)."""
     output_dir: str = "runs/tagger"
-    max_length: int = 128
+    max_length: int = 256
     stride: int = 32
     batch_size: int = 32
     eval_batch_size: int = 64

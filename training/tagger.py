@@ -644,8 +644,9 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
             metrics = {"step": step}
         else:
             model.eval()
-            tagger = Tagger(trainee.unwrapped(), tokenizer, config.max_length, config.stride,
-                            config.eval_batch_size)
+            # in the windows tag() reads (WINDOW subwords), not in training's max_length: the same for a sentence,
+            # not for an article of a span file or a Label Studio export, and this selects the model and fills its card
+            tagger = Tagger(trainee.unwrapped(), tokenizer, stride=config.stride, batch_size=config.eval_batch_size)
             metrics = {"step": step, **evaluate_tagger(tagger, eval_examples, schema)}
             model.train()
         with history_path.open("a") as h:
