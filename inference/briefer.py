@@ -150,9 +150,9 @@ def source_window(model, tokenizer, path: str) -> int:
             if isinstance(value, bool) or not isinstance(value, int) or value < 8:
                 raise ModelLoadError(f"{saved}: max_source_length {value!r} is not a number of tokens (8 or more)")
             return value
-    config = model.config
-    limits = [getattr(getattr(config, "encoder", None), "max_position_embeddings", None),
-              getattr(config, "max_position_embeddings", None), tokenizer.model_max_length]
+    from conflictbrief.model.loading import seq2seq_position_limits
+
+    limits = [seq2seq_position_limits(model.config)[0], tokenizer.model_max_length]
     return min([MAX_SOURCE_WINDOW] + [n for n in limits if isinstance(n, int) and n > 8])
 
 

@@ -20,6 +20,7 @@ import torch
 from conflictbrief.inference.clean import split_sentences
 from conflictbrief.inference.heap import release_free_memory
 from conflictbrief.model.labels import OUTSIDE, split_tag
+from conflictbrief.model.loading import position_limit
 from conflictbrief.training.readers import words_with_offsets
 
 
@@ -351,13 +352,6 @@ WINDOW = 256
 than 128 and 512 (README, Status, "Windows")."""
 
 
-def position_limit(model) -> int | None:
-    """The longest input a model's position embeddings take: two fewer than it has (RoBERTa-style models number
-    positions from after the padding index); None when its config does not say."""
-    n = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    return n - 2 if isinstance(n, int) and n > 16 else None
-
-
 @torch.inference_mode()
 def predict_word_probs(model, tokenizer, word_lists: list[list[str]], max_length: int = WINDOW, stride: int = 32,
                        batch_size: int = 32, segments: list[list[Segment]] | None = None,
@@ -590,7 +584,7 @@ class Tagger:
         if not 0.0 <= min_score <= 1.0:
             raise ValueError(f"min_score must be between 0 and 1, not {min_score!r}")
         self.model, self.tokenizer = model, tokenizer
-        limit = position_limit(model)
+        limit = position_limit(model.config)  # a model of fewer positions than a window's subwords
         max_length = min(max_length, limit) if limit else max_length
         self.max_length, self.stride, self.batch_size = max_length, stride, batch_size
         self.mentions, self.min_score = mentions, min_score

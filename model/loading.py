@@ -113,6 +113,34 @@ def _no_weight_bar():
                 disable_progress_bars()
 
 
+_POSITIONS_AFTER_PADDING = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "data2vec-text",
+                            "ibert", "luke", "markuplm", "mpnet", "roberta-prelayernorm", "xmod", "esm", "lilt",
+                            "layoutlmv3"}
+"""Model types whose position ids start after the padding index: of ``max_position_embeddings`` (514 for
+roberta-base) ``pad_token_id + 1`` fewer (512) are usable."""
+
+
+def position_limit(config) -> int | None:
+    """The most tokens a model of this config (an encoder's, a decoder's or a BART's) reads in one sequence:
+    its learnt or sinusoidal positions; None where nothing sets a limit (T5's relative positions)."""
+    n = getattr(config, "max_position_embeddings", None)
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 8:
+        return None
+    if getattr(config, "model_type", None) in _POSITIONS_AFTER_PADDING:
+        pad = getattr(config, "pad_token_id", None)
+        n -= (pad if isinstance(pad, int) and pad >= 0 else 1) + 1
+    return n
+
+
+def seq2seq_position_limits(config) -> tuple[int | None, int | None]:
+    """(encoder, decoder) token limits of a seq2seq model's config: an EncoderDecoderModel's two parts, or a
+    BART/PEGASUS-style model's one limit for both."""
+    encoder, decoder = getattr(config, "encoder", None), getattr(config, "decoder", None)
+    if encoder is not None and decoder is not None:
+        return position_limit(encoder), position_limit(decoder)
+    return position_limit(config), position_limit(config)
+
+
 def save_model(model, tokenizer, out_dir) -> None:
     """``save_pretrained`` of a model (safetensors) and its tokenizer, without transformers' "Writing model
     shards" bar, which a training log would get at every evaluation that keeps a better model."""

@@ -605,9 +605,32 @@ def test_training_evaluates_in_the_windows_tag_reads_and_no_window_outgrows_the_
                                                   max_position_embeddings=40, num_labels=3,
                                                   id2label={0: "O", 1: "B-Location", 2: "I-Location"}))
     tagger = Tagger(model.eval(), tok)
-    assert tagger.max_length == 38
+    assert tagger.max_length == 40
     [entities] = tagger.tag(["Shelling hit the town of Maarat al-Numan again on Monday. " * 12])
     assert all(0 <= e.start < e.end for e in entities)
+
+
+def test_position_limits_and_the_briefer_lengths_they_bound(tmp_path, data_dir):
+    from transformers import BartConfig, BertConfig, EncoderDecoderConfig, RobertaConfig, T5Config
+
+    from conflictbrief.model.loading import position_limit, seq2seq_position_limits
+    from conflictbrief.training.briefer import train_briefer
+    from conflictbrief.training.config import BrieferConfig, ConfigError, DataFile, TinyModel
+
+    assert position_limit(BertConfig(max_position_embeddings=512)) == 512
+    assert position_limit(RobertaConfig(max_position_embeddings=514, pad_token_id=1)) == 512  # roberta-base
+    assert position_limit(BartConfig(max_position_embeddings=1024)) == 1024  # BART's offset is its own
+    assert position_limit(T5Config()) is None  # relative positions
+    pair = EncoderDecoderConfig.from_encoder_decoder_configs(BertConfig(max_position_embeddings=512),
+                                                             BertConfig(max_position_embeddings=128))
+    assert seq2seq_position_limits(pair) == (512, 128)
+    pairs = str(data_dir / "pairs.jsonl")
+    base = dict(tiny_model=TinyModel(), train=[DataFile(pairs)], output_dir=str(tmp_path / "b"), max_steps=1)
+    for key, value, said in (("max_source_length", 600, "max_source_length 600: the encoder"),
+                             ("max_target_length", 513, "max_target_length 513: the decoder"),
+                             ("max_new_tokens", 512, r"max_new_tokens 512 \(with the start token, 513\): the decoder")):
+        with pytest.raises(ConfigError, match=said + r".* at most 512 tokens"):
+            train_briefer(BrieferConfig(**base, **{key: value}), log=lambda m: None)
 
 
 def test_mention_replacement_swaps_whole_mentions_within_a_label():
@@ -1312,7 +1335,7 @@ def test_a_byte_level_bpe_base_gets_each_word_with_its_leading_space(data_dir, t
 
     from conflictbrief.inference.tagger import Tagger, subwords_per_word
     from conflictbrief.model.loading import word_tokenizer
-    from conflictbrief.training.config import DataFile, TaggerConfig
+    from conflictbrief.training.config import ConfigError, DataFile, TaggerConfig
     from conflictbrief.training.tagger import train_tagger
 
     texts = [r["text"] for r in map(json.loads, (data_dir / "spans.jsonl").read_text().splitlines())] * 20
@@ -1331,10 +1354,13 @@ def test_a_byte_level_bpe_base_gets_each_word_with_its_leading_space(data_dir, t
     pieces = [tokenizer.convert_ids_to_tokens(p) for p in subwords_per_word(tokenizer, words)]
     assert [p[0][0] for p in pieces] == ["Ġ"] * 4
     assert [t for p in pieces for t in p] == tokenizer.tokenize(" ".join(words))  # as inside the sentence
-    train_tagger(TaggerConfig(base_model=str(base), train=[DataFile(str(data_dir / "spans.jsonl"), repeat=4)],
-                              output_dir=str(tmp_path / "out"), batch_size=4, max_steps=2, log_every=1000),
-                 log=lambda m: None)
+    config = TaggerConfig(base_model=str(base), train=[DataFile(str(data_dir / "spans.jsonl"), repeat=4)],
+                          output_dir=str(tmp_path / "out"), batch_size=4, max_steps=2, log_every=1000)
+    with pytest.raises(ConfigError, match=r"max_length 256: .* reads at most 138 tokens .* give max_length=138"):
+        train_tagger(config, log=lambda m: None)  # 140 positions, numbered after the padding index (1)
+    train_tagger(dataclasses.replace(config, max_length=138), log=lambda m: None)
     tagger = Tagger.load(str(tmp_path / "out"), device="cpu")
+    assert tagger.max_length == 138
     assert [tagger.tokenizer.convert_ids_to_tokens(p) for p in subwords_per_word(tagger.tokenizer, words)] == pieces
     assert isinstance(tagger.tag(["Syrian forces shelled Idlib on Monday."])[0], list)
 

@@ -51,6 +51,22 @@ def eval_names(files) -> list[str]:
     return [n if names.count(n) == 1 else f"{n}#{i + 1}" for i, n in enumerate(names)]
 
 
+def check_positions(model_config, config: BrieferConfig) -> None:
+    """ConfigError, before any step, for a source or target length the model's positions cannot hold (it was a
+    RuntimeError from the embeddings at the first batch long enough)."""
+    from conflictbrief.model.loading import seq2seq_position_limits
+
+    encoder, decoder = seq2seq_position_limits(model_config)
+    source, target, new = config.max_source_length, config.max_target_length, config.max_new_tokens
+    for key, value, needed, limit, part in (("max_source_length", source, source, encoder, "encoder"),
+                                            ("max_target_length", target, target, decoder, "decoder"),
+                                            ("max_new_tokens", new, new + 1, decoder, "decoder")):  # + the start
+        if limit and needed > limit:
+            start = f" (with the start token, {needed})" if needed > value else ""
+            raise ConfigError(f"{key} {value}{start}: the {part} of {config.base_model} reads at most {limit} tokens "
+                              f"(its position embeddings); give {key}={limit - (needed - value)} or less")
+
+
 def build_model(config: BrieferConfig, log=print):
     from transformers import (AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, BertConfig, EncoderDecoderConfig,
                               EncoderDecoderModel)
@@ -162,6 +178,7 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
             f"{config.eval_fraction}{f', of {len(held)}' if len(held) > len(eval_sets['held-out']) else ''})")
     eval_pairs = [p for pairs in eval_sets.values() for p in pairs]
     model, tokenizer = build_model(config, log)
+    check_positions(model.config, config)
     features = featurize(train_pairs, tokenizer, config)
     lengths = [len(f["input_ids"]) + len(f["labels"]) for f in features]
     steps_per_epoch = math.ceil(len(features) / config.batch_size)
