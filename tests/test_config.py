@@ -16,6 +16,18 @@ def test_overrides_reach_nested_fields_and_list_items(tmp_path):
     assert config.epochs == 2.0
 
 
+def test_an_override_one_past_a_list_adds_a_training_file(tmp_path):
+    # rehearsal: the shipped recipe's data and one's own file, without writing a config (README, Fine-tuning)
+    path = tmp_path / "t.yaml"
+    path.write_text("train:\n  - path: re3d.txt\n    augment: 2\n")
+    config = load_config(TaggerConfig, path, ["train.1.path=mine.jsonl", "train.1.repeat=2"])
+    assert [(f.path, f.augment, f.repeat) for f in config.train] == [("re3d.txt", 2, 1), ("mine.jsonl", 0, 2)]
+    with pytest.raises(ConfigError, match="train.3 cannot take that key"):
+        load_config(TaggerConfig, path, ["train.3.path=mine.jsonl"])  # a gap: not a list item
+    with pytest.raises(ConfigError, match=r"train\[1\]: needs path"):
+        load_config(TaggerConfig, path, ["train.1.repeat=2"])  # a new file needs its path
+
+
 def test_exponent_without_a_dot_is_a_float():
     # YAML 1.1 reads 5e-5 as a string; an optimiser given a string fails only after the data is tokenised.
     config = load_config(TaggerConfig, None, ["learning_rate=5e-5", "warmup_ratio=0"])

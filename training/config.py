@@ -266,6 +266,11 @@ def _build(cls, data: Any, where: str, errors: list[str]):
             kwargs[name] = items
         else:
             kwargs[name] = _scalar(value, ftype, f"{where}.{name}", errors)
+    missing = [f.name for f in fields.values() if f.name not in kwargs and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:  # a data file without its path (train.1.repeat=2 with one training file)
+        errors.append(f"{where}: needs {' and '.join(missing)}")
+        return None
     try:
         return cls(**kwargs)
     except TypeError as e:
@@ -336,6 +341,8 @@ def load_config(cls, path: str | Path | None, overrides: list[str] = (), extra: 
         try:
             for k in keys[:-1]:
                 parent, key = node, int(k) if isinstance(node, list) else k
+                if isinstance(parent, list) and key == len(parent):  # train.1.path=mine.jsonl: one more file
+                    parent.append({})
                 node = parent[key] if isinstance(parent, list) else parent.setdefault(key, {})
                 if isinstance(node, str):  # a data file given as a bare path: eval.format=conll still works
                     node = parent[key] = {"path": node}
