@@ -631,6 +631,12 @@ def test_position_limits_and_the_briefer_lengths_they_bound(tmp_path, data_dir):
                              ("max_new_tokens", 512, r"max_new_tokens 512 \(with the start token, 513\): the decoder")):
         with pytest.raises(ConfigError, match=said + r".* at most 512 tokens"):
             train_briefer(BrieferConfig(**base, **{key: value}), log=lambda m: None)
+    from conflictbrief.training.config import MlmConfig
+    from conflictbrief.training.mlm import train_mlm
+
+    with pytest.raises(ConfigError, match=r"max_length 600: minilm reads at most 512 tokens .* give max_length=512"):
+        train_mlm(MlmConfig(tiny_model=TinyModel(), train=[DataFile(pairs)], output_dir=str(tmp_path / "m"),
+                            max_length=600, max_steps=1), log=lambda m: None)
 
 
 def test_mention_replacement_swaps_whole_mentions_within_a_label():

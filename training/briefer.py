@@ -18,7 +18,7 @@ import torch
 
 from conflictbrief.inference.briefer import HEADLINE_SEP, Briefer, lead_sentences, source_for
 from conflictbrief.inference.clean import clean
-from conflictbrief.training.config import BrieferConfig, ConfigError, check_bounds, dump_config
+from conflictbrief.training.config import BrieferConfig, ConfigError, check_bounds, check_positions, dump_config
 from conflictbrief.training.loop import check_resume, config_changes_card, fresh_history, last_evaluated_step, \
     log_config_changes, prepare_training, run_steps, save_checkpoint, start_or_resume
 from conflictbrief.training.metrics import rouge_scores
@@ -51,20 +51,15 @@ def eval_names(files) -> list[str]:
     return [n if names.count(n) == 1 else f"{n}#{i + 1}" for i, n in enumerate(names)]
 
 
-def check_positions(model_config, config: BrieferConfig) -> None:
-    """ConfigError, before any step, for a source or target length the model's positions cannot hold (it was a
-    RuntimeError from the embeddings at the first batch long enough)."""
+def check_lengths(model_config, config: BrieferConfig) -> None:
+    """The source, target and generated lengths against the encoder's and decoder's positions, before any step."""
     from conflictbrief.model.loading import seq2seq_position_limits
 
     encoder, decoder = seq2seq_position_limits(model_config)
     source, target, new = config.max_source_length, config.max_target_length, config.max_new_tokens
-    for key, value, needed, limit, part in (("max_source_length", source, source, encoder, "encoder"),
-                                            ("max_target_length", target, target, decoder, "decoder"),
-                                            ("max_new_tokens", new, new + 1, decoder, "decoder")):  # + the start
-        if limit and needed > limit:
-            start = f" (with the start token, {needed})" if needed > value else ""
-            raise ConfigError(f"{key} {value}{start}: the {part} of {config.base_model} reads at most {limit} tokens "
-                              f"(its position embeddings); give {key}={limit - (needed - value)} or less")
+    check_positions([("max_source_length", source, source, encoder, f"the encoder of {config.base_model}"),
+                     ("max_target_length", target, target, decoder, f"the decoder of {config.base_model}"),
+                     ("max_new_tokens", new, new + 1, decoder, f"the decoder of {config.base_model}")])  # + start
 
 
 def build_model(config: BrieferConfig, log=print):
@@ -178,7 +173,7 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
             f"{config.eval_fraction}{f', of {len(held)}' if len(held) > len(eval_sets['held-out']) else ''})")
     eval_pairs = [p for pairs in eval_sets.values() for p in pairs]
     model, tokenizer = build_model(config, log)
-    check_positions(model.config, config)
+    check_lengths(model.config, config)
     features = featurize(train_pairs, tokenizer, config)
     lengths = [len(f["input_ids"]) + len(f["labels"]) for f in features]
     steps_per_epoch = math.ceil(len(features) / config.batch_size)

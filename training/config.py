@@ -212,6 +212,17 @@ _BOUNDS: dict[str, tuple[Callable[[float], bool], str]] = {
 }
 
 
+def check_positions(lengths) -> None:
+    """ConfigError for a length a model's position embeddings cannot hold (a RuntimeError from the embeddings at
+    the first batch long enough, before): ``lengths`` holds (key, value, tokens it needs, the limit or None, what
+    reads them), a tagger's ``max_length`` or a briefer's source, target and new-token lengths."""
+    for key, value, needed, limit, reader in lengths:
+        if limit and needed > limit:
+            start = f" (with the start token, {needed})" if needed > value else ""
+            raise ConfigError(f"{key} {value}{start}: {reader} reads at most {limit} tokens (its position "
+                              f"embeddings); give {key}={limit - (needed - value)} or less")
+
+
 def check_bounds(config) -> None:
     """Raise ConfigError naming every numeric field of ``config``, or of one of its data files, that is out of
     bounds (``train.0.augment (FILE): must be 0 or more, got -1``)."""

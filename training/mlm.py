@@ -19,7 +19,9 @@ from pathlib import Path
 
 import torch
 
-from conflictbrief.training.config import ConfigError, DataFile, MlmConfig, check_bounds, dump_config
+from conflictbrief.model.loading import position_limit
+from conflictbrief.training.config import ConfigError, DataFile, MlmConfig, check_bounds, check_positions, \
+    dump_config
 from conflictbrief.training.readers import DataError, format_suffix, write_card
 
 LINE_FORMATS = ("lines", "conll")
@@ -221,6 +223,8 @@ def train_mlm(config: MlmConfig, resume: bool = False, log=print) -> dict:
     config_changes = check_resume(ckpt, resume, DataError, config)  # before minutes of reading and tokenizing
     set_seed(config.seed)
     model, tokenizer = build_model(config)
+    check_positions([("max_length", config.max_length, config.max_length, position_limit(model.config),
+                      str(config.base_model))])
     parts, sizes = [], []
     for df in config.train:  # every file is read (and checked) before training starts; texts are not kept
         texts = read_texts(df, log)

@@ -23,7 +23,8 @@ from conflictbrief.inference.tagger import Tagger, drop_bare_tags, encode_words,
     uses_case_feature
 from conflictbrief.model.labels import OUTSIDE, LabelSchema
 from conflictbrief.model.loading import position_limit
-from conflictbrief.training.config import ConfigError, DataFile, TaggerConfig, check_bounds, dump_config
+from conflictbrief.training.config import ConfigError, DataFile, TaggerConfig, check_bounds, check_positions, \
+    dump_config
 from conflictbrief.training.loop import check_resume, config_changes_card, fresh_history, last_evaluated_step, \
     log_config_changes, prepare_training, run_steps, save_checkpoint, start_or_resume
 from conflictbrief.training.metrics import entity_errors, entity_scores, label_errors, restrict_tags
@@ -607,10 +608,8 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
     if held:
         log(f"eval: {len(held)} examples held out of the training files (eval_fraction {config.eval_fraction})")
     model, tokenizer = build_model(config, schema, log)
-    limit = position_limit(model.config)
-    if limit and config.max_length > limit:  # (a RuntimeError from the embeddings at the first long window)
-        raise ConfigError(f"max_length {config.max_length}: {config.base_model} reads at most {limit} tokens (its "
-                          f"position embeddings); give max_length={limit} or less")
+    check_positions([("max_length", config.max_length, config.max_length, position_limit(model.config),
+                      str(config.base_model))])
     dataset = to_dataset(train_examples)
     if config.teachers:
         soft = teacher_probs(config.teachers, train_examples, schema, config.max_length, config.stride,
