@@ -578,6 +578,56 @@ def test_training_windows_a_span_record_as_tag_windows_its_text(tmp_path):
     assert moved_segments(None, [(0, 1, 0, 2)]) is None
 
 
+def test_weight_average_is_the_mean_of_the_last_epochs_weights(tmp_path, data_dir, monkeypatch):
+    # average_epochs: N evaluates, at the end, the mean of the trainable weights at the ends of the last N
+    # epochs, and keeps it like any evaluation; the snapshots on disk go once it is done, and a finished run
+    # resumed does not average again.
+    from conflictbrief.training import tagger as training
+    from conflictbrief.training.config import DataFile, TaggerConfig, TinyModel
+    from conflictbrief.training.loop import WeightAverage, epoch_end_steps
+
+    assert epoch_end_steps(10, 4, 2) == [8, 10] and epoch_end_steps(8, 4, 5) == [4, 8]
+    assert epoch_end_steps(8, 4, 0) == []
+    layer = torch.nn.Linear(2, 2)
+    layer.bias.requires_grad_(False)  # frozen weights are not averaged (nor stored)
+    average = WeightAverage(tmp_path / "avg", [2, 3])
+    for step, value in ((1, 5.0), (2, 1.0), (3, 2.0)):
+        torch.nn.init.constant_(layer.weight, value)
+        average.snapshot(layer, step)  # step 1 is not one of the averaged steps
+    assert average.missing() == [] and sorted(p.name for p in (tmp_path / "avg").iterdir()) == [
+        "step-2.safetensors", "step-3.safetensors"]
+    bias = layer.bias.clone()
+    average.load_into(layer)
+    assert torch.equal(layer.weight, torch.full((2, 2), 1.5)) and torch.equal(layer.bias, bias)
+    average.clear()
+    assert not (tmp_path / "avg").exists()
+
+    seen = []  # the classifier weights each evaluation read
+    evaluate = training.evaluate_tagger
+    monkeypatch.setattr(training, "evaluate_tagger",
+                        lambda t, *a, **k: seen.append(t.model.classifier.weight.detach().clone()) or evaluate(t, *a, **k))
+    spans = str(data_dir / "spans.jsonl")
+    config = TaggerConfig(tiny_model=TinyModel(), train=[DataFile(spans, repeat=4)], eval=DataFile(spans),
+                          output_dir=str(tmp_path / "out"), batch_size=8, learning_rate=3e-3, epochs=3,
+                          average_epochs=2, log_every=1000)
+    report = training.train_tagger(config, log=lambda m: None)
+    history = report["history"]
+    assert [h.get("averaged_epochs") for h in history] == [None, None, None, 2]
+    assert history[-1]["step"] == history[-2]["step"] == report["total_steps"]
+    assert len(seen) == 4 and torch.allclose(seen[3], (seen[1] + seen[2]) / 2, atol=1e-6)
+    assert not (tmp_path / "out" / "average").exists()
+    assert report["best"] == max(history, key=lambda h: h["macro_f1"]) | {"per_label": report["best"]["per_label"],
+                                                                          "label_errors": report["best"]["label_errors"]}
+    assert "The mean of the weights at the ends of the last 2 epochs" in (tmp_path / "out" / "README.md").read_text()
+    again = training.train_tagger(config, resume=True, log=lambda m: None)
+    assert len(again["history"]) == 4 and len(seen) == 4
+
+    # without an eval set the latest model is kept: the average
+    report = training.train_tagger(dataclasses.replace(config, eval=None, output_dir=str(tmp_path / "noeval")),
+                                   log=lambda m: None)
+    assert report["best"] == {"step": report["total_steps"], "averaged_epochs": 2}
+
+
 def test_training_evaluates_in_the_windows_tag_reads_and_no_window_outgrows_the_positions(tmp_path, data_dir,
                                                                                          monkeypatch):
     # The evaluations of train tagger select the model and fill its card: they read as tag() reads (WINDOW

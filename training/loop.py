@@ -20,7 +20,7 @@ from conflictbrief.training.config import ConfigError
 # Config keys that say only how a run is watched, stopped or written: free to change between --resume runs.
 RUN_KEYS = frozenset({"output_dir", "time_limit_minutes", "log_every", "save_every", "threads"})
 # Keys that change only the evaluations (which step's model is kept), not the weights the steps reach.
-EVAL_KEYS = frozenset({"eval", "eval_every", "eval_limit", "eval_batch_size", "select_metric", "num_beams",
+EVAL_KEYS = frozenset({"eval", "eval_every", "eval_limit", "eval_batch_size", "select_metric", "average_epochs", "num_beams",
                        "max_new_tokens", "no_repeat_ngram_size", "length_penalty"})
 # Keys that make a checkpoint another model's (other weights, other shapes): --resume refuses a change.
 MODEL_KEYS = frozenset({"base_model", "tiny_model", "labels", "warm_start", "tie_encoder_decoder", "case_feature",
@@ -68,6 +68,51 @@ class LossScaling:
     def load(self, state: dict | None) -> None:
         if self.scaler and state:
             self.scaler.load_state_dict(state)
+
+
+def epoch_end_steps(total: int, steps_per_epoch: int, n: int) -> list[int]:
+    """The steps at which the last ``n`` epochs of a run of ``total`` steps end (a last part-epoch counts)."""
+    return sorted({*range(steps_per_epoch, total, steps_per_epoch), total})[-n:] if n > 0 else []
+
+
+class WeightAverage:
+    """The mean of a model's trainable weights at the given steps (the ends of the last epochs: weight
+    averaging). Each step's weights go to ``folder/step-N.safetensors`` as the run passes it, so that a run
+    stopped and resumed averages the same weights as one that was not."""
+
+    def __init__(self, folder: Path, steps: list[int]):
+        self.folder, self.steps = Path(folder), list(steps)
+
+    def path(self, step: int) -> Path:
+        return self.folder / f"step-{step}.safetensors"
+
+    def snapshot(self, model, step: int) -> None:
+        if step not in self.steps:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tensors = {n: p.detach().float().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+        save_file(tensors, str(self.path(step).with_suffix(".tmp")))
+        self.path(step).with_suffix(".tmp").replace(self.path(step))
+
+    def missing(self) -> list[int]:
+        return [s for s in self.steps if not self.path(s).is_file()]
+
+    def load_into(self, model) -> None:
+        """Set the model's trainable weights to the mean of the snapshots (all of them must be there)."""
+        total: dict[str, torch.Tensor] = {}
+        for step in self.steps:
+            for name, tensor in load_file(str(self.path(step))).items():
+                total[name] = total[name] + tensor if name in total else tensor
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, tensor in total.items():
+                params[name].copy_((tensor / len(self.steps)).to(params[name].dtype))
+
+    def clear(self) -> None:
+        for step in self.steps:
+            self.path(step).unlink(missing_ok=True)
+        if self.folder.is_dir() and not any(self.folder.iterdir()):
+            self.folder.rmdir()
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, step: int, best: dict | None, best_score: float,

@@ -25,8 +25,9 @@ from conflictbrief.model.labels import OUTSIDE, LabelSchema
 from conflictbrief.model.loading import position_limit
 from conflictbrief.training.config import ConfigError, DataFile, TaggerConfig, check_bounds, check_positions, \
     dump_config
-from conflictbrief.training.loop import check_resume, config_changes_card, fresh_history, last_evaluated_step, \
-    log_config_changes, prepare_training, run_steps, save_checkpoint, start_or_resume
+from conflictbrief.training.loop import WeightAverage, check_resume, config_changes_card, epoch_end_steps, \
+    fresh_history, last_evaluated_step, log_config_changes, prepare_training, run_steps, save_checkpoint, \
+    start_or_resume
 from conflictbrief.training.metrics import entity_errors, entity_scores, label_errors, restrict_tags
 from conflictbrief.training.readers import DataError, hold_out, read_tagger_file, to_dataset, words_with_offsets, \
     write_card
@@ -640,10 +641,13 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
     log(f"train: {len(train_examples)} examples -> {len(features)} windows; {total} steps; "
         f"eval: {len(eval_examples)} examples; device {trainee.device}")
     history_path = fresh_history(out_dir / "history.jsonl", resume)
+    average = WeightAverage(out_dir / "average", epoch_end_steps(total, steps_per_epoch, config.average_epochs))
     started = time.time()
 
-    def run_eval(step: int):
+    def run_eval(step: int, averaged: int = 0):
         nonlocal best, best_score
+        if not averaged:
+            average.snapshot(trainee.unwrapped(), step)  # every epoch's end is evaluated
         if not eval_examples:
             metrics = {"step": step}
         else:
@@ -653,11 +657,15 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
             tagger = Tagger(trainee.unwrapped(), tokenizer, stride=config.stride, batch_size=config.eval_batch_size)
             metrics = {"step": step, **evaluate_tagger(tagger, eval_examples, schema)}
             model.train()
+        if averaged:
+            metrics["averaged_epochs"] = averaged
         with history_path.open("a") as h:
             h.write(json.dumps({k: v for k, v in metrics.items() if k not in ("per_label", "label_errors")}) + "\n")
-        score = metrics.get(config.select_metric, step)
-        log(f"eval step {step}: " + json.dumps({k: metrics.get(k) for k in ("precision", "recall", "f1",
-                                                                           "macro_f1")}))
+        # without an eval set the latest model is kept, and the average comes after the last epoch's
+        score = metrics.get(config.select_metric, step + (0.5 if averaged else 0))
+        what = f" (the mean of the weights at the ends of the last {averaged} epochs)" if averaged else ""
+        log(f"eval step {step}{what}: " + json.dumps({k: metrics.get(k) for k in ("precision", "recall", "f1",
+                                                                                  "macro_f1")}))
         if score > best_score:
             best_score, best = score, metrics
             save_model(trainee.unwrapped(), tokenizer, out_dir)
@@ -701,8 +709,17 @@ def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
     if last_evaluated_step(history_path) != step:
         run_eval(step)
     seconds = earlier_seconds + time.time() - started
-    save(step, time.time() - started)
+    save(step, time.time() - started)  # the checkpoint keeps the last weights, whatever the average does
     history = [json.loads(line) for line in history_path.read_text().splitlines()]
+    if config.average_epochs and step >= total and not any(h.get("averaged_epochs") for h in history):
+        if missing := average.missing():
+            log(f"average_epochs {config.average_epochs}: no weights kept for step(s) "
+                f"{', '.join(map(str, missing))} (a run resumed with average_epochs set later); not averaged")
+        else:
+            average.load_into(trainee.unwrapped())
+            run_eval(step, averaged=len(average.steps))
+            average.clear()
+            history = [json.loads(line) for line in history_path.read_text().splitlines()]
     report = {"best": best, "history": history, "train_seconds": round(seconds, 1), "steps": step,
               "config_changes": config_changes,
               "total_steps": total, "finished": step >= total,
@@ -725,6 +742,7 @@ def error_cells(errors: dict | None) -> str:
 def write_model_card(out_dir: Path, config: TaggerConfig, report: dict, case: bool = False):
     best = report["best"] or {}
     errors = best.get("label_errors") or {}
+    averaged = next((h for h in report.get("history", []) if h.get("averaged_epochs")), None)
     lines = [
         "# conflictbrief tagger", "",
         f"Token classifier fine-tuned from `{config.base_model}` with `conflictbrief train tagger`.", "",
@@ -747,7 +765,13 @@ def write_model_card(out_dir: Path, config: TaggerConfig, report: dict, case: bo
         f"{config.eval_fraction}, seed {config.seed})" if config.eval_fraction else "- eval: none", "",
         "## Evaluation (entity level, seqeval strict IOB2)", "",
         f"micro P/R/F1: {best.get('precision')} / {best.get('recall')} / {best.get('f1')}; "
-        f"macro F1: {best.get('macro_f1')} (selected on {config.select_metric}, step {best.get('step')})", "",
+        f"macro F1: {best.get('macro_f1')} (selected on {config.select_metric}, step {best.get('step')}"
+        + (f", the mean of the weights at the ends of the last {best['averaged_epochs']} epochs"
+           if best.get("averaged_epochs") else "") + ")", "",
+        *([f"The mean of the weights at the ends of the last {averaged['averaged_epochs']} epochs (average_epochs): "
+           f"micro F1 {averaged.get('f1')}, macro F1 {averaged.get('macro_f1')}"
+           + (" (the model kept)." if best.get("averaged_epochs") else " (not kept: one epoch's model scored higher)."),
+           ""] if averaged else []),
         "| label | precision | recall | f1 | support | missed | spurious | other extent | taken for |",
         "|---|---|---|---|---|---|---|---|---|",
         *[f"| {k} | {v['precision']} | {v['recall']} | {v['f1']} | {v['support']} | " + error_cells(errors.get(k))
