@@ -626,6 +626,9 @@ def test_weight_average_is_the_mean_of_the_last_epochs_weights(tmp_path, data_di
     report = training.train_tagger(dataclasses.replace(config, eval=None, output_dir=str(tmp_path / "noeval")),
                                    log=lambda m: None)
     assert report["best"] == {"step": report["total_steps"], "averaged_epochs": 2}
+    card = (tmp_path / "noeval" / "README.md").read_text()
+    assert (f"step {report['total_steps']}, the mean of the weights at the ends of the last 2 epochs)" in card
+            and "F1 None" not in card)
 
 
 def test_training_evaluates_in_the_windows_tag_reads_and_no_window_outgrows_the_positions(tmp_path, data_dir,

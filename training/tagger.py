@@ -770,8 +770,8 @@ def write_model_card(out_dir: Path, config: TaggerConfig, report: dict, case: bo
            if best.get("averaged_epochs") else "") + ")", "",
         *([f"The mean of the weights at the ends of the last {averaged['averaged_epochs']} epochs (average_epochs): "
            f"micro F1 {averaged.get('f1')}, macro F1 {averaged.get('macro_f1')}"
-           + (" (the model kept)." if best.get("averaged_epochs") else " (not kept: one epoch's model scored higher)."),
-           ""] if averaged else []),
+           + (" (the model kept)." if best.get("averaged_epochs") else " (not kept: an epoch's model scored as high)."),
+           ""] if averaged and averaged.get("f1") is not None else []),
         "| label | precision | recall | f1 | support | missed | spurious | other extent | taken for |",
         "|---|---|---|---|---|---|---|---|---|",
         *[f"| {k} | {v['precision']} | {v['recall']} | {v['f1']} | {v['support']} | " + error_cells(errors.get(k))
