@@ -89,8 +89,8 @@ class TaggerConfig:
     select_metric: str = "macro_f1"
     average_epochs: int = 0
     """N > 0: at the end, the mean of the trainable weights at the ends of the last N epochs is evaluated as
-    well, and kept like any evaluation when it scores best (weight averaging: a smoother model than any one
-    epoch's, where the selection of one epoch on a small eval set is a draw). 0: off."""
+    well, and kept like any evaluation when it scores best (weight averaging; on the default recipe's stage 2
+    it scored within 1.6 macro F1 points of the last epoch, either way: README). 0: off."""
     freeze_word_embeddings: bool = True
     """Keeps the vocabulary matrix at the base's values: faster, and the shipped delta stays small."""
     reinit_layers: int = 0

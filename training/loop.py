@@ -20,8 +20,8 @@ from conflictbrief.training.config import ConfigError
 # Config keys that say only how a run is watched, stopped or written: free to change between --resume runs.
 RUN_KEYS = frozenset({"output_dir", "time_limit_minutes", "log_every", "save_every", "threads"})
 # Keys that change only the evaluations (which step's model is kept), not the weights the steps reach.
-EVAL_KEYS = frozenset({"eval", "eval_every", "eval_limit", "eval_batch_size", "select_metric", "average_epochs", "num_beams",
-                       "max_new_tokens", "no_repeat_ngram_size", "length_penalty"})
+EVAL_KEYS = frozenset({"eval", "eval_every", "eval_limit", "eval_batch_size", "select_metric", "average_epochs",
+                       "num_beams", "max_new_tokens", "no_repeat_ngram_size", "length_penalty"})
 # Keys that make a checkpoint another model's (other weights, other shapes): --resume refuses a change.
 MODEL_KEYS = frozenset({"base_model", "tiny_model", "labels", "warm_start", "tie_encoder_decoder", "case_feature",
                         "freeze_word_embeddings"})

@@ -744,7 +744,20 @@ def write_model_card(out_dir: Path, config: TaggerConfig, report: dict, case: bo
     errors = best.get("label_errors") or {}
     averaged = next((h for h in report.get("history", []) if h.get("averaged_epochs")), None)
     scored = [h for h in report.get("history", []) if not h.get("averaged_epochs") and h.get("f1") is not None]
-    recent = scored[-5:]
+    notes = []
+    if averaged and averaged.get("f1") is not None:
+        kept = ("the model kept" if best.get("averaged_epochs") else
+                "not kept: an earlier evaluation scored at least as high")
+        notes += [f"The mean of the weights at the ends of the last {averaged['averaged_epochs']} epochs "
+                  f"(average_epochs): micro F1 {averaged['f1']}, macro F1 {averaged['macro_f1']} ({kept}).", ""]
+    if len(scored) > 1:
+        # the best of many evaluations of one small eval set is a flattering figure: say what the others scored
+        recent = scored[-5:]
+        mean_f1, mean_macro = (sum(h[k] for h in recent) / len(recent) for k in ("f1", "macro_f1"))
+        notes += [f"The kept model is the best of {len(scored) + bool(averaged)} evaluations of this eval set, "
+                  f"which flatters it. The final weights scored micro F1 {scored[-1]['f1']:.4f}, macro F1 "
+                  f"{scored[-1]['macro_f1']:.4f}; the last {len(recent)} evaluations averaged micro F1 "
+                  f"{mean_f1:.4f}, macro F1 {mean_macro:.4f}.", ""]
     lines = [
         "# conflictbrief tagger", "",
         f"Token classifier fine-tuned from `{config.base_model}` with `conflictbrief train tagger`.", "",
@@ -770,15 +783,7 @@ def write_model_card(out_dir: Path, config: TaggerConfig, report: dict, case: bo
         f"macro F1: {best.get('macro_f1')} (selected on {config.select_metric}, step {best.get('step')}"
         + (f", the mean of the weights at the ends of the last {best['averaged_epochs']} epochs"
            if best.get("averaged_epochs") else "") + ")", "",
-        *([f"The mean of the weights at the ends of the last {averaged['averaged_epochs']} epochs (average_epochs): "
-           f"micro F1 {averaged.get('f1')}, macro F1 {averaged.get('macro_f1')}"
-           + (" (the model kept)." if best.get("averaged_epochs") else " (not kept: an earlier evaluation scored at least as high)."),
-           ""] if averaged and averaged.get("f1") is not None else []),
-        # the best of many evaluations of one small eval set is a flattering figure; say what the others scored
-        *([f"The kept model is the best of {len(scored) + bool(averaged)} evaluations of this eval set, which "
-           f"flatters it. The final weights scored micro F1 {scored[-1]['f1']:.4f}, macro F1 "
-           f"{scored[-1]['macro_f1']:.4f}; the last {len(recent)} evaluations averaged micro F1 {sum(h['f1'] for h in recent) / len(recent):.4f}, macro F1 "
-           f"{sum(h['macro_f1'] for h in recent) / len(recent):.4f}.", ""] if len(scored) > 1 else []),
+        *notes,
         "| label | precision | recall | f1 | support | missed | spurious | other extent | taken for |",
         "|---|---|---|---|---|---|---|---|---|",
         *[f"| {k} | {v['precision']} | {v['recall']} | {v['f1']} | {v['support']} | " + error_cells(errors.get(k))
