@@ -89,6 +89,9 @@ def _add_evaluate(sub):
                         "predictions); default all")
     p.add_argument("--min-score", type=_unit_interval, default=0.0,
                    help="tagger: score only entities scored at least this (0-1)")
+    p.add_argument("--model-labels", action="store_true",
+                   help="tagger: score the label the model gave every entity (by default a surname on its own "
+                        "takes the Person label of the full name in the same text, as in tag and brief)")
     p.add_argument("--device", default="auto")
     _add_dtype(p)
 
@@ -133,6 +136,9 @@ def _add_run(sub):
                             "('he', 'we'); all: every entity the tagger finds")
         p.add_argument("--min-score", type=_unit_interval, default=0.0,
                        help="leave out entities scored below this (0-1; 0.9: precision up, recall down; README)")
+        p.add_argument("--model-labels", action="store_true",
+                       help="every entity keeps the label the model gave it (by default a surname on its own "
+                            "takes the Person label of the full name in the same text)")
         if name == "brief":
             p.add_argument("--briefer", default="default", help="briefer directory or Hub name")
             p.add_argument("--neutrality", help="loaded-term lexicon YAML (default: packaged)")
@@ -156,6 +162,7 @@ def _add_serve(sub):
     p.add_argument("--briefer", default="default")
     p.add_argument("--mentions", choices=["names", "all"], default="names", help="as for brief")
     p.add_argument("--min-score", type=_unit_interval, default=0.0, help="as for brief")
+    p.add_argument("--model-labels", action="store_true", help="as for brief")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     _add_dtype(p)
     p.add_argument("--max-concurrency", type=_at_least(1), default=2, help="requests analysed at once")
@@ -185,7 +192,8 @@ def cmd_run(args) -> int:
     pipeline = Pipeline.load(tagger=args.tagger, briefer=getattr(args, "briefer", None), device=args.device,
                              dtype=args.dtype,
                              neutrality=getattr(args, "neutrality", None), threads=args.threads,
-                             batch_size=args.batch_size, mentions=args.mentions, min_score=args.min_score)
+                             batch_size=args.batch_size, mentions=args.mentions, min_score=args.min_score,
+                             consistent_names=not args.model_labels)
     try:
         summary = run_batch(pipeline, args.inputs, args.output, args.text_field, args.id_field, args.resume,
                             args.overwrite, args.batch_size, args.max_chars, args.dedup, args.quiet, args.out_format,
@@ -229,7 +237,8 @@ def cmd_serve(args) -> int:
         print(f"warning: serving on {args.host} without an API key: whoever reaches the port can use the service "
               "(--api-key-file or CONFLICTBRIEF_API_KEY)", file=sys.stderr, flush=True)
     load = dict(tagger=args.tagger, briefer=args.briefer, device=args.device, dtype=args.dtype,
-                mentions=args.mentions, min_score=args.min_score, neutrality=args.neutrality, threads=args.threads,
+                mentions=args.mentions, min_score=args.min_score, consistent_names=not args.model_labels,
+                neutrality=args.neutrality, threads=args.threads,
                 max_chars=args.max_chars)
     if args.workers == "processes":
         from conflictbrief.inference.workers import ProcessPipeline
@@ -324,11 +333,11 @@ def _write_jsonl(path: str, records: list[dict]) -> str:
 
 
 def cmd_evaluate(args) -> int:
-    for flag, kind in (("errors", "tagger"), ("briefs", "briefer")):
+    for flag, kind in (("errors", "tagger"), ("briefs", "briefer"), ("model_labels", "tagger")):
         if getattr(args, flag) and args.kind != kind:
             from conflictbrief.training.config import ConfigError
 
-            raise ConfigError(f"--{flag} is for evaluate {kind}")
+            raise ConfigError(f"--{flag.replace('_', '-')} is for evaluate {kind}")
     if args.kind == "tagger":
         from conflictbrief.inference.tagger import Tagger
         from conflictbrief.model.labels import LabelSchema, SchemaError
@@ -336,7 +345,7 @@ def cmd_evaluate(args) -> int:
         from conflictbrief.training.tagger import evaluate_tagger
 
         tagger = Tagger.load(args.model, device=args.device, dtype=args.dtype, mentions=args.mentions,
-                             min_score=args.min_score)
+                             min_score=args.min_score, consistent_names=not args.model_labels)
         schema = LabelSchema.from_yaml(args.labels)
         if set(schema.labels) != set(tagger.labels):
             if args.labels:

@@ -12,6 +12,10 @@ Each with windows of whole sentences (the default since 2026-12-07) and with win
 text (before); and sentence by sentence, the evaluation file as it is.
 
     python benchmarks/conll_documents.py ../shared/data/conll2003/test.txt [--model DIR] [--dtype float32]
+        [--model-labels]
+
+``--model-labels``: without ``person_consistent_tags`` (a surname on its own keeps the model's label), as before
+2026-12-07.
 """
 import argparse
 from pathlib import Path
@@ -61,13 +65,14 @@ def main() -> None:
     ap.add_argument("data")
     ap.add_argument("--model", default="default")
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--model-labels", action="store_true")
     args = ap.parse_args()
     schema = LabelSchema.from_yaml(None)
     docs = documents(args.data, schema)
     keep = schema.annotated_labels("conll")
     prose = [sum(e["tokens"][-1] in ENDS for e in d) >= 0.6 * len(d) for d in docs]
     gold = [restrict_tags([t or "O" for e in d for t in e["tags"]], keep) for d in docs]
-    tagger = tagging.Tagger.load(args.model, device="cpu", dtype=args.dtype)
+    tagger = tagging.Tagger.load(args.model, device="cpu", dtype=args.dtype, consistent_names=not args.model_labels)
 
     def report(name, pred):
         cells = []

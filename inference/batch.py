@@ -1058,6 +1058,8 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
                        "min_score": getattr(getattr(pipeline, "tagger", None), "min_score", 0.0)}
             if encoding != "auto":  # (so that outputs of jobs from before --encoding existed still resume)
                 options["encoding"] = encoding
+            if not getattr(getattr(pipeline, "tagger", None), "consistent_names", True):  # likewise
+                options["model_labels"] = True
             if not brief:  # (likewise: brief outputs of before 2026-12-06 resume; tag outputs of then do not)
                 options["entities_only"] = True
             done, last_source = _prepare_output(out, resume, overwrite, _inputs_fingerprint(files, options))

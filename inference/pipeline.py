@@ -146,27 +146,29 @@ class Pipeline:
     def load(cls, tagger: str | None = "default", briefer: str | None = "default", device: str = "auto",
              dtype: torch.dtype | str | None = "auto", neutrality: str | None = None, threads: int | None = None,
              batch_size: int | None = None, mentions: str = "names", min_score: float = 0.0,
-             **kwargs) -> "Pipeline":
+             consistent_names: bool = True, **kwargs) -> "Pipeline":
         """Load both models once. ``tagger``/``briefer``: 'default', a directory or a Hub name;
         ``briefer=None`` tags only. ``dtype``: 'auto' (the default) is bfloat16 on a CPU with AMX units and
         float32 elsewhere (``conflictbrief.model.loading.auto_dtype``); None or 'float32' for float32;
         float16/bfloat16 on GPU; bfloat16 (on a CPU with AMX) or 'int8' (dynamic quantisation) on CPU.
         ``mentions``: 'names' leaves out entities that are only a pronoun or determiner ("he", "we"), 'all'
         keeps every entity the tagger finds (see ``conflictbrief.inference.tagger.MENTIONS``). ``min_score``:
-        entities scored lower are left out (README: precision and recall on re3d dev for a few values)."""
+        entities scored lower are left out (README: precision and recall on re3d dev for a few values).
+        ``consistent_names``: a surname on its own takes the Person label of the full name in the same text
+        (``conflictbrief.inference.tagger.person_consistent_tags``); False keeps the model's own labels."""
         lexicon = Lexicon.load(neutrality)  # a bad lexicon stops before any weights are loaded
         if threads:
             torch.set_num_threads(threads)
         dtype = parse_dtype(dtype, device)
         batch_size = batch_size or default_batch_size(dtype)
         t = Tagger.load(tagger, device=device, dtype=dtype, batch_size=batch_size * 2, mentions=mentions,
-                        min_score=min_score)
+                        min_score=min_score, consistent_names=consistent_names)
         extractive = briefer == "default" and not default_installed("briefer")
         b = Briefer.load(briefer, device=device, dtype=dtype, batch_size=batch_size) if briefer and not extractive \
             else None
         models = {"conflictbrief": __version__,
                   "tagger": {"ref": tagger or "default", "weights": _fingerprint(t.model), "labels": t.labels,
-                             "mentions": mentions, "min_score": min_score},
+                             "mentions": mentions, "min_score": min_score, "consistent_names": consistent_names},
                   "briefer": {"ref": briefer, "weights": _fingerprint(b.model), "source_tokens": b.max_source_length}
                   if b else None,
                   "device": str(next(t.model.parameters()).device),

@@ -344,6 +344,64 @@ def test_no_entity_begins_or_ends_on_a_punctuation_mark_and_no_article_is_an_ent
     assert repair_bio(["B-Location"]) == ["B-Location"]
 
 
+def test_a_person_named_in_full_keeps_that_label_where_the_text_names_them_again():
+    from conflictbrief.inference.tagger import decode_entities, person_consistent_tags
+    from conflictbrief.training.readers import words_with_offsets
+
+    id2label = {0: "O", 1: "B-Person", 2: "I-Person", 3: "B-Organisation", 4: "I-Organisation", 5: "B-Location",
+                6: "I-Location"}
+    ids = {v: k for k, v in id2label.items()}
+
+    def decode(text, tags, score=0.95, consistent=True):
+        words = words_with_offsets(text)
+        tags = tags.split()
+        assert len(tags) == len(words), [w for w, _, _ in words]
+        probs = torch.full((len(words), 7), 0.005)
+        probs[range(len(words)), [ids[t] for t in tags]] = score
+        found = decode_entities(text, words, probs, id2label, consistent=consistent)
+        return [(e.label, e.text, e.score) for e in found]
+
+    # what the shipped tagger did in the seed article and in CoNLL-2003 test documents: the surname alone as an
+    # Organisation or a Location
+    text = "President Bashar al-Assad spoke. Forces of al-Assad took Idlib. Assad met Fawaz Bitar. Bitar left."
+    tags = ("B-Person I-Person I-Person I-Person I-Person O O B-Organisation O B-Organisation I-Organisation "
+            "I-Organisation O B-Location O B-Organisation O B-Person I-Person O B-Location O O")
+    found = decode(text, tags)
+    assert [(label, t) for label, t, _ in found] == [
+        ("Person", "President Bashar al-Assad"), ("Organisation", "Forces"), ("Person", "al-Assad"),
+        ("Location", "Idlib"), ("Organisation", "Assad"), ("Person", "Fawaz Bitar"), ("Person", "Bitar")]
+    assert all(score == 0.95 for _, _, score in found)  # a relabelled mention keeps the score the model gave it
+    assert [label for label, _, _ in decode(text, tags, consistent=False)] == \
+        ["Person", "Organisation", "Organisation", "Location", "Organisation", "Person", "Location"]
+    # a full name the model is unsure of, one word, or a text without capitals is no evidence
+    assert [label for label, _, _ in decode(text, tags, score=0.85)][-1] == "Location"
+    assert [label for label, _, _ in decode("Bitar spoke. Bitar left.", "B-Person O O B-Location O O")] == \
+        ["Person", "Location"]
+    assert [label for label, _, _ in decode("fawaz bitar spoke. bitar left.", "B-Person I-Person O O B-Location O O")
+            ] == ["Person", "Location"]
+    # the same rule on words (``Tagger.tag_words``); a surname that begins a longer name ("Kemeys Folly", a house)
+    # and a full name ("Hull KR", which the model called a Person once) keep their labels; so does all of it for
+    # a model without a person label
+    words = ["Peter", "Munk", "of", "Barrick", "said", "Munk", "is", "in", "Munk", "Hall", "near", "Hull", "KR", ","]
+    tags = ["B-PER", "I-PER", "O", "B-ORG", "O", "B-ORG", "O", "O", "B-LOC", "O", "O", "B-ORG", "I-ORG", "O"]
+
+    def words_rule(tags, person="PER", score=0.95):
+        return person_consistent_tags(tags, words, lambda a, b: " ".join(words[a:b]), [score] * len(tags), person)
+
+    assert words_rule(tags) == [*tags[:5], "B-PER", *tags[6:]]
+    assert words_rule(tags, person=None) == tags
+    assert words_rule(tags, score=0.89) == tags
+    hull = [*tags[:11], "B-PER", "I-PER", "O"]  # "Hull KR" a Person too: no surname ("KR"), nothing changes
+    assert words_rule(hull) == [*hull[:5], "B-PER", *hull[6:]]
+    words = ["Kleiner", "Perkins", "hired", "her", ";", "Kleiner", "Perkins", "said"]
+    tags = ["B-PER", "I-PER", "O", "O", "O", "B-ORG", "I-ORG", "O"]
+    assert words_rule(tags) == tags
+    # the last word of a full name is a name, not an acronym ("Janice Atkinson MEP")
+    words = ["Janice", "Atkinson", "MEP", "said", "the", "MEP", "left"]
+    tags = ["B-PER", "I-PER", "I-PER", "O", "O", "B-ORG", "O"]
+    assert words_rule(tags) == tags
+
+
 def test_money_cut_apart_by_the_word_split_comes_back_as_one_entity():
     from conflictbrief.inference.tagger import decode_entities
     from conflictbrief.training.readers import words_with_offsets
@@ -956,7 +1014,8 @@ def test_cli_evaluate_tagger_prints_one_json_object_with_the_issue_keys(tiny_tag
     results = {}
     for mentions in ("all", "names"):
         done = subprocess.run([sys.executable, "-m", "conflictbrief.cli", "evaluate", "tagger", "--model",
-                               str(tiny_tagger_dir), "--data", str(extra), "--device", "cpu", "--mentions", mentions],
+                               str(tiny_tagger_dir), "--data", str(extra), "--device", "cpu", "--mentions", mentions,
+                               *(["--model-labels"] if mentions == "names" else [])],
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         results[mentions] = json.loads(done.stdout)
@@ -965,6 +1024,8 @@ def test_cli_evaluate_tagger_prints_one_json_object_with_the_issue_keys(tiny_tag
         assert {"precision", "recall", "f1", "support"} <= set(r["per_label"]["Location"])
     assert results["all"]["mentions"] == "all" and results["all"]["per_label"]["Person"]["support"] == 1
     assert results["names"]["mentions"] == "names" and "Person" not in results["names"]["per_label"]
+    # the JSON says whether a surname on its own took the full name's Person label (``person_consistent_tags``)
+    assert results["all"]["consistent_names"] is True and results["names"]["consistent_names"] is False
 
 
 def test_min_score_leaves_out_low_scored_entities_in_tag_and_tag_words(tiny_tagger_dir):
@@ -1373,6 +1434,8 @@ def test_cli_evaluate_tagger_writes_the_sentences_with_mistakes(tiny_tagger_dir,
     assert all(r["id"].startswith(str(data_dir / "spans.jsonl")) for r in records)
     assert main(["evaluate", "briefer", "--data", str(data_dir / "pairs.jsonl"), "--errors", str(out)]) == 2
     assert "--errors is for evaluate tagger" in capsys.readouterr().err
+    assert main(["evaluate", "briefer", "--data", str(data_dir / "pairs.jsonl"), "--model-labels"]) == 2
+    assert "--model-labels is for evaluate tagger" in capsys.readouterr().err
 
 
 def test_cli_evaluate_briefer_writes_each_brief_beside_its_reference(data_dir, tmp_path, capsys):

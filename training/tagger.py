@@ -564,7 +564,7 @@ def evaluate_tagger(tagger: Tagger, examples: list[dict], schema: LabelSchema | 
     if errors_to is not None:
         errors_to.extend(records)
     return {**entity_scores(gold, pred), "entity_errors": counts, "label_errors": label_errors(records),
-            "mentions": tagger.mentions, "min_score": tagger.min_score}
+            "mentions": tagger.mentions, "min_score": tagger.min_score, "consistent_names": tagger.consistent_names}
 
 
 def train_tagger(config: TaggerConfig, resume: bool = False, log=print) -> dict:
