@@ -871,6 +871,20 @@ def test_tag_writes_entities_only_and_does_not_resume_as_brief(tiny_pipeline, tm
     assert run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, resume=True, brief=False)["records"] == 3
 
 
+def test_resume_does_not_mix_the_models_labels_with_consistent_names(tiny_pipeline, tmp_path):
+    """--model-labels changes entities (a surname keeps the model's label): an output of one is not resumed by
+    the other; an output of the default resumes as before the option existed (no new fingerprint key)."""
+    dump, out = tmp_path / "d.jsonl", tmp_path / "o.jsonl"
+    dump.write_text("".join(json.dumps({"id": f"r{i}", "text": GOOD}) + "\n" for i in range(3)))
+    tiny_pipeline.tagger.consistent_names = False
+    run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, limit=2, brief=False)
+    tiny_pipeline.tagger.consistent_names = True
+    with pytest.raises(BatchError, match="written for other inputs or options"):
+        run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, resume=True, brief=False)
+    tiny_pipeline.tagger.consistent_names = False
+    assert run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, resume=True, brief=False)["records"] == 3
+
+
 def _zip_flag(data: bytes, member: str, offset: int, value: int) -> bytes:
     """``data`` (a zip archive) with the 2-byte field at ``offset`` of ``member``'s central-directory entry set."""
     import struct
