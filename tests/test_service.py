@@ -261,6 +261,9 @@ def test_serve_takes_the_lexicon_threads_and_length_limit_the_batch_job_takes(mo
     assert main(["serve", "--neutrality", "mine.yaml", "--threads", "3", "--max-chars", "5000", "--port", "8001",
                  "--workers", "threads"]) == 0
     assert (seen["neutrality"], seen["threads"], seen["max_chars"], seen["port"]) == ("mine.yaml", 3, 5000, 8001)
+    assert seen["consistent_names"] is True
+    assert main(["serve", "--model-labels", "--workers", "threads"]) == 0
+    assert seen["consistent_names"] is False  # the model's own labels, as `brief --model-labels` gives them
 
 
 def test_serve_passes_its_time_limit_to_the_app(monkeypatch):
