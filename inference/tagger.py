@@ -520,13 +520,13 @@ def person_consistent_tags(tags: list[str], words: list[str], span_text, scores:
     A full name is a ``person`` entity the model scores at least ``FULL_NAME_SCORE`` (``_short_names``:
     "President Bashar al-Assad", "Fawaz Bitar"). An entity of another label whose text (``span_text(start,
     end)``) is a shorter form of that name ("Bashar al-Assad", "al-Assad", "Bitar") becomes ``person``, unless
-    a word with a capital follows it (the "Kemeys" of "Kemeys Folly", a house): the shipped tagger gives a
-    surname on its own another label 140 times in 607 news articles where it called the full name a Person
-    ("Biden", "Netanyahu"; "al-Assad" twice an Organisation in the seed article). Nothing is added where the model
-    tagged nothing, a full name is never relabelled (the model called "Hull KR" a Person once and an
-    Organisation thrice), and in a text without capitals nothing is a full name. A surname that is also a
-    place stays a risk ("George Washington" makes "Washington" a Person). README, Status, "One name, one
-    label": on CoNLL-2003 test read as documents all 24 relabelled entities were people."""
+    a word with a capital follows it (the "Kemeys" of "Kemeys Folly", a house). In 607 news articles this
+    relabels 140 mentions the shipped tagger gave another label ("Biden", "Netanyahu"; "al-Assad" twice an
+    Organisation in the seed article), 2 of them wrongly; on CoNLL-2003 test read as documents, 24, all gold
+    Person (README, Status, "One name, one label"). Nothing is added where the model tagged nothing, a full
+    name is never relabelled (the model called "Hull KR" a Person once and an Organisation thrice), and in a
+    text without capitals nothing is a full name. A surname that is also a place stays a risk ("George
+    Washington" makes "Washington" a Person)."""
     if person is None:
         return tags
     spans = mention_spans(tags)
