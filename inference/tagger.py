@@ -543,8 +543,9 @@ def person_consistent_tags(tags: list[str], words: list[str], span_text, scores:
 
 
 def decode_entities(text: str, words: list[tuple[str, int, int]], probs: torch.Tensor,
-                    id2label: dict[int, str], masks=None, consistent: bool = False) -> list[Entity]:
-    """Entities of ``text`` from its words' tag probabilities; ``consistent``: ``person_consistent_tags``."""
+                    id2label: dict[int, str], masks=None, person: str | None = None) -> list[Entity]:
+    """Entities of ``text`` from its words' tag probabilities. ``person``: the label whose full names a surname
+    on its own takes (``person_consistent_tags``); None keeps the model's labels."""
     if not words:
         return []
     tag_list = [id2label[i] for i in range(len(id2label))]
@@ -557,10 +558,9 @@ def decode_entities(text: str, words: list[tuple[str, int, int]], probs: torch.T
         changed = [i for i, (a, b) in enumerate(zip(tags, joined)) if a != b and b in label2id]
         scores[changed] = probs[changed, [label2id[joined[i]] for i in changed]].to(scores.dtype)
         tags = joined
-    if consistent:  # a relabelled mention keeps its score: the model's confidence in it, under the other label
+    if person:  # a relabelled mention keeps its score: the model's confidence in it, under the other label
         tags = person_consistent_tags(tags, [w for w, _, _ in words],
-                                      lambda a, b: text[words[a][1]:words[b - 1][2]], scores.tolist(),
-                                      person_label(tag_list))
+                                      lambda a, b: text[words[a][1]:words[b - 1][2]], scores.tolist(), person)
     entities, current = [], None
     for (_, start, end), tag, score in zip(words, tags, scores.tolist()):
         prefix, label = split_tag(tag)
@@ -699,7 +699,8 @@ class Tagger:
         probs = predict_word_probs(self.model, self.tokenizer, [[w for w, _, _ in ws] for ws in words],
                                    self.max_length, self.stride, self.batch_size, segments)
         release_free_memory()  # the windows' activations, freed: see inference/heap.py
-        entities = [decode_entities(t, ws, p, self.id2label, self.masks, self.consistent_names)
+        person = self.person if self.consistent_names else None
+        entities = [decode_entities(t, ws, p, self.id2label, self.masks, person)
                     for t, ws, p in zip(texts, words, probs)]
         if self.min_score > 0:
             entities = [[e for e in ents if e.score >= self.min_score] for ents in entities]
