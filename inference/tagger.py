@@ -532,7 +532,7 @@ def person_consistent_tags(tags: list[str], words: list[str], span_text, scores:
     spans = mention_spans(tags)
     short = set()
     for start, end, label in spans:
-        if label == person and end - start > 1 and sum(scores[start:end]) / (end - start) >= FULL_NAME_SCORE:
+        if label == person and sum(scores[start:end]) / (end - start) >= FULL_NAME_SCORE:
             short.update(_short_names(span_text(start, end).split()))
     out = list(tags)
     for start, end, label in spans:
@@ -674,6 +674,7 @@ class Tagger:
         (``word_list_segments``)."""
         probs = predict_word_probs(self.model, self.tokenizer, word_lists, self.max_length, self.stride,
                                    self.batch_size, segments, by_sentence=True)
+        person = self.person if self.consistent_names else None
         tags = []
         for p, words in zip(probs, word_lists):
             if not len(p):
@@ -681,12 +682,10 @@ class Tagger:
                 continue
             ids = viterbi_tags(p, self.tag_list, self.masks)
             seq = repair_bio([self.tag_list[i] for i in ids], words)
-            scores = p[range(len(ids)), ids]  # the same entity score as ``tag``: mean probability of the tags
-            if self.consistent_names:
-                seq = person_consistent_tags(seq, words, lambda a, b: " ".join(words[a:b]), scores.tolist(),
-                                             self.person)
+            scores = p[range(len(ids)), ids].tolist()  # as ``tag`` scores an entity: mean probability of its tags
+            seq = person_consistent_tags(seq, words, lambda a, b: " ".join(words[a:b]), scores, person)
             if self.min_score > 0:
-                seq = drop_low_score_tags(seq, scores.tolist(), self.min_score)
+                seq = drop_low_score_tags(seq, scores, self.min_score)
             tags.append(seq)
         if self.mentions == "names":
             tags = [drop_bare_tags(t, words) for t, words in zip(tags, word_lists)]
