@@ -221,7 +221,7 @@ def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, co
             if cur_len in trim_at:
                 # The encoder's and the first step's activations, then half a search of caches grown one position
                 # at a time, are freed but stay in the heap, fragmented: give them back (inference/heap.py).
-                # At batch 32 this lowered the peak by 50-70 MiB; each call takes 4-18 ms (README, performance).
+                # At batch 32 this lowered the peak by 50-70 MiB; each call takes 4-18 ms (docs/performance.md).
                 release_free_memory()
 
             # _check_early_stop_heuristic

@@ -3,7 +3,7 @@
 A batch of beam search allocates and frees a few hundred MiB of tensors of slowly growing sizes (the self-attention
 cache grows by one position per step). glibc keeps those freed blocks in the process, fragmented, so the resident
 memory of a long job climbed batch after batch: the 1,000-article job at batch 16 in bfloat16 went from 1.15 to
-1.52 GiB, although each batch needs the same (README, performance). ``malloc_trim(0)`` after each batch returns
+1.52 GiB, although each batch needs the same (docs/performance.md). ``malloc_trim(0)`` after each batch returns
 the free pages; it took 4-18 ms a call at batch 32. Elsewhere than glibc (macOS, musl, Windows) this does nothing.
 """
 from __future__ import annotations

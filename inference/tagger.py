@@ -105,7 +105,7 @@ def shares_window(text: str, start: int, end: int) -> bool:
     the model 10 F1 points on the 75 documents that are mostly tables. Every line without end punctuation alone
     did a little better there (0.877 against 0.845) and a little worse on the 156 prose documents (0.652
     against 0.654), and it left a line holding one name, a page's tag link ("Idlib"), without the article
-    around it, which is where the tagger goes wrong (README, Status, "Short texts")."""
+    around it, which is where the tagger goes wrong (docs/measurements.md, "Short texts")."""
     return bool(_SENTENCE_END.search(text[max(start, end - 16):end])) or not _DIGIT.search(text, start, end)
 
 
@@ -152,7 +152,7 @@ def sentence_windows(counts: list[int], segments: list[Segment], budget: int, st
 
     The models are trained on single sentences. On CoNLL-2003 test joined into its 231 documents as text, the
     shipped tagger scores 0.703 F1 with 256-subword windows sliding over each document, 0.732 with these
-    (0.735 sentence by sentence): table rows in one window mislead it (README, Status, "Windows")."""
+    (0.735 sentence by sentence): table rows in one window mislead it (docs/measurements.md, "Windows")."""
     windows: list[tuple[int, int]] = []
     start = end = used = 0
     packable = False
@@ -349,7 +349,7 @@ def pad_batch(windows: list[Window], pad_id: int, device) -> dict[str, torch.Ten
 WINDOW = 256
 """Subwords in a window of ``Tagger`` (``tag``, ``brief``, ``serve``, ``evaluate tagger`` and the evaluations of
 ``train tagger``, whatever ``max_length`` a model was trained with): on CoNLL-2003 test documents 256 read better
-than 128 and 512 (README, Status, "Windows")."""
+than 128 and 512 (docs/measurements.md, "Windows")."""
 
 
 @torch.inference_mode()
@@ -523,7 +523,7 @@ def person_consistent_tags(tags: list[str], words: list[str], span_text, scores:
     a word with a capital follows it (the "Kemeys" of "Kemeys Folly", a house). In 607 news articles this
     relabels 140 mentions the shipped tagger gave another label ("Biden", "Netanyahu"; "al-Assad" twice an
     Organisation in the seed article), 2 of them wrongly; on CoNLL-2003 test read as documents, 24, all gold
-    Person (README, Status, "One name, one label"). Nothing is added where the model tagged nothing, a full
+    Person (docs/measurements.md, "One name, one label"). Nothing is added where the model tagged nothing, a full
     name is never relabelled (the model called "Hull KR" a Person once and an Organisation thrice), and in a
     text without capitals nothing is a full name. A surname that is also a place stays a risk ("George
     Washington" makes "Washington" a Person)."""

@@ -319,7 +319,7 @@ def auto_dtype(device: str | torch.device = "auto"):
 
     On this project's machine (Xeon with AMX) bfloat16 made the whole pipeline about twice as fast, with brief
     ROUGE-L within 0.2 point of float32 and the tagger's re3d dev F1 0.709 / macro 0.550 instead of 0.710 /
-    0.553 (README, performance). CPUs with only AVX512-BF16 were not measured, and on GPUs float32 stays the
+    0.553 (docs/performance.md). CPUs with only AVX512-BF16 were not measured, and on GPUs float32 stays the
     default (no GPU was measured); pass dtype='bfloat16' there to choose it.
     """
     dev = device_for(device) if isinstance(device, str) else device
@@ -331,7 +331,7 @@ def default_batch_size(dtype) -> int:
 
     Half-width activations and caches let twice the articles fit the same memory. On this project's machine the
     1,000-article job in bfloat16 took 2 min 46 s at 32 (peak RSS 1.42 GiB, under the 1.5 GiB goal) and 3 min
-    14 s at 16 (1.29 GiB; README, performance). float32 at 32 was not measured; its caches are twice as large.
+    14 s at 16 (1.29 GiB; docs/performance.md). float32 at 32 was not measured; its caches are twice as large.
     """
     return 32 if dtype in (torch.bfloat16, torch.float16) else 16
 
@@ -354,7 +354,7 @@ def cpu_has_fast_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX, or AVX512-BF16).
 
     With AMX (Xeon Sapphire Rapids and later) bfloat16 inference measured 2.2-2.7x faster than float32 on this
-    project's machine (README, performance); AVX512-BF16 alone (AMD Zen 4, some Xeons) was not measured.
+    project's machine (docs/performance.md); AVX512-BF16 alone (AMD Zen 4, some Xeons) was not measured.
     Elsewhere bfloat16 is emulated and slower than float32.
     """
     return cpu_has_amx() or _cpu_probe("_is_avx512_bf16_supported")
@@ -363,8 +363,8 @@ def cpu_has_fast_bf16() -> bool:
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     """Dynamic int8 quantisation of every ``nn.Linear`` (weights int8, activations quantised per batch).
 
-    CPU inference only. The embeddings and layer norms stay float32. Measured effects are in the README's
-    performance section.
+    CPU inference only. The embeddings and layer norms stay float32. Measured effects are in
+    docs/performance.md.
     """
     from torch.ao.quantization import quantize_dynamic
 

@@ -40,7 +40,7 @@ def test_long_text_is_windowed_not_truncated(tiny_tagger_dir):
 
 def test_windows_hold_whole_sentences_and_a_line_without_punctuation_stands_alone(tiny_tagger_dir):
     # Until 2026-12-07 windows of 256 subwords slid over the whole text, across sentences and table rows; a
-    # model trained on single sentences read table rows packed together much worse (README, Status, "Windows").
+    # model trained on single sentences read table rows packed together much worse (docs/measurements.md, "Windows").
     from conflictbrief.inference.tagger import sentence_segments, sentence_windows, words_text
     from conflictbrief.training.readers import words_with_offsets
 

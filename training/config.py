@@ -106,7 +106,7 @@ class TaggerConfig:
     threads: int | None = None
     mixed_precision: str = "no"
     """'bf16': forward passes in bfloat16 autocast (weights and optimiser stay float32); for GPUs and CPUs with
-    AMX (README, performance). 'fp16': float16 autocast with loss scaling, for GPUs without bfloat16 (T4,
+    AMX (docs/performance.md). 'fp16': float16 autocast with loss scaling, for GPUs without bfloat16 (T4,
     V100); refused without a GPU. 'no': float32 throughout."""
     label_weight_power: float = 0.0
     """Rare labels weigh more in the loss: (median label count / label count) ** power, at least 1 (0: off)."""
