@@ -135,7 +135,8 @@ def _add_run(sub):
                        help="names (default): leave out entities that are only a pronoun or determiner "
                             "('he', 'we'); all: every entity the tagger finds")
         p.add_argument("--min-score", type=_unit_interval, default=0.0,
-                       help="leave out entities scored below this (0-1; 0.9: precision up, recall down; README)")
+                       help="leave out entities scored below this (0-1; 0.9: precision up, recall down; "
+                            "docs/measurements.md)")
         p.add_argument("--model-labels", action="store_true",
                        help="every entity keeps the label the model gave it (by default a surname on its own "
                             "takes the Person label of the full name in the same text)")

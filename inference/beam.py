@@ -10,7 +10,7 @@ gather of [rows, ~500] instead of four passes over [rows, 30,522]. The candidate
 candidates, finished beams kept by length-normalised score, its early-stopping heuristic), and the outputs
 are the same token for token in float32 (tested against ``model.generate``). In bfloat16 the logits have 8
 significant bits, so candidate scores tie often; ``precise_logits`` recomputes the candidates' logits in
-float32 (README: ROUGE-L on the whole validation sets within 0.5 point of float32 ``generate``).
+float32 (docs/performance.md: ROUGE-L on the whole validation sets within 0.5 point of float32 ``generate``).
 
 Second, articles whose result can no longer change (all their beams finished, or transformers' heuristic
 says no running beam can beat the finished ones) leave the batch with their rows of the key/value cache, once
@@ -240,7 +240,7 @@ def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, co
             last = bool(hits_stop.all()) or bool(done.all())
             # Pruning copies every cache row kept; waiting until a quarter of the articles are final bounds the
             # copies (and the memory they leave fragmented) to a few per batch: pruning at every final article
-            # raised the 1,000-article job's peak RSS from 1.41 to 1.53 GiB (README).
+            # raised the 1,000-article job's peak RSS from 1.41 to 1.53 GiB (docs/performance.md).
             if last or prune and 4 * int(done.sum()) >= len(alive):
                 ended = torch.ones_like(done) if last else done
                 result[alive[ended]] = s["finished"][ended, 0]

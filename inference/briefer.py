@@ -374,7 +374,7 @@ def grouped_sdpa_attention(module, query, key, value, attention_mask, dropout: f
 
     The beams of an article then attend to its source in one call ([articles, heads, beams, d] queries)
     instead of each beam against its own copy of the source: the same multiply-adds, but each source's keys
-    and values are stored and read once instead of once per beam (README: generation 30-35% faster). Same
+    and values are stored and read once instead of once per beam (docs/performance.md: generation 30-35% faster). Same
     result as plain SDPA (tested); any other attention call goes to transformers' SDPA unchanged.
     """
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -423,7 +423,7 @@ class Briefer:
     ``constrain_to_source`` (default on): generation may only use tokens of the article (``SourceVocabulary``).
     ``restrict_output`` (default on; used with ``constrain_to_source`` in greedy decoding, where it gives the
     same output): the output layer scores only the tokens the batch's articles may use (``RestrictedOutput``).
-    Beam search keeps the full layer: with the restricted one, ROUGE-L fell by 0.8-1.6 points (README).
+    Beam search keeps the full layer: with the restricted one, ROUGE-L fell by 0.8-1.6 points (docs/performance.md).
     ``group_beams`` (default on): in beam search an article's beams share one cross-attention row of its
     source (``grouped_cross_attention``; the same beams, less work).
     """

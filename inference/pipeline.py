@@ -153,7 +153,8 @@ class Pipeline:
         float16/bfloat16 on GPU; bfloat16 (on a CPU with AMX) or 'int8' (dynamic quantisation) on CPU.
         ``mentions``: 'names' leaves out entities that are only a pronoun or determiner ("he", "we"), 'all'
         keeps every entity the tagger finds (see ``conflictbrief.inference.tagger.MENTIONS``). ``min_score``:
-        entities scored lower are left out (README: precision and recall on re3d dev for a few values).
+        entities scored lower are left out (precision and recall on re3d dev for a few values: docs/measurements.md,
+        "Precision or recall").
         ``consistent_names``: a surname on its own takes the Person label of the full name in the same text
         (``conflictbrief.inference.tagger.person_consistent_tags``); False keeps the model's own labels."""
         lexicon = Lexicon.load(neutrality)  # a bad lexicon stops before any weights are loaded
