@@ -11,8 +11,8 @@ from pathlib import Path
 
 def _add_dtype(p):
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16", "int8"],
-                   help="auto (default) = bfloat16 on a CPU with AMX units (about 2x faster here, README: "
-                        "performance), float32 elsewhere; float32: full precision; int8 = dynamic "
+                   help="auto (default) = bfloat16 on a CPU with AMX units (about 2x faster here, "
+                        "docs/performance.md), float32 elsewhere; float32: full precision; int8 = dynamic "
                         "quantisation (CPU); float16 / bfloat16 (GPU)")
 
 
