@@ -1,4 +1,4 @@
-"""Micro-benchmarks behind the performance tables of docs/performance.md: one lever at a time, same articles, same weights.
+"""Micro-benchmarks behind the tables of docs/performance.md: one lever at a time, same articles, same weights.
 
     python benchmarks/levers.py generate --briefer runs/briefer [--dtype int8] [--batch-sizes 1,4,16,32]
     python benchmarks/levers.py cache --briefer runs/briefer          # shared cross-attention cache on/off
