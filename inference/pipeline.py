@@ -411,9 +411,10 @@ class Pipeline:
                         briefs_to: list | None = None) -> dict:
         """ROUGE of the final briefs, lead-3, and the faithfulness/neutrality figures (briefer issue).
         ``briefs_to``, a list, gets a record per pair: its brief beside the reference, their ROUGE-L and
-        lead-3's, the brief sentences' origins and what the guards removed (or the error)."""
+        lead-3's, the brief sentences' origins and what the guards removed (or the error). ``rougeL_vs_lead3``:
+        brief minus lead-3 article by article, with a bootstrap interval (``training.metrics.paired_difference``)."""
         from conflictbrief.inference.briefer import lead_sentences
-        from conflictbrief.training.metrics import rouge_scores
+        from conflictbrief.training.metrics import paired_difference, rouge_l_each, rouge_scores
 
         started = time.perf_counter()
         results = list(self.analyze_batch(((p["id"], p["text"]) for p in pairs), batch_size=batch_size))
@@ -421,6 +422,8 @@ class Pipeline:
         ok = [(p, r) for p, r in zip(pairs, results) if r.error is None]
         briefs = [r.brief_text for _, r in ok]
         refs = [p["brief"] for p, _ in ok]
+        leads = [lead_sentences(r.text) for _, r in ok]
+        brief_l, lead_l = rouge_l_each(briefs, refs), rouge_l_each(leads, refs)
         unsupported = sum(1 for (_, r), b in zip(ok, briefs) if unsupported_numbers(b, supported_values(r.text)))
         brief_entities = self.tagger.tag(briefs)
         found = total = 0
@@ -430,20 +433,22 @@ class Pipeline:
                 total += 1
                 found += e.text.lower() in article
         if briefs_to is not None:
+            scored = iter(zip(brief_l, lead_l))
             for p, r in zip(pairs, results):
                 if r.error is not None:
                     briefs_to.append({"id": p["id"], "error": r.error})
                     continue
-                lead = lead_sentences(r.text)
+                mine, lead = next(scored)
                 briefs_to.append({"id": p["id"], "brief": r.brief_text, "reference": p["brief"],
-                                  "rougeL": rouge_scores([r.brief_text], [p["brief"]])["rougeL"],
-                                  "lead3_rougeL": rouge_scores([lead], [p["brief"]])["rougeL"],
+                                  "rougeL": round(mine, 4), "lead3_rougeL": round(lead, 4),
                                   "origins": [s.origin for s in r.brief], "removed": r.guards["removed"],
                                   "warnings": r.warnings})
         n = max(1, len(ok))
         return {
             **rouge_scores(briefs, refs),
-            "lead3": rouge_scores([lead_sentences(r.text) for _, r in ok], refs),
+            "lead3": rouge_scores(leads, refs),
+            # per article, brief minus lead-3: is a difference from lead-3 more than the draw of the articles?
+            "rougeL_vs_lead3": paired_difference(brief_l, lead_l),
             "unsupported_number_rate": round(unsupported / n, 4),
             "entity_precision": round(found / total, 4) if total else None,
             "loaded_term_rate": round(sum(bool(loaded_terms(b, self.guard.lexicon)) for b in briefs) / n, 4),

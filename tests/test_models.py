@@ -1451,8 +1451,28 @@ def test_cli_evaluate_briefer_writes_each_brief_beside_its_reference(data_dir, t
     assert report["briefs_file"] == str(out) and len(records) == len(pairs) == report["n"]
     assert [r["reference"] for r in records] == [p["brief"] for p in pairs]
     assert all(r["brief"] and 0 <= r["rougeL"] <= 1 and set(r["origins"]) == {"extracted"} for r in records)
+    # the paired comparison with lead-3 counts the same articles the records show
+    paired, diffs = report["rougeL_vs_lead3"], [r["rougeL"] - r["lead3_rougeL"] for r in records]
+    assert paired["better"] == sum(d > 1e-9 for d in diffs) and paired["worse"] == sum(d < -1e-9 for d in diffs)
+    assert paired["better"] + paired["worse"] + paired["same"] == report["n"]
+    assert abs(paired["mean_difference"] - sum(diffs) / len(diffs)) < 1e-3
+    assert paired["ci95"][0] <= paired["mean_difference"] <= paired["ci95"][1]
     assert main(["evaluate", "tagger", "--data", str(data_dir / "spans.jsonl"), "--briefs", str(out)]) == 2
     assert "--briefs is for evaluate briefer" in capsys.readouterr().err
+
+
+def test_paired_difference_tells_a_steady_gain_from_a_draw():
+    from conflictbrief.training.metrics import paired_difference
+
+    steady = paired_difference([0.5 + 0.01 * (i % 3) for i in range(200)], [0.48] * 200)
+    assert steady["better"] == 200 and steady["worse"] == steady["same"] == 0
+    assert 0 < steady["ci95"][0] <= steady["mean_difference"] <= steady["ci95"][1]
+    # half the articles gain what the other half lose: the interval holds 0
+    draw = paired_difference([0.6, 0.4] * 100 + [0.5] * 10, [0.4, 0.6] * 100 + [0.5] * 10)
+    assert draw["mean_difference"] == 0 and draw["ci95"][0] < 0 < draw["ci95"][1]
+    assert (draw["better"], draw["worse"], draw["same"]) == (100, 100, 10)
+    assert paired_difference([0.3, 0.7], [0.1, 0.2]) == paired_difference([0.3, 0.7], [0.1, 0.2])  # seeded
+    assert paired_difference([], [])["mean_difference"] is None
 
 
 def test_a_byte_level_bpe_base_gets_each_word_with_its_leading_space(data_dir, tmp_path):

@@ -109,3 +109,28 @@ def rouge_scores(predictions: list[str], references: list[str]) -> dict:
             totals[k] += scores[k].fmeasure
     n = max(len(predictions), 1)
     return {k: round(v / n, 4) for k, v in totals.items()}
+
+
+def rouge_l_each(predictions: list[str], references: list[str]) -> list[float]:
+    """ROUGE-L F-measure (0-1, stemmed) of each prediction against its reference, as ``rouge_scores`` counts it."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return [scorer.score(ref.strip(), pred.strip())["rougeL"].fmeasure for pred, ref in zip(predictions, references)]
+
+
+def paired_difference(a: list[float], b: list[float], resamples: int = 1000, seed: int = 0) -> dict:
+    """Mean of ``a[i] - b[i]`` with a 95% percentile bootstrap interval (``resamples`` resamplings of the pairs,
+    seeded, so the same scores give the same interval), and how many pairs are above, below or equal. An
+    interval that holds 0 means the data cannot tell the two apart."""
+    import random
+
+    diffs = [x - y for x, y in zip(a, b)]
+    if not diffs:
+        return {"mean_difference": None, "ci95": None, "better": 0, "worse": 0, "same": 0}
+    rng, n = random.Random(seed), len(diffs)
+    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    return {"mean_difference": round(sum(diffs) / n, 4),
+            "ci95": [round(means[int(0.025 * resamples)], 4), round(means[int(0.975 * resamples) - 1], 4)],
+            "better": sum(d > 1e-9 for d in diffs), "worse": sum(d < -1e-9 for d in diffs),
+            "same": sum(abs(d) <= 1e-9 for d in diffs)}
