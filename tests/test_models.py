@@ -1,6 +1,7 @@
 """Tiny models trained for a few steps: save, reload through the public loaders, identical predictions."""
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +100,10 @@ def test_briefer_trains_generates_and_resumes(_tiny_briefer_dir, tiny_briefer_di
     assert "32 of 32 steps" in card
     first_card = (_tiny_briefer_dir[0] / "README.md").read_text()
     assert "30 of 30 steps" in first_card and "pairs.jsonl |" in first_card
+    # its eval row has brief minus lead-3 with an interval, as history.jsonl has it
+    assert re.search(r"pairs\.jsonl \|.*\| [+-]\d\.\d{4} \[[+-]\d\.\d{4}, [+-]\d\.\d{4}\] \| \d+ \|", first_card)
+    evaluations = [json.loads(line) for line in (_tiny_briefer_dir[0] / "history.jsonl").read_text().splitlines()]
+    assert all("rougeL_vs_lead3" in v for e in evaluations for v in e.values() if isinstance(v, dict))
 
 
 

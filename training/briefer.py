@@ -21,7 +21,7 @@ from conflictbrief.inference.clean import clean
 from conflictbrief.training.config import BrieferConfig, ConfigError, check_bounds, check_positions, dump_config
 from conflictbrief.training.loop import check_resume, config_changes_card, fresh_history, last_evaluated_step, \
     log_config_changes, prepare_training, run_steps, save_checkpoint, start_or_resume
-from conflictbrief.training.metrics import rouge_scores
+from conflictbrief.training.metrics import paired_difference, rouge_l_each, rouge_scores
 from conflictbrief.training.readers import DataError, hold_out, read_brief_file, write_card
 from conflictbrief.training.tagger import check_mixed_precision, forward_precision, length_grouped_batches
 
@@ -140,7 +140,9 @@ def evaluate_pairs(briefer: Briefer, pairs: list[dict], **generate_overrides) ->
     briefs = [b["text"] for b in briefer.brief(articles, **generate_overrides)]
     seconds = time.time() - started
     refs = [p["brief"] for p in pairs]
-    return {**rouge_scores(briefs, refs), "lead3": rouge_scores([lead_sentences(a.text) for a in articles], refs),
+    leads = [lead_sentences(a.text) for a in articles]
+    return {**rouge_scores(briefs, refs), "lead3": rouge_scores(leads, refs),
+            "rougeL_vs_lead3": paired_difference(rouge_l_each(briefs, refs), rouge_l_each(leads, refs)),
             "n": len(pairs), "seconds_per_article": round(seconds / max(1, len(pairs)), 3)}
 
 
@@ -246,6 +248,14 @@ def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dic
     return report
 
 
+def _versus(paired: dict | None) -> str:
+    """'+0.0123 [-0.0040, +0.0290]' for a ``paired_difference``; '-' where the evaluation has none."""
+    if not paired or paired.get("mean_difference") is None:
+        return "-"
+    low, high = paired["ci95"]
+    return f"{paired['mean_difference']:+.4f} [{low:+.4f}, {high:+.4f}]"
+
+
 def write_model_card(out_dir: Path, config: BrieferConfig, report: dict):
     """README.md of a trained briefer: base, data, training time, and the selection-time figures."""
     best = report.get("best") or {}
@@ -266,11 +276,13 @@ def write_model_card(out_dir: Path, config: BrieferConfig, report: dict):
         f"{round(report['train_seconds'] / 60, 1)} minutes of training in "
         f"all runs{'' if report['finished'] else ' (not finished: continue with --resume)'}.", "",
         f"## Selection-time evaluation (step {best.get('step')}; model output before the guards, greedy)", "",
-        "| eval file | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-Lsum | lead-3 ROUGE-L | n |", "|---|---|---|---|---|---|---|",
+        "| eval file | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-Lsum | lead-3 ROUGE-L | ROUGE-L minus lead-3 [95% interval] "
+        "| n |", "|---|---|---|---|---|---|---|---|",
         *[f"| {k} | {v['rouge1']} | {v['rouge2']} | {v['rougeL']} | {v['rougeLsum']} | {v['lead3']['rougeL']} | "
-          f"{v['n']} |" for k, v in evals.items()], "",
+          f"{_versus(v.get('rougeL_vs_lead3'))} | {v['n']} |" for k, v in evals.items()], "",
         "What a user gets is the guarded brief: measure it with `conflictbrief evaluate briefer --model DIR --data F`",
-        "(ROUGE, lead-3, unsupported-number rate, entity precision, loaded-term rates).", "",
+        "(ROUGE, lead-3, brief minus lead-3 article by article, unsupported-number rate, entity precision,",
+        "loaded-term rates).", "",
         *config_changes_card(report.get("config_changes")),
         "The config used is `training_config.yaml`; every evaluation is in `history.jsonl`.",
     ]
