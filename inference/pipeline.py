@@ -412,9 +412,9 @@ class Pipeline:
         """ROUGE of the final briefs, lead-3, and the faithfulness/neutrality figures (briefer issue).
         ``briefs_to``, a list, gets a record per pair: its brief beside the reference, their ROUGE-L and
         lead-3's, the brief sentences' origins and what the guards removed (or the error). ``rougeL_vs_lead3``:
-        brief minus lead-3 article by article, with a bootstrap interval (``training.metrics.paired_difference``)."""
+        brief minus lead-3 article by article, with a bootstrap interval (``training.metrics.rouge_with_lead3``)."""
         from conflictbrief.inference.briefer import lead_sentences
-        from conflictbrief.training.metrics import paired_difference, rouge_l_each, rouge_scores
+        from conflictbrief.training.metrics import rouge_with_lead3
 
         started = time.perf_counter()
         results = list(self.analyze_batch(((p["id"], p["text"]) for p in pairs), batch_size=batch_size))
@@ -422,8 +422,7 @@ class Pipeline:
         ok = [(p, r) for p, r in zip(pairs, results) if r.error is None]
         briefs = [r.brief_text for _, r in ok]
         refs = [p["brief"] for p, _ in ok]
-        leads = [lead_sentences(r.text) for _, r in ok]
-        brief_l, lead_l = rouge_l_each(briefs, refs), rouge_l_each(leads, refs)
+        rouge, brief_l, lead_l = rouge_with_lead3(briefs, [lead_sentences(r.text) for _, r in ok], refs)
         unsupported = sum(1 for (_, r), b in zip(ok, briefs) if unsupported_numbers(b, supported_values(r.text)))
         brief_entities = self.tagger.tag(briefs)
         found = total = 0
@@ -445,10 +444,7 @@ class Pipeline:
                                   "warnings": r.warnings})
         n = max(1, len(ok))
         return {
-            **rouge_scores(briefs, refs),
-            "lead3": rouge_scores(leads, refs),
-            # per article, brief minus lead-3: is a difference from lead-3 more than the draw of the articles?
-            "rougeL_vs_lead3": paired_difference(brief_l, lead_l),
+            **rouge,  # and rougeL_vs_lead3: is a difference from lead-3 more than the draw of the articles?
             "unsupported_number_rate": round(unsupported / n, 4),
             "entity_precision": round(found / total, 4) if total else None,
             "loaded_term_rate": round(sum(bool(loaded_terms(b, self.guard.lexicon)) for b in briefs) / n, 4),

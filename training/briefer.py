@@ -21,7 +21,7 @@ from conflictbrief.inference.clean import clean
 from conflictbrief.training.config import BrieferConfig, ConfigError, check_bounds, check_positions, dump_config
 from conflictbrief.training.loop import check_resume, config_changes_card, fresh_history, last_evaluated_step, \
     log_config_changes, prepare_training, run_steps, save_checkpoint, start_or_resume
-from conflictbrief.training.metrics import paired_difference, rouge_l_each, rouge_scores
+from conflictbrief.training.metrics import rouge_with_lead3
 from conflictbrief.training.readers import DataError, hold_out, read_brief_file, write_card
 from conflictbrief.training.tagger import check_mixed_precision, forward_precision, length_grouped_batches
 
@@ -140,10 +140,8 @@ def evaluate_pairs(briefer: Briefer, pairs: list[dict], **generate_overrides) ->
     briefs = [b["text"] for b in briefer.brief(articles, **generate_overrides)]
     seconds = time.time() - started
     refs = [p["brief"] for p in pairs]
-    leads = [lead_sentences(a.text) for a in articles]
-    return {**rouge_scores(briefs, refs), "lead3": rouge_scores(leads, refs),
-            "rougeL_vs_lead3": paired_difference(rouge_l_each(briefs, refs), rouge_l_each(leads, refs)),
-            "n": len(pairs), "seconds_per_article": round(seconds / max(1, len(pairs)), 3)}
+    scores, _, _ = rouge_with_lead3(briefs, [lead_sentences(a.text) for a in articles], refs)
+    return {**scores, "n": len(pairs), "seconds_per_article": round(seconds / max(1, len(pairs)), 3)}
 
 
 def train_briefer(config: BrieferConfig, resume: bool = False, log=print) -> dict:

@@ -134,3 +134,11 @@ def paired_difference(a: list[float], b: list[float], resamples: int = 1000, see
             "ci95": [round(means[int(0.025 * resamples)], 4), round(means[int(0.975 * resamples) - 1], 4)],
             "better": sum(d > 1e-9 for d in diffs), "worse": sum(d < -1e-9 for d in diffs),
             "same": sum(abs(d) <= 1e-9 for d in diffs)}
+
+
+def rouge_with_lead3(briefs: list[str], leads: list[str], references: list[str]) -> tuple[dict, list, list]:
+    """The ROUGE of ``briefs``, the same for ``leads`` (``lead3``) and brief minus lead-3 article by article
+    (``rougeL_vs_lead3``); with each brief's and each lead's ROUGE-L."""
+    brief_l, lead_l = rouge_l_each(briefs, references), rouge_l_each(leads, references)
+    return {**rouge_scores(briefs, references), "lead3": rouge_scores(leads, references),
+            "rougeL_vs_lead3": paired_difference(brief_l, lead_l)}, brief_l, lead_l
