@@ -95,28 +95,32 @@ def restrict_tags(tags: list[str], keep: set[str]) -> list[str]:
 _SENT_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[\"'A-Z0-9])")
 
 
-def rouge_scores(predictions: list[str], references: list[str]) -> dict:
-    """ROUGE-1/2/L/Lsum F-measure (0-1) with stemming; Lsum with one sentence per line."""
+_ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+
+
+def rouge_each(predictions: list[str], references: list[str]) -> list[dict]:
+    """ROUGE-1/2/L/Lsum F-measure (0-1) with stemming of each prediction against its reference; Lsum with one
+    sentence per line."""
     from rouge_score import rouge_scorer
 
-    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=True)
-    totals = {k: 0.0 for k in ("rouge1", "rouge2", "rougeL", "rougeLsum")}
+    scorer = rouge_scorer.RougeScorer(list(_ROUGE_KEYS), use_stemmer=True)
+    out = []
     for pred, ref in zip(predictions, references):
         pred_l = "\n".join(_SENT_SPLIT.split(pred.strip()))
         ref_l = "\n".join(_SENT_SPLIT.split(ref.strip()))
         scores = scorer.score(ref_l, pred_l)
-        for k in totals:
-            totals[k] += scores[k].fmeasure
-    n = max(len(predictions), 1)
-    return {k: round(v / n, 4) for k, v in totals.items()}
+        out.append({k: scores[k].fmeasure for k in _ROUGE_KEYS})
+    return out
 
 
-def rouge_l_each(predictions: list[str], references: list[str]) -> list[float]:
-    """ROUGE-L F-measure (0-1, stemmed) of each prediction against its reference, as ``rouge_scores`` counts it."""
-    from rouge_score import rouge_scorer
+def _mean_rouge(each: list[dict]) -> dict:
+    n = max(len(each), 1)
+    return {k: round(sum(e[k] for e in each) / n, 4) for k in _ROUGE_KEYS}
 
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    return [scorer.score(ref.strip(), pred.strip())["rougeL"].fmeasure for pred, ref in zip(predictions, references)]
+
+def rouge_scores(predictions: list[str], references: list[str]) -> dict:
+    """ROUGE-1/2/L/Lsum F-measure (0-1) with stemming, averaged over the pairs; Lsum with one sentence per line."""
+    return _mean_rouge(rouge_each(predictions, references))
 
 
 def paired_difference(a: list[float], b: list[float], resamples: int = 1000, seed: int = 0) -> dict:
@@ -139,6 +143,7 @@ def paired_difference(a: list[float], b: list[float], resamples: int = 1000, see
 def rouge_with_lead3(briefs: list[str], leads: list[str], references: list[str]) -> tuple[dict, list, list]:
     """The ROUGE of ``briefs``, the same for ``leads`` (``lead3``) and brief minus lead-3 article by article
     (``rougeL_vs_lead3``); with each brief's and each lead's ROUGE-L."""
-    brief_l, lead_l = rouge_l_each(briefs, references), rouge_l_each(leads, references)
-    return {**rouge_scores(briefs, references), "lead3": rouge_scores(leads, references),
+    brief_each, lead_each = rouge_each(briefs, references), rouge_each(leads, references)
+    brief_l, lead_l = [e["rougeL"] for e in brief_each], [e["rougeL"] for e in lead_each]
+    return {**_mean_rouge(brief_each), "lead3": _mean_rouge(lead_each),
             "rougeL_vs_lead3": paired_difference(brief_l, lead_l)}, brief_l, lead_l
