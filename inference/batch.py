@@ -484,14 +484,19 @@ class RecordReader:
         value = _field(data, key)
         if value is None:
             return Record(rid, source, error=f"{source}: field {key!r} is null")
-        if not isinstance(value, str):
-            return Record(rid, source, error=f"{source}: field {key!r} is {type(value).__name__}, not text")
-        bad = _has_undecodable(value)
-        if bad >= 0:
-            name = "UTF-8" if self.encoding == "auto" or _is_utf8(self.encoding) else self.encoding
-            return Record(rid, source, error=f"{source}: field {key!r} has bytes that are not {name} "
-                                             f"(character {bad})")
-        if not value.strip():
+        reports = isinstance(value, list)  # the reports of one event, briefed together (Batch job, "Reports")
+        for n, piece in enumerate(value if reports else [value], 1):
+            where = f"report {n} of field {key!r}" if reports else f"field {key!r}"
+            if not isinstance(piece, str):
+                return Record(rid, source, error=f"{source}: {where} is {type(piece).__name__}, not text"
+                                                 + ("" if reports else " (nor a list of the texts of reports of "
+                                                                       "one event)"))
+            bad = _has_undecodable(piece)
+            if bad >= 0:
+                name = "UTF-8" if self.encoding == "auto" or _is_utf8(self.encoding) else self.encoding
+                return Record(rid, source, error=f"{source}: {where} has bytes that are not {name} "
+                                                 f"(character {bad})")
+        if not any(piece.strip() for piece in (value if reports else [value])):
             return Record(rid, source, error=f"{source}: field {key!r} is empty")
         return Record(rid, source, value)
 
@@ -1255,8 +1260,10 @@ class _IdCheck:
                      + (" (further repeats are counted in the summary)" if self.count == self.named else ""))
 
 
-def _digest(text: str) -> bytes:
-    """--dedup's key: the record's text as read (copies are byte-for-byte the same article)."""
+def _digest(text: str | list[str]) -> bytes:
+    """--dedup's key: the record's text as read (copies are byte-for-byte the same article), or its reports."""
+    if isinstance(text, list):
+        text = json.dumps(text)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
@@ -1281,7 +1288,7 @@ def _check_same(record: Record, written: dict | None, n: int, out: Path) -> None
     other = None
     if written.get("id") != record.id:
         other = f"has the id {record.id!r}, where the output's has {written.get('id')!r}"
-    elif record.error is None and not written.get("error") and isinstance(record.text, str) \
+    elif record.error is None and not written.get("error") and record.text is not None \
             and clean(record.text).text != written.get("text"):
         other = "has another text"
     if other:

@@ -80,14 +80,25 @@ def strip_lead_note(sentence: str) -> str:
     return sentence[m.end():] if m and len(sentence[m.end():].split()) >= 4 else sentence
 
 
-def salience(sentences: list[str]) -> list[float]:
-    """Score sentences by position, density of names/numbers, and centrality to the article."""
+def report_openings(spans: list[tuple[int, int]], reports: tuple[int, ...]) -> list[int]:
+    """Indices of the sentences (``spans`` of the clean text) that open each of several reports
+    (``CleanText.reports``); [] for one article."""
+    openings = {next((k for k, (s, _) in enumerate(spans) if s >= offset), len(spans)) for offset in reports}
+    return sorted(k for k in openings if 0 < k < len(spans))
+
+
+def salience(sentences: list[str], openings: list[int] | tuple[int, ...] = ()) -> list[float]:
+    """Score sentences by position, density of names/numbers, and centrality to the article. ``openings``:
+    the sentences that open the second and later reports of several (``report_openings``); position counts
+    from the start of each report, so that the leads of all of them come first."""
     doc = Counter(w for s in sentences for w in set(content_words(s)))
     in_capitals = sum(s.isupper() for s in sentences) > len(sentences) / 2
     ended = [s.rstrip().endswith(TERMINAL) for s in sentences]
     punctuated = sum(ended) > len(sentences) / 2
-    scores = []
+    scores, opened = [], 0
+    openings = set(openings)
     for i, s in enumerate(sentences):
+        opened = i if i in openings else opened
         words = s.split()
         if len(words) < 4 or _FURNITURE.fullmatch(s.strip()) or PREAMBLE_END.search(s) or is_title(s) \
                 or (s.isupper() and not in_capitals) or (punctuated and len(words) <= 15 and not ended[i]):
@@ -99,16 +110,18 @@ def salience(sentences: list[str]) -> list[float]:
         centrality = sum(doc[w] for w in set(cw)) / (len(set(cw)) * len(sentences) + 1e-9) if cw else 0.0
         # Weights chosen on 400 SumLLM and 400 NeuS *training* articles (runs of extracted 3-sentence briefs,
         # ROUGE-L): news puts the facts first, so position dominates; density and centrality break ties.
-        scores.append(1.0 / (1 + 0.5 * i) + 0.1 * density + 0.1 * min(1.0, 3 * centrality))
+        scores.append(1.0 / (1 + 0.5 * (i - opened)) + 0.1 * density + 0.1 * min(1.0, 3 * centrality))
     return scores
 
 
-def select_sentences(sentences: list[str], lengths: list[int], budget: int) -> list[int]:
-    """Indices (in article order) of the sentences that best fill ``budget`` tokens."""
+def select_sentences(sentences: list[str], lengths: list[int], budget: int,
+                     openings: list[int] | tuple[int, ...] = ()) -> list[int]:
+    """Indices (in article order) of the sentences that best fill ``budget`` tokens (``openings``: as for
+    ``salience``)."""
     if sum(lengths) <= budget:
         return [i for i, s in enumerate(sentences) if s.strip()]
     chosen, used = [], 0
-    scores = salience(sentences)
+    scores = salience(sentences, openings)
     for i in sorted(range(len(sentences)), key=lambda k: -scores[k]):
         if scores[i] < 0 and chosen:
             continue
@@ -120,11 +133,12 @@ def select_sentences(sentences: list[str], lengths: list[int], budget: int) -> l
 
 def source_for(clean_text: CleanText, tokenizer, max_source_length: int) -> tuple[str, list[int], list[str]]:
     """Model input for an article: (input text, indices of the sentences used, all sentences)."""
-    sentences = [clean_text.text[s:e] for s, e in split_sentences(clean_text.text)]
+    spans = split_sentences(clean_text.text)
+    sentences = [clean_text.text[s:e] for s, e in spans]
     if not sentences:
         return "", [], []
     lengths = [len(ids) for ids in tokenizer(sentences, add_special_tokens=False)["input_ids"]]
-    used = select_sentences(sentences, lengths, max_source_length - 2)
+    used = select_sentences(sentences, lengths, max_source_length - 2, report_openings(spans, clean_text.reports))
     return " ".join(sentences[i] for i in used), used, sentences
 
 

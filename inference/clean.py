@@ -7,10 +7,11 @@ so an entity found in the clean text is reported at its exact place in the raw t
 """
 from __future__ import annotations
 
+import bisect
 import html
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from .page import boilerplate
@@ -23,6 +24,7 @@ class CleanText:
     starts: tuple[int, ...]  # raw start offset of the source of each clean character
     ends: tuple[int, ...]  # raw end offset of the source of each clean character
     date: str | None = None  # YYYY-MM-DD from a leading 'date YYYY-MM-DD' or 'This story is from <date>' header
+    reports: tuple[int, ...] = ()  # several reports of one event: where each starts in text (the first at 0)
 
     def raw_span(self, start: int, end: int) -> tuple[int, int]:
         """Raw offsets of the clean span [start, end)."""
@@ -334,10 +336,18 @@ def _drop(ranges: list[tuple[int, int]], text: str, starts: list[int],
     return "".join(out), out_s, out_e
 
 
-def clean(raw: str) -> CleanText:
-    """Repair ``raw`` and keep the clean->raw offset map (see module doc)."""
+REPORT_JOIN = "\n\n"
+"""Several reports of one event are read as one text, joined by a blank line; raw offsets count in it."""
+
+
+def clean(raw: str | list[str]) -> CleanText:
+    """Repair ``raw`` and keep the clean->raw offset map (see module doc). ``raw`` may be a list of several
+    reports of one event (outlets of different leanings, as in NeuS): they are joined by ``REPORT_JOIN``,
+    and ``reports`` says where each starts in the clean text, so that a brief can draw on each."""
+    if isinstance(raw, (list, tuple)):
+        return _clean_reports(list(raw))
     if not isinstance(raw, str):
-        raise TypeError(f"article text must be a string, got {type(raw).__name__}")
+        raise TypeError(f"article text must be a string or a list of strings, got {type(raw).__name__}")
     text, starts, ends = raw, list(range(len(raw))), list(range(1, len(raw) + 1))
     date = None
     header = _DATE_HEADER.match(text)
@@ -359,6 +369,20 @@ def clean(raw: str) -> CleanText:
     trail = len(text.rstrip())
     text, starts, ends = text[lead:trail], starts[lead:trail], ends[lead:trail]
     return CleanText(raw, text, tuple(starts), tuple(ends), date)
+
+
+def _clean_reports(reports: list) -> CleanText:
+    for n, report in enumerate(reports, 1):
+        if not isinstance(report, str):
+            raise TypeError(f"report {n} of {len(reports)} must be a string, got {type(report).__name__}")
+    article = clean(REPORT_JOIN.join(reports))
+    offsets, at = set(), 0
+    for report in reports:  # a report's first clean character is the first whose raw source is in it or after
+        if report.strip():
+            offsets.add(bisect.bisect_left(article.starts, at))
+        at += len(report) + len(REPORT_JOIN)
+    offsets = sorted(o for o in offsets if o < len(article.text))
+    return replace(article, reports=tuple(offsets) if len(offsets) > 1 else ())
 
 
 # ------------------------------------------------------------------------------------- sentences

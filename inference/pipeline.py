@@ -22,8 +22,8 @@ from typing import Iterable, Iterator
 import torch
 
 from conflictbrief import __version__
-from conflictbrief.inference.briefer import Briefer, content_words, salience, strip_lead_note
-from conflictbrief.inference.clean import ENGLISH_MIN, CleanText, clean, english_share, split_sentences
+from conflictbrief.inference.briefer import Briefer, content_words, report_openings, salience, strip_lead_note
+from conflictbrief.inference.clean import ENGLISH_MIN, REPORT_JOIN, CleanText, clean, english_share, split_sentences
 from conflictbrief.inference.deadline import CHARS, TimeLimitExceeded, budget, time_limit
 from conflictbrief.inference.guards import Guard, GuardReport, Lexicon, loaded_terms, provenance, supported_values, \
     unsupported_numbers
@@ -74,6 +74,7 @@ class AnalysisResult:
     models: dict
     timings: dict = field(default_factory=dict)
     error: str | None = None
+    reports: list[int] = field(default_factory=list)  # several reports of one event: where each starts in text
 
     @property
     def brief_text(self) -> str:
@@ -112,6 +113,15 @@ whichever has fewer) is in a sentence already picked."""
 def _overlap(a: str, b: str) -> float:
     wa, wb = set(content_words(a)), set(content_words(b))
     return len(wa & wb) / min(len(wa), len(wb)) if wa and wb else 0.0
+
+
+def _chars(text) -> int:
+    """Characters of an article, or of the reports of one event together; 0 for what is neither."""
+    if isinstance(text, str):
+        return len(text)
+    if isinstance(text, (list, tuple)):
+        return sum(len(r) for r in text if isinstance(r, str)) + len(REPORT_JOIN) * max(0, len(text) - 1)
+    return 0
 
 
 def _item(item) -> tuple:
@@ -180,20 +190,22 @@ class Pipeline:
                    **kwargs)
 
     # ------------------------------------------------------------------------------------------ API
-    def analyze(self, text: str, id: str | None = None, brief: bool = True) -> AnalysisResult:
-        """Analyse one article; raises InputError for text that cannot be analysed (or, with ``time_limit``
-        set, whose analysis runs past it). ``brief=False``: entities only (no brief, headline or guards)."""
-        limit = budget(self.time_limit, len(text) if isinstance(text, str) else 0)
+    def analyze(self, text: str | list[str], id: str | None = None, brief: bool = True) -> AnalysisResult:
+        """Analyse one article, or a list of the reports of one event (one brief drawing on each; see
+        ``clean``); raises InputError for text that cannot be analysed (or, with ``time_limit`` set, whose
+        analysis runs past it). ``brief=False``: entities only (no brief, headline or guards)."""
+        limit = budget(self.time_limit, _chars(text))
         try:
             with time_limit(limit):
                 article = self._check(text, id)
                 return self._run([(id, article)], brief)[0]
         except TimeLimitExceeded:
-            raise TimeLimitError(self._overran(id, len(text), limit)) from None
+            raise TimeLimitError(self._overran(id, _chars(text), limit)) from None
 
     def analyze_batch(self, items: Iterable, batch_size: int | None = None, pool: int = 4,
                       brief: bool = True) -> Iterator[AnalysisResult]:
-        """Stream results in input order. Items are texts, (id, text) pairs or {"id", "text"} dicts.
+        """Stream results in input order. Items are texts, (id, text) pairs or {"id", "text"} dicts; a text
+        may be a list of the reports of one event (in a pair or a dict: a bare list is a pair).
         ``batch_size * pool`` articles are read at a time and sorted by length into model batches (less
         padding); memory stays bounded by that. A bad item (not one of those, or a text that cannot be
         analysed) yields a result with ``error`` set instead of stopping the stream. ``brief=False``:
@@ -211,13 +223,13 @@ class Pipeline:
                 rid = None
                 try:
                     rid, text = _item(item)
-                    limit = budget(self.time_limit, len(text) if isinstance(text, str) else 0)
+                    limit = budget(self.time_limit, _chars(text))
                     with time_limit(limit):
                         prepared.append((n, rid, self._check(text, rid)))
                 except InputError as e:
                     results[n] = self.error_result(rid, str(e))
                 except TimeLimitExceeded:
-                    results[n] = self.error_result(rid, self._overran(rid, len(text), limit))
+                    results[n] = self.error_result(rid, self._overran(rid, _chars(text), limit))
             for (n, _, _), result in zip(prepared, self._run_isolated([(rid, a) for _, rid, a in prepared], brief)):
                 results[n] = result
             yield from (results[k] for k in sorted(results))
@@ -257,11 +269,20 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------ internals
     def _check(self, text, rid) -> CleanText:
+        """The cleaned text; ``text`` is one article or a list of reports of one event (``clean``)."""
         where = f"record {rid!r}: " if rid is not None else ""
-        if not isinstance(text, str):
-            raise InputError(f"{where}text must be a string, got {type(text).__name__}")
-        if len(text) > self.max_chars:
-            raise InputError(f"{where}text has {len(text)} characters, above the limit of {self.max_chars} "
+        if isinstance(text, (list, tuple)):
+            if not text:
+                raise InputError(f"{where}text is an empty list: give an article, or the reports of one event")
+            bad = next(((n, r) for n, r in enumerate(text, 1) if not isinstance(r, str)), None)
+            if bad:
+                raise InputError(f"{where}report {bad[0]} of {len(text)} must be a string, got "
+                                 f"{type(bad[1]).__name__}")
+        elif not isinstance(text, str):
+            raise InputError(f"{where}text must be a string (or a list of the reports of one event), got "
+                             f"{type(text).__name__}")
+        if _chars(text) > self.max_chars:
+            raise InputError(f"{where}text has {_chars(text)} characters, above the limit of {self.max_chars} "
                              f"(raise max_chars / --max-chars to allow it)")
         article = clean(text)
         if not article.text.strip():
@@ -308,7 +329,8 @@ class Pipeline:
             out_entities = [EntityResult(e.label, e.text, e.start, e.end, *article.raw_span(e.start, e.end),
                                          e.score) for e in ents]
             results.append(AnalysisResult(rid, article.text, article.date, split_sentences(article.text),
-                                          out_entities, brief, headline, report, warnings, self.models, timings))
+                                          out_entities, brief, headline, report, warnings, self.models, timings,
+                                          reports=list(article.reports)))
         return results
 
     def _assemble(self, article: CleanText, draft: dict | None, generated: list[str], names: list[list[str]]):
@@ -316,9 +338,10 @@ class Pipeline:
         ``names``: the names the tagger found in each of them."""
         spans = split_sentences(article.text)
         sources = [article.text[s:e] for s, e in spans]
+        openings = report_openings(spans, article.reports)
         if draft is None and self.extractive:
             substituted: list[dict] = []
-            brief = self._extract(sources, set(), self.min_sentences + 1, substituted)
+            brief = self._extract(sources, set(), self.min_sentences + 1, substituted, openings)
             source_terms = [t for t, _, _ in loaded_terms(article.text, self.guard.lexicon)]
             return brief, None, {"removed": [], "substituted": substituted, "loaded_terms_source": source_terms,
                                  "loaded_terms_brief": self._terms(brief)}, [
@@ -338,7 +361,7 @@ class Pipeline:
         warnings = []
         if len(brief) < self.min_sentences:
             extracted = self._extract(sources, {i for b in brief for i in b.sources},
-                                      self.min_sentences - len(brief), report.substituted)
+                                      self.min_sentences - len(brief), report.substituted, openings)
             if extracted:
                 warnings.append(f"{len(extracted)} sentence(s) taken from the article: the briefer gave "
                                 f"{len(brief)} that passed the guards")
@@ -377,14 +400,15 @@ class Pipeline:
         return [f"short brief: {len(brief)} sentence(s); the article has no other sentence of 4-60 words "
                 "free of loaded terms that cannot be neutralised"]
 
-    def _extract(self, sources: list[str], used: set[int], n: int,
-                 substituted: list[dict] | None = None) -> list[BriefSentence]:
+    def _extract(self, sources: list[str], used: set[int], n: int, substituted: list[dict] | None = None,
+                 openings: list[int] = ()) -> list[BriefSentence]:
         """The ``n`` most salient sentences of 6-60 words, in article order; in a short article, where too
         few are that long, sentences of 4 words or more fill in ("More than 300 fled."; shorter ones are
         headings, captions or bylines as often as not). Loaded terms are neutralised as in a generated brief
         (replaced, or a qualifier left out; the changes are appended to ``substituted``); a sentence with a
-        term that allows neither is passed over."""
-        scores = salience(sources)
+        term that allows neither is passed over. ``openings``: the sentences that open each of several reports
+        (``briefer.report_openings``), whose leads then come first."""
+        scores = salience(sources, openings)
         ranked = sorted(range(len(sources)), key=lambda k: -scores[k])
         picked: dict[int, str] = {}
         changes: list[dict] = []
@@ -472,8 +496,9 @@ def default_pipeline() -> Pipeline:
         return _shared
 
 
-def analyze(text: str, id: str | None = None, brief: bool = True) -> AnalysisResult:
-    """One function for other Python services: ``conflictbrief.analyze(text)`` analyses one article with the
+def analyze(text: str | list[str], id: str | None = None, brief: bool = True) -> AnalysisResult:
+    """One function for other Python services: ``conflictbrief.analyze(text)`` analyses one article (or a
+    list of the reports of one event) with the
     default pipeline (``default_pipeline``), loaded once, on the first call. Raises InputError as
     ``Pipeline.analyze`` does; ``brief=False``: entities only. Other models or options: ``Pipeline.load(...)``
     once, then its ``analyze``."""

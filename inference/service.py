@@ -32,7 +32,9 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, StrictInt, TypeAdapter,
+                      ValidationError)
+from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 
 from conflictbrief.inference import labelstudio as ls
@@ -178,13 +180,39 @@ class BodyNormaliser:
 RecordId = Annotated[str | StrictInt | None, AfterValidator(lambda v: v if v is None else str(v))]
 
 
+_ONE_TEXT = Annotated[str, Field(min_length=1)]
+_REPORTS = Annotated[list[str], Field(min_length=1, max_length=64)]
+_TEXT_ADAPTERS = (TypeAdapter(_ONE_TEXT), TypeAdapter(_REPORTS))
+
+
+def _article_text(value):
+    """A string, or a list of strings; the errors of a plain ``str`` field, at ``text`` itself (a union field
+    puts them at ``text.constrained-str``), a report's with its number."""
+    try:
+        return _TEXT_ADAPTERS[isinstance(value, list)].validate_python(value)
+    except ValidationError as e:
+        error = e.errors()[0]
+        where = f"report {error['loc'][0] + 1}: " if error["loc"] else ""
+        raise PydanticCustomError(error["type"], where + error["msg"]) from None
+
+
+# An article, or the reports of one event (several outlets' stories of it), briefed together.
+ArticleText = Annotated[str | list[str], PlainValidator(_article_text, json_schema_input_type=_ONE_TEXT | _REPORTS)]
+
+
+def _chars(text: str | list[str]) -> int:
+    return len(text) if isinstance(text, str) else sum(map(len, text))
+
+
 class Article(BaseModel):
-    text: str = Field(..., min_length=1, description="The article, as scraped (cleaning is done here).")
+    text: ArticleText = Field(..., description="The article, as scraped (cleaning is done here); "
+                                                             "or a list of the reports of one event")
     id: RecordId = Field(None, description="Your id (a string or a whole number), echoed back as a string.")
 
 
 class AnalyzeRequest(BaseModel):
-    text: str | None = Field(None, min_length=1, description="One article (or use 'articles').")
+    text: ArticleText | None = Field(None, description="One article, or a list of the reports of "
+                                                                     "one event (or use 'articles').")
     id: RecordId = Field(None, description="Your id (a string or a whole number), echoed back as a string.")
     articles: list[Article] | None = Field(None, max_length=64, description="Up to 64 articles.")
     brief: bool = Field(True, description="false: entities only, no brief (faster with a seq2seq briefer); "
@@ -318,10 +346,10 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
             return _as_dict(pipeline.analyze(body.text, body.id, brief=body.brief))
 
         if body.text is None:
-            chars, n = sum(len(a.text) for a in body.articles), len(body.articles)
+            chars, n = sum(_chars(a.text) for a in body.articles), len(body.articles)
             what = f"a list of {n} article{'s' * (n != 1)}"
         else:
-            chars, n = len(body.text), 1
+            chars, n = _chars(body.text), 1
             what = f"record {body.id!r}" if body.id is not None else f"an article of {chars:,} characters"
         return await limited(run, chars, n, what)
 

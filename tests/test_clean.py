@@ -1,3 +1,4 @@
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -217,3 +218,32 @@ def test_a_whole_html_page_keeps_its_text_and_paragraphs_only():
     assert c.text == "Syrian forces shelled Idlib.\n\nMore fled north today."
     assert [c.text[s:e] for s, e in split_sentences(c.text)] == ["Syrian forces shelled Idlib.", "More fled north today."]
     assert raw_of(c, "north") == "north"
+
+
+def test_reports_of_one_event_are_one_text_that_knows_where_each_starts():
+    c = clean(["<p>Shelling hit Idlib on Monday.</p>", "  ", "date 2020-01-27\nRescuers said &quot;12&quot; died."])
+    assert c.text == "Shelling hit Idlib on Monday.\n\ndate 2020-01-27\nRescuers said \"12\" died."
+    assert c.reports == (0, c.text.index("date"))  # the blank report is none; a header inside is text
+    assert c.raw == "<p>Shelling hit Idlib on Monday.</p>\n\n  \n\ndate 2020-01-27\nRescuers said &quot;12&quot; died."
+    assert clean(["One report only."]).reports == () == clean("One article.").reports
+    with pytest.raises(TypeError, match="report 2 of 2 must be a string, got int"):
+        clean(["Idlib was shelled.", 12])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(DIRT) | st.text(max_size=5), max_size=12).map("".join), min_size=1,
+                max_size=4))
+def test_each_clean_character_lies_in_the_report_it_is_counted_in(reports):
+    c = clean(reports)
+    firsts = [sum(len(r) + 2 for r in reports[:k]) for k in range(len(reports))]  # raw start of each report
+
+    def report_of(raw_at):
+        return max(k for k, f in enumerate(firsts) if f <= raw_at)
+
+    assert list(c.reports) == sorted(set(c.reports)) and all(0 <= o < len(c.text) for o in c.reports)
+    bounds = list(c.reports) + [len(c.text)]
+    for a, b in zip(bounds, bounds[1:]):
+        assert {report_of(c.starts[i]) for i in range(a, b) if not c.text[i].isspace()} <= {report_of(c.starts[a])}
+        assert c.text[a].strip()
+    if c.reports:
+        assert sorted({report_of(c.starts[o]) for o in c.reports}) == [report_of(c.starts[o]) for o in c.reports]

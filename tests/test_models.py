@@ -139,6 +139,19 @@ def test_a_briefer_reads_as_many_source_tokens_as_it_was_trained_with(tiny_brief
     with pytest.raises(ModelLoadError, match="training_config.yaml: not a training config"):
         Briefer.load(str(tiny_briefer_dir))
 
+def test_a_seq2seq_briefer_reads_the_lead_of_each_report_of_an_event(tiny_briefer_dir):
+    from conflictbrief.inference.briefer import source_for
+
+    reports = [" ".join(f"Report {r} says shelling hit district number {i} of Idlib province overnight."
+                        for i in range(12)) for r in "ABC"]
+    tokenizer = Briefer.load(str(tiny_briefer_dir)).tokenizer
+    joined, used, sentences = source_for(clean("\n\n".join(reports)), tokenizer, 64)
+    assert [sentences[i][:8] for i in used] == ["Report A"] * len(used)  # one article: its start
+    _, used, sentences = source_for(clean(reports), tokenizer, 64)
+    assert {sentences[i][:8] for i in used} == {"Report A", "Report B", "Report C"}
+    assert {0, 12, 24} <= set(used)  # the three leads, then what the budget leaves room for
+
+
 def test_cli_train_rejects_bad_data_before_training(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "Idlib", "entities": [{"start": 0, "end": 5, "label": "Town"}]}\n')

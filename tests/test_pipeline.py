@@ -36,7 +36,7 @@ def test_batch_keeps_order_and_reports_bad_items(tiny_pipeline):
     assert [r.id for r in out] == ["e", None, "g", None]
     assert out[0].error is None and out[3].error is None
     assert "an (id, text) pair" in out[1].error and "got a tuple of 3" in out[1].error
-    assert out[2].error == "record 'g': text must be a string, got NoneType"
+    assert out[2].error == "record 'g': text must be a string (or a list of the reports of one event), got NoneType"
 
 
 def test_concurrent_callers_get_their_own_results(tiny_pipeline):
@@ -315,3 +315,32 @@ def test_one_function_analyses_with_the_default_pipeline_loaded_once(tiny_pipeli
     assert results[0].to_dict()["entities"] == tiny_pipeline.analyze(RAW).to_dict()["entities"]
     with pytest.raises(pipeline.InputError):
         conflictbrief.analyze("   ")
+
+
+def test_the_reports_of_one_event_each_give_their_lead_to_an_extracted_brief(tiny_pipeline):
+    from conflictbrief.inference.briefer import salience
+    from conflictbrief.inference.pipeline import Pipeline
+
+    left = ("Government forces shelled the town of Maarat al-Numan on Monday, residents said. The shelling went on "
+            "into the night as families packed their cars. Aid groups said the roads north were full.")
+    right = ("Rebels said they had pushed back an army assault near Maarat al-Numan on Monday. Their commanders "
+             "said two villages had been retaken by the evening.")
+    centre = "More than 300 families fled Maarat al-Numan towards the Turkish border overnight, the UN said."
+    extractive = Pipeline(tiny_pipeline.tagger, None, tiny_pipeline.guard, extractive=True)
+    one = extractive.analyze("\n\n".join([left, right, centre]))
+    assert one.reports == [] and [b.sources for b in one.brief] == [[0], [1], [2]]  # one article: its lead
+    r = extractive.analyze([left, right, centre], id="event")
+    assert r.reports == [0, r.text.index("Rebels"), r.text.index("More than")]
+    assert r.text == one.text and [b.sources for b in r.brief] == [[0], [3], [5]]  # each report's lead
+    assert [e.text for e in r.entities] == [e.text for e in one.entities]
+    for e in r.entities:  # raw offsets count in the reports joined by a blank line
+        assert "\n\n".join([left, right, centre])[e.raw_start:e.raw_end] == e.text
+    assert salience(["A first sentence of four.", "A second one of the same.", "A third one here now."], [2])[2] \
+        > salience(["A first sentence of four.", "A second one of the same.", "A third one here now."])[2]
+    results = list(extractive.analyze_batch([("a", [left, right]), {"id": "b", "text": [left, 7]}, ("c", [])]))
+    assert [len(x.reports) for x in results[:1]] == [2]
+    assert results[1].error == "record 'b': report 2 of 2 must be a string, got int"
+    assert results[2].error.startswith("record 'c': text is an empty list")
+    with pytest.raises(InputError, match="above the limit of 100"):
+        Pipeline(tiny_pipeline.tagger, None, tiny_pipeline.guard, extractive=True, max_chars=100).analyze(
+            [left[:60], left[:60]])

@@ -245,8 +245,13 @@ def test_brief_pairs_jsonl_csv_and_neus(tmp_path):
     src.write_text("TITLE=> T1. ARTICLE=> Body one. [SEP] TITLE=> T2. ARTICLE=> Body two.\n")
     tgt.write_text("TITLE=> Neutral headline. ARTICLE=> The summary.\n")
     [pair] = read_brief_file(src)
-    assert pair == {"id": "val.source:1", "text": "Body one.\n\nBody two.", "brief": "The summary.",
+    assert pair == {"id": "val.source:1", "text": ["Body one.", "Body two."], "brief": "The summary.",
                     "headline": "Neutral headline."}
+    reports = tmp_path / "reports.jsonl"  # the reports of one event, as a NeuS source is read
+    reports.write_text(json.dumps({"text": ["Report one.", "Report two."], "brief": "Both."}) + "\n"
+                       + json.dumps({"text": ["Report one.", 3], "brief": "Both."}) + "\n")
+    with pytest.raises(DataError, match=r"reports.jsonl:2: the article text is a list, but not of the texts of reports of one event"):
+        read_brief_file(reports)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "x"}\n')
     with pytest.raises(DataError, match="bad.jsonl:1: no brief"):

@@ -621,3 +621,15 @@ def test_doccano_auto_labeling_templates_turn_an_answer_into_its_labels(client):
     quoted = {**answer, "brief": [{"text": 'He said "go" \\ now.'}, {"text": "Then <left>."}]}
     assert json.loads(jinja2.Template(brief).render(input=quoted)) == [{"text": 'He said "go" \\ now.\nThen <left>.'}]
     assert json.loads(jinja2.Template(brief).render(input={**answer, "brief": []})) == []
+
+
+def test_the_reports_of_one_event_are_a_list_of_texts(client):
+    r = client.post("/v1/analyze", json={"text": [GOOD, "Rebels said they pushed back the assault near Idlib."]})
+    assert r.status_code == 200 and r.json()["reports"] == [0, r.json()["text"].index("Rebels")]
+    r = client.post("/v1/analyze", json={"articles": [{"text": [GOOD]}, {"text": GOOD, "id": "b"}]})
+    assert [x["reports"] for x in r.json()["results"]] == [[], []]
+    assert client.post("/v1/analyze", json={"text": []}).status_code == 422
+    r = client.post("/v1/analyze", json={"text": [GOOD, 5]})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "text"]
+    assert r.json()["detail"][0]["msg"] == "report 2: Input should be a valid string"
+    assert client.post("/v1/analyze", json={"text": ["x" * 30_000, "y" * 30_000]}).status_code == 413

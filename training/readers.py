@@ -416,15 +416,23 @@ def parse_neus_target(target: str) -> tuple[str | None, str]:
     return None, target.strip()
 
 
-def parse_neus_source(source: str) -> str:
-    """Left/center/right articles joined by [SEP], each 'TITLE=> t. ARTICLE=> body' -> one text."""
+def parse_neus_source(source: str) -> list[str]:
+    """Left/center/right articles joined by [SEP], each 'TITLE=> t. ARTICLE=> body' -> the reports of one
+    event, a list (``inference.clean.clean`` reads it as one text and knows where each report starts)."""
     parts = []
     for piece in source.split("[SEP]"):
         title, _, body = piece.partition("ARTICLE=>")
         title = title.replace("TITLE=>", "").strip()
         body = body.strip() if body else ""
         parts.append(body if body else title)
-    return "\n\n".join(p for p in parts if p)
+    return [p for p in parts if p]
+
+
+def is_article(text) -> bool:
+    """An article's text, or the reports of one event: a list of texts, one at least not blank."""
+    if isinstance(text, list):
+        return all(isinstance(t, str) for t in text) and any(t.strip() for t in text)
+    return isinstance(text, str) and bool(text.strip())
 
 
 def read_brief_file(path: str | Path) -> list[dict]:
@@ -466,7 +474,10 @@ def read_brief_file(path: str | Path) -> list[dict]:
         if got is None:
             continue
         where, text, brief, headline = got
-        if not isinstance(text, str) or not text.strip():
+        if isinstance(text, list) and not is_article(text):
+            raise DataError(f"{where}: the article text is a list, but not of the texts of reports of one event "
+                            "(strings, one not blank at least)")
+        if not is_article(text):
             raise DataError(f"{where}: no article text (looked for {', '.join(BRIEF_TEXT_KEYS)}; the record has "
                             f"{', '.join(map(repr, record)) or 'no fields'})")
         if not isinstance(brief, str) or not brief.strip():
