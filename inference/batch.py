@@ -40,7 +40,8 @@ from .clean import clean, compression_of, compression_suffix
 from .labelstudio import entity_regions, labelstudio_config, least_score, model_version, textarea_region
 from .page import page_charset
 
-TEXT_FIELDS = ("text", "article", "content", "body", "article_content", "doc", "story")
+TEXT_FIELDS = ("text", "article", "content", "body", "article_content", "doc", "story", "reports")
+REPORTS_FIELD = "reports"  # a list of the texts of reports of one event, briefed together
 ID_FIELDS = ("id", "doc_id", "article_id", "uuid", "url")
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".xlsx", ".xls", ".parquet", ".txt", ".html", ".htm")
 XLSX_INSTALL = "reading Excel (.xlsx) files needs the openpyxl package: pip install openpyxl"
@@ -484,13 +485,17 @@ class RecordReader:
         value = _field(data, key)
         if value is None:
             return Record(rid, source, error=f"{source}: field {key!r} is null")
-        reports = isinstance(value, list)  # the reports of one event, briefed together (Batch job, "Reports")
+        # The reports of one event, briefed together (Batch job, "Reports of one event"): a list, in a field of
+        # their own. A list in another field is more likely a scraper's paragraphs, which they are not.
+        reports = isinstance(value, list) and key.rsplit(".", 1)[-1] == REPORTS_FIELD
+        if isinstance(value, list) and not reports:
+            return Record(rid, source, error=f"{source}: field {key!r} is a list, not text (join a list of "
+                                             f"paragraphs first; the reports of one event go in a field named "
+                                             f"{REPORTS_FIELD!r})")
         for n, piece in enumerate(value if reports else [value], 1):
             where = f"report {n} of field {key!r}" if reports else f"field {key!r}"
             if not isinstance(piece, str):
-                return Record(rid, source, error=f"{source}: {where} is {type(piece).__name__}, not text"
-                                                 + ("" if reports else " (nor a list of the texts of reports of "
-                                                                       "one event)"))
+                return Record(rid, source, error=f"{source}: {where} is {type(piece).__name__}, not text")
             bad = _has_undecodable(piece)
             if bad >= 0:
                 name = "UTF-8" if self.encoding == "auto" or _is_utf8(self.encoding) else self.encoding

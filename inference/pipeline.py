@@ -115,7 +115,7 @@ def _overlap(a: str, b: str) -> float:
     return len(wa & wb) / min(len(wa), len(wb)) if wa and wb else 0.0
 
 
-def _chars(text) -> int:
+def text_chars(text) -> int:
     """Characters of an article, or of the reports of one event together; 0 for what is neither."""
     if isinstance(text, str):
         return len(text)
@@ -125,9 +125,9 @@ def _chars(text) -> int:
 
 
 def _item(item) -> tuple:
-    """(id, text) of an ``analyze_batch`` item."""
+    """(id, text) of an ``analyze_batch`` item; a dict's "reports" (a list of texts) stand for its text."""
     if isinstance(item, dict):
-        return item.get("id"), item.get("text")
+        return item.get("id"), item["reports"] if "reports" in item and "text" not in item else item.get("text")
     if isinstance(item, (tuple, list)):
         if len(item) != 2:
             raise InputError(f"an item is a text, an (id, text) pair or a dict with 'text' (and 'id'); got a "
@@ -194,18 +194,18 @@ class Pipeline:
         """Analyse one article, or a list of the reports of one event (one brief drawing on each; see
         ``clean``); raises InputError for text that cannot be analysed (or, with ``time_limit`` set, whose
         analysis runs past it). ``brief=False``: entities only (no brief, headline or guards)."""
-        limit = budget(self.time_limit, _chars(text))
+        limit = budget(self.time_limit, text_chars(text))
         try:
             with time_limit(limit):
                 article = self._check(text, id)
                 return self._run([(id, article)], brief)[0]
         except TimeLimitExceeded:
-            raise TimeLimitError(self._overran(id, _chars(text), limit)) from None
+            raise TimeLimitError(self._overran(id, text_chars(text), limit)) from None
 
     def analyze_batch(self, items: Iterable, batch_size: int | None = None, pool: int = 4,
                       brief: bool = True) -> Iterator[AnalysisResult]:
         """Stream results in input order. Items are texts, (id, text) pairs or {"id", "text"} dicts; a text
-        may be a list of the reports of one event (in a pair or a dict: a bare list is a pair).
+        may be a list of the reports of one event (in a pair, or a dict's "reports"; a bare list is a pair).
         ``batch_size * pool`` articles are read at a time and sorted by length into model batches (less
         padding); memory stays bounded by that. A bad item (not one of those, or a text that cannot be
         analysed) yields a result with ``error`` set instead of stopping the stream. ``brief=False``:
@@ -223,13 +223,13 @@ class Pipeline:
                 rid = None
                 try:
                     rid, text = _item(item)
-                    limit = budget(self.time_limit, _chars(text))
+                    limit = budget(self.time_limit, text_chars(text))
                     with time_limit(limit):
                         prepared.append((n, rid, self._check(text, rid)))
                 except InputError as e:
                     results[n] = self.error_result(rid, str(e))
                 except TimeLimitExceeded:
-                    results[n] = self.error_result(rid, self._overran(rid, _chars(text), limit))
+                    results[n] = self.error_result(rid, self._overran(rid, text_chars(text), limit))
             for (n, _, _), result in zip(prepared, self._run_isolated([(rid, a) for _, rid, a in prepared], brief)):
                 results[n] = result
             yield from (results[k] for k in sorted(results))
@@ -281,8 +281,8 @@ class Pipeline:
         elif not isinstance(text, str):
             raise InputError(f"{where}text must be a string (or a list of the reports of one event), got "
                              f"{type(text).__name__}")
-        if _chars(text) > self.max_chars:
-            raise InputError(f"{where}text has {_chars(text)} characters, above the limit of {self.max_chars} "
+        if text_chars(text) > self.max_chars:
+            raise InputError(f"{where}text has {text_chars(text)} characters, above the limit of {self.max_chars} "
                              f"(raise max_chars / --max-chars to allow it)")
         article = clean(text)
         if not article.text.strip():

@@ -32,15 +32,13 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, StrictInt, TypeAdapter,
-                      ValidationError)
-from pydantic_core import PydanticCustomError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from conflictbrief.inference import labelstudio as ls
 from conflictbrief.inference.deadline import CHARS, PER_ARTICLE, budget
 from conflictbrief.inference.page import page_charset
-from conflictbrief.inference.pipeline import InputError, TimeLimitError
+from conflictbrief.inference.pipeline import InputError, TimeLimitError, text_chars
 from conflictbrief.inference.workers import WorkerError
 
 log = logging.getLogger("conflictbrief.service")
@@ -180,39 +178,27 @@ class BodyNormaliser:
 RecordId = Annotated[str | StrictInt | None, AfterValidator(lambda v: v if v is None else str(v))]
 
 
-_ONE_TEXT = Annotated[str, Field(min_length=1)]
-_REPORTS = Annotated[list[str], Field(min_length=1, max_length=64)]
-_TEXT_ADAPTERS = (TypeAdapter(_ONE_TEXT), TypeAdapter(_REPORTS))
-
-
-def _article_text(value):
-    """A string, or a list of strings; the errors of a plain ``str`` field, at ``text`` itself (a union field
-    puts them at ``text.constrained-str``), a report's with its number."""
-    try:
-        return _TEXT_ADAPTERS[isinstance(value, list)].validate_python(value)
-    except ValidationError as e:
-        error = e.errors()[0]
-        where = f"report {error['loc'][0] + 1}: " if error["loc"] else ""
-        raise PydanticCustomError(error["type"], where + error["msg"]) from None
-
-
-# An article, or the reports of one event (several outlets' stories of it), briefed together.
-ArticleText = Annotated[str | list[str], PlainValidator(_article_text, json_schema_input_type=_ONE_TEXT | _REPORTS)]
-
-
-def _chars(text: str | list[str]) -> int:
-    return len(text) if isinstance(text, str) else sum(map(len, text))
+# The reports of one event (several outlets' stories of it), briefed together: "reports" in place of "text".
+Reports = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1, max_length=64)]
 
 
 class Article(BaseModel):
-    text: ArticleText = Field(..., description="The article, as scraped (cleaning is done here); "
-                                                             "or a list of the reports of one event")
+    text: str | None = Field(None, min_length=1, description="The article, as scraped (cleaning is done here).")
+    reports: Reports | None = Field(None, description="Or the texts of several reports of one event.")
     id: RecordId = Field(None, description="Your id (a string or a whole number), echoed back as a string.")
+
+    @model_validator(mode="after")
+    def _text_or_reports(self):
+        if (self.text is None) == (self.reports is None):
+            raise ValueError("give exactly one of 'text' (an article) or 'reports' (the texts of reports of one "
+                             "event)")
+        return self
 
 
 class AnalyzeRequest(BaseModel):
-    text: ArticleText | None = Field(None, description="One article, or a list of the reports of "
-                                                                     "one event (or use 'articles').")
+    text: str | None = Field(None, min_length=1, description="One article (or use 'reports' or 'articles').")
+    reports: Reports | None = Field(None, description="The texts of several reports of one event, briefed "
+                                                      "together.")
     id: RecordId = Field(None, description="Your id (a string or a whole number), echoed back as a string.")
     articles: list[Article] | None = Field(None, max_length=64, description="Up to 64 articles.")
     brief: bool = Field(True, description="false: entities only, no brief (faster with a seq2seq briefer); "
@@ -331,8 +317,9 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
                         "description": "the id of a text/plain or text/html article (JSON bodies carry theirs)"}]})
     async def analyze(body: AnalyzeRequest, brief: Annotated[bool | None, Query(
             description="false: entities only, no brief; as 'brief' in a JSON body")] = None):
-        if (body.text is None) == (body.articles is None):
-            raise HTTPException(422, "give exactly one of 'text' (one article) or 'articles' (a list)")
+        if sum(x is not None for x in (body.text, body.reports, body.articles)) != 1:
+            raise HTTPException(422, "give exactly one of 'text' (one article), 'reports' (the texts of reports of "
+                                     "one event) or 'articles' (a list)")
         if brief is not None:
             if "brief" in body.model_fields_set and body.brief != brief:
                 raise HTTPException(422, f"'brief' is {str(body.brief).lower()} in the body and "
@@ -340,16 +327,17 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
             body.brief = brief
 
         def run():
-            if body.text is None:
+            if body.articles is not None:
                 return {"results": [_as_dict(r) for r in pipeline.analyze_batch(
-                    ((a.id, a.text) for a in body.articles), brief=body.brief)]}
-            return _as_dict(pipeline.analyze(body.text, body.id, brief=body.brief))
+                    ((a.id, a.text if a.reports is None else a.reports) for a in body.articles), brief=body.brief)]}
+            return _as_dict(pipeline.analyze(body.text if body.reports is None else body.reports, body.id,
+                                             brief=body.brief))
 
-        if body.text is None:
-            chars, n = sum(_chars(a.text) for a in body.articles), len(body.articles)
+        if body.articles is not None:
+            chars, n = sum(text_chars(a.text or a.reports) for a in body.articles), len(body.articles)
             what = f"a list of {n} article{'s' * (n != 1)}"
         else:
-            chars, n = _chars(body.text), 1
+            chars, n = text_chars(body.text or body.reports), 1
             what = f"record {body.id!r}" if body.id is not None else f"an article of {chars:,} characters"
         return await limited(run, chars, n, what)
 

@@ -1363,18 +1363,23 @@ def test_xls_cells_are_given_as_openpyxl_gives_them():
     workbook.close()
 
 
-def test_a_list_of_texts_is_the_reports_of_one_event_briefed_together(tiny_pipeline, tmp_path):
+def test_a_reports_field_holds_the_reports_of_one_event_briefed_together(tiny_pipeline, tmp_path):
     first, second = GOOD, "Rebels said they had pushed back the assault near Idlib on Monday evening."
     dump = tmp_path / "events.jsonl"
     dump.write_text("\n".join(json.dumps(r) for r in [
-        {"id": "e1", "text": [first, second]}, {"id": "e2", "text": [first, {"body": second}]},
-        {"id": "e3", "text": ["", " "]}, {"id": "e4", "text": [first, second]}]) + "\n")
+        {"id": "e1", "reports": [first, second]}, {"id": "e2", "reports": [first, {"body": second}]},
+        {"id": "e3", "reports": ["", " "]}, {"id": "e4", "reports": [first, second]},
+        {"id": "e5", "content": [first, second]}, {"id": "e6", "data": {"reports": [second, first]}}]) + "\n")
     out = tmp_path / "out.jsonl"
     summary = run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, dedup=True)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["id"] for r in rows] == ["e1", "e2", "e3", "e4"] and summary["failed_total"] == 2
+    assert [r["id"] for r in rows] == ["e1", "e2", "e3", "e4", "e5", "e6"] and summary["failed_total"] == 3
     assert rows[0]["reports"] == [0, rows[0]["text"].index("Rebels")] and rows[0]["error"] is None
-    assert rows[1]["error"].endswith("events.jsonl:2: report 2 of field 'text' is dict, not text")
-    assert rows[2]["error"].endswith("events.jsonl:3: field 'text' is empty")
+    assert rows[1]["error"].endswith("events.jsonl:2: report 2 of field 'reports' is dict, not text")
+    assert rows[2]["error"].endswith("events.jsonl:3: field 'reports' is empty")
     assert rows[3]["reports"] == rows[0]["reports"] and rows[3]["duplicate_of"] == "e1"
-    assert run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, dedup=True, resume=True)["records"] == 4
+    # a list in another field is more likely a scraper's paragraphs than reports: an error that says so
+    assert rows[4]["error"].endswith("field 'content' is a list, not text (join a list of paragraphs first; the "
+                                     "reports of one event go in a field named 'reports')")
+    assert rows[5]["reports"] == [0, rows[5]["text"].index("Syrian")]
+    assert run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, dedup=True, resume=True)["records"] == 6

@@ -219,8 +219,8 @@ def test_brief_pairs_from_parquet_and_the_cnn_dailymail_and_xsum_columns(tmp_pat
     with pytest.raises(DataError, match=r"bad.parquet: not a readable Parquet file"):
         read_brief_file(tmp_path / "bad.parquet")
     (tmp_path / "y.jsonl").write_text(json.dumps({"body": "A long report.", "tldr": "Short."}) + "\n")
-    with pytest.raises(DataError, match=r"y.jsonl:1: no article text \(looked for text, article, source, document; "
-                                        r"the record has 'body', 'tldr'\)"):
+    with pytest.raises(DataError, match=r"y.jsonl:1: no article text \(looked for text, article, source, document, "
+                                        r"reports; the record has 'body', 'tldr'\)"):
         read_brief_file(tmp_path / "y.jsonl")
 
 
@@ -248,10 +248,13 @@ def test_brief_pairs_jsonl_csv_and_neus(tmp_path):
     assert pair == {"id": "val.source:1", "text": ["Body one.", "Body two."], "brief": "The summary.",
                     "headline": "Neutral headline."}
     reports = tmp_path / "reports.jsonl"  # the reports of one event, as a NeuS source is read
-    reports.write_text(json.dumps({"text": ["Report one.", "Report two."], "brief": "Both."}) + "\n"
-                       + json.dumps({"text": ["Report one.", 3], "brief": "Both."}) + "\n")
-    with pytest.raises(DataError, match=r"reports.jsonl:2: the article text is a list, but not of the texts of reports of one event"):
-        read_brief_file(reports)
+    reports.write_text(json.dumps({"reports": ["Report one.", "Report two."], "brief": "Both."}) + "\n")
+    assert read_brief_file(reports)[0]["text"] == ["Report one.", "Report two."]
+    for n, record in enumerate([{"reports": ["Report one.", 3]}, {"text": ["A paragraph.", "Another."]}]):
+        reports.write_text(json.dumps({**record, "brief": "Both."}) + "\n")
+        with pytest.raises(DataError, match=r"reports.jsonl:1: the article text is a list: the reports of one "
+                                            r"event go in a field named 'reports'"):
+            read_brief_file(reports)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "x"}\n')
     with pytest.raises(DataError, match="bad.jsonl:1: no brief"):

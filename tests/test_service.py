@@ -624,12 +624,16 @@ def test_doccano_auto_labeling_templates_turn_an_answer_into_its_labels(client):
 
 
 def test_the_reports_of_one_event_are_a_list_of_texts(client):
-    r = client.post("/v1/analyze", json={"text": [GOOD, "Rebels said they pushed back the assault near Idlib."]})
+    r = client.post("/v1/analyze", json={"reports": [GOOD, "Rebels said they pushed back the assault near Idlib."]})
     assert r.status_code == 200 and r.json()["reports"] == [0, r.json()["text"].index("Rebels")]
-    r = client.post("/v1/analyze", json={"articles": [{"text": [GOOD]}, {"text": GOOD, "id": "b"}]})
+    r = client.post("/v1/analyze", json={"articles": [{"reports": [GOOD]}, {"text": GOOD, "id": "b"}]})
     assert [x["reports"] for x in r.json()["results"]] == [[], []]
-    assert client.post("/v1/analyze", json={"text": []}).status_code == 422
-    r = client.post("/v1/analyze", json={"text": [GOOD, 5]})
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "text"]
-    assert r.json()["detail"][0]["msg"] == "report 2: Input should be a valid string"
-    assert client.post("/v1/analyze", json={"text": ["x" * 30_000, "y" * 30_000]}).status_code == 413
+    assert client.post("/v1/analyze", json={"reports": []}).status_code == 422
+    r = client.post("/v1/analyze", json={"reports": [GOOD, 5]})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "reports", 1]
+    r = client.post("/v1/analyze", json={"text": GOOD, "reports": [GOOD]})
+    assert r.status_code == 422 and "exactly one of 'text'" in r.json()["detail"]
+    r = client.post("/v1/analyze", json={"articles": [{"text": GOOD, "reports": [GOOD]}]})
+    assert r.status_code == 422 and "exactly one of 'text'" in r.json()["detail"][0]["msg"]
+    assert client.post("/v1/analyze", json={"text": [GOOD, GOOD]}).status_code == 422  # a list: 'reports'
+    assert client.post("/v1/analyze", json={"reports": ["x" * 30_000, "y" * 30_000]}).status_code == 413

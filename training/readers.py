@@ -403,7 +403,7 @@ def to_dataset(examples: list[dict]):
 
 # ---------------------------------------------------------------------------------------------- briefs
 
-BRIEF_TEXT_KEYS = ("text", "article", "source", "document")  # document: XSum's
+BRIEF_TEXT_KEYS = ("text", "article", "source", "document", "reports")  # document: XSum's; reports: of one event
 BRIEF_TARGET_KEYS = ("brief", "abstract", "summary", "target", "highlights")  # highlights: CNN/DailyMail's
 
 
@@ -474,9 +474,10 @@ def read_brief_file(path: str | Path) -> list[dict]:
         if got is None:
             continue
         where, text, brief, headline = got
-        if isinstance(text, list) and not is_article(text):
-            raise DataError(f"{where}: the article text is a list, but not of the texts of reports of one event "
-                            "(strings, one not blank at least)")
+        if isinstance(text, list) and not (is_article(text) and _text_key(record) == "reports"):
+            raise DataError(f"{where}: the article text is a list: the reports of one event go in a field named "
+                            "'reports', as a list of texts (strings, one not blank at least); a list of paragraphs: "
+                            "join them first")
         if not is_article(text):
             raise DataError(f"{where}: no article text (looked for {', '.join(BRIEF_TEXT_KEYS)}; the record has "
                             f"{', '.join(map(repr, record)) or 'no fields'})")
@@ -564,7 +565,7 @@ class _Export:
                 self.repeated += 1
                 return None
             self.seen.add(repr(record["id"]))
-        text_key = next((k for k in BRIEF_TEXT_KEYS if k in record), None)
+        text_key = _text_key(record)
         answers = {k: _joined(v) for k, v in record.items() if k not in _MIN_META and k != text_key}
         answers = {k: v for k, v in answers.items() if isinstance(v, str) and v.strip()}
         brief, headline = self._answer(where, answers)
@@ -601,8 +602,13 @@ class _Export:
         return f"{self.unannotated} task(s), none with a brief yet" if self.unannotated else ""
 
 
+def _text_key(record: dict) -> str | None:
+    return next((k for k in BRIEF_TEXT_KEYS if k in record), None)
+
+
 def _text_of(record: dict):
-    return next((record[k] for k in BRIEF_TEXT_KEYS if k in record), None)
+    key = _text_key(record)
+    return record[key] if key else None
 
 
 def _json_list_or_lines(path: Path, text: str) -> Iterator[tuple[str, dict]]:
