@@ -376,12 +376,15 @@ def _clean_reports(reports: list) -> CleanText:
         if not isinstance(report, str):
             raise TypeError(f"report {n} of {len(reports)} must be a string, got {type(report).__name__}")
     article = clean(REPORT_JOIN.join(reports))
-    offsets, at = set(), 0
-    for report in reports:  # a report's first clean character is the first whose raw source is in it or after
+    text, offsets, at = article.text, set(), 0
+    for report in reports:  # a report starts at the first clean character from it (or after it) that is no space
         if report.strip():
-            offsets.add(bisect.bisect_left(article.starts, at))
+            offset = bisect.bisect_left(article.starts, at)
+            while offset < len(text) and text[offset].isspace():  # (U+0085, which cleaning keeps, too)
+                offset += 1
+            offsets.add(offset)
         at += len(report) + len(REPORT_JOIN)
-    offsets = sorted(o for o in offsets if o < len(article.text))
+    offsets = sorted(o for o in offsets if o < len(text))
     return replace(article, reports=tuple(offsets) if len(offsets) > 1 else ())
 
 

@@ -1,5 +1,5 @@
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conflictbrief.inference.clean import clean, split_sentences
@@ -233,6 +233,7 @@ def test_reports_of_one_event_are_one_text_that_knows_where_each_starts():
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.lists(st.sampled_from(DIRT) | st.text(max_size=5), max_size=12).map("".join), min_size=1,
                 max_size=4))
+@example(["& # 39;", "\x850"])  # U+0085 is a space to str.strip, and cleaning keeps it: no report starts on it
 def test_each_clean_character_lies_in_the_report_it_is_counted_in(reports):
     c = clean(reports)
     firsts = [sum(len(r) + 2 for r in reports[:k]) for k in range(len(reports))]  # raw start of each report
