@@ -19,7 +19,7 @@ import queue
 import threading
 
 from conflictbrief.inference.deadline import budget
-from conflictbrief.inference.pipeline import InputError, TimeLimitError, _item
+from conflictbrief.inference.pipeline import InputError, TimeLimitError, _item, text_chars
 
 log = logging.getLogger("conflictbrief.workers")
 
@@ -68,7 +68,7 @@ def _chars(item) -> int:
         text = _item(item)[1]
     except InputError:
         return 0
-    return len(text) if isinstance(text, str) else 0
+    return text_chars(text)
 
 
 class _Worker:
@@ -194,8 +194,8 @@ class ProcessPipeline:
             raise InputError(payload)
         raise WorkerError(f"analysis failed ({payload}); please report it with the article")
 
-    def analyze(self, text: str, id: str | None = None, brief: bool = True) -> dict:
-        return self._call("one", (text, id, brief), len(text), 1)
+    def analyze(self, text: str | list[str], id: str | None = None, brief: bool = True) -> dict:
+        return self._call("one", (text, id, brief), text_chars(text), 1)
 
     def analyze_batch(self, items, brief: bool = True) -> list[dict]:
         items = list(items)

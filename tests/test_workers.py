@@ -131,3 +131,11 @@ def test_close_lets_each_worker_exit_by_itself(tiny_tagger_dir, tiny_briefer_dir
     workers = list(p.idle.queue)
     p.close()
     assert [w.process.exitcode for w in workers] == [0]
+
+
+def test_the_time_budget_of_a_worker_counts_the_characters_of_every_report():
+    from conflictbrief.inference.workers import _chars
+
+    reports = ["a" * 20_000, "b" * 30_000]
+    assert _chars(("e1", reports)) == _chars({"id": "e1", "reports": reports}) == 50_002  # and the blank line
+    assert _chars("c" * 7) == 7 and _chars(("e2", 5)) == 0 and _chars(("x", "y", "z")) == 0
