@@ -179,7 +179,8 @@ RecordId = Annotated[str | StrictInt | None, AfterValidator(lambda v: v if v is 
 
 
 # The reports of one event (several outlets' stories of it), briefed together: "reports" in place of "text".
-Reports = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1, max_length=64)]
+# Blank ones are left out, as in the batch job; reports that are all blank are a 422 ("empty after cleaning").
+Reports = Annotated[list[str], Field(min_length=1, max_length=64)]
 
 
 class Article(BaseModel):

@@ -629,6 +629,9 @@ def test_the_reports_of_one_event_are_a_list_of_texts(client):
     r = client.post("/v1/analyze", json={"articles": [{"reports": [GOOD]}, {"text": GOOD, "id": "b"}]})
     assert [x["reports"] for x in r.json()["results"]] == [[], []]
     assert client.post("/v1/analyze", json={"reports": []}).status_code == 422
+    assert client.post("/v1/analyze", json={"reports": ["", GOOD]}).json()["reports"] == []  # a blank one left out
+    r = client.post("/v1/analyze", json={"reports": ["", " "], "id": "e2"})
+    assert r.status_code == 422 and "record 'e2': text is empty after cleaning" in r.text
     r = client.post("/v1/analyze", json={"reports": [GOOD, 5]})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "reports", 1]
     r = client.post("/v1/analyze", json={"text": GOOD, "reports": [GOOD]})
