@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from collections import Counter
@@ -83,8 +84,8 @@ def strip_lead_note(sentence: str) -> str:
 def report_openings(spans: list[tuple[int, int]], reports: tuple[int, ...]) -> list[int]:
     """Indices of the sentences (``spans`` of the clean text) that open each of several reports
     (``CleanText.reports``); [] for one article."""
-    openings = {next((k for k, (s, _) in enumerate(spans) if s >= offset), len(spans)) for offset in reports}
-    return sorted(k for k in openings if 0 < k < len(spans))
+    starts = [s for s, _ in spans]
+    return sorted({k for k in (bisect.bisect_left(starts, offset) for offset in reports) if 0 < k < len(spans)})
 
 
 def salience(sentences: list[str], openings: list[int] | tuple[int, ...] = ()) -> list[float]:

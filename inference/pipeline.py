@@ -271,20 +271,18 @@ class Pipeline:
     def _check(self, text, rid) -> CleanText:
         """The cleaned text; ``text`` is one article or a list of reports of one event (``clean``)."""
         where = f"record {rid!r}: " if rid is not None else ""
-        if isinstance(text, (list, tuple)):
-            if not text:
-                raise InputError(f"{where}text is an empty list: give an article, or the reports of one event")
-            bad = next(((n, r) for n, r in enumerate(text, 1) if not isinstance(r, str)), None)
-            if bad:
-                raise InputError(f"{where}report {bad[0]} of {len(text)} must be a string, got "
-                                 f"{type(bad[1]).__name__}")
-        elif not isinstance(text, str):
+        if isinstance(text, (list, tuple)) and not text:
+            raise InputError(f"{where}text is an empty list: give an article, or the reports of one event")
+        if not isinstance(text, (str, list, tuple)):
             raise InputError(f"{where}text must be a string (or a list of the reports of one event), got "
                              f"{type(text).__name__}")
         if text_chars(text) > self.max_chars:
             raise InputError(f"{where}text has {text_chars(text)} characters, above the limit of {self.max_chars} "
                              f"(raise max_chars / --max-chars to allow it)")
-        article = clean(text)
+        try:
+            article = clean(text)
+        except TypeError as e:  # a report that is not a string ("report 2 of 3 must be a string, got int")
+            raise InputError(f"{where}{e}") from None
         if not article.text.strip():
             raise InputError(f"{where}text is empty after cleaning")
         return article
