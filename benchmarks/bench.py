@@ -24,14 +24,13 @@ def load_articles(n: int, file: str | None) -> list[str]:
     if file:
         rows = [json.loads(line) for line in Path(file).read_text(encoding="utf-8").splitlines() if line.strip()]
         return [r.get("text") or r.get("article") for r in rows][:n]
+    from conflictbrief.inference.clean import joined
     from conflictbrief.training.readers import read_brief_file
-
-    from conflictbrief.inference.clean import REPORT_JOIN
 
     pairs = read_brief_file(SHARED / "sumllm_cnndm" / "gpt4" / "val.jsonl") + \
         read_brief_file(SHARED / "neus" / "val.source")
     # a NeuS record's reports, joined as the pipeline joins them: the baseline takes one string per article
-    return [p["text"] if isinstance(p["text"], str) else REPORT_JOIN.join(p["text"]) for p in pairs][:n]
+    return [joined(p["text"]) for p in pairs][:n]
 
 
 def baseline(articles, args) -> int:

@@ -340,6 +340,11 @@ REPORT_JOIN = "\n\n"
 """Several reports of one event are read as one text, joined by a blank line; raw offsets count in it."""
 
 
+def joined(text: str | list[str]) -> str:
+    """An article's text, or the reports of one event joined as ``clean`` joins them (the raw text)."""
+    return text if isinstance(text, str) else REPORT_JOIN.join(text)
+
+
 def clean(raw: str | list[str]) -> CleanText:
     """Repair ``raw`` and keep the clean->raw offset map (see module doc). ``raw`` may be a list of several
     reports of one event (outlets of different leanings, as in NeuS): they are joined by ``REPORT_JOIN``,
@@ -375,7 +380,7 @@ def _clean_reports(reports: list) -> CleanText:
     for n, report in enumerate(reports, 1):
         if not isinstance(report, str):
             raise TypeError(f"report {n} of {len(reports)} must be a string, got {type(report).__name__}")
-    article = clean(REPORT_JOIN.join(reports))
+    article = clean(joined(reports))
     text, offsets, at = article.text, set(), 0
     for report in reports:  # a report starts at the first clean character from it (or after it) that is no space
         if report.strip():

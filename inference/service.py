@@ -183,6 +183,11 @@ RecordId = Annotated[str | StrictInt | None, AfterValidator(lambda v: v if v is 
 Reports = Annotated[list[str], Field(min_length=1, max_length=64)]
 
 
+def _content(item) -> str | list[str] | None:
+    """What an ``Article`` or an ``AnalyzeRequest`` gives to analyse: its text, or its reports."""
+    return item.text if item.reports is None else item.reports
+
+
 class Article(BaseModel):
     text: str | None = Field(None, min_length=1, description="The article, as scraped (cleaning is done here).")
     reports: Reports | None = Field(None, description="Or the texts of several reports of one event.")
@@ -330,15 +335,14 @@ def create_app(pipeline, max_concurrency: int = 2, max_queue: int = 32, max_body
         def run():
             if body.articles is not None:
                 return {"results": [_as_dict(r) for r in pipeline.analyze_batch(
-                    ((a.id, a.text if a.reports is None else a.reports) for a in body.articles), brief=body.brief)]}
-            return _as_dict(pipeline.analyze(body.text if body.reports is None else body.reports, body.id,
-                                             brief=body.brief))
+                    ((a.id, _content(a)) for a in body.articles), brief=body.brief)]}
+            return _as_dict(pipeline.analyze(_content(body), body.id, brief=body.brief))
 
         if body.articles is not None:
-            chars, n = sum(text_chars(a.text or a.reports) for a in body.articles), len(body.articles)
+            chars, n = sum(text_chars(_content(a)) for a in body.articles), len(body.articles)
             what = f"a list of {n} article{'s' * (n != 1)}"
         else:
-            chars, n = text_chars(body.text or body.reports), 1
+            chars, n = text_chars(_content(body)), 1
             what = f"record {body.id!r}" if body.id is not None else f"an article of {chars:,} characters"
         return await limited(run, chars, n, what)
 

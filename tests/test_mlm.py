@@ -129,6 +129,9 @@ def test_unusable_text_stops_with_the_file_named(tmp_path):
     conll = tmp_path / "a.conll"
     conll.write_text("-DOCSTART- O\n\nIdlib B-Location\nwas O\nshelled O\n\nAleppo B-Location\n")
     assert read_texts(DataFile(str(conll), format="conll")) == ["Idlib was shelled", "Aleppo"]
+    (tmp_path / "n.source").write_text("TITLE=> T1. ARTICLE=> Report one. [SEP] TITLE=> T2. ARTICLE=> Report two.\n")
+    (tmp_path / "n.target").write_text("TITLE=> H. ARTICLE=> Both.\n")  # a NeuS record: its reports, joined
+    assert read_texts(DataFile(str(tmp_path / "n.source"))) == ["Report one.\n\nReport two."]
 
 
 def test_blocks_keep_every_token_in_order_framed_by_cls_and_sep():

@@ -50,11 +50,10 @@ def read_texts(df: DataFile, log=print) -> list[str]:
             elif parts[0] != "-DOCSTART-":
                 words.append(parts[0])
     elif format_suffix(path) == ".source":
-        from conflictbrief.inference.clean import REPORT_JOIN
+        from conflictbrief.inference.clean import joined
         from conflictbrief.training.readers import read_brief_file
 
-        texts = [p["text"] if isinstance(p["text"], str) else REPORT_JOIN.join(p["text"])
-                 for p in read_brief_file(path)]
+        texts = [joined(p["text"]) for p in read_brief_file(path)]
     elif df.format:
         raise DataError(f"{path}: unknown format {df.format!r} for unlabelled text; leave it empty (any input "
                         f"the batch job reads) or use one of {LINE_FORMATS}")
