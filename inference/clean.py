@@ -25,6 +25,19 @@ class CleanText:
     ends: tuple[int, ...]  # raw end offset of the source of each clean character
     date: str | None = None  # YYYY-MM-DD from a leading 'date YYYY-MM-DD' or 'This story is from <date>' header
     reports: tuple[int, ...] = ()  # several reports of one event: where each starts in text (the first at 0)
+    # ... and the same for each report as given, in order: None for one that left no clean text (a blank one)
+    report_inputs: tuple[int | None, ...] = ()
+
+    def report_of(self, offset: int) -> int | None:
+        """Which of the reports as given (0-based, blank ones counted) holds clean ``offset``; None for one
+        article."""
+        if not self.reports:
+            return None
+        held = None
+        for n, start in enumerate(self.report_inputs):
+            if start is not None and start <= offset:
+                held = n  # the last report that starts at or before it (one that cleaned to nothing has the
+        return held   # start of the next, which comes later in the list)
 
     def raw_span(self, start: int, end: int) -> tuple[int, int]:
         """Raw offsets of the clean span [start, end)."""
@@ -381,16 +394,21 @@ def _clean_reports(reports: list) -> CleanText:
         if not isinstance(report, str):
             raise TypeError(f"report {n} of {len(reports)} must be a string, got {type(report).__name__}")
     article = clean(joined(reports))
-    text, offsets, at = article.text, set(), 0
+    text, inputs, at = article.text, [], 0
     for report in reports:  # a report starts at the first clean character from it (or after it) that is no space
+        offset = None
         if report.strip():
             offset = bisect.bisect_left(article.starts, at)
             while offset < len(text) and text[offset].isspace():  # (U+0085, which cleaning keeps, too)
                 offset += 1
-            offsets.add(offset)
+            # one that left no clean character of its own starts where the next one does, or past the end
+            offset = offset if offset < len(text) and article.starts[offset] < at + len(report) else None
+        inputs.append(offset)
         at += len(report) + len(REPORT_JOIN)
-    offsets = sorted(o for o in offsets if o < len(text))
-    return replace(article, reports=tuple(offsets) if len(offsets) > 1 else ())
+    offsets = sorted({o for o in inputs if o is not None})
+    if len(offsets) < 2:
+        return replace(article, reports=(), report_inputs=())
+    return replace(article, reports=tuple(offsets), report_inputs=tuple(inputs))
 
 
 # ------------------------------------------------------------------------------------- sentences

@@ -58,6 +58,7 @@ class BriefSentence:
     text: str
     sources: list[int]  # indices into AnalysisResult.sentences
     origin: str  # "generated" by the briefer, or "extracted" from the article when too few survived guards
+    report: int | None = None  # several reports of one event: which one (0-based, as given) its first source is in
 
 
 @dataclass(frozen=True)
@@ -324,9 +325,13 @@ class Pipeline:
                    "guard_ms": round((t3 - t2) * share, 1)}
         results = []
         for (rid, article), ents, (brief, headline, report, warnings) in zip(batch, entities, assembled):
+            spans = split_sentences(article.text)
+            if article.reports:  # which report each brief sentence draws on (its first source sentence's)
+                brief = [replace(b, report=article.report_of(spans[b.sources[0]][0]) if b.sources else None)
+                         for b in brief]
             out_entities = [EntityResult(e.label, e.text, e.start, e.end, *article.raw_span(e.start, e.end),
                                          e.score) for e in ents]
-            results.append(AnalysisResult(rid, article.text, article.date, split_sentences(article.text),
+            results.append(AnalysisResult(rid, article.text, article.date, spans,
                                           out_entities, brief, headline, report, warnings, self.models, timings,
                                           reports=list(article.reports)))
         return results

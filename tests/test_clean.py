@@ -224,6 +224,11 @@ def test_reports_of_one_event_are_one_text_that_knows_where_each_starts():
     c = clean(["<p>Shelling hit Idlib on Monday.</p>", "  ", "date 2020-01-27\nRescuers said &quot;12&quot; died."])
     assert c.text == "Shelling hit Idlib on Monday.\n\ndate 2020-01-27\nRescuers said \"12\" died."
     assert c.reports == (0, c.text.index("date"))  # the blank report is none; a header inside is text
+    assert c.report_inputs == (0, None, c.text.index("date"))  # each as given, the blank one counted
+    assert [c.report_of(o) for o in (0, c.text.index("Monday"), c.text.index("died"))] == [0, 0, 2]
+    tagged = clean(["Idlib was shelled.", "<br><p></p>", "Rescuers said twelve died."])  # no clean text of its own
+    assert tagged.report_inputs == (0, None, tagged.text.index("Rescuers"))
+    assert tagged.report_of(tagged.text.index("twelve")) == 2 and clean("One article.").report_of(0) is None
     assert c.raw == "<p>Shelling hit Idlib on Monday.</p>\n\n  \n\ndate 2020-01-27\nRescuers said &quot;12&quot; died."
     assert clean(["One report only."]).reports == () == clean("One article.").reports
     with pytest.raises(TypeError, match="report 2 of 2 must be a string, got int"):
@@ -248,3 +253,9 @@ def test_each_clean_character_lies_in_the_report_it_is_counted_in(reports):
         assert c.text[a].strip()
     if c.reports:
         assert sorted({report_of(c.starts[o]) for o in c.reports}) == [report_of(c.starts[o]) for o in c.reports]
+        assert len(c.report_inputs) == len(reports) and set(c.reports) == set(c.report_inputs) - {None}
+        for i, ch in enumerate(c.text):  # report_of names the report each clean character came from
+            if not ch.isspace() and i >= c.reports[0]:
+                assert c.report_of(i) == report_of(c.starts[i])
+    else:
+        assert c.report_inputs == ()

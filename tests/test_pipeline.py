@@ -332,6 +332,9 @@ def test_the_reports_of_one_event_each_give_their_lead_to_an_extracted_brief(tin
     r = extractive.analyze([left, right, centre], id="event")
     assert r.reports == [0, r.text.index("Rebels"), r.text.index("More than")]
     assert r.text == one.text and [b.sources for b in r.brief] == [[0], [3], [5]]  # each report's lead
+    assert [b.report for b in r.brief] == [0, 1, 2] and {b.report for b in one.brief} == {None}
+    blank = extractive.analyze([left, " ", centre])  # a brief sentence names its report as given: blanks count
+    assert [b.report for b in blank.brief if b.sources[0] >= 3] == [2] and blank.to_dict()["brief"][0]["report"] == 0
     assert [e.text for e in r.entities] == [e.text for e in one.entities]
     for e in r.entities:  # raw offsets count in the reports joined by a blank line
         assert "\n\n".join([left, right, centre])[e.raw_start:e.raw_end] == e.text
