@@ -118,6 +118,9 @@ def _add_run(sub):
         p.add_argument("--batch-size", type=_at_least(1), default=None,
                        help="articles per model batch (default: 32 in bfloat16, 16 in float32 or int8)")
         p.add_argument("--dedup", action="store_true", help="analyse identical articles once")
+        p.add_argument("--group-by", metavar="FIELD",
+                       help="field naming the event a record reports on (a.b for a nested one): the records of "
+                            "one event are analysed together as its reports, one output record per event")
         p.add_argument("--limit", type=_at_least(1), metavar="N", help="only the first N records (a trial run)")
         p.add_argument("--progress-every", type=_non_negative, default=60.0, metavar="SECONDS",
                        help="where stderr is not a terminal (nohup, a log file): a progress line every SECONDS "
@@ -199,7 +202,7 @@ def cmd_run(args) -> int:
         summary = run_batch(pipeline, args.inputs, args.output, args.text_field, args.id_field, args.resume,
                             args.overwrite, args.batch_size, args.max_chars, args.dedup, args.quiet, args.out_format,
                             encoding=args.encoding, time_limit=args.time_limit, progress_every=args.progress_every,
-                            limit=args.limit, brief=args.command == "brief")
+                            limit=args.limit, brief=args.command == "brief", group_by=args.group_by)
     except BrokenPipeError:  # -o - into a reader that stopped early (| head): end quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python flushes stdout at exit)
         return 1

@@ -17,12 +17,14 @@ import codecs
 import contextlib
 import csv
 import gzip
+import functools
 import hashlib
 import io
 import itertools
 import json
 import lzma
 import os
+import sqlite3
 import sys
 import tarfile
 import tempfile
@@ -30,7 +32,7 @@ import time
 import zipfile
 import zlib
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from struct import error as struct_error
 from typing import Iterator
@@ -135,6 +137,8 @@ class Record:
     text: object = None
     error: str | None = None
     notes: tuple[str, ...] = ()  # what the reader did to the text (a fallback decoding); go to the result's warnings
+    group: str | None = None  # --group-by: the record's event key
+    extra: dict | None = None  # fields written into its output line besides the result's (an event's members)
 
 
 def _decode_page(data: bytes) -> tuple[str, str | None]:
@@ -324,7 +328,7 @@ def _noted(record: Record, note: str | None) -> Record:
     """``record`` with ``note`` among its notes (records that could be read only)."""
     if note is None or record.error is not None:
         return record
-    return Record(record.id, record.source, record.text, notes=record.notes + (note,))
+    return replace(record, notes=record.notes + (note,))
 
 
 def _field(data: dict, name: str, default=None):
@@ -342,8 +346,9 @@ def _field(data: dict, name: str, default=None):
 class RecordReader:
     """Yields one Record per input record, with a stable id and the problem if it cannot be read."""
 
-    def __init__(self, text_field: str | None = None, id_field: str | None = None, log=None, encoding: str = "auto"):
-        self.text_field, self.id_field = text_field, id_field
+    def __init__(self, text_field: str | None = None, id_field: str | None = None, log=None, encoding: str = "auto",
+                 group_field: str | None = None):
+        self.text_field, self.id_field, self.group_field = text_field, id_field, group_field
         self.log = log or (lambda m: None)
         self.encoding = check_encoding(encoding)
 
@@ -471,6 +476,18 @@ class RecordReader:
                 yield from self.read([member])
 
     def _record(self, data, rid: str, source: str) -> Record:
+        record = self._fields(data, rid, source)
+        if not self.group_field or not isinstance(data, dict):
+            return record
+        value = _field(data, self.group_field)  # --group-by: the event the record belongs to, as text
+        if isinstance(value, (dict, list)):
+            return record if record.error else replace(
+                record, text=None, error=f"{source}: field {self.group_field!r} is {type(value).__name__}, not an "
+                                         f"event key (--group-by)")
+        value = "" if value is None else str(value).strip()
+        return replace(record, group=value) if value else record
+
+    def _fields(self, data, rid: str, source: str) -> Record:
         if not isinstance(data, dict):
             return Record(rid, source, error=f"{source}: expected an object with a text field, "
                                              f"got {type(data).__name__}")
@@ -1028,7 +1045,8 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
               resume: bool = False, overwrite: bool = False, batch_size: int | None = None,
               max_chars: int | None = None, dedup: bool = False, quiet: bool = False, out_format: str | None = None,
               log=None, encoding: str = "auto", time_limit: float | None = 10.0,
-              progress_every: float | None = 60.0, limit: int | None = None, brief: bool = True) -> dict:
+              progress_every: float | None = 60.0, limit: int | None = None, brief: bool = True,
+              group_by: str | None = None) -> dict:
     """Run the batch job; returns the summary (records, ok, failed, seconds, articles_per_s). ``time_limit``:
     seconds per started 10,000 characters that an article may take before it becomes an error record (None or
     0: none; it needs the main thread on POSIX, see conflictbrief.inference.deadline). ``out_format``: jsonl
@@ -1038,7 +1056,8 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
     no result, so ``resume`` with a larger limit, or none, goes on from where a trial stopped. An input "-" is
     JSON Lines from standard input; ``output`` "-" writes JSON Lines to standard output (no resume).
     ``brief=False`` (the ``tag`` command): entities only, and an output of one kind does not resume as the
-    other."""
+    other. ``group_by``: a field whose value names the event a record reports on; the records of one event are
+    analysed together as its reports, one output record per event (``Events``; ``limit`` then counts events)."""
     out_format = output_format(output, out_format)
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     batch_size = batch_size or pipeline.batch_size  # the pipeline holds the default (by dtype)
@@ -1055,7 +1074,7 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
                 copy = Path(spool) / "out.jsonl"
                 sink = _Tee(sink, stack.enter_context(copy.open("ab")))
             summary = _run(pipeline, files, sink, copy, 0, text_field, id_field, batch_size, dedup, quiet, log,
-                           encoding, progress_every, limit, brief=brief)
+                           encoding, progress_every, limit, brief=brief, group_by=group_by)
         summary["output"] = "<stdout>"
         summary["failed_total"] = summary["failed_this_run"]
     else:
@@ -1072,17 +1091,21 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
                 options["model_labels"] = True
             if not brief:  # (likewise: brief outputs of before 2026-12-06 resume; tag outputs of then do not)
                 options["entities_only"] = True
+            if group_by:  # (likewise)
+                options["group_by"] = group_by
             done, last_source = _prepare_output(out, resume, overwrite, _inputs_fingerprint(files, options))
             if limit and done > limit:
                 raise BatchError(f"{out} holds {done} records already, more than --limit {limit}: nothing to do")
             with out.open("ab") as sink:
                 summary = _run(pipeline, files, sink, out, done, text_field, id_field, batch_size, dedup, quiet,
-                               log, encoding, progress_every, limit, last_source, brief)
+                               log, encoding, progress_every, limit, last_source, brief, group_by)
                 os.fsync(sink.fileno())
             with out.open("rb") as f:
                 summary["failed_total"] = sum(1 for line in f if b'"error": "' in line or b'"error":"' in line)
             # (under the lock: another job's --overwrite must not empty OUT.jsonl while it is converted)
             convert = {"parquet": _to_parquet, "csv": _to_csv, "labelstudio": _to_labelstudio}.get(out_format)
+            if convert is _to_csv and group_by:
+                convert = functools.partial(_to_csv, members=True)
             summary["output"] = str(convert(out, Path(output)) if convert else out)
     if summary["records"] == 0:  # an empty dump, or a pipe whose writer failed (zcat of a missing file)
         log("warning: the inputs hold no records: " + ", ".join(_display(f) for f in files[:3])
@@ -1097,14 +1120,49 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
 
 def _run(pipeline, files: list[Path], sink, out: Path | None, done: int, text_field, id_field, batch_size: int,
          dedup: bool, quiet: bool, log, encoding: str, progress_every, limit, last_source: str | None = None,
-         brief: bool = True) -> dict:
+         brief: bool = True, group_by: str | None = None) -> dict:
     """Read ``files``, skip the ``done`` records the output holds, analyse the rest and append one line each to
     ``sink``. ``out`` is the file that holds every line written (the output, or under --dedup standard
-    output's copy), where --dedup reads a duplicate's first result back."""
+    output's copy), where --dedup reads a duplicate's first result back. ``group_by``: records gathered into
+    events first (``Events``), and those are the records skipped, analysed and written."""
+    with contextlib.ExitStack() as stack:
+        reader = RecordReader(text_field, id_field, log, encoding, group_by)
+        ids, recoded = _IdCheck(log), _Recoded(log)
+        events = None
+        if group_by:  # every record is read before the first event is analysed: an event's reports may be anywhere
+            folder = stack.enter_context(tempfile.TemporaryDirectory(
+                prefix=".conflictbrief-events-", dir=out.parent if out is not None and out.parent.is_dir() else None))
+            if not quiet:
+                log(f"--group-by {group_by!r}: reading every record first, to gather each event's reports")
+            events = Events(reader.read(files), folder, group_by, check=lambda r: (ids(r), recoded(r)))
+            stack.callback(events.close)
+            if not quiet:
+                log(_events_line(events))
+        summary = _analyse(pipeline, files, reader, events, ids, recoded, sink, out, done, batch_size, dedup, quiet,
+                           log, progress_every, limit, last_source, brief)
+    if events is not None:
+        summary["events"] = {"by": group_by, "records": events.records, "events": events.events,
+                             "records_in_events": events.grouped, "records_alone": events.alone}
+    return summary
+
+
+def _events_line(events: Events) -> str:
+    line = (f"--group-by {events.field!r}: {events.records:,} records read, {events.grouped:,} of them in "
+            f"{events.events:,} events")
+    if events.alone:
+        shown = ", ".join(events.named_alone) + (", ..." if events.alone > len(events.named_alone) else "")
+        line += (f"; {events.alone:,} without a value of {events.field!r}, each analysed alone ({shown})")
+    return line
+
+
+def _analyse(pipeline, files: list[Path], reader: RecordReader, events, ids, recoded, sink, out: Path | None,
+             done: int, batch_size: int, dedup: bool, quiet: bool, log, progress_every, limit,
+             last_source: str | None, brief: bool) -> dict:
+    """``_run``'s work once the records are there to read: from ``reader``, or from ``events`` (whose records
+    were checked by ``ids`` and ``recoded`` as they were gathered)."""
     from tqdm import tqdm
 
-    reader = RecordReader(text_field, id_field, log, encoding)
-    total = reader.count(files)
+    total = reader.count(files) if events is None else len(events)
     total = min(total, limit) if limit and total is not None else total
     show = not quiet and sys.stderr.isatty()
     bar = tqdm(total=total, initial=done, unit="art", disable=not show, dynamic_ncols=True,
@@ -1112,10 +1170,16 @@ def _run(pipeline, files: list[Path], sink, out: Path | None, done: int, text_fi
     lines = _ProgressLines(log, total, done, None if show or quiet else progress_every)
     started, ok, failed = time.time(), 0, 0
     seen: dict[bytes, int] = {}  # --dedup: text digest -> where its result starts in ``out``
-    records = itertools.islice(reader.read(files), limit) if limit else reader.read(files)
+    records = reader.read(files) if events is None else iter(events)
+    records = itertools.islice(records, limit) if limit else records
+
+    def check(record: Record) -> None:
+        if events is None:  # (events' records were checked as they were gathered)
+            ids(record)
+            recoded(record)
+
     # resume: these are in the output already; with --dedup their results are where later copies are read
     offsets = _line_offsets(out) if dedup and done else None
-    ids, recoded = _IdCheck(log), _Recoded(log)
     # standard input has no size or time to fingerprint: the first records of the stream are checked against
     # the output's instead (id and cleaned text)
     written = _written_records(out, STDIN_CHECKED) if done and any(f is STDIN for f in files) else iter(())
@@ -1126,8 +1190,7 @@ def _run(pipeline, files: list[Path], sink, out: Path | None, done: int, text_fi
             raise BatchError(f"{out} holds {done} records, more than its inputs have ({n}): not this job's "
                              "output; use --overwrite or another -o")
         _check_same(record, next(written, None), n + 1, out)
-        ids(record)
-        recoded(record)
+        check(record)
         if offsets is not None:
             offset = next(offsets)
             if record.error is None:
@@ -1157,8 +1220,7 @@ def _run(pipeline, files: list[Path], sink, out: Path | None, done: int, text_fi
 
         chunk: list[Record] = []
         for record in records:
-            ids(record)
-            recoded(record)
+            check(record)
             chunk.append(record)
             if len(chunk) >= batch_size * 4:
                 _process(pipeline, chunk, write, batch_size, dedup, seen, written, brief)
@@ -1170,6 +1232,77 @@ def _run(pipeline, files: list[Path], sink, out: Path | None, done: int, text_fi
             "ok_this_run": ok, "failed_this_run": failed, "failed_total": None, "seconds": round(seconds, 1),
             "articles_per_s": round((ok + failed) / seconds, 2) if seconds else None,
             "duplicate_ids": ids.count, "read_as_windows_1252": recoded.count}
+
+
+class Events:
+    """--group-by: a dump's records gathered into events by the value of one field, each event one record of the
+    output whose text is its members' texts as the reports of one event (Batch job, "Events"), in the order of
+    their first member. A record without the field, and a record that cannot be read, stay records of their own
+    at their place. The records are spooled to an SQLite file in ``folder`` as they are read, so that the texts
+    of a large dump never sit in memory; ``len()`` is the number of output records, known once all are read."""
+
+    def __init__(self, records, folder: str | Path, field: str, check=None):
+        self.field = field
+        self.db = sqlite3.connect(Path(folder) / "events.sqlite")
+        self.db.execute("CREATE TABLE r (unit INTEGER, row TEXT)")
+        keys: dict[str, int] = {}  # event key -> its unit (its place in the output)
+        self.units = self.records = self.grouped = self.alone = 0
+        self.named_alone: list[str] = []  # the first few records without the field
+        rows = []
+        for record in records:
+            if check is not None:
+                check(record)
+            self.records += 1
+            if record.group is not None and record.error is None:
+                unit = keys.setdefault(record.group, self.units)
+                self.grouped += 1
+            else:
+                unit = self.units
+                if record.error is None:
+                    self.alone += 1
+                    if len(self.named_alone) < 3:
+                        self.named_alone.append(record.source)
+            self.units += unit == self.units
+            # (JSON, ASCII: a lone surrogate in a text or id, which SQLite's UTF-8 refuses, goes as its escape)
+            rows.append((unit, json.dumps([record.id, record.source, record.text, record.error, list(record.notes),
+                                           record.group])))
+            if len(rows) >= 1000:
+                self.db.executemany("INSERT INTO r VALUES (?, ?)", rows)
+                rows = []
+        self.db.executemany("INSERT INTO r VALUES (?, ?)", rows)
+        self.db.execute("CREATE INDEX u ON r (unit)")
+        self.events = len(keys)
+
+    def __len__(self) -> int:
+        return self.units
+
+    def __iter__(self) -> Iterator[Record]:
+        rows = self.db.execute("SELECT unit, row FROM r ORDER BY unit, rowid")
+        for _, members in itertools.groupby(rows, key=lambda row: row[0]):
+            members = [Record(*fields[:4], notes=tuple(fields[4]), group=fields[5])
+                       for fields in (json.loads(row) for _, row in members)]
+            first = members[0]
+            if first.error is not None:  # a record that could not be read: its error, and the event it named
+                yield replace(first, extra={"group": first.group} if first.group else None)
+            elif first.group is None:  # a record without the field: analysed alone, as without --group-by
+                yield first
+            else:
+                yield self._event(members)
+
+    @staticmethod
+    def _event(members: list[Record]) -> Record:
+        """One record of an event's members: their texts (a member's own ``reports`` each) as its reports, in the
+        order read; ``extra["members"]`` names each with the index of its first report."""
+        texts, named, notes = [], [], []
+        for m in members:
+            named.append({"id": m.id, "source": m.source, "report": len(texts)})
+            texts += m.text if isinstance(m.text, list) else [m.text]
+            notes += [f"{m.source}: {note}" for note in m.notes]
+        return Record(members[0].group, members[0].source, texts, notes=tuple(notes), group=members[0].group,
+                      extra={"members": named})
+
+    def close(self) -> None:
+        self.db.close()
 
 
 class _Tee:
@@ -1329,15 +1462,16 @@ def _process(pipeline, chunk: list[Record], write, batch_size: int, dedup: bool,
                zip(todo, pipeline.analyze_batch(((r.id, r.text) for _, r in todo), batch_size=batch_size,
                                                  brief=brief))}
     for i, r in enumerate(chunk):
+        extra = r.extra or {}  # (an event's members)
         if r.error is not None:
-            write({"id": r.id, "source": r.source, "error": r.error})
+            write({"id": r.id, "source": r.source, "error": r.error, **extra})
             continue
         if i in results:
             res = results[i]
             if r.notes and not res.get("error"):
                 res["warnings"] = list(r.notes) + list(res.get("warnings") or [])
-            offset = write({"source": r.source, **res} if not res.get("error") else
-                           {"id": r.id, "source": r.source, "error": res["error"]})
+            offset = write({"source": r.source, **extra, **res} if not res.get("error") else
+                           {"id": r.id, "source": r.source, "error": res["error"], **extra})
             if keys[i] is not None:
                 seen.setdefault(keys[i], offset)
             continue
@@ -1346,8 +1480,8 @@ def _process(pipeline, chunk: list[Record], write, batch_size: int, dedup: bool,
         if not original.get("error"):  # the copy's own notes, not the first one's
             kept = [w for w in original.get("warnings") or [] if not _is_reader_note(w)]
             original["warnings"] = list(r.notes) + kept
-        write({**original, "source": r.source, "id": r.id, "duplicate_of": original["id"]}
-              if not original.get("error") else {"id": r.id, "source": r.source, "error": original["error"]})
+        write({**original, "source": r.source, **extra, "id": r.id, "duplicate_of": original["id"]}
+              if not original.get("error") else {"id": r.id, "source": r.source, "error": original["error"], **extra})
 
 
 def _utf8(value: str) -> str:
@@ -1363,13 +1497,14 @@ CSV_COLUMNS = ("id", "source", "error", "headline", "brief", "entities", "warnin
 EXCEL_CELL = 32_767  # the most characters a spreadsheet cell holds (Excel, LibreOffice)
 
 
-def _to_csv(jsonl: Path, target: Path) -> Path:
+def _to_csv(jsonl: Path, target: Path, members: bool = False) -> Path:
     """The JSONL output as CSV for spreadsheets, a line at a time: one row per result, ``CSV_COLUMNS``; the
     brief's sentences joined; each distinct entity once, "text (Label)", joined by "; "; the warnings by " | ".
     UTF-8 with a byte-order mark, so that Excel reads it as UTF-8. A cell that starts with =, +, -, @ (or a
     tab or carriage return) gets a leading apostrophe, so that a spreadsheet shows it as text and does not run
     it as a formula (scraped text is anyone's); a cell above ``EXCEL_CELL`` characters is cut, and says so.
-    The full results stay in the JSONL file beside it."""
+    The full results stay in the JSONL file beside it. ``members`` (--group-by): a column after ``source`` with
+    the ids of an event's records, joined by "; "."""
     target = target if target.suffix.lower() == ".csv" else target.with_suffix(".csv")
 
     def cell(value) -> str:
@@ -1383,12 +1518,13 @@ def _to_csv(jsonl: Path, target: Path) -> Path:
 
     with jsonl.open(encoding="utf-8") as f, target.open("w", encoding="utf-8-sig", newline="") as out:
         writer = csv.writer(out)
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(CSV_COLUMNS[:2] + ("members",) * members + CSV_COLUMNS[2:])
         for line in f:
             r = json.loads(line)
             entities = dict.fromkeys(f"{e['text']} ({e['label']})" for e in r.get("entities") or [])
+            named = ["; ".join(str(m["id"]) for m in r.get("members") or [])] if members else []
             writer.writerow([cell(v) for v in (
-                r.get("id"), r.get("source"), r.get("error"), r.get("headline"),
+                r.get("id"), r.get("source"), *named, r.get("error"), r.get("headline"),
                 _brief_text(r), "; ".join(entities),
                 " | ".join(r.get("warnings") or []))])
     return target
@@ -1420,7 +1556,8 @@ def _to_labelstudio(jsonl: Path, target: Path) -> Path:
             if r.get("brief"):
                 briefs = True
                 result.append(textarea_region("brief", "brief", [s["text"] for s in r["brief"]]))
-            task = {"data": {"text": r["text"], "article_id": r.get("id"), "source": r.get("source")},
+            task = {"data": {"text": r["text"], "article_id": r.get("id"), "source": r.get("source"),
+                             **({"members": "; ".join(str(m["id"]) for m in r["members"])} if r.get("members") else {})},
                     "predictions": [{"model_version": model_version(r.get("models") or {}),
                                      "score": least_score(result), "result": result}]}
             out.write(("\n" if first else ",\n") + json.dumps(task))

@@ -1383,3 +1383,124 @@ def test_a_reports_field_holds_the_reports_of_one_event_briefed_together(tiny_pi
                                      "reports of one event go in a field named 'reports')")
     assert rows[5]["reports"] == [0, rows[5]["text"].index("Syrian")]
     assert run_batch(tiny_pipeline, [str(dump)], str(out), quiet=True, dedup=True, resume=True)["records"] == 6
+
+
+EVENT_DUMP = [
+    {"id": "a1", "event": "e1", "text": "Government forces shelled the town of Maarat al-Numan on Monday, residents "
+                                        "said. The shelling went on into the night."},
+    {"id": "b1", "meta": {"event": 7}, "text": "Protesters gathered in Khartoum on Tuesday. Police fired tear gas "
+                                               "at the crowd of about 2,000 people."},
+    {"id": "a2", "event": "e1", "text": "Rebels said they had pushed back an army assault near Maarat al-Numan on "
+                                        "Monday. Two villages were retaken."},
+    {"id": "x", "text": "An article with no event named at all. It is briefed on its own, as before."},
+    {"id": "a3", "event": " e1 ", "reports": ["More than 300 families fled Maarat al-Numan towards the border, the "
+                                              "UN said.", "Another outlet said 250 families had fled the town."]},
+    {"id": "b2", "event": "7", "text": None},
+    {"id": "y", "event": ["e1"], "text": GOOD},
+]
+
+
+def _events_dump(path, records=EVENT_DUMP):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records) + "{broken\n")
+    return path
+
+
+def test_group_by_briefs_the_records_of_one_event_together(tiny_pipeline, tmp_path, monkeypatch):
+    dump, out, messages = _events_dump(tmp_path / "d.jsonl"), tmp_path / "o.jsonl", []
+    analysed = []
+    real = tiny_pipeline.analyze_batch
+    monkeypatch.setattr(tiny_pipeline, "analyze_batch",
+                        lambda items, **kw: real([analysed.append(i) or i for i in items], **kw))
+    summary = run_batch(tiny_pipeline, [str(dump)], str(out), group_by="event", log=messages.append)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    # an event's record stands where its first member stood; a record without the field, or unreadable, in its place
+    assert [r["id"] for r in rows] == ["e1", "b1", "x", "b2", "y", f"{dump}:8"]
+    assert [r["source"].rsplit(":", 1)[1] for r in rows] == ["1", "2", "4", "6", "7", "8"]
+    e1 = rows[0]
+    assert e1["members"] == [{"id": "a1", "source": f"{dump}:1", "report": 0},
+                             {"id": "a2", "source": f"{dump}:3", "report": 1},
+                             {"id": "a3", "source": f"{dump}:5", "report": 2}]  # a3 holds reports 2 and 3
+    assert analysed[0] == ("e1", [EVENT_DUMP[0]["text"], EVENT_DUMP[2]["text"], *EVENT_DUMP[4]["reports"]])
+    assert len(e1["reports"]) == 4 and e1["text"].startswith("Government") and e1["error"] is None
+    assert [b["report"] for b in e1["brief"]] == sorted(b["report"] for b in e1["brief"]) and \
+        {b["report"] for b in e1["brief"]} <= {0, 1, 2, 3}
+    # b1's event is in a nested field, not "event": b1 is analysed alone, as x, as without --group-by
+    assert "members" not in rows[2] and rows[2]["reports"] == [] and rows[2]["brief"] and rows[1]["id"] == "b1"
+    # a member that cannot be read is an error record of its own that names its event (as text: 7 -> "7")
+    assert rows[3]["error"].endswith("d.jsonl:6: field 'text' is null") and rows[3]["group"] == "7"
+    assert rows[4]["error"].endswith("d.jsonl:7: field 'event' is list, not an event key (--group-by)")
+    assert "invalid JSON" in rows[5]["error"]
+    assert summary["events"] == {"by": "event", "records": 8, "events": 1, "records_in_events": 3,
+                                 "records_alone": 2} and summary["records"] == 6 and summary["failed_total"] == 3
+    assert messages[1] == (f"--group-by 'event': 8 records read, 3 of them in 1 events; 2 without a value of "
+                           f"'event', each analysed alone ({dump}:2, {dump}:4)")
+
+
+def test_group_by_a_nested_field_resumes_dedups_and_limits_by_event(tiny_pipeline, tmp_path, monkeypatch):
+    records = [{**r, "meta": {"event": r.get("event") or (r.get("meta") or {}).get("event")}} for r in EVENT_DUMP[:6]]
+    records += [{"id": "c1", "meta": {"event": "copy"}, "text": EVENT_DUMP[1]["text"]}]
+    dump, out = _events_dump(tmp_path / "d.jsonl", records), tmp_path / "o.jsonl"
+    whole = run_batch(tiny_pipeline, [str(dump)], str(out), group_by="meta.event", dedup=True, quiet=True)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["e1", "7", "x", "b2", "copy", f"{dump}:8"] and whole["events"]["events"] == 3
+    assert [m["id"] for m in rows[1]["members"]] == ["b1"]  # and b2, its member that cannot be read:
+    assert rows[3]["error"].endswith("d.jsonl:6: field 'text' is null") and rows[3]["group"] == "7"
+    assert rows[4]["duplicate_of"] == "7" and [m["id"] for m in rows[4]["members"]] == ["c1"]  # its own members
+    # --limit counts events (records cut at the limit would change an event's brief), and --resume goes on
+    out.unlink()
+    assert run_batch(tiny_pipeline, [str(dump)], str(out), group_by="meta.event", dedup=True, quiet=True,
+                     limit=2)["records"] == 2
+    analysed = []
+    real = tiny_pipeline.analyze_batch
+    monkeypatch.setattr(tiny_pipeline, "analyze_batch",
+                        lambda items, **kw: real([analysed.append(i) or i for i in items], **kw))
+    summary = run_batch(tiny_pipeline, [str(dump)], str(out), group_by="meta.event", dedup=True, quiet=True,
+                        resume=True)
+    assert summary["resumed_after"] == 2 and [i for i, _ in analysed] == ["x"]  # "copy" is read back
+    again = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [{k: v for k, v in r.items() if k != "timings"} for r in again] == \
+        [{k: v for k, v in r.items() if k != "timings"} for r in rows]
+    # an output written without --group-by (or by another field) is not this job's
+    for other in (None, "event"):
+        with pytest.raises(BatchError, match="written for other inputs or options"):
+            run_batch(tiny_pipeline, [str(dump)], str(out), dedup=True, quiet=True, resume=True, group_by=other)
+
+
+def test_group_by_into_a_spreadsheet_label_studio_tasks_and_from_standard_input(tiny_pipeline, tmp_path,
+                                                                                monkeypatch):
+    import csv
+
+    dump = _events_dump(tmp_path / "d.jsonl")
+    run_batch(tiny_pipeline, [str(dump)], str(tmp_path / "o.csv"), group_by="event", quiet=True)
+    with (tmp_path / "o.csv").open(encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[:3] == ["id", "source", "members"] and rows[0]["members"] == "a1; a2; a3"
+    assert [r["members"] for r in rows[1:]] == [""] * 5 and rows[0]["brief"]
+    run_batch(tiny_pipeline, [str(dump)], str(tmp_path / "t.json"), group_by="event", quiet=True,
+              out_format="labelstudio")
+    tasks = json.loads((tmp_path / "t.json").read_text())
+    assert tasks[0]["data"]["members"] == "a1; a2; a3" and "members" not in tasks[1]["data"]
+    # standard input: every line is read before the first event is analysed; --resume checks the same stream
+    _stdin(monkeypatch, dump.read_bytes())
+    run_batch(tiny_pipeline, ["-"], str(tmp_path / "s.jsonl"), group_by="event", quiet=True, limit=1)
+    _stdin(monkeypatch, dump.read_bytes())
+    summary = run_batch(tiny_pipeline, ["-"], str(tmp_path / "s.jsonl"), group_by="event", quiet=True, resume=True)
+    got = [json.loads(x) for x in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert summary["resumed_after"] == 1 and [r["id"] for r in got] == ["e1", "b1", "x", "b2", "y", "<stdin>:8"]
+    assert [m["source"] for m in got[0]["members"]] == ["<stdin>:1", "<stdin>:3", "<stdin>:5"]
+    shuffled = dump.read_text().splitlines(keepends=True)
+    _stdin(monkeypatch, "".join([shuffled[2], shuffled[0], *shuffled[3:]]).encode())  # e1's reports in another order
+    with pytest.raises(BatchError, match="another stream"):
+        run_batch(tiny_pipeline, ["-"], str(tmp_path / "s.jsonl"), group_by="event", quiet=True, resume=True,
+                  overwrite=False, limit=None)
+
+
+def test_the_brief_command_takes_group_by(tiny_pipeline, tmp_path, monkeypatch):
+    from conflictbrief.cli import main
+    from conflictbrief.inference import pipeline
+
+    monkeypatch.setattr(pipeline.Pipeline, "load", lambda *a, **k: tiny_pipeline)
+    dump = _events_dump(tmp_path / "d.jsonl")
+    assert main(["tag", str(dump), "-o", str(tmp_path / "o.jsonl"), "--group-by", "event", "--quiet"]) == 1
+    rows = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert rows[0]["id"] == "e1" and len(rows[0]["members"]) == 3 and rows[0]["brief"] == [] and len(rows) == 6
