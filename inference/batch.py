@@ -1079,7 +1079,8 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
         summary["failed_total"] = summary["failed_this_run"]
     else:
         out = output_path(output, out_format)
-        own = (out, out.with_name(out.name + ".state.json"), out.with_name(out.name + ".lock"), Path(output))
+        own = (out, out.with_name(out.name + ".state.json"), out.with_name(out.name + ".lock"), events_spool(out),
+               Path(output))
         files = expand_inputs(inputs, own, log)
         with _exclusive(out):  # before _prepare_output, which empties OUT on --overwrite
             options = {"text_field": text_field, "id_field": id_field, "max_chars": pipeline.max_chars,
@@ -1130,11 +1131,11 @@ def _run(pipeline, files: list[Path], sink, out: Path | None, done: int, text_fi
         ids, recoded = _IdCheck(log), _Recoded(log)
         events = None
         if group_by:  # every record is read before the first event is analysed: an event's reports may be anywhere
-            folder = stack.enter_context(tempfile.TemporaryDirectory(
-                prefix=".conflictbrief-events-", dir=out.parent if out is not None and out.parent.is_dir() else None))
+            spool = events_spool(out) if out is not None else \
+                Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="conflictbrief-"))) / "events.sqlite"
             if not quiet:
                 log(f"--group-by {group_by!r}: reading every record first, to gather each event's reports")
-            events = Events(reader.read(files), folder, group_by, check=lambda r: (ids(r), recoded(r)))
+            events = Events(reader.read(files), spool, group_by, check=lambda r: (ids(r), recoded(r)))
             stack.callback(events.close)
             if not quiet:
                 log(_events_line(events))
@@ -1238,12 +1239,16 @@ class Events:
     """--group-by: a dump's records gathered into events by the value of one field, each event one record of the
     output whose text is its members' texts as the reports of one event (Batch job, "Events"), in the order of
     their first member. A record without the field, and a record that cannot be read, stay records of their own
-    at their place. The records are spooled to an SQLite file in ``folder`` as they are read, so that the texts
-    of a large dump never sit in memory; ``len()`` is the number of output records, known once all are read."""
+    at their place. The records are spooled to an SQLite file, ``spool``, as they are read, so that the texts of a
+    large dump never sit in memory (``close`` removes it); ``len()`` is the number of output records, known once
+    all are read."""
 
-    def __init__(self, records, folder: str | Path, field: str, check=None):
-        self.field = field
-        self.db = sqlite3.connect(Path(folder) / "events.sqlite")
+    def __init__(self, records, spool: Path, field: str, check=None):
+        self.field, self.spool = field, spool
+        spool.unlink(missing_ok=True)  # (one a killed job left)
+        self.db = sqlite3.connect(spool)
+        self.db.execute("PRAGMA journal_mode = OFF")  # a scratch file: no journal beside it, nothing to recover
+        self.db.execute("PRAGMA synchronous = OFF")
         self.db.execute("CREATE TABLE r (unit INTEGER, row TEXT)")
         keys: dict[str, int] = {}  # event key -> its unit (its place in the output)
         self.units = self.records = self.grouped = self.alone = 0
@@ -1303,6 +1308,13 @@ class Events:
 
     def close(self) -> None:
         self.db.close()
+        self.spool.unlink(missing_ok=True)
+
+
+def events_spool(out: Path) -> Path:
+    """Where --group-by spools the records of the job writing ``out`` (beside it, under its lock; a killed
+    job's is replaced by the next run's and removed at its end)."""
+    return out.with_name(out.name + ".events.sqlite")
 
 
 class _Tee:

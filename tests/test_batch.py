@@ -1407,6 +1407,7 @@ def _events_dump(path, records=EVENT_DUMP):
 
 def test_group_by_briefs_the_records_of_one_event_together(tiny_pipeline, tmp_path, monkeypatch):
     dump, out, messages = _events_dump(tmp_path / "d.jsonl"), tmp_path / "o.jsonl", []
+    (tmp_path / "o.jsonl.events.sqlite").write_bytes(b"what a job killed while reading left")
     analysed = []
     real = tiny_pipeline.analyze_batch
     monkeypatch.setattr(tiny_pipeline, "analyze_batch",
@@ -1432,6 +1433,7 @@ def test_group_by_briefs_the_records_of_one_event_together(tiny_pipeline, tmp_pa
     assert "invalid JSON" in rows[5]["error"]
     assert summary["events"] == {"by": "event", "records": 8, "events": 1, "records_in_events": 3,
                                  "records_alone": 2} and summary["records"] == 6 and summary["failed_total"] == 3
+    assert not (tmp_path / "o.jsonl.events.sqlite").exists()  # the records' spool is gone with the job
     assert messages[1] == (f"--group-by 'event': 8 records read, 3 of them in 1 events; 2 without a value of "
                            f"'event', each analysed alone ({dump}:2, {dump}:4)")
 
