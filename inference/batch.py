@@ -1297,11 +1297,18 @@ class Events:
     @staticmethod
     def _event(members: list[Record]) -> Record:
         """One record of an event's members: their texts (a member's own ``reports`` each) as its reports, in the
-        order read; ``extra["members"]`` names each with the index of its first report."""
-        texts, named, notes = [], [], []
+        order read, each text once (syndicated wire copy carried word for word by several outlets is one report
+        that each of them is named with); ``extra["members"]`` gives each member's id, source and ``reports``,
+        the indices of its texts among the event's."""
+        texts, named, notes, index = [], [], [], {}
         for m in members:
-            named.append({"id": m.id, "source": m.source, "report": len(texts)})
-            texts += m.text if isinstance(m.text, list) else [m.text]
+            mine = []
+            for text in m.text if isinstance(m.text, list) else [m.text]:
+                if text.strip():  # (a blank one of a member's reports: nothing to brief from)
+                    mine.append(index.setdefault(text.strip(), len(texts)))
+                    if mine[-1] == len(texts):
+                        texts.append(text)
+            named.append({"id": m.id, "source": m.source, "reports": mine})
             notes += [f"{m.source}: {note}" for note in m.notes]
         return Record(members[0].group, members[0].source, texts, notes=tuple(notes), group=members[0].group,
                       extra={"members": named})

@@ -1418,9 +1418,9 @@ def test_group_by_briefs_the_records_of_one_event_together(tiny_pipeline, tmp_pa
     assert [r["id"] for r in rows] == ["e1", "b1", "x", "b2", "y", f"{dump}:8"]
     assert [r["source"].rsplit(":", 1)[1] for r in rows] == ["1", "2", "4", "6", "7", "8"]
     e1 = rows[0]
-    assert e1["members"] == [{"id": "a1", "source": f"{dump}:1", "report": 0},
-                             {"id": "a2", "source": f"{dump}:3", "report": 1},
-                             {"id": "a3", "source": f"{dump}:5", "report": 2}]  # a3 holds reports 2 and 3
+    assert e1["members"] == [{"id": "a1", "source": f"{dump}:1", "reports": [0]},
+                             {"id": "a2", "source": f"{dump}:3", "reports": [1]},
+                             {"id": "a3", "source": f"{dump}:5", "reports": [2, 3]}]
     assert analysed[0] == ("e1", [EVENT_DUMP[0]["text"], EVENT_DUMP[2]["text"], *EVENT_DUMP[4]["reports"]])
     assert len(e1["reports"]) == 4 and e1["text"].startswith("Government") and e1["error"] is None
     assert [b["report"] for b in e1["brief"]] == sorted(b["report"] for b in e1["brief"]) and \
@@ -1506,3 +1506,16 @@ def test_the_brief_command_takes_group_by(tiny_pipeline, tmp_path, monkeypatch):
     assert main(["tag", str(dump), "-o", str(tmp_path / "o.jsonl"), "--group-by", "event", "--quiet"]) == 1
     rows = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
     assert rows[0]["id"] == "e1" and len(rows[0]["members"]) == 3 and rows[0]["brief"] == [] and len(rows) == 6
+
+
+def test_an_event_reads_wire_copy_carried_by_several_outlets_once():
+    from conflictbrief.inference.batch import Events, Record
+
+    wire = "Shelling hit Idlib on Monday, the agency reported. Thousands fled north."
+    event = Events._event([Record("ap", "d:1", wire, group="e"), Record("bbc", "d:2", "The BBC's own report.", group="e"),
+                           Record("local", "d:3", "  " + wire + "\n", group="e", notes=("not UTF-8: ...",)),
+                           Record("both", "d:4", ["The BBC's own report.", " ", "A third report."], group="e")])
+    assert event.id == "e" and event.source == "d:1" and event.text == [wire, "The BBC's own report.", "A third report."]
+    assert [(m["id"], m["reports"]) for m in event.extra["members"]] == [("ap", [0]), ("bbc", [1]), ("local", [0]),
+                                                                         ("both", [1, 2])]
+    assert event.notes == ("d:3: not UTF-8: ...",)
