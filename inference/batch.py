@@ -6,7 +6,8 @@
   footers and boxes are left out (page.py).
   ``-`` is JSON Lines on standard input; ``-o -`` writes JSON Lines to standard output.
 * Exactly one output line per input record, in input order. A bad record becomes ``{"id", "source",
-  "error"}`` and the job goes on.
+  "error"}`` and the job goes on. With ``--group-by FIELD``, one line per event: the records that name the same
+  event are analysed together as its reports (``Events``), and each is named in its line's ``members``.
 * Resume: records are appended one whole line at a time and flushed; after a crash (kill -9 included) the
   rerun drops a torn last line, checks that the inputs are the same, and skips the records already written.
 """
@@ -16,8 +17,8 @@ import bz2
 import codecs
 import contextlib
 import csv
-import gzip
 import functools
+import gzip
 import hashlib
 import io
 import itertools
