@@ -1519,3 +1519,46 @@ def test_an_event_reads_wire_copy_carried_by_several_outlets_once():
     assert [(m["id"], m["reports"]) for m in event.extra["members"]] == [("ap", [0]), ("bbc", [1]), ("local", [0]),
                                                                          ("both", [1, 2])]
     assert event.notes == ("d:3: not UTF-8: ...",)
+
+
+def _record_strategy():
+    from hypothesis import strategies as st
+
+    from conflictbrief.inference.batch import Record
+
+    texts = st.sampled_from(["Idlib was shelled.", "Aid arrived.", "\ud800 lone", "x" * 50])
+    return st.builds(lambda n, text, group, error: Record(f"r{n}", f"d:{n}", None if error else text,
+                                                          error=f"d:{n}: bad" if error else None, group=group),
+                     st.integers(0, 10**6), texts | st.lists(texts, min_size=1, max_size=3),
+                     st.none() | st.sampled_from(["e1", "e2", "e3"]), st.booleans())
+
+
+def test_every_record_is_in_exactly_one_output_record_of_its_events(tmp_path):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from conflictbrief.inference.batch import Events
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(_record_strategy(), max_size=25))
+    def check(records):
+        records = [r.__class__(f"r{n}", f"d:{n}", r.text, r.error, group=r.group) for n, r in enumerate(records)]
+        events = Events(iter(records), tmp_path / "spool.sqlite", "event")
+        out = list(events)
+        events.close()
+        assert len(out) == len(events) and not (tmp_path / "spool.sqlite").exists()
+        named = [m["source"] for o in out for m in (o.extra or {}).get("members", [])]
+        named += [o.source for o in out if not (o.extra or {}).get("members")]
+        assert sorted(named) == sorted(r.source for r in records)  # each record once: a member, or a line of its own
+        firsts = [min(int(m["source"][2:]) for m in o.extra["members"]) if (o.extra or {}).get("members")
+                  else int(o.source[2:]) for o in out]
+        assert firsts == sorted(firsts)  # an event stands at its first record's place
+        for o in out:
+            for m in (o.extra or {}).get("members", []):
+                given_texts = records[int(m["source"][2:])].text
+                given_texts = given_texts if isinstance(given_texts, list) else [given_texts]
+                assert [o.text[k] for k in m["reports"]] == [t for t in given_texts if t.strip()]
+        assert events.records == len(records) and events.events == len({r.group for r in records
+                                                                        if r.group and r.error is None})
+
+    check()
