@@ -626,6 +626,7 @@ def test_doccano_auto_labeling_templates_turn_an_answer_into_its_labels(client):
 def test_the_reports_of_one_event_are_a_list_of_texts(client):
     r = client.post("/v1/analyze", json={"reports": [GOOD, "Rebels said they pushed back the assault near Idlib."]})
     assert r.status_code == 200 and r.json()["reports"] == [0, r.json()["text"].index("Rebels")]
+    assert {b["report"] for b in r.json()["brief"]} <= {0, 1} and r.json()["brief"][0]["report"] == 0
     r = client.post("/v1/analyze", json={"articles": [{"reports": [GOOD]}, {"text": GOOD, "id": "b"}]})
     assert [x["reports"] for x in r.json()["results"]] == [[], []]
     assert client.post("/v1/analyze", json={"reports": []}).status_code == 422
