@@ -39,7 +39,7 @@ from struct import error as struct_error
 from typing import Iterator
 
 from . import zstd
-from .clean import clean, compression_of, compression_suffix
+from .clean import clean, compression_of, compression_suffix, text_chars
 from .labelstudio import entity_regions, labelstudio_config, least_score, model_version, textarea_region
 from .page import page_charset
 
@@ -1136,7 +1136,8 @@ def _run(pipeline, files: list[Path], sink, out: Path | None, done: int, text_fi
                 Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="conflictbrief-"))) / "events.sqlite"
             if not quiet:
                 log(f"--group-by {group_by!r}: reading every record first, to gather each event's reports")
-            events = Events(reader.read(files), spool, group_by, check=lambda r: (ids(r), recoded(r)))
+            events = Events(reader.read(files), spool, group_by, check=lambda r: (ids(r), recoded(r)),
+                            max_chars=pipeline.max_chars)
             stack.callback(events.close)
             if not quiet:
                 log(_events_line(events))
@@ -1144,7 +1145,8 @@ def _run(pipeline, files: list[Path], sink, out: Path | None, done: int, text_fi
                            log, progress_every, limit, last_source, brief)
     if events is not None:
         summary["events"] = {"by": group_by, "records": events.records, "events": events.events,
-                             "records_in_events": events.grouped, "records_alone": events.alone}
+                             "records_in_events": events.grouped, "records_alone": events.alone,
+                             "events_cut_at_max_chars": events.cut}
     return summary
 
 
@@ -1244,8 +1246,9 @@ class Events:
     large dump never sit in memory (``close`` removes it); ``len()`` is the number of output records, known once
     all are read."""
 
-    def __init__(self, records, spool: Path, field: str, check=None):
-        self.field, self.spool = field, spool
+    def __init__(self, records, spool: Path, field: str, check=None, max_chars: int | None = None):
+        self.field, self.spool, self.max_chars = field, spool, max_chars
+        self.cut = 0  # events whose records' texts did not all fit in max_chars (counted as they are read)
         spool.unlink(missing_ok=True)  # (one a killed job left)
         self.db = sqlite3.connect(spool)
         self.db.execute("PRAGMA journal_mode = OFF")  # a scratch file: no journal beside it, nothing to recover
@@ -1293,24 +1296,41 @@ class Events:
             elif first.group is None:  # a record without the field: analysed alone, as without --group-by
                 yield first
             else:
-                yield self._event(members)
+                event = self._event(members, self.max_chars)
+                self.cut += any(not m["reports"] for m in event.extra["members"])
+                yield event
 
     @staticmethod
-    def _event(members: list[Record]) -> Record:
+    def _event(members: list[Record], max_chars: int | None = None) -> Record:
         """One record of an event's members: their texts (a member's own ``reports`` each) as its reports, in the
         order read, each text once (syndicated wire copy carried word for word by several outlets is one report
         that each of them is named with); ``extra["members"]`` gives each member's id, source and ``reports``,
-        the indices of its texts among the event's."""
-        texts, named, notes, index = [], [], [], {}
+        the indices of its texts among the event's. A member whose texts would take the event's above
+        ``max_chars`` (counted as the pipeline counts them) is left out of its text, in the order read, and named
+        with no reports and in a warning: a large event is briefed from what fits rather than not at all."""
+        texts, named, notes, index, left = [], [], [], {}, []
         for m in members:
-            mine = []
-            for text in m.text if isinstance(m.text, list) else [m.text]:
-                if text.strip():  # (a blank one of a member's reports: nothing to brief from)
-                    mine.append(index.setdefault(text.strip(), len(texts)))
-                    if mine[-1] == len(texts):
-                        texts.append(text)
-            named.append({"id": m.id, "source": m.source, "reports": mine})
+            # (a blank one of a member's own reports: nothing to brief from)
+            given = [t for t in (m.text if isinstance(m.text, list) else [m.text]) if t.strip()]
+            fresh = {}  # its texts that no earlier member has
+            for text in given:
+                if text.strip() not in index:
+                    fresh.setdefault(text.strip(), text)
+            if texts and max_chars and text_chars(texts + list(fresh.values())) > max_chars:
+                left.append(m.id)
+                named.append({"id": m.id, "source": m.source, "reports": []})
+                continue
+            for text in given:
+                if text.strip() not in index:
+                    index[text.strip()] = len(texts)
+                    texts.append(text)
+            named.append({"id": m.id, "source": m.source, "reports": [index[t.strip()] for t in given]})
             notes += [f"{m.source}: {note}" for note in m.notes]
+        if left:
+            shown = ", ".join(map(str, left[:5])) + (", ..." if len(left) > 5 else "")
+            notes.append(f"{len(left)} of the event's {len(members)} records left out of its text, which they would "
+                         f"have taken above --max-chars {max_chars:,} characters (in members with no reports): "
+                         f"{shown}")
         return Record(members[0].group, members[0].source, texts, notes=tuple(notes), group=members[0].group,
                       extra={"members": named})
 
@@ -1576,8 +1596,10 @@ def _to_labelstudio(jsonl: Path, target: Path) -> Path:
             if r.get("brief"):
                 briefs = True
                 result.append(textarea_region("brief", "brief", [s["text"] for s in r["brief"]]))
-            task = {"data": {"text": r["text"], "article_id": r.get("id"), "source": r.get("source"),
-                             **({"members": "; ".join(str(m["id"]) for m in r["members"])} if r.get("members") else {})},
+            data = {"text": r["text"], "article_id": r.get("id"), "source": r.get("source")}
+            if r.get("members"):  # (--group-by)
+                data["members"] = "; ".join(str(m["id"]) for m in r["members"])
+            task = {"data": data,
                     "predictions": [{"model_version": model_version(r.get("models") or {}),
                                      "score": least_score(result), "result": result}]}
             out.write(("\n" if first else ",\n") + json.dumps(task))

@@ -358,6 +358,15 @@ def joined(text: str | list[str]) -> str:
     return text if isinstance(text, str) else REPORT_JOIN.join(text)
 
 
+def text_chars(text) -> int:
+    """Characters of an article, or of the reports of one event together (as ``joined``); 0 for what is neither."""
+    if isinstance(text, str):
+        return len(text)
+    if isinstance(text, (list, tuple)):
+        return sum(len(r) for r in text if isinstance(r, str)) + len(REPORT_JOIN) * max(0, len(text) - 1)
+    return 0
+
+
 def clean(raw: str | list[str]) -> CleanText:
     """Repair ``raw`` and keep the clean->raw offset map (see module doc). ``raw`` may be a list of several
     reports of one event (outlets of different leanings, as in NeuS): they are joined by ``REPORT_JOIN``,

@@ -23,7 +23,7 @@ import torch
 
 from conflictbrief import __version__
 from conflictbrief.inference.briefer import Briefer, content_words, report_openings, salience, strip_lead_note
-from conflictbrief.inference.clean import ENGLISH_MIN, REPORT_JOIN, CleanText, clean, english_share, split_sentences
+from conflictbrief.inference.clean import ENGLISH_MIN, CleanText, clean, english_share, split_sentences, text_chars
 from conflictbrief.inference.deadline import CHARS, TimeLimitExceeded, budget, time_limit
 from conflictbrief.inference.guards import Guard, GuardReport, Lexicon, loaded_terms, provenance, supported_values, \
     unsupported_numbers
@@ -114,15 +114,6 @@ whichever has fewer) is in a sentence already picked."""
 def _overlap(a: str, b: str) -> float:
     wa, wb = set(content_words(a)), set(content_words(b))
     return len(wa & wb) / min(len(wa), len(wb)) if wa and wb else 0.0
-
-
-def text_chars(text) -> int:
-    """Characters of an article, or of the reports of one event together; 0 for what is neither."""
-    if isinstance(text, str):
-        return len(text)
-    if isinstance(text, (list, tuple)):
-        return sum(len(r) for r in text if isinstance(r, str)) + len(REPORT_JOIN) * max(0, len(text) - 1)
-    return 0
 
 
 def _item(item) -> tuple:

@@ -1432,8 +1432,16 @@ def test_group_by_briefs_the_records_of_one_event_together(tiny_pipeline, tmp_pa
     assert rows[4]["error"].endswith("d.jsonl:7: field 'event' is list, not an event key (--group-by)")
     assert "invalid JSON" in rows[5]["error"]
     assert summary["events"] == {"by": "event", "records": 8, "events": 1, "records_in_events": 3,
-                                 "records_alone": 2} and summary["records"] == 6 and summary["failed_total"] == 3
+                                 "records_alone": 2, "events_cut_at_max_chars": 0}
+    assert summary["records"] == 6 and summary["failed_total"] == 3
     assert not (tmp_path / "o.jsonl.events.sqlite").exists()  # the records' spool is gone with the job
+    # an event above --max-chars is briefed from its records that fit, and says which did not
+    summary = run_batch(tiny_pipeline, [str(dump)], str(tmp_path / "cut.jsonl"), group_by="event", quiet=True,
+                        max_chars=250)
+    cut = json.loads((tmp_path / "cut.jsonl").read_text().splitlines()[0])
+    assert [m["reports"] for m in cut["members"]] == [[0], [1], []] and not cut["error"] and len(cut["text"]) <= 250
+    assert any("1 of the event's 3 records left out of its text" in w for w in cut["warnings"])
+    assert summary["events"]["events_cut_at_max_chars"] == 1
     assert messages[1] == (f"--group-by 'event': 8 records read, 3 of them in 1 events; 2 without a value of "
                            f"'event', each analysed alone ({dump}:2, {dump}:4)")
 
@@ -1519,6 +1527,16 @@ def test_an_event_reads_wire_copy_carried_by_several_outlets_once():
     assert [(m["id"], m["reports"]) for m in event.extra["members"]] == [("ap", [0]), ("bbc", [1]), ("local", [0]),
                                                                          ("both", [1, 2])]
     assert event.notes == ("d:3: not UTF-8: ...",)
+    # an event above max_chars is briefed from the records that fit, in the order read, and says which did not
+    big = [Record(f"m{n}", f"d:{n}", f"Report {n}. " + "x" * 90, group="e") for n in range(6)]
+    cut = Events._event(big[:2] + [Record("long", "d:9", "y" * 400, group="e")] + big[2:], max_chars=350)
+    assert len(cut.text) == 3 and sum(map(len, cut.text)) + 2 * 2 <= 350  # (joined by blank lines, as counted)
+    assert [(m["id"], m["reports"]) for m in cut.extra["members"]] == [
+        ("m0", [0]), ("m1", [1]), ("long", []), ("m2", [2]), ("m3", []), ("m4", []), ("m5", [])]
+    assert cut.notes == ("4 of the event's 7 records left out of its text, which they would have taken above "
+                         "--max-chars 350 characters (in members with no reports): long, m3, m4, m5",)
+    alone = Events._event([Record("long", "d:9", "y" * 400, group="e")], max_chars=350)  # one record: the
+    assert alone.text == ["y" * 400]                                                     # pipeline's error
 
 
 def _record_strategy():
