@@ -51,6 +51,7 @@ class EntityResult:
     raw_start: int  # offsets into the input as given
     raw_end: int
     score: float
+    report: int | None = None  # several reports of one event: which one (0-based, as given) it is in
 
 
 @dataclass(frozen=True)
@@ -321,7 +322,7 @@ class Pipeline:
                 brief = [replace(b, report=article.report_of(spans[b.sources[0]][0]) if b.sources else None)
                          for b in brief]
             out_entities = [EntityResult(e.label, e.text, e.start, e.end, *article.raw_span(e.start, e.end),
-                                         e.score) for e in ents]
+                                         e.score, article.report_of(e.start)) for e in ents]
             results.append(AnalysisResult(rid, article.text, article.date, spans,
                                           out_entities, brief, headline, report, warnings, self.models, timings,
                                           reports=list(article.reports)))

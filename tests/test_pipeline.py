@@ -338,6 +338,8 @@ def test_the_reports_of_one_event_each_give_their_lead_to_an_extracted_brief(tin
     assert [e.text for e in r.entities] == [e.text for e in one.entities]
     for e in r.entities:  # raw offsets count in the reports joined by a blank line
         assert "\n\n".join([left, right, centre])[e.raw_start:e.raw_end] == e.text
+        assert r.reports[e.report] <= e.start < (r.reports + [len(r.text)])[e.report + 1]  # the report it is in
+    assert r.entities and {e.report for e in one.entities} == {None}
     assert salience(["A first sentence of four.", "A second one of the same.", "A third one here now."], [2])[2] \
         > salience(["A first sentence of four.", "A second one of the same.", "A third one here now."])[2]
     results = list(extractive.analyze_batch([("a", [left, right]), {"id": "b", "text": [left, 7]}, ("c", [])]))
