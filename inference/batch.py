@@ -1328,9 +1328,8 @@ class Events:
             notes += [f"{m.source}: {note}" for note in m.notes]
         if left:
             shown = ", ".join(map(str, left[:5])) + (", ..." if len(left) > 5 else "")
-            notes.append(f"{len(left)} of the event's {len(members)} records left out of its text, which they would "
-                         f"have taken above --max-chars {max_chars:,} characters (in members with no reports): "
-                         f"{shown}")
+            notes.append(f"{len(left)} of the event's {len(members)} {_LEFT_OUT} {max_chars:,} characters (in members "
+                         f"with no reports): {shown}")
         return Record(members[0].group, members[0].source, texts, notes=tuple(notes), group=members[0].group,
                       extra={"members": named})
 
@@ -1398,8 +1397,12 @@ def _duration(seconds: float) -> str:
 
 
 def _is_reader_note(warning: str) -> bool:
-    """A warning that the reader put on a record (not the pipeline's): the bytes it read as Windows-1252."""
-    return "not UTF-8: bytes read as Windows-1252" in warning
+    """A warning that the job put on a record (not the pipeline's): the bytes it read as Windows-1252, an event's
+    records left out of its text. A --dedup copy has its own."""
+    return "not UTF-8: bytes read as Windows-1252" in warning or _LEFT_OUT in warning
+
+
+_LEFT_OUT = "records left out of its text, which they would have taken above --max-chars"
 
 
 class _Recoded:

@@ -1517,7 +1517,7 @@ def test_the_brief_command_takes_group_by(tiny_pipeline, tmp_path, monkeypatch):
 
 
 def test_an_event_reads_wire_copy_carried_by_several_outlets_once():
-    from conflictbrief.inference.batch import Events, Record
+    from conflictbrief.inference.batch import Events, Record, _is_reader_note
 
     wire = "Shelling hit Idlib on Monday, the agency reported. Thousands fled north."
     event = Events._event([Record("ap", "d:1", wire, group="e"), Record("bbc", "d:2", "The BBC's own report.", group="e"),
@@ -1535,6 +1535,7 @@ def test_an_event_reads_wire_copy_carried_by_several_outlets_once():
         ("m0", [0]), ("m1", [1]), ("long", []), ("m2", [2]), ("m3", []), ("m4", []), ("m5", [])]
     assert cut.notes == ("4 of the event's 7 records left out of its text, which they would have taken above "
                          "--max-chars 350 characters (in members with no reports): long, m3, m4, m5",)
+    assert _is_reader_note(cut.notes[0])  # a --dedup copy of the event gets its own, not the first one's too
     alone = Events._event([Record("long", "d:9", "y" * 400, group="e")], max_chars=350)  # one record: the
     assert alone.text == ["y" * 400]                                                     # pipeline's error
 
