@@ -39,7 +39,7 @@ from struct import error as struct_error
 from typing import Iterator
 
 from . import zstd
-from .clean import clean, compression_of, compression_suffix, text_chars
+from .clean import REPORT_JOIN, clean, compression_of, compression_suffix, text_chars
 from .labelstudio import entity_regions, labelstudio_config, least_score, model_version, textarea_region
 from .page import page_charset
 
@@ -1308,7 +1308,7 @@ class Events:
         the indices of its texts among the event's. A member whose texts would take the event's above
         ``max_chars`` (counted as the pipeline counts them) is left out of its text, in the order read, and named
         with no reports and in a warning: a large event is briefed from what fits rather than not at all."""
-        texts, named, notes, index, left = [], [], [], {}, []
+        texts, named, notes, index, left, chars = [], [], [], {}, [], 0
         for m in members:
             # (a blank one of a member's own reports: nothing to brief from)
             given = [t for t in (m.text if isinstance(m.text, list) else [m.text]) if t.strip()]
@@ -1316,14 +1316,15 @@ class Events:
             for text in given:
                 if text.strip() not in index:
                     fresh.setdefault(text.strip(), text)
-            if texts and max_chars and text_chars(texts + list(fresh.values())) > max_chars:
+            more = text_chars(list(fresh.values())) + (len(REPORT_JOIN) if texts and fresh else 0)
+            if texts and max_chars and chars + more > max_chars:
                 left.append(m.id)
                 named.append({"id": m.id, "source": m.source, "reports": []})
                 continue
-            for text in given:
-                if text.strip() not in index:
-                    index[text.strip()] = len(texts)
-                    texts.append(text)
+            for key, text in fresh.items():
+                index[key] = len(texts)
+                texts.append(text)
+            chars += more
             named.append({"id": m.id, "source": m.source, "reports": [index[t.strip()] for t in given]})
             notes += [f"{m.source}: {note}" for note in m.notes]
         if left:

@@ -34,10 +34,10 @@ class CleanText:
         if not self.reports:
             return None
         held = None
-        for n, start in enumerate(self.report_inputs):
+        for n, start in enumerate(self.report_inputs):  # (their starts rise with n, past the ones that are None)
             if start is not None and start <= offset:
-                held = n  # the last report that starts at or before it (one that cleaned to nothing has the
-        return held   # start of the next, which comes later in the list)
+                held = n  # the last report that starts at or before it
+        return held
 
     def raw_span(self, start: int, end: int) -> tuple[int, int]:
         """Raw offsets of the clean span [start, end)."""
