@@ -54,6 +54,14 @@ def _non_negative(value: str) -> float:
     return number
 
 
+def _field_name(value: str) -> str:
+    """An argparse type: a record's field (--text-field, --id-field, --group-by); an empty one (an unset shell
+    variable) was read as none given."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("expected the name of a field (a.b for a nested one), got an empty one")
+    return value
+
+
 def _at_least(least: int, most: int | None = None):
     """An argparse type: a whole number from ``least`` (to ``most``); --limit -1 took all but the last record,
     --batch-size 0 and --threads 0 were quietly ignored, --port 99999 was a traceback."""
@@ -109,16 +117,17 @@ def _add_run(sub):
         p.add_argument("--format", dest="out_format", choices=["jsonl", "parquet", "csv", "labelstudio"],
                        default=None, help="default: by the output's name (.parquet: parquet; .csv: csv; else "
                                           "jsonl); labelstudio: tasks to import for correction (-o tasks.json)")
-        p.add_argument("--text-field", help="field holding the article, a.b for a nested one "
-                                            "(default: first of text, article, ...)")
-        p.add_argument("--id-field", help="field holding the record id, a.b for a nested one (default: file:line)")
+        p.add_argument("--text-field", type=_field_name, help="field holding the article, a.b for a nested one "
+                                                               "(default: first of text, article, ...)")
+        p.add_argument("--id-field", type=_field_name,
+                       help="field holding the record id, a.b for a nested one (default: file:line)")
         p.add_argument("--resume", action="store_true", help="continue a killed job; nothing lost or repeated")
         p.add_argument("--overwrite", action="store_true", help="start again, replacing OUT")
         p.add_argument("--max-chars", type=_at_least(1), default=200_000, help="longer texts become error records")
         p.add_argument("--batch-size", type=_at_least(1), default=None,
                        help="articles per model batch (default: 32 in bfloat16, 16 in float32 or int8)")
         p.add_argument("--dedup", action="store_true", help="analyse identical articles once")
-        p.add_argument("--group-by", metavar="FIELD",
+        p.add_argument("--group-by", metavar="FIELD", type=_field_name,
                        help="field naming the event a record reports on (a.b for a nested one): the records of "
                             "one event are analysed together as its reports, one output record per event")
         p.add_argument("--limit", type=_at_least(1), metavar="N", help="only the first N records (a trial run)")

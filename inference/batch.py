@@ -350,6 +350,7 @@ class RecordReader:
     def __init__(self, text_field: str | None = None, id_field: str | None = None, log=None, encoding: str = "auto",
                  group_field: str | None = None):
         self.text_field, self.id_field, self.group_field = text_field, id_field, group_field
+        self.first_fields: list[str] | None = None  # --group-by: those of the first record without the field
         self.log = log or (lambda m: None)
         self.encoding = check_encoding(encoding)
 
@@ -486,6 +487,8 @@ class RecordReader:
                 record, text=None, error=f"{source}: field {self.group_field!r} is {type(value).__name__}, not an "
                                          f"event key (--group-by)")
         value = "" if value is None else str(value).strip()
+        if not value and self.first_fields is None:  # (named when no record has the field: a misspelt name?)
+            self.first_fields = sorted(data)[:10]
         return replace(record, group=value) if value else record
 
     def _fields(self, data, rid: str, source: str) -> Record:
@@ -1060,6 +1063,8 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
     other. ``group_by``: a field whose value names the event a record reports on; the records of one event are
     analysed together as its reports, one output record per event (``Events``; ``limit`` then counts events)."""
     out_format = output_format(output, out_format)
+    if group_by is not None and not str(group_by).strip():
+        raise BatchError("--group-by needs the name of a field (a.b for a nested one)")
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     batch_size = batch_size or pipeline.batch_size  # the pipeline holds the default (by dtype)
     if max_chars:
@@ -1098,10 +1103,16 @@ def run_batch(pipeline, inputs: list[str], output: str, text_field: str | None =
             done, last_source = _prepare_output(out, resume, overwrite, _inputs_fingerprint(files, options))
             if limit and done > limit:
                 raise BatchError(f"{out} holds {done} records already, more than --limit {limit}: nothing to do")
-            with out.open("ab") as sink:
-                summary = _run(pipeline, files, sink, out, done, text_field, id_field, batch_size, dedup, quiet,
-                               log, encoding, progress_every, limit, last_source, brief, group_by)
-                os.fsync(sink.fileno())
+            try:
+                with out.open("ab") as sink:
+                    summary = _run(pipeline, files, sink, out, done, text_field, id_field, batch_size, dedup, quiet,
+                                   log, encoding, progress_every, limit, last_source, brief, group_by)
+                    os.fsync(sink.fileno())
+            except BatchError:
+                if done == 0 and out.stat().st_size == 0:  # stopped before a record was written: nothing to resume
+                    out.unlink()
+                    out.with_name(out.name + ".state.json").unlink(missing_ok=True)
+                raise
             with out.open("rb") as f:
                 summary["failed_total"] = sum(1 for line in f if b'"error": "' in line or b'"error":"' in line)
             # (under the lock: another job's --overwrite must not empty OUT.jsonl while it is converted)
@@ -1139,6 +1150,10 @@ def _run(pipeline, files: list[Path], sink, out: Path | None, done: int, text_fi
             events = Events(reader.read(files), spool, group_by, check=lambda r: (ids(r), recoded(r)),
                             max_chars=pipeline.max_chars)
             stack.callback(events.close)
+            if events.alone and not events.events:  # a misspelt field: not worth a night of ungrouped analysis
+                fields = f"; the first such record's fields are {reader.first_fields}" if reader.first_fields else ""
+                raise BatchError(f"--group-by {group_by!r}: none of the {events.alone:,} readable records has a value "
+                                 f"in that field (a.b for a nested one){fields}: nothing was analysed")
             if not quiet:
                 log(_events_line(events))
         summary = _analyse(pipeline, files, reader, events, ids, recoded, sink, out, done, batch_size, dedup, quiet,

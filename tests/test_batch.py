@@ -1585,3 +1585,25 @@ def test_every_record_is_in_exactly_one_output_record_of_its_events(tmp_path):
                                                                         if r.group and r.error is None})
 
     check()
+
+
+def test_a_group_by_field_that_no_record_has_stops_before_anything_is_analysed(tiny_pipeline, tmp_path, monkeypatch,
+                                                                              capsys):
+    from conflictbrief.cli import main
+    from conflictbrief.inference import pipeline
+
+    (tmp_path / "job").mkdir()
+    dump, out = _events_dump(tmp_path / "job" / "d.jsonl"), tmp_path / "job" / "o.jsonl"
+    monkeypatch.setattr(tiny_pipeline, "analyze_batch", lambda *a, **k: pytest.fail("records were analysed"))
+    with pytest.raises(BatchError, match=r"--group-by 'evnt': none of the 6 readable records has a value in that "
+                                         r"field \(a.b for a nested one\); the first such record's fields are "
+                                         r"\['event', 'id', 'text'\]: nothing was analysed"):
+        run_batch(tiny_pipeline, [str(dump)], str(out), group_by="evnt", quiet=True)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["d.jsonl", "o.jsonl.lock"]  # nothing to resume or clear
+    with pytest.raises(BatchError, match="needs the name of a field"):
+        run_batch(tiny_pipeline, [str(dump)], str(out), group_by=" ", quiet=True)
+    monkeypatch.setattr(pipeline.Pipeline, "load", lambda *a, **k: pytest.fail("the models were loaded"))
+    for option in ("--group-by", "--text-field", "--id-field"):  # an unset shell variable: not "none given"
+        with pytest.raises(SystemExit):
+            main(["brief", str(dump), "-o", str(out), option, ""])
+        assert "expected the name of a field (a.b for a nested one), got an empty one" in capsys.readouterr().err
