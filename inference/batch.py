@@ -1184,9 +1184,10 @@ def _analyse(pipeline, files: list[Path], reader: RecordReader, events, ids, rec
     total = reader.count(files) if events is None else len(events)
     total = min(total, limit) if limit and total is not None else total
     show = not quiet and sys.stderr.isatty()
-    bar = tqdm(total=total, initial=done, unit="art", disable=not show, dynamic_ncols=True,
-               desc="briefing" if brief else "tagging")
-    lines = _ProgressLines(log, total, done, None if show or quiet else progress_every)
+    bar = tqdm(total=total, initial=done, unit="art" if events is None else "rec", disable=not show,
+               dynamic_ncols=True, desc="briefing" if brief else "tagging")
+    lines = _ProgressLines(log, total, done, None if show or quiet else progress_every,
+                           "articles" if events is None else "records")
     started, ok, failed = time.time(), 0, 0
     seen: dict[bytes, int] = {}  # --dedup: text digest -> where its result starts in ``out``
     records = reader.read(files) if events is None else iter(events)
@@ -1382,8 +1383,9 @@ class _ProgressLines:
     """The progress bar's figures as a plain line every ``every`` seconds, for a job whose stderr is a file:
     until 2026-12-06 such a job (nohup, cron, a scheduler) said nothing from its start to its summary."""
 
-    def __init__(self, log, total: int | None, done: int, every: float | None):
+    def __init__(self, log, total: int | None, done: int, every: float | None, each: str = "articles"):
         self.log, self.total, self.done, self.every = log, total, done, every
+        self.each = each  # what the rate counts (--group-by: output records, events or not)
         self.started = self.last = time.monotonic()
         self.count = 0
 
@@ -1395,10 +1397,10 @@ class _ProgressLines:
         self.last = now
         n, rate = self.done + self.count, self.count / max(now - self.started, 1e-9)
         if self.total is None:  # CSV, tar archives and standard input are not counted ahead: no share, no end
-            self.log(f"progress: {n:,} records, {rate:.2f} articles/s this run")
+            self.log(f"progress: {n:,} records, {rate:.2f} {self.each}/s this run")
             return
         left = (self.total - n) / rate
-        self.log(f"progress: {n:,} of {self.total:,} records ({n / max(self.total, 1):.0%}), {rate:.2f} articles/s "
+        self.log(f"progress: {n:,} of {self.total:,} records ({n / max(self.total, 1):.0%}), {rate:.2f} {self.each}/s "
                  f"this run, about {_duration(left)} left")
 
 

@@ -630,6 +630,11 @@ def test_a_job_whose_stderr_is_a_file_logs_progress_lines(tiny_pipeline, tmp_pat
     progress = [m for m in said if m.startswith("progress:")]
     assert progress[0].startswith("progress: 1 of 5 records (20%), ") and "articles/s this run, about" in progress[0]
     assert progress[-1].startswith("progress: 5 of 5 records (100%)") and progress[-1].endswith("about 0 s left")
+    said.clear()  # --group-by: output records (events, records alone, errors), known once every record is read
+    run_batch(tiny_pipeline, [str(_events_dump(tmp_path / "e.jsonl"))], str(tmp_path / "e_out.jsonl"), log=said.append,
+              progress_every=1e-9, group_by="event")
+    progress = [m for m in said if m.startswith("progress:")]
+    assert progress[0].startswith("progress: 1 of 6 records (17%), ") and "records/s this run, about" in progress[0]
     said.clear()
     run_batch(tiny_pipeline, [str(dump)], str(tmp_path / "o.jsonl"), log=said.append, overwrite=True)
     assert not [m for m in said if m.startswith("progress:")]  # the default, once a minute: none in a second
@@ -1520,10 +1525,11 @@ def test_an_event_reads_wire_copy_carried_by_several_outlets_once():
     from conflictbrief.inference.batch import Events, Record, _is_reader_note
 
     wire = "Shelling hit Idlib on Monday, the agency reported. Thousands fled north."
-    event = Events._event([Record("ap", "d:1", wire, group="e"), Record("bbc", "d:2", "The BBC's own report.", group="e"),
+    own = "The BBC's own report."
+    event = Events._event([Record("ap", "d:1", wire, group="e"), Record("bbc", "d:2", own, group="e"),
                            Record("local", "d:3", "  " + wire + "\n", group="e", notes=("not UTF-8: ...",)),
-                           Record("both", "d:4", ["The BBC's own report.", " ", "A third report."], group="e")])
-    assert event.id == "e" and event.source == "d:1" and event.text == [wire, "The BBC's own report.", "A third report."]
+                           Record("both", "d:4", [own, " ", "A third report."], group="e")])
+    assert event.id == "e" and event.source == "d:1" and event.text == [wire, own, "A third report."]
     assert [(m["id"], m["reports"]) for m in event.extra["members"]] == [("ap", [0]), ("bbc", [1]), ("local", [0]),
                                                                          ("both", [1, 2])]
     assert event.notes == ("d:3: not UTF-8: ...",)
