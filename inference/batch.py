@@ -39,12 +39,11 @@ from struct import error as struct_error
 from typing import Iterator
 
 from . import zstd
-from .clean import REPORT_JOIN, clean, compression_of, compression_suffix, text_chars
+from .clean import REPORT_JOIN, REPORTS_FIELD, clean, compression_of, compression_suffix, text_chars
 from .labelstudio import entity_regions, labelstudio_config, least_score, model_version, textarea_region
 from .page import page_charset
 
 TEXT_FIELDS = ("text", "article", "content", "body", "article_content", "doc", "story", "reports")
-REPORTS_FIELD = "reports"  # a list of the texts of reports of one event, briefed together
 ID_FIELDS = ("id", "doc_id", "article_id", "uuid", "url")
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".xlsx", ".xls", ".parquet", ".txt", ".html", ".htm")
 XLSX_INSTALL = "reading Excel (.xlsx) files needs the openpyxl package: pip install openpyxl"

@@ -36,9 +36,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, mo
 from starlette.concurrency import run_in_threadpool
 
 from conflictbrief.inference import labelstudio as ls
+from conflictbrief.inference.clean import text_chars
 from conflictbrief.inference.deadline import CHARS, PER_ARTICLE, budget
 from conflictbrief.inference.page import page_charset
-from conflictbrief.inference.pipeline import InputError, TimeLimitError, text_chars
+from conflictbrief.inference.pipeline import InputError, TimeLimitError
 from conflictbrief.inference.workers import WorkerError
 
 log = logging.getLogger("conflictbrief.service")

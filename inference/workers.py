@@ -18,8 +18,9 @@ import os
 import queue
 import threading
 
+from conflictbrief.inference.clean import text_chars
 from conflictbrief.inference.deadline import budget
-from conflictbrief.inference.pipeline import InputError, TimeLimitError, _item, text_chars
+from conflictbrief.inference.pipeline import InputError, TimeLimitError, _item
 
 log = logging.getLogger("conflictbrief.workers")
 

@@ -19,7 +19,8 @@ import zlib
 from pathlib import Path
 from typing import Iterator
 
-from conflictbrief.inference.clean import COMPRESSED_SUFFIXES, DROPPED, IN_WORD_DROPPED, compression_suffix
+from conflictbrief.inference.clean import COMPRESSED_SUFFIXES, DROPPED, IN_WORD_DROPPED, REPORTS_FIELD, \
+    compression_suffix
 from conflictbrief.model.labels import OUTSIDE, LabelSchema, SchemaError, split_tag
 
 logger = logging.getLogger(__name__)
@@ -474,7 +475,7 @@ def read_brief_file(path: str | Path) -> list[dict]:
         if got is None:
             continue
         where, text, brief, headline = got
-        if isinstance(text, list) and not (is_article(text) and _text_key(record) == "reports"):
+        if isinstance(text, list) and not (is_article(text) and _text_key(record) == REPORTS_FIELD):
             raise DataError(f"{where}: the article text is a list: the reports of one event go in a field named "
                             "'reports', as a list of texts (strings, one not blank at least); a list of paragraphs: "
                             "join them first")
