@@ -193,6 +193,21 @@ def test_text_without_punctuation_is_cut_before_sentence_starters():
     assert len(split_sentences(punctuated)) == 2
 
 
+def test_text_without_punctuation_is_cut_after_the_paper_a_report_cites():
+    # SATP's first sentences end on the paper's name, and no starter word need follow it: before 2026-12-07
+    # such a record stayed one run-on, and 34 of SATP's 1,550 records got no brief at all.
+    text = ("Three Chhattisgarh Armed Force CAF personnel were injured in an Improvised Explosive Device IED blast "
+            "triggered by Communist Party of India Maoist CPI Maoist cadres in Bijapur District on February 6 "
+            "reports The Asian Age Injured constables Nitesh Dewangan Anil Dhruv and Bhaluram Toppo were "
+            "returning to their base camp after conducting search operation in Kutru area reported The Times of "
+            "India Two more persons sustained injuries reports The Express Tribune 3 others were unhurt")
+    sentences = [text[s:e] for s, e in split_sentences(text)]
+    assert [s.split()[0] for s in sentences] == ["Three", "Injured", "Two", "3"]
+    ends = ("reports The Asian Age", "reported The Times of India", "reports The Express Tribune")
+    assert all(s.endswith(end) for s, end in zip(sentences, ends))  # after the last word of the name
+    assert len(split_sentences(" ".join(text.split()[:55]))) == 1  # 60 words or fewer: a sentence as it is
+
+
 def test_a_title_run_into_its_story_is_split_and_a_title_is_never_a_brief_sentence():
     from conflictbrief.inference.briefer import is_title, salience
 
