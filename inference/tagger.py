@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from conflictbrief.inference.clean import split_sentences
+from conflictbrief.inference.clean import RUN_ON, split_sentences
 from conflictbrief.inference.heap import release_free_memory
 from conflictbrief.model.labels import OUTSIDE, split_tag
 from conflictbrief.model.loading import position_limit
@@ -99,14 +99,32 @@ _DIGIT = re.compile(r"\d")
 
 def shares_window(text: str, start: int, end: int) -> bool:
     """Whether the sentence text[start:end] may share a tagger window with its neighbours: unless it is a line
-    that does not end in sentence punctuation and holds a digit (a table row, a score line, a dateline).
+    that does not end in sentence punctuation and holds a digit (a table row, a score line, a dateline). A
+    piece of a run-on, more than 60 words without sentence punctuation that ``clean.split_sentences`` cut ("... on
+    February 6 reports The Asian Age" | "Injured constables ..."), shares: it is prose that lost its full stops,
+    and until 2026-12-07 each such piece with a date in it was read alone.
 
     On CoNLL-2003 test documents read as text (benchmarks/conll_documents.py) such rows, packed together, cost
     the model 10 F1 points on the 75 documents that are mostly tables. Every line without end punctuation alone
     did a little better there (0.877 against 0.845) and a little worse on the 156 prose documents (0.652
     against 0.654), and it left a line holding one name, a page's tag link ("Idlib"), without the article
     around it, which is where the tagger goes wrong (docs/measurements.md, "Short texts")."""
-    return bool(_SENTENCE_END.search(text[max(start, end - 16):end])) or not _DIGIT.search(text, start, end)
+    return bool(_SENTENCE_END.search(text[max(start, end - 16):end])) or not _DIGIT.search(text, start, end) \
+        or _in_run_on(text, start, end)
+
+
+_BREAK = re.compile(r"[.!?;](?=\s)|\n")
+
+
+def _in_run_on(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] lies in a stretch of more than ``clean.RUN_ON`` words without sentence punctuation
+    or a line break (looking 1,000 characters to either side)."""
+    before, after = text[max(0, start - 1000): start], text[end: end + 1000]
+    breaks = [m.end() for m in _BREAK.finditer(before)]
+    stop = _BREAK.search(after)
+    words = len(before[breaks[-1] if breaks else 0:].split()) + len(text[start:end].split()) \
+        + len(after[: stop.start() if stop else None].split())
+    return words > RUN_ON
 
 
 def sentence_segments(text: str, offsets: list[tuple[int, int]]) -> list[Segment]:

@@ -61,6 +61,19 @@ def test_windows_hold_whole_sentences_and_a_line_without_punctuation_stands_alon
     # a line of one name (a page's tag link) keeps the article around it
     assert sentence_windows([1] * len(words2), sentence_segments(text2, [(a, b) for _, a, b in words2]), 64, 4) == \
         [(0, len(words2))]
+    # text that lost its punctuation is cut into sentences (clean.split_sentences); those pieces are prose, not
+    # lines, and share a window even with a date in them (until 2026-12-07 each was read alone)
+    text3 = ("Three CAF personnel were injured in an IED blast triggered by Maoist cadres in Bijapur District on "
+             "February 6 reports The Asian Age Injured constables Nitesh Dewangan and Bhaluram Toppo were returning "
+             "to their base camp on February 6 after a search operation in the Kutru area of the District Deputy "
+             "Superintendent of Police Khoman Singh said The Maoists had planted the device on a road used by the "
+             "troops since 2019 and it went off under the second vehicle\nJapan 2 Syria 1")
+    words3 = words_with_offsets(text3)
+    segments3 = sentence_segments(text3, [(a, b) for _, a, b in words3])
+    assert [(words3[a][0], shares) for a, _, shares in segments3] == [
+        ("Three", True), ("Injured", True), ("The", True), ("Japan", False)]
+    assert sentence_windows([1] * len(words3), segments3, 128, 4) == [(0, len(words3) - 4), (len(words3) - 4,
+                                                                                             len(words3))]
     # over the budget: the sentences part, and one longer than it slides within itself
     assert sentence_windows(ones, segments, 10, 2) == [(0, 4), (4, 10), (10, 19), (19, 29), (29, 33), (33, 37)]
     assert sentence_windows(ones, segments, 6, 2) == [(0, 4), (4, 10), (10, 16), (14, 19), (19, 25), (23, 29),
