@@ -115,6 +115,31 @@ def salience(sentences: list[str], openings: list[int] | tuple[int, ...] = ()) -
     return scores
 
 
+SENTENCE_WORDS = 60
+"""The most words of an extracted brief sentence (longer ones are run-ons of text without punctuation as often
+as not), but for a report's lead (``LEAD_WORDS``)."""
+LEAD_WORDS = 90
+"""The most words of a report's lead in an extracted brief: the lead carries the event ("A suicide bomber
+detonated ..., killing at least nine persons, ... on July 21, reported Dawn.", 63 words), and South Asian
+wire reports and Indian dailies often run their first sentence past 60 words."""
+_QUESTION = re.compile(r"\?[\"'”’)\]]*\s*$")
+
+
+def is_question(sentence: str) -> bool:
+    """Whether a sentence asks rather than tells ("How do they manage to get away with it?"): a feature's hook or
+    a rhetorical question states no fact for a brief. A quoted question that is reported ("'Why?' he asked.") is
+    a statement."""
+    return bool(_QUESTION.search(sentence))
+
+
+def report_leads(scores: list[float], openings: list[int] | tuple[int, ...] = ()) -> set[int]:
+    """The lead of each report: its first sentence that ``salience`` does not pass over (a title, a byline and
+    a dateline come before it)."""
+    bounds = [0, *openings, len(scores)]
+    return {next(k for k in range(a, b) if scores[k] >= 0) for a, b in zip(bounds, bounds[1:])
+            if any(scores[k] >= 0 for k in range(a, b))}
+
+
 def select_sentences(sentences: list[str], lengths: list[int], budget: int,
                      openings: list[int] | tuple[int, ...] = ()) -> list[int]:
     """Indices (in article order) of the sentences that best fill ``budget`` tokens (``openings``: as for

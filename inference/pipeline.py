@@ -22,7 +22,8 @@ from typing import Iterable, Iterator
 import torch
 
 from conflictbrief import __version__
-from conflictbrief.inference.briefer import Briefer, content_words, report_openings, salience, strip_lead_note
+from conflictbrief.inference.briefer import LEAD_WORDS, SENTENCE_WORDS, Briefer, content_words, is_question, \
+    report_leads, report_openings, salience, strip_lead_note
 from conflictbrief.inference.clean import ENGLISH_MIN, CleanText, clean, english_share, split_sentences, text_chars
 from conflictbrief.inference.deadline import CHARS, TimeLimitExceeded, budget, time_limit
 from conflictbrief.inference.guards import Guard, GuardReport, Lexicon, loaded_terms, provenance, supported_values, \
@@ -392,27 +393,32 @@ class Pipeline:
     def _short(self, brief: list[BriefSentence]) -> list[str]:
         if len(brief) >= self.min_sentences:
             return []
-        return [f"short brief: {len(brief)} sentence(s); the article has no other sentence of 4-60 words "
-                "free of loaded terms that cannot be neutralised"]
+        return [f"short brief: {len(brief)} sentence(s); the article has no other sentence of 4-{SENTENCE_WORDS} "
+                f"words (its lead up to {LEAD_WORDS}) free of loaded terms that cannot be neutralised"]
 
     def _extract(self, sources: list[str], used: set[int], n: int, substituted: list[dict] | None = None,
                  openings: list[int] = ()) -> list[BriefSentence]:
-        """The ``n`` most salient sentences of 6-60 words, in article order; in a short article, where too
-        few are that long, sentences of 4 words or more fill in ("More than 300 fled."; shorter ones are
-        headings, captions or bylines as often as not). Loaded terms are neutralised as in a generated brief
-        (replaced, or a qualifier left out; the changes are appended to ``substituted``); a sentence with a
-        term that allows neither is passed over. ``openings``: the sentences that open each of several reports
-        (``briefer.report_openings``), whose leads then come first."""
+        """The ``n`` most salient sentences of 6-60 words (a report's lead up to 90: ``LEAD_WORDS``), in article
+        order; in a short article, where too few are that long, sentences of 4 words or more fill in ("More
+        than 300 fled."; shorter ones are headings, captions or bylines as often as not), and a question
+        ("How do they get away with it?") only where no statement is left. Loaded terms are neutralised as in a
+        generated brief (replaced, or a qualifier left out; the changes are appended to ``substituted``); a
+        sentence with a term that allows neither is passed over. ``openings``: the sentences that open each of
+        several reports (``briefer.report_openings``), whose leads then come first."""
         scores = salience(sources, openings)
         ranked = sorted(range(len(sources)), key=lambda k: -scores[k])
+        leads = report_leads(scores, openings)
         picked: dict[int, str] = {}
         changes: list[dict] = []
-        for shortest in (6, 4):
+        for shortest, questions in ((6, False), (4, False), (4, True)):
             for i in ranked:
                 words = len(sources[i].split())
                 if len(picked) == n:
                     break
-                if i in used or i in picked or scores[i] < 0 or not shortest <= words <= 60:
+                longest = LEAD_WORDS if i in leads else SENTENCE_WORDS
+                if i in used or i in picked or scores[i] < 0 or not shortest <= words <= longest:
+                    continue
+                if is_question(sources[i]) and not questions:
                     continue
                 if any(_overlap(sources[i], sources[k]) >= REDUNDANT for k in [*picked, *used]):
                     continue  # says again what a picked sentence says ("... a study has warned" / "... warns")

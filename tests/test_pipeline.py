@@ -134,6 +134,32 @@ def test_short_articles_still_get_a_brief_and_a_warning(tiny_pipeline):
     assert tiny_pipeline._short(tiny_pipeline._extract(sources[:1], set(), 3))[0].startswith("short brief: 0")
 
 
+def test_questions_only_fill_in_and_a_long_lead_is_kept(tiny_pipeline):
+    from conflictbrief.inference.briefer import is_question
+
+    assert is_question("How do they manage to get away with it?") and is_question('"Who is to blame?"')
+    assert not is_question('"Who is to blame?" the minister asked.')
+    sources = ["Why does Latin America have the highest female murder rates?",
+               "El Salvador heads the list with 8.9 homicides per 100,000 women.",
+               "Colombia follows with 6.3, and Guatemala with 6.2 in the same year.",
+               "How do these criminal activities increase the victimization of women?",
+               "The report was published by the Small Arms Survey in Geneva."]
+    assert [b.sources for b in tiny_pipeline._extract(sources, set(), 3)] == [[1], [2], [4]]
+    assert [b.sources for b in tiny_pipeline._extract(sources[:4], set(), 3)] == [[0], [1], [2]]  # one must fill in
+    # A report's lead carries the event: it may run to 90 words (LEAD_WORDS), another sentence to 60.
+    lead = ("A suicide bomber detonated an explosive laden vehicle near the house of a pro Government militant "
+            "commander Maulvi Nabi, killing at least nine persons, including four children, three of them being "
+            "girls, and injuring 13 others, in a war of attrition between two militant outfits in Speen Tall area "
+            "of Orakzai Agency in Federally Administered Tribal Areas (FATA) on July 21, reported Dawn.")
+    later = "Officials said the " + " ".join(["attack was"] * 30) + " condemned."
+    sources = [lead, "This is basically between two militant groups, the administrator told the media.", later,
+               "An official said that Maulvi Nabi had waged a war against another outfit.",
+               "Maulvi Nabi is not anti state, the official said."]
+    assert len(lead.split()) == 63 and len(later.split()) > 60
+    assert [b.sources for b in tiny_pipeline._extract(sources, set(), 3)] == [[0], [1], [3]]
+    assert [b.sources for b in tiny_pipeline._extract(sources[1:], set(), 3)] == [[0], [2], [3]]  # [1]: no lead
+
+
 def test_extracted_sentences_are_neutralised_or_passed_over(tiny_pipeline):
     sources = ["Regime forces shelled the town of Maarat al-Numan on Monday.",
                "Terrorists attacked a checkpoint near the town on Sunday night.",
