@@ -357,8 +357,8 @@ def _drop(ranges: list[tuple[int, int]], text: str, starts: list[int],
 
 
 REPORT_JOIN = "\n\n"
-REPORTS_FIELD = "reports"  # the field of a record (batch, pair files, HTTP) that holds the reports of one event
 """Several reports of one event are read as one text, joined by a blank line; raw offsets count in it."""
+REPORTS_FIELD = "reports"  # the field of a record (batch, pair files, HTTP) that holds the reports of one event
 
 
 def joined(text: str | list[str]) -> str:
