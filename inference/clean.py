@@ -518,6 +518,7 @@ Observer Star Journal Mail Guardian Monitor Today Sentinel Pioneer Nation States
 Mirror Independent Republica Page Outlook Kanglaonline PTI ANI IANS UNI NDTV DNA Reuters AFP AP Xinhua BBC
 Gazette""".split())
 _REPORTS = re.compile(r"\breport(?:s|ed)\s+")
+_PUNCTUATED = re.compile(r"[.!?;]\s")  # sentence punctuation inside a stretch: no run-on
 
 
 def _paper_cuts(piece: str) -> list[int]:
@@ -541,7 +542,7 @@ def _split_run_ons(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, i
     out = []
     for s, e in spans:
         piece = text[s:e]
-        if len(piece.split()) <= RUN_ON or re.search(r"[.!?;]\s", piece):
+        if len(piece.split()) <= RUN_ON or _PUNCTUATED.search(piece):
             out.append((s, e))
             continue
         cuts = {s, *(s + m.start() for m in _STARTERS.finditer(piece) if not _NO_END.search(piece[:m.start()])),
@@ -549,6 +550,21 @@ def _split_run_ons(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, i
         bounds = sorted(cuts) + [e]
         out.extend((a, a + len(text[a:b].rstrip())) for a, b in zip(bounds, bounds[1:]) if text[a:b].strip())
     return out
+
+
+_BREAK = re.compile(r"[.!?;](?=\s)|\n")
+
+
+def in_run_on(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] lies in a stretch of more than ``RUN_ON`` words without sentence punctuation or a
+    line break, as the pieces ``_split_run_ons`` cuts do (looking 1,000 characters to either side): the tagger
+    reads such pieces together, as prose (``tagger.shares_window``)."""
+    before, after = text[max(0, start - 1000): start], text[end: end + 1000]
+    breaks = [m.end() for m in _BREAK.finditer(before)]
+    stop = _BREAK.search(after)
+    words = len(before[breaks[-1] if breaks else 0:].split()) + len(text[start:end].split()) \
+        + len(after[: stop.start() if stop else None].split())
+    return words > RUN_ON
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from conflictbrief.inference.clean import RUN_ON, split_sentences
+from conflictbrief.inference.clean import in_run_on, split_sentences
 from conflictbrief.inference.heap import release_free_memory
 from conflictbrief.model.labels import OUTSIDE, split_tag
 from conflictbrief.model.loading import position_limit
@@ -110,21 +110,7 @@ def shares_window(text: str, start: int, end: int) -> bool:
     against 0.654), and it left a line holding one name, a page's tag link ("Idlib"), without the article
     around it, which is where the tagger goes wrong (docs/measurements.md, "Short texts")."""
     return bool(_SENTENCE_END.search(text[max(start, end - 16):end])) or not _DIGIT.search(text, start, end) \
-        or _in_run_on(text, start, end)
-
-
-_BREAK = re.compile(r"[.!?;](?=\s)|\n")
-
-
-def _in_run_on(text: str, start: int, end: int) -> bool:
-    """Whether text[start:end] lies in a stretch of more than ``clean.RUN_ON`` words without sentence punctuation
-    or a line break (looking 1,000 characters to either side)."""
-    before, after = text[max(0, start - 1000): start], text[end: end + 1000]
-    breaks = [m.end() for m in _BREAK.finditer(before)]
-    stop = _BREAK.search(after)
-    words = len(before[breaks[-1] if breaks else 0:].split()) + len(text[start:end].split()) \
-        + len(after[: stop.start() if stop else None].split())
-    return words > RUN_ON
+        or in_run_on(text, start, end)
 
 
 def sentence_segments(text: str, offsets: list[tuple[int, int]]) -> list[Segment]:
