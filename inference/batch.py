@@ -1557,6 +1557,11 @@ CSV_COLUMNS = ("id", "source", "error", "headline", "brief", "entities", "warnin
 EXCEL_CELL = 32_767  # the most characters a spreadsheet cell holds (Excel, LibreOffice)
 
 
+def _member_ids(result: dict) -> str:
+    """The ids of an event's records (--group-by), joined by "; ", for a CSV cell or a Label Studio field."""
+    return "; ".join(str(m["id"]) for m in result.get("members") or [])
+
+
 def _to_csv(jsonl: Path, target: Path, members: bool = False) -> Path:
     """The JSONL output as CSV for spreadsheets, a line at a time: one row per result, ``CSV_COLUMNS``; the
     brief's sentences joined; each distinct entity once, "text (Label)", joined by "; "; the warnings by " | ".
@@ -1582,7 +1587,7 @@ def _to_csv(jsonl: Path, target: Path, members: bool = False) -> Path:
         for line in f:
             r = json.loads(line)
             entities = dict.fromkeys(f"{e['text']} ({e['label']})" for e in r.get("entities") or [])
-            named = ["; ".join(str(m["id"]) for m in r.get("members") or [])] if members else []
+            named = [_member_ids(r)] if members else []
             writer.writerow([cell(v) for v in (
                 r.get("id"), r.get("source"), *named, r.get("error"), r.get("headline"),
                 _brief_text(r), "; ".join(entities),
@@ -1618,7 +1623,7 @@ def _to_labelstudio(jsonl: Path, target: Path) -> Path:
                 result.append(textarea_region("brief", "brief", [s["text"] for s in r["brief"]]))
             data = {"text": r["text"], "article_id": r.get("id"), "source": r.get("source")}
             if r.get("members"):  # (--group-by)
-                data["members"] = "; ".join(str(m["id"]) for m in r["members"])
+                data["members"] = _member_ids(r)
             task = {"data": data,
                     "predictions": [{"model_version": model_version(r.get("models") or {}),
                                      "score": least_score(result), "result": result}]}

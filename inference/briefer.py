@@ -136,8 +136,8 @@ def report_leads(scores: list[float], openings: list[int] | tuple[int, ...] = ()
     """The lead of each report: its first sentence that ``salience`` does not pass over (a title, a byline and
     a dateline come before it)."""
     bounds = [0, *openings, len(scores)]
-    return {next(k for k in range(a, b) if scores[k] >= 0) for a, b in zip(bounds, bounds[1:])
-            if any(scores[k] >= 0 for k in range(a, b))}
+    firsts = (next((k for k in range(a, b) if scores[k] >= 0), None) for a, b in zip(bounds, bounds[1:]))
+    return {k for k in firsts if k is not None}
 
 
 def select_sentences(sentences: list[str], lengths: list[int], budget: int,
