@@ -491,6 +491,26 @@ def join_glued(words: list[tuple[str, int, int]], tags: list[str]) -> list[str]:
     return out
 
 
+def join_split_names(tags: list[str], words: list[str], line_breaks: set[int] = frozenset()) -> list[str]:
+    """One entity for a name the model cut in two at a space.
+
+    The model sometimes begins a second entity of the same label right after the first: "President" +
+    "Evo Morales" (Person), "El" + "Salvador", "Prensa" + "Libre" (one split in about every second of 651
+    InSight Crime articles; docs/measurements.md, "Names cut in two"). Where the word before the cut and the word
+    after it both begin with a capital, the B-X becomes I-X: re3d writes a title inside the name it goes with
+    ("Maj. Gen. Gary J. Volesky", "President Bashar al-Assad"), and two names of one label stand side by side
+    with nothing between them in 9 of its 2,717 training entities. A possessive keeps its two entities apart
+    ("Lebanon 's" + "Hezbollah movement": the "s" is lower case), and so does a line break (``line_breaks``:
+    indices of words that begin a line; a heading or a table row above)."""
+    out = list(tags)
+    for i in range(1, len(out)):
+        prefix, label = split_tag(out[i])
+        if prefix == "B" and out[i - 1] != OUTSIDE and split_tag(out[i - 1])[1] == label and i not in line_breaks \
+                and words[i - 1][:1].isupper() and words[i][:1].isupper():
+            out[i] = f"I-{label}"
+    return out
+
+
 # A full name is evidence enough when the model gives it at least this score (the mean probability of its tags).
 FULL_NAME_SCORE = 0.9
 PERSON_LABELS = ("Person", "PER")
@@ -556,15 +576,20 @@ def decode_entities(text: str, words: list[tuple[str, int, int]], probs: torch.T
     ids = torch.tensor(viterbi_tags(probs, tag_list, masks))
     scores = probs.gather(1, ids[:, None])[:, 0]
     tags = repair_bio([id2label[int(i)] for i in ids], [_dash_or_word(text, *w) for w in words])
-    joined = join_glued(words, tags)
-    if joined != tags:  # a joined word scores the probability of the tag it now has
-        label2id = {v: k for k, v in id2label.items()}
+    label2id = {v: k for k, v in id2label.items()}
+
+    def rescored(joined: list[str]) -> list[str]:  # a joined word scores the probability of the tag it now has
         changed = [i for i, (a, b) in enumerate(zip(tags, joined)) if a != b and b in label2id]
         scores[changed] = probs[changed, [label2id[joined[i]] for i in changed]].to(scores.dtype)
-        tags = joined
+        return joined
+
+    tags = rescored(join_glued(words, tags))
     if person:  # a relabelled mention keeps its score: the model's confidence in it, under the other label
         tags = person_consistent_tags(tags, [w for w, _, _ in words],
                                       lambda a, b: text[words[a][1]:words[b - 1][2]], scores.tolist(), person)
+    breaks = {i for i in range(1, len(words)) if "\n" in text[words[i - 1][2]:words[i][1]]}
+    tags = rescored(join_split_names(tags, [w for w, _, _ in words], breaks))  # after the relabelling: "Chong"
+    # and "Coronado", a Person and an Organisation, are both Person once "Ernesto Chong Coronado" names him
     entities, current = [], None
     for (_, start, end), tag, score in zip(words, tags, scores.tolist()):
         prefix, label = split_tag(tag)
@@ -688,6 +713,10 @@ class Tagger:
             seq = repair_bio([self.tag_list[i] for i in ids], words)
             scores = p[range(len(ids)), ids].tolist()  # as ``tag`` scores an entity: mean probability of its tags
             seq = person_consistent_tags(seq, words, lambda a, b: " ".join(words[a:b]), scores, person)
+            joined = join_split_names(seq, words)
+            for i in (i for i, (a, b) in enumerate(zip(seq, joined)) if a != b):  # as ``decode_entities`` scores it
+                scores[i] = float(p[i, self.tag_list.index(joined[i])])
+            seq = joined
             if self.min_score > 0:
                 seq = drop_low_score_tags(seq, scores, self.min_score)
             tags.append(seq)

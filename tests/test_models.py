@@ -467,6 +467,53 @@ def test_money_cut_apart_by_the_word_split_comes_back_as_one_entity():
     assert decode_entities("It paid £276million.", words, probs, id2label)[0].score == round((0.9 + 0.01) / 2, 4)
 
 
+def test_a_name_cut_in_two_at_a_space_is_one_entity():
+    from conflictbrief.inference.tagger import decode_entities, join_split_names
+    from conflictbrief.training.readers import words_with_offsets
+
+    id2label = {0: "O", 1: "B-Person", 2: "I-Person", 3: "B-Location", 4: "I-Location", 5: "B-Organisation",
+                6: "I-Organisation"}
+    ids = {v: k for k, v in id2label.items()}
+
+    def decode(text, tags, score=0.9):
+        words = words_with_offsets(text)
+        tags = tags.split()
+        assert len(tags) == len(words), [w for w, _, _ in words]
+        probs = torch.full((len(words), 7), 0.01)
+        probs[range(len(words)), [ids[t] for t in tags]] = score
+        for i, tag in enumerate(tags):  # the other tag of the same label: what a joined word scores
+            if tag != "O":
+                probs[i, ids[("I-" if tag[0] == "B" else "B-") + tag[2:]]] = 0.05
+        return [(e.label, e.text, e.score) for e in decode_entities(text, words, probs, id2label, person="Person")]
+
+    # what the shipped tagger did in InSight Crime articles: a title cut off the name, a place name cut in two
+    assert decode("President Evo Morales spoke.", "B-Person B-Person I-Person O O") == \
+        [("Person", "President Evo Morales", round((0.9 + 0.05 + 0.9) / 3, 4))]  # "Evo" scores its I-Person
+    assert [t for _, t, _ in decode("El Salvador registered 58 murders", "B-Location B-Location O O O")] == \
+        ["El Salvador"]
+    # kept apart: a possessive ("Lebanon's" + "Hezbollah"), a word in lower case on either side ("the young man"
+    # + "he", as re3d has them), a line break, two labels, and a comma between
+    for text, tags, want in (
+            ("Lebanon's Hezbollah fired", "B-Organisation I-Organisation I-Organisation B-Organisation O",
+             ["Lebanon's", "Hezbollah"]),
+            ("the young man he said", "B-Person I-Person I-Person B-Person O", ["the young man", "he"]),
+            ("Rebels in Idlib\nAleppo fell", "O O B-Location B-Location O", ["Idlib", "Aleppo"]),
+            ("The Syrian Observatory said", "B-Location I-Location B-Organisation O", ["The Syrian", "Observatory"]),
+            ("Idlib , Aleppo", "B-Location O B-Location", ["Idlib", "Aleppo"])):
+        assert [t for _, t, _ in decode(text, tags)] == want, text
+    # after a surname took the Person label of the full name: "Chong" Person + "Coronado" Organisation (news)
+    assert [(label, t) for label, t, _ in decode(
+        "Ernesto Chong Coronado is a racer . Chong Coronado left",
+        "B-Person I-Person I-Person O O O O B-Person B-Organisation O", score=0.95)][1:] == \
+        [("Person", "Chong Coronado")]
+    # on words (``Tagger.tag_words``, CoNLL/BIO data): the same rule, without line breaks to know of
+    assert join_split_names(["B-Person", "B-Person", "I-Person", "O"], ["President", "Jacques", "Chirac", "said"]) \
+        == ["B-Person", "I-Person", "I-Person", "O"]
+    assert join_split_names(["B-Person", "B-Person"], ["goalkeeper", "Bitar"]) == ["B-Person", "B-Person"]
+    assert join_split_names(["B-Location", "B-Location"], ["Idlib", "Aleppo"], line_breaks={1}) == \
+        ["B-Location", "B-Location"]
+
+
 def test_an_entity_takes_in_the_partner_of_a_bracket_it_leaves_open():
     from conflictbrief.inference.tagger import snap_span
 
