@@ -73,6 +73,16 @@ def test_a_lower_cased_article_is_still_split_into_sentences():
     cased = "The talks ended at 5 p.m. and the envoys left. Fighting resumed."  # p.m. before lower case: no end
     assert [cased[s:e] for s, e in split_sentences(cased)] == ["The talks ended at 5 p.m. and the envoys left.",
                                                                "Fighting resumed."]
+    # two sentences and a share line (IndiaPoliceEvents): one lower-case start is enough where capitals are
+    # this rare, and a quotation mark may close the sentence before its full stop
+    first = ('new delhi: mohammed aslam alias bhure, on whose petition the supreme court on wednesday directed not to '
+             'allow any puja at ayodhya, said, "it is the victory of secularism and rule of law".')
+    second = ("bhure, escorted by security personnel and his supporters, had a tough time as he was mobbed by over "
+              "50-odd cameramen who wanted him to pose for a photograph as he came out of the court.")
+    short = f"{first} {second} Facebook Twitter Linkedin Mail"
+    assert [short[s:e] for s, e in split_sentences(short)] == [first, second, "Facebook Twitter Linkedin Mail"]
+    once = "The envoy arrived at approx. two in the afternoon. Talks began. Fighting resumed."
+    assert len(split_sentences(once)) == 3  # in cased text one such full stop is an abbreviation's
 
 
 def test_doubled_single_quotes_become_quotation_marks_or_one_apostrophe():
