@@ -454,9 +454,9 @@ def is_lower_cased(text: str) -> bool:
     sentence starts with a capital, or in a text with fewer than 2 capitals per 100 letters. (In cased text
     a full stop before a lower-case word follows an abbreviation: "approx. two", "(D-Calif.) asked".)
 
-    Once is enough where capitals are that rare: 26 IndiaPoliceEvents documents of two or three sentences,
-    one of them ending in a share line, "... its report. Facebook Twitter Linkedin Mail", were read as one
-    sentence and got no brief (docs/measurements.md, "Lower-cased reports of two sentences")."""
+    Once is enough where capitals are that rare: in 27 IndiaPoliceEvents documents, 19 of them ending in a
+    share line ("... its report. Facebook Twitter Linkedin Mail"), such a full stop ended no sentence, and 4 of
+    them got no brief (docs/measurements.md, "Short lower-cased reports")."""
     lower = len(_LOWER_START.findall(text))
     if not lower:
         return False

@@ -495,11 +495,11 @@ def join_split_names(tags: list[str], words: list[str], line_breaks: set[int] = 
     """One entity for a name the model cut in two at a space.
 
     The model sometimes begins a second entity of the same label right after the first: "President" +
-    "Evo Morales" (Person), "El" + "Salvador", "Prensa" + "Libre" (one split in about every second of 651
+    "Evo Morales" (Person), "El" + "Salvador", "Prensa" + "Libre" (337 such cuts between capitals in 651
     InSight Crime articles; docs/measurements.md, "Names cut in two"). Where the word before the cut and the word
     after it both begin with a capital, the B-X becomes I-X: re3d writes a title inside the name it goes with
-    ("Maj. Gen. Gary J. Volesky", "President Bashar al-Assad"), and two names of one label stand side by side
-    with nothing between them in 9 of its 2,717 training entities. A possessive keeps its two entities apart
+    ("Maj. Gen. Gary J. Volesky", "President Bashar al-Assad"), and in its training data a new entity begins
+    at only 9 of the 2,717 words that follow a word of the same label. A possessive keeps its two entities apart
     ("Lebanon 's" + "Hezbollah movement": the "s" is lower case), and so does a line break (``line_breaks``:
     indices of words that begin a line; a heading or a table row above)."""
     out = list(tags)
