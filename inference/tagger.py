@@ -491,7 +491,12 @@ def join_glued(words: list[tuple[str, int, int]], tags: list[str]) -> list[str]:
     return out
 
 
-def join_split_names(tags: list[str], words: list[str], line_breaks: set[int] = frozenset()) -> list[str]:
+_NEW_PHRASE = frozenset({"The", "A", "An"})
+"""A capitalised article does not go on a name: it begins a sentence whose full stop was lost, as where a page's
+subheading ran into its text ("The Best Corner of America" + "The 323 kilometers extending ...")."""
+
+
+def join_split_names(tags: list[str], words: list[str], sentence_starts: set[int] = frozenset()) -> list[str]:
     """One entity for a name the model cut in two at a space.
 
     The model sometimes begins a second entity of the same label right after the first: "President" +
@@ -500,13 +505,15 @@ def join_split_names(tags: list[str], words: list[str], line_breaks: set[int] = 
     after it both begin with a capital, the B-X becomes I-X: re3d writes a title inside the name it goes with
     ("Maj. Gen. Gary J. Volesky", "President Bashar al-Assad"), and in its training data a new entity begins
     at only 9 of the 2,717 words that follow a word of the same label. A possessive keeps its two entities apart
-    ("Lebanon 's" + "Hezbollah movement": the "s" is lower case), and so does a line break (``line_breaks``:
-    indices of words that begin a line; a heading or a table row above)."""
+    ("Lebanon 's" + "Hezbollah movement": the "s" is lower case), and so does the start of a sentence
+    (``sentence_starts``: indices of the words that begin one; a line break ends a heading or a table row, and
+    a run-on is cut before "Injured" in "... reports The Asian Age Injured constables ..."), and so does a
+    capitalised article (``_NEW_PHRASE``)."""
     out = list(tags)
     for i in range(1, len(out)):
         prefix, label = split_tag(out[i])
-        if prefix == "B" and out[i - 1] != OUTSIDE and split_tag(out[i - 1])[1] == label and i not in line_breaks \
-                and words[i - 1][:1].isupper() and words[i][:1].isupper():
+        if prefix == "B" and out[i - 1] != OUTSIDE and split_tag(out[i - 1])[1] == label and i not in sentence_starts \
+                and words[i - 1][:1].isupper() and words[i][:1].isupper() and words[i] not in _NEW_PHRASE:
             out[i] = f"I-{label}"
     return out
 
@@ -567,9 +574,11 @@ def person_consistent_tags(tags: list[str], words: list[str], span_text, scores:
 
 
 def decode_entities(text: str, words: list[tuple[str, int, int]], probs: torch.Tensor,
-                    id2label: dict[int, str], masks=None, person: str | None = None) -> list[Entity]:
+                    id2label: dict[int, str], masks=None, person: str | None = None,
+                    segments: list[Segment] | None = None) -> list[Entity]:
     """Entities of ``text`` from its words' tag probabilities. ``person``: the label whose full names a surname
-    on its own takes (``person_consistent_tags``); None keeps the model's labels."""
+    on its own takes (``person_consistent_tags``); None keeps the model's labels. ``segments``: the text's
+    sentences as ``sentence_segments`` finds them (found here when not given)."""
     if not words:
         return []
     tag_list = [id2label[i] for i in range(len(id2label))]
@@ -587,9 +596,11 @@ def decode_entities(text: str, words: list[tuple[str, int, int]], probs: torch.T
     if person:  # a relabelled mention keeps its score: the model's confidence in it, under the other label
         tags = person_consistent_tags(tags, [w for w, _, _ in words],
                                       lambda a, b: text[words[a][1]:words[b - 1][2]], scores.tolist(), person)
-    breaks = {i for i in range(1, len(words)) if "\n" in text[words[i - 1][2]:words[i][1]]}
-    tags = rescored(join_split_names(tags, [w for w, _, _ in words], breaks))  # after the relabelling: "Chong"
-    # and "Coronado", a Person and an Organisation, are both Person once "Ernesto Chong Coronado" names him
+    if segments is None:
+        segments = sentence_segments(text, [(a, b) for _, a, b in words])
+    tags = rescored(join_split_names(tags, [w for w, _, _ in words], {first for first, _, _ in segments}))
+    # (after the relabelling: "Chong" and "Coronado", a Person and an Organisation, are both Person once
+    # "Ernesto Chong Coronado" names him)
     entities, current = [], None
     for (_, start, end), tag, score in zip(words, tags, scores.tolist()):
         prefix, label = split_tag(tag)
@@ -705,7 +716,7 @@ class Tagger:
                                    self.batch_size, segments, by_sentence=True)
         person = self.person if self.consistent_names else None
         tags = []
-        for p, words in zip(probs, word_lists):
+        for k, (p, words) in enumerate(zip(probs, word_lists)):
             if not len(p):
                 tags.append([])
                 continue
@@ -713,7 +724,8 @@ class Tagger:
             seq = repair_bio([self.tag_list[i] for i in ids], words)
             scores = p[range(len(ids)), ids].tolist()  # as ``tag`` scores an entity: mean probability of its tags
             seq = person_consistent_tags(seq, words, lambda a, b: " ".join(words[a:b]), scores, person)
-            joined = join_split_names(seq, words)
+            starts = {first for first, _, _ in segments[k]} if segments and segments[k] else set()
+            joined = join_split_names(seq, words, starts)  # not across sentences, where the text is known
             for i in (i for i, (a, b) in enumerate(zip(seq, joined)) if a != b):  # as ``decode_entities`` scores it
                 scores[i] = float(p[i, self.tag_list.index(joined[i])])
             seq = joined
@@ -732,8 +744,8 @@ class Tagger:
                                    self.max_length, self.stride, self.batch_size, segments)
         release_free_memory()  # the windows' activations, freed: see inference/heap.py
         person = self.person if self.consistent_names else None
-        entities = [decode_entities(t, ws, p, self.id2label, self.masks, person)
-                    for t, ws, p in zip(texts, words, probs)]
+        entities = [decode_entities(t, ws, p, self.id2label, self.masks, person, seg)
+                    for t, ws, p, seg in zip(texts, words, probs, segments)]
         if self.min_score > 0:
             entities = [[e for e in ents if e.score >= self.min_score] for ents in entities]
         if self.mentions == "names":

@@ -499,7 +499,10 @@ def test_a_name_cut_in_two_at_a_space_is_one_entity():
             ("the young man he said", "B-Person I-Person I-Person B-Person O", ["the young man", "he"]),
             ("Rebels in Idlib\nAleppo fell", "O O B-Location B-Location O", ["Idlib", "Aleppo"]),
             ("The Syrian Observatory said", "B-Location I-Location B-Organisation O", ["The Syrian", "Observatory"]),
-            ("Idlib , Aleppo", "B-Location O B-Location", ["Idlib", "Aleppo"])):
+            ("Idlib , Aleppo", "B-Location O B-Location", ["Idlib", "Aleppo"]),
+            # a subheading run into its text (InSight Crime): the capitalised "The" begins a sentence
+            ("the Best Corner of America The 323 kilometers of coast", "O B-Location I-Location I-Location "
+             "I-Location B-Location I-Location I-Location O O", ["Best Corner of America", "The 323 kilometers"])):
         assert [t for _, t, _ in decode(text, tags)] == want, text
     # after a surname took the Person label of the full name: "Chong" Person + "Coronado" Organisation (news)
     assert [(label, t) for label, t, _ in decode(
@@ -510,8 +513,20 @@ def test_a_name_cut_in_two_at_a_space_is_one_entity():
     assert join_split_names(["B-Person", "B-Person", "I-Person", "O"], ["President", "Jacques", "Chirac", "said"]) \
         == ["B-Person", "I-Person", "I-Person", "O"]
     assert join_split_names(["B-Person", "B-Person"], ["goalkeeper", "Bitar"]) == ["B-Person", "B-Person"]
-    assert join_split_names(["B-Location", "B-Location"], ["Idlib", "Aleppo"], line_breaks={1}) == \
+    assert join_split_names(["B-Location", "B-Location"], ["Idlib", "Aleppo"], sentence_starts={1}) == \
         ["B-Location", "B-Location"]
+    # nor across the cut of a run-on (text that lost its punctuation, as SATP's): "... reports The Asian Age" |
+    # "Injured constables ..."
+    text = ("Maoists attacked a police camp in the district on the night of February 6 and fired at the guards "
+            "for two hours before they fled into the forest leaving behind arms and explosives which the forces "
+            "recovered in a search of the area on the next day reports The Asian Age Injured constables were "
+            "taken to a hospital in the town where they are being treated")
+    words = [w for w, _, _ in words_with_offsets(text)]
+    tags = ["O"] * len(words)
+    age = words.index("Age")
+    tags[age - 2: age + 3] = ["B-Organisation", "I-Organisation", "I-Organisation", "B-Organisation",
+                              "I-Organisation"]
+    assert [t for _, t, _ in decode(text, " ".join(tags))] == ["The Asian Age", "Injured constables"]
 
 
 def test_an_entity_takes_in_the_partner_of_a_bracket_it_leaves_open():
