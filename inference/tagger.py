@@ -587,18 +587,19 @@ def decode_entities(text: str, words: list[tuple[str, int, int]], probs: torch.T
     tags = repair_bio([id2label[int(i)] for i in ids], [_dash_or_word(text, *w) for w in words])
     label2id = {v: k for k, v in id2label.items()}
 
-    def rescored(joined: list[str]) -> list[str]:  # a joined word scores the probability of the tag it now has
-        changed = [i for i, (a, b) in enumerate(zip(tags, joined)) if a != b and b in label2id]
+    def rescored(before: list[str], joined: list[str]) -> list[str]:
+        """``joined``, with each word whose tag it changed scored as the probability of the tag it now has."""
+        changed = [i for i, (a, b) in enumerate(zip(before, joined)) if a != b and b in label2id]
         scores[changed] = probs[changed, [label2id[joined[i]] for i in changed]].to(scores.dtype)
         return joined
 
-    tags = rescored(join_glued(words, tags))
+    tags = rescored(tags, join_glued(words, tags))
     if person:  # a relabelled mention keeps its score: the model's confidence in it, under the other label
         tags = person_consistent_tags(tags, [w for w, _, _ in words],
                                       lambda a, b: text[words[a][1]:words[b - 1][2]], scores.tolist(), person)
     if segments is None:
         segments = sentence_segments(text, [(a, b) for _, a, b in words])
-    tags = rescored(join_split_names(tags, [w for w, _, _ in words], {first for first, _, _ in segments}))
+    tags = rescored(tags, join_split_names(tags, [w for w, _, _ in words], {first for first, _, _ in segments}))
     # (after the relabelling: "Chong" and "Coronado", a Person and an Organisation, are both Person once
     # "Ernesto Chong Coronado" names him)
     entities, current = [], None
